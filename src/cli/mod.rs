@@ -1,0 +1,64 @@
+//! The `janus` command line: one binary, one subcommand per step or service.
+
+mod schema;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "janus", version = version_string(), about = "Janus-Q: from research to paper trading to a gated live canary")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the JSON Schemas of the versioned contracts.
+    Schema(schema::SchemaArgs),
+    /// Verify artifacts: known version, schema, lineage and manifest hash. Exit 0 only if all pass.
+    Verify(verify::VerifyArgs),
+}
+
+fn version_string() -> &'static str {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (git ",
+        env!("JANUS_GIT_COMMIT"),
+        ")"
+    )
+}
+
+/// Parses the command line and runs it. Errors print as one precise message and exit 1;
+/// usage errors exit 2 (clap's convention).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Schema(args) => schema::run(args),
+        Command::Verify(args) => verify::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("janus: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A command's failure: a message that says what was wrong and where.
+pub type CliResult = Result<ExitCode, CliError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Contract(#[from] crate::contracts::ContractError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}

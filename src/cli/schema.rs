@@ -1,0 +1,77 @@
+use super::{CliError, CliResult};
+use crate::contracts::ArtifactKind;
+use crate::contracts::artifact::write_atomically;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// A contract version (e.g. janus-event-car-v1); all of them when omitted.
+    pub name: Option<String>,
+    /// Write `<name>.schema.json` files (and, for all schemas, the `fields.md` reference
+    /// rendered from them) into this directory instead of printing.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Every generated schema: (file name, pretty JSON with a trailing newline).
+pub fn all_schemas() -> Vec<(String, String)> {
+    ArtifactKind::ALL
+        .iter()
+        .map(|k| (k.schema_file_name(), pretty(k.schema())))
+        .collect()
+}
+
+/// The field reference rendered from every schema.
+pub fn field_reference() -> String {
+    let schemas: Vec<(&str, &serde_json::Value)> = ArtifactKind::ALL
+        .iter()
+        .map(|k| (k.version(), k.schema()))
+        .collect();
+    crate::contracts::field_docs::render(&schemas)
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    let mut s = serde_json::to_string_pretty(value).expect("schemas serialize");
+    s.push('\n');
+    s
+}
+
+pub fn run(args: SchemaArgs) -> CliResult {
+    let mut schemas = all_schemas();
+    if let Some(name) = &args.name {
+        let wanted = format!("{}.schema.json", name.trim_end_matches(".schema.json"));
+        schemas.retain(|(file, _)| *file == wanted);
+        if schemas.is_empty() {
+            let known: Vec<String> = all_schemas()
+                .into_iter()
+                .map(|(f, _)| f.trim_end_matches(".schema.json").to_string())
+                .collect();
+            return Err(CliError::Usage(format!(
+                "unknown contract '{name}'; known: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    match args.out {
+        Some(dir) => {
+            if args.name.is_none() {
+                schemas.push(("fields.md".to_string(), field_reference()));
+            }
+            for (file, text) in &schemas {
+                write_atomically(&dir.join(file), text.as_bytes())?;
+                println!("{}", dir.join(file).display());
+            }
+        }
+        None if schemas.len() == 1 => print!("{}", schemas[0].1),
+        None => {
+            let all: serde_json::Map<String, serde_json::Value> = ArtifactKind::ALL
+                .iter()
+                .map(|k| (k.version().to_string(), k.schema().clone()))
+                .collect();
+            print!("{}", pretty(&serde_json::Value::Object(all)));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,460 @@
+//! The artifact envelope shared by every contract: sealing (`manifest_hash`), schema generation,
+//! writing, and the reader that an auditor's `janus verify` and every consumer use. Readers fail
+//! closed: an unknown version, a schema violation, a broken lineage or a hash that does not match
+//! the content is an error naming the file and the field.
+
+use super::event_car::EventCarArtifact;
+use super::evidence::EvidenceArtifact;
+use super::hash::{Sha256Hex, canonical_hash};
+use super::jcs::CanonicalError;
+use super::lineage::{ArtifactRef, FileDigest, Lineage};
+use super::reward::HgrmRewardArtifact;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The member every artifact is sealed with; excluded from its own hash.
+pub const MANIFEST_HASH: &str = "manifest_hash";
+
+/// The artifact families this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArtifactKind {
+    EventCar,
+    HgrmReward,
+    Evidence,
+}
+
+impl ArtifactKind {
+    pub const ALL: [ArtifactKind; 3] = [
+        ArtifactKind::EventCar,
+        ArtifactKind::HgrmReward,
+        ArtifactKind::Evidence,
+    ];
+
+    /// The family prefix shared by all versions, e.g. `janus-event-car`.
+    pub fn family(self) -> &'static str {
+        match self {
+            ArtifactKind::EventCar => "janus-event-car",
+            ArtifactKind::HgrmReward => "janus-hgrm-reward",
+            ArtifactKind::Evidence => "janus-q-evidence",
+        }
+    }
+
+    /// The version this build writes.
+    pub fn version(self) -> &'static str {
+        match self {
+            ArtifactKind::EventCar => "janus-event-car-v1",
+            ArtifactKind::HgrmReward => "janus-hgrm-reward-v1",
+            ArtifactKind::Evidence => "janus-q-evidence-v1",
+        }
+    }
+
+    /// Versions this build reads. Older compatible versions are listed here explicitly when
+    /// they exist; anything else is refused.
+    pub fn accepted_versions(self) -> &'static [&'static str] {
+        match self {
+            ArtifactKind::EventCar => &["janus-event-car-v1"],
+            ArtifactKind::HgrmReward => &["janus-hgrm-reward-v1"],
+            ArtifactKind::Evidence => &["janus-q-evidence-v1"],
+        }
+    }
+
+    /// The kind whose family a `schema_version` string belongs to.
+    pub fn for_version(version: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| {
+            version
+                .strip_prefix(k.family())
+                .is_some_and(|rest| rest.starts_with("-v"))
+        })
+    }
+
+    /// File name of the JSON Schema under `docs/contracts/`.
+    pub fn schema_file_name(self) -> String {
+        format!("{}.schema.json", self.version())
+    }
+
+    /// The JSON Schema of the version this build writes, generated from the Rust types.
+    pub fn schema(self) -> &'static Value {
+        static SCHEMAS: OnceLock<[Value; 3]> = OnceLock::new();
+        let all = SCHEMAS.get_or_init(|| {
+            [
+                generate_schema::<EventCarArtifact>(ArtifactKind::EventCar),
+                generate_schema::<HgrmRewardArtifact>(ArtifactKind::HgrmReward),
+                generate_schema::<EvidenceArtifact>(ArtifactKind::Evidence),
+            ]
+        });
+        &all[self as usize]
+    }
+
+    /// Canonical hash of [`Self::schema`]: the `lineage.schema_hash` of artifacts of this version.
+    pub fn schema_hash(self) -> Sha256Hex {
+        canonical_hash(self.schema()).expect("generated schemas are canonicalizable")
+    }
+
+    fn validator(self) -> &'static jsonschema::Validator {
+        static VALIDATORS: OnceLock<Vec<jsonschema::Validator>> = OnceLock::new();
+        let all = VALIDATORS.get_or_init(|| {
+            Self::ALL
+                .iter()
+                .map(|k| jsonschema::validator_for(k.schema()).expect("generated schemas compile"))
+                .collect()
+        });
+        &all[self as usize]
+    }
+}
+
+/// A JSON Schema (draft 2020-12) for `T`, with an `$id` naming the contract version.
+pub fn generate_schema<T: JsonSchema>(kind: ArtifactKind) -> Value {
+    schema_with_id::<T>(
+        &format!(
+            "https://janus.torghut.io/contracts/{}",
+            kind.schema_file_name()
+        ),
+        kind.version(),
+    )
+}
+
+/// A JSON Schema for any of our documents (artifacts, policies), with the given `$id` and title.
+pub fn schema_with_id<T: JsonSchema>(id: &str, title: &str) -> Value {
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>();
+    schema.insert("$id".into(), Value::String(id.to_string()));
+    schema.insert("title".into(), Value::String(title.to_string()));
+    schema.to_value()
+}
+
+/// A versioned, sealed JSON artifact.
+pub trait Artifact: Serialize + DeserializeOwned + JsonSchema {
+    const KIND: ArtifactKind;
+    fn manifest_hash(&self) -> &Sha256Hex;
+    fn set_manifest_hash(&mut self, hash: Sha256Hex);
+    fn lineage(&self) -> &Lineage;
+
+    /// A reference to this artifact for another's lineage.
+    fn reference(&self) -> ArtifactRef {
+        ArtifactRef {
+            schema_version: Self::KIND.version().to_string(),
+            manifest_hash: self.manifest_hash().clone(),
+        }
+    }
+}
+
+macro_rules! impl_artifact {
+    ($ty:ty, $kind:expr) => {
+        impl Artifact for $ty {
+            const KIND: ArtifactKind = $kind;
+            fn manifest_hash(&self) -> &Sha256Hex {
+                &self.manifest_hash
+            }
+            fn set_manifest_hash(&mut self, hash: Sha256Hex) {
+                self.manifest_hash = hash;
+            }
+            fn lineage(&self) -> &Lineage {
+                &self.lineage
+            }
+        }
+    };
+}
+impl_artifact!(EventCarArtifact, ArtifactKind::EventCar);
+impl_artifact!(HgrmRewardArtifact, ArtifactKind::HgrmReward);
+impl_artifact!(EvidenceArtifact, ArtifactKind::Evidence);
+
+/// A placeholder for an artifact that is about to be sealed.
+pub fn unsealed() -> Sha256Hex {
+    Sha256Hex::of_bytes(b"")
+}
+
+/// The manifest hash of an artifact's JSON: SHA-256 of the RFC 8785 encoding of the object
+/// without its `manifest_hash` member.
+pub fn manifest_hash_of(value: &Value) -> Result<Sha256Hex, CanonicalError> {
+    match value {
+        Value::Object(map) if map.contains_key(MANIFEST_HASH) => {
+            let mut map = map.clone();
+            map.remove(MANIFEST_HASH);
+            canonical_hash(&Value::Object(map))
+        }
+        other => canonical_hash(other),
+    }
+}
+
+/// Errors reading, verifying or writing an artifact. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid JSON (line {line}, column {column}): {message}")]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: the top level is not a JSON object")]
+    NotAnObject { path: PathBuf },
+    #[error("{path}: missing field `schema_version` (expected one of: {expected})")]
+    MissingVersion { path: PathBuf, expected: String },
+    #[error("{path}: field `schema_version` is {found}; this build reads {expected}")]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: is a {found} artifact, but {expected} was expected")]
+    WrongKind {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: does not conform to {version}:\n{}", .errors.join("\n"))]
+    Schema {
+        path: PathBuf,
+        version: String,
+        errors: Vec<String>,
+    },
+    #[error("{path}: field `{field}` is invalid for {version}: {message}")]
+    Field {
+        path: PathBuf,
+        field: String,
+        version: String,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Integrity { path: PathBuf, message: String },
+    #[error("{path}: cannot canonicalize: {source}")]
+    Canonical {
+        path: PathBuf,
+        source: CanonicalError,
+    },
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub kind: ArtifactKind,
+    pub schema_version: String,
+    pub manifest_hash: Sha256Hex,
+    pub value: Value,
+}
+
+/// Most schema errors listed in one message; the rest are counted.
+const MAX_SCHEMA_ERRORS: usize = 20;
+
+/// Verifies the JSON text of an artifact: known version, schema, typed fields, lineage
+/// consistency and manifest hash. `path` only names the source in errors.
+pub fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<Verified, ContractError> {
+    let value: Value = super::strict_json::from_slice(bytes).map_err(|e| ContractError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    verify_value(path, value)
+}
+
+/// As [`verify_bytes`], for an already parsed document.
+pub fn verify_value(path: &Path, value: Value) -> Result<Verified, ContractError> {
+    let p = || path.to_path_buf();
+    let all_versions = || {
+        ArtifactKind::ALL
+            .iter()
+            .flat_map(|k| k.accepted_versions().iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let object = value
+        .as_object()
+        .ok_or_else(|| ContractError::NotAnObject { path: p() })?;
+    let version = match object.get("schema_version") {
+        None => {
+            return Err(ContractError::MissingVersion {
+                path: p(),
+                expected: all_versions(),
+            });
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(ContractError::UnsupportedVersion {
+                path: p(),
+                found: other.to_string(),
+                expected: all_versions(),
+            });
+        }
+    };
+    let kind = ArtifactKind::for_version(&version)
+        .filter(|k| k.accepted_versions().contains(&version.as_str()))
+        .ok_or_else(|| ContractError::UnsupportedVersion {
+            path: p(),
+            found: format!("'{version}'"),
+            expected: ArtifactKind::for_version(&version)
+                .map(|k| k.accepted_versions().join(", "))
+                .unwrap_or_else(all_versions),
+        })?;
+
+    let errors: Vec<String> = kind
+        .validator()
+        .iter_errors(&value)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            format!("  at {}: {e}", if at.is_empty() { "/" } else { &at })
+        })
+        .collect();
+    if !errors.is_empty() {
+        let total = errors.len();
+        let mut errors: Vec<String> = errors.into_iter().take(MAX_SCHEMA_ERRORS).collect();
+        if total > MAX_SCHEMA_ERRORS {
+            errors.push(format!("  ... and {} more", total - MAX_SCHEMA_ERRORS));
+        }
+        return Err(ContractError::Schema {
+            path: p(),
+            version,
+            errors,
+        });
+    }
+
+    let lineage = match kind {
+        ArtifactKind::EventCar => typed::<EventCarArtifact>(path, &value, &version)?.lineage,
+        ArtifactKind::HgrmReward => typed::<HgrmRewardArtifact>(path, &value, &version)?.lineage,
+        ArtifactKind::Evidence => typed::<EvidenceArtifact>(path, &value, &version)?.lineage,
+    };
+    let mut problems = lineage.inconsistencies();
+    let expected_schema_hash = kind.schema_hash();
+    if lineage.schema_hash != expected_schema_hash {
+        problems.push(format!(
+            "lineage.schema_hash is {} but the {version} schema of this build hashes to {expected_schema_hash}",
+            lineage.schema_hash
+        ));
+    }
+    let recorded = object
+        .get(MANIFEST_HASH)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let recomputed = manifest_hash_of(&value)
+        .map_err(|source| ContractError::Canonical { path: p(), source })?;
+    if recorded != recomputed.as_str() {
+        problems.push(format!(
+            "manifest_hash is {recorded} but the content hashes to {recomputed}: the artifact was changed after it was sealed"
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ContractError::Integrity {
+            path: p(),
+            message: problems.join("; "),
+        });
+    }
+    Ok(Verified {
+        kind,
+        schema_version: version,
+        manifest_hash: recomputed,
+        value,
+    })
+}
+
+fn typed<T: DeserializeOwned>(
+    path: &Path,
+    value: &Value,
+    version: &str,
+) -> Result<T, ContractError> {
+    serde_path_to_error::deserialize(value).map_err(|e| ContractError::Field {
+        path: path.to_path_buf(),
+        field: e.path().to_string(),
+        version: version.to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+/// Reads and fully verifies an artifact of type `T` (see [`verify_bytes`]).
+pub fn read_artifact<T: Artifact>(path: &Path) -> Result<T, ContractError> {
+    let bytes = std::fs::read(path).map_err(|source| ContractError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let verified = verify_bytes(path, &bytes)?;
+    if verified.kind != T::KIND {
+        return Err(ContractError::WrongKind {
+            path: path.to_path_buf(),
+            found: verified.schema_version,
+            expected: T::KIND.version().to_string(),
+        });
+    }
+    typed(path, &verified.value, &verified.schema_version)
+}
+
+/// Seals `artifact` (sets its manifest hash) and returns its JSON, refusing to produce anything
+/// that would not pass its own schema.
+pub fn seal<T: Artifact>(artifact: &mut T) -> Result<Value, ContractError> {
+    let here = || PathBuf::from(format!("<{}>", T::KIND.version()));
+    let mut value = serde_json::to_value(&*artifact).map_err(|e| ContractError::Field {
+        path: here(),
+        field: String::new(),
+        version: T::KIND.version().into(),
+        message: e.to_string(),
+    })?;
+    let hash = manifest_hash_of(&value).map_err(|source| ContractError::Canonical {
+        path: here(),
+        source,
+    })?;
+    value[MANIFEST_HASH] = Value::String(hash.to_string());
+    artifact.set_manifest_hash(hash);
+    let errors: Vec<String> = T::KIND
+        .validator()
+        .iter_errors(&value)
+        .take(MAX_SCHEMA_ERRORS)
+        .map(|e| format!("  at {}: {e}", e.instance_path()))
+        .collect();
+    if !errors.is_empty() {
+        return Err(ContractError::Schema {
+            path: here(),
+            version: T::KIND.version().into(),
+            errors,
+        });
+    }
+    Ok(value)
+}
+
+/// Seals and writes an artifact as pretty JSON, atomically (a temporary file renamed into
+/// place), so a reader never sees half an artifact. Returns the file's digest.
+pub fn write_artifact<T: Artifact>(
+    path: &Path,
+    artifact: &mut T,
+) -> Result<FileDigest, ContractError> {
+    let value = seal(artifact)?;
+    let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON value always serializes");
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)?;
+    Ok(FileDigest {
+        sha256: Sha256Hex::of_bytes(&bytes),
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ContractError> {
+    let err = |source| ContractError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}

@@ -1,0 +1,7 @@
+//! Janus-Q operator: takes an event-driven trading model (arXiv:2602.19919) from research to
+//! paper trading to a gated live canary. The domain modules are sans-IO and know nothing of
+//! Kubernetes; `cli` maps the `janus` subcommands onto them.
+
+pub mod cli;
+pub mod contracts;
+pub mod taxonomy;

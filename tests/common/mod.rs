@@ -1,0 +1,238 @@
+//! Sample artifacts for the integration tests: small, fully populated, deterministic.
+#![allow(dead_code)]
+
+use chrono::{DateTime, NaiveDate, Utc};
+use janus::contracts::artifact::unsealed;
+use janus::contracts::event_car::*;
+use janus::contracts::evidence::*;
+use janus::contracts::label::*;
+use janus::contracts::reward::*;
+use janus::contracts::{Artifact, ArtifactKind, FileDigest, Inputs, Lineage, Sha256Hex};
+use janus::taxonomy::EventType;
+use std::collections::BTreeMap;
+
+pub fn at() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2025-01-24T07:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+fn inputs() -> Inputs {
+    BTreeMap::from([
+        (
+            "events".to_string(),
+            FileDigest {
+                sha256: Sha256Hex::of_bytes(b"events"),
+                bytes: 6,
+            },
+        ),
+        (
+            "prices".to_string(),
+            FileDigest {
+                sha256: Sha256Hex::of_bytes(b"prices"),
+                bytes: 6,
+            },
+        ),
+    ])
+}
+
+pub fn lineage(kind: ArtifactKind) -> Lineage {
+    Lineage::new(
+        kind.schema_hash(),
+        inputs(),
+        &serde_json::json!({"seed": 7}),
+        vec![],
+    )
+    .unwrap()
+}
+
+pub fn event_car() -> EventCarArtifact {
+    let record = |id: &str, car: f64, t: EventType| EventCarRecord {
+        event_id: id.into(),
+        timestamp: DateTime::parse_from_rfc3339("2024-03-01T10:15:00+08:00").unwrap(),
+        symbol: "600000.SH".into(),
+        source_event_type: t.chinese_name().unwrap_or("并购").into(),
+        event_type: t,
+        title: "公告 \"quoted\" \u{1F600} line\nbreak".into(),
+        d0: Some(NaiveDate::from_ymd_opt(2024, 3, 4).unwrap()),
+        fit: Some(MarketModelFit {
+            alpha: 0.000123,
+            beta: 1.0912345678901234,
+            r_squared: 0.4,
+            observations: 118,
+            residual_std: 0.0151,
+            window_start: NaiveDate::from_ymd_opt(2023, 8, 1).unwrap(),
+            window_end: NaiveDate::from_ymd_opt(2024, 2, 5).unwrap(),
+        }),
+        window: vec![WindowDay {
+            date: NaiveDate::from_ymd_opt(2024, 3, 4).unwrap(),
+            stock_return: 0.031,
+            market_return: -0.002,
+            abnormal_return: car,
+            neutral_abnormal_return: Some(car * 0.9),
+        }],
+        car_market_model: Some(car),
+        label: t.is_known().then(|| Label {
+            car: car * 0.9,
+            direction: if car > 0.0 {
+                Sign::Positive
+            } else {
+                Sign::Negative
+            },
+            strength: if car.abs() >= 0.02 {
+                Strength::Strong
+            } else {
+                Strength::Weak
+            },
+            event_type: t,
+        }),
+        unlabelled_reason: None,
+    };
+    let mut missing = record("e3", 0.0, EventType::Unknown);
+    missing.label = None;
+    missing.fit = None;
+    missing.window.clear();
+    missing.car_market_model = None;
+    missing.unlabelled_reason = Some(UnlabelledReason::InsufficientHistory);
+    EventCarArtifact {
+        schema_version: EventCarVersion::V1,
+        generated_at: at(),
+        lineage: lineage(ArtifactKind::EventCar),
+        method: LabellingMethod {
+            estimation_window: 120,
+            buffer: 10,
+            min_observations: 60,
+            event_window: 2,
+            dead_band: 0.0,
+            strong_threshold: 0.02,
+            session_open: "09:30".into(),
+            timezone: "Asia/Shanghai".into(),
+            neutralized: true,
+            factors: vec!["size".into(), "momentum".into()],
+        },
+        summary: EventCarSummary {
+            events: 3,
+            labelled: 2,
+            unlabelled_by_reason: BTreeMap::from([("insufficient_history".into(), 1)]),
+            by_event_type: BTreeMap::from([
+                ("dividend".into(), 1),
+                ("violation".into(), 1),
+                ("unknown".into(), 1),
+            ]),
+            unknown_event_types: BTreeMap::from([("并购".into(), 1)]),
+            bad_rows: BTreeMap::new(),
+            mean_car_by_type: BTreeMap::from([
+                ("dividend".into(), 0.0279),
+                ("violation".into(), -1e-7),
+            ]),
+        },
+        records: vec![
+            record("e1", 0.031, EventType::Dividend),
+            record("e2", -1.1111111111111111e-7, EventType::Violation),
+            missing,
+        ],
+        manifest_hash: unsealed(),
+    }
+}
+
+pub fn reward() -> HgrmRewardArtifact {
+    HgrmRewardArtifact {
+        schema_version: HgrmRewardVersion::V1,
+        generated_at: at(),
+        lineage: Lineage {
+            parents: vec![event_car_sealed().reference()],
+            ..lineage(ArtifactKind::HgrmReward)
+        },
+        config: serde_json::json!({"lambda_dir": 1.5, "kappa": 0.0015}),
+        summary: RewardSummary {
+            samples: 1,
+            format_failures: 0,
+            direction_gate_pass_ratio: 1.0,
+            hard_gate_failures: 0,
+            type_match_ratio: 1.0,
+            clipped: 0,
+            mean_final_reward: 0.7333333333333333,
+            mean_pnl_reward: 0.0295,
+        },
+        records: vec![RewardDecomposition {
+            event_id: "e1".into(),
+            prediction: Some(Prediction {
+                direction: Direction::Long,
+                event_type: Some(EventType::Dividend),
+                strength: Strength::Strong,
+                car_estimate: 0.025,
+            }),
+            format_failure: None,
+            direction_gate_passed: true,
+            event_type_gate: TypeGate::Match,
+            pnl_discount: 1.0,
+            components: RewardComponents {
+                direction: 0.0,
+                event_type: 0.0,
+                pnl: 0.0295,
+                strength: 0.0,
+                magnitude: 0.9801986733067553,
+                process: 0.1,
+            },
+            gated_out: vec![],
+            unclipped_reward: 0.7333333333333333,
+            final_reward: 0.7333333333333333,
+            clipped: false,
+        }],
+        manifest_hash: unsealed(),
+    }
+}
+
+pub fn evidence() -> EvidenceArtifact {
+    EvidenceArtifact {
+        schema_version: EvidenceVersion::V1,
+        generated_at: at(),
+        lineage: lineage(ArtifactKind::Evidence),
+        model_sha256: Some(Sha256Hex::of_bytes(b"model")),
+        summary: EvidenceSummary {
+            complete: true,
+            missing: vec![],
+        },
+        counts: EvidenceCounts {
+            events: 3,
+            labelled_events: 2,
+            rewards: 1,
+            predictions: 2,
+            trades: 2,
+            trading_days: 54,
+        },
+        metrics: BTreeMap::from([("sr".into(), 1.3088), ("mdd".into(), 0.1196)]),
+        baseline_metrics: BTreeMap::from([("sr".into(), 0.6481)]),
+        deltas: BTreeMap::from([(
+            "sr".into(),
+            Delta {
+                value: 0.6607,
+                ci_lower: -0.2,
+                ci_upper: 1.5,
+                p_value: 0.0712,
+            },
+        )]),
+        significance: Some(Significance {
+            method: "stationary_bootstrap".into(),
+            resamples: 10_000,
+            block_length: 5.0,
+            seed: 42,
+            confidence: 0.95,
+        }),
+        walk_forward: Some(WalkForwardSummary {
+            folds: 5,
+            negative_fold_ratio: 0.2,
+            fold_pnl_cv: 0.8,
+        }),
+        calibration: None,
+        artifacts: vec![event_car_sealed().reference()],
+        reproducibility_hashes: vec![Sha256Hex::of_bytes(b"replay")],
+        manifest_hash: unsealed(),
+    }
+}
+
+pub fn event_car_sealed() -> EventCarArtifact {
+    let mut a = event_car();
+    janus::contracts::seal(&mut a).unwrap();
+    a
+}
