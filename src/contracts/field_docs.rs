@@ -53,7 +53,11 @@ fn object_table(out: &mut String, _name: &str, schema: &Value) {
             out,
             "| `{prop}` | {} | {} | {description} |",
             type_of(def).replace('|', "\\|"),
-            if required.contains(&prop.as_str()) { "yes" } else { "no" }
+            if required.contains(&prop.as_str()) {
+                "yes"
+            } else {
+                "no"
+            }
         );
     }
 }
@@ -68,7 +72,11 @@ fn type_of(def: &Value) -> String {
         return format!("`{c}`");
     }
     if let Some(values) = def.get("enum").and_then(Value::as_array) {
-        return values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(" / ");
+        return values
+            .iter()
+            .map(|v| format!("`{v}`"))
+            .collect::<Vec<_>>()
+            .join(" / ");
     }
     for key in ["anyOf", "oneOf"] {
         if let Some(alts) = def.get(key).and_then(Value::as_array) {
