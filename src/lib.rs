@@ -4,4 +4,5 @@
 
 pub mod cli;
 pub mod contracts;
+pub mod rng;
 pub mod taxonomy;

@@ -275,7 +275,7 @@ fn independent_rfc8785_implementation_agrees() {
 
 fn sample_value() -> Value {
     let mut a = common::event_car();
-    janus::contracts::seal(&mut a).unwrap()
+    serde_json::from_slice(&janus::contracts::seal(&mut a).unwrap()).unwrap()
 }
 
 fn verify_err(value: &Value) -> ContractError {
@@ -284,6 +284,26 @@ fn verify_err(value: &Value) -> ContractError {
         &serde_json::to_vec(value).unwrap(),
     )
     .unwrap_err()
+}
+
+#[test]
+fn values_json_cannot_carry_are_refused_when_sealing() {
+    let mut a = common::event_car();
+    a.records[0].car_market_model = Some(f64::NAN);
+    let err = janus::contracts::seal(&mut a).unwrap_err().to_string();
+    assert!(err.contains("NaN is not finite"), "{err}");
+}
+
+#[test]
+fn typed_and_parsed_forms_hash_the_same() {
+    let mut a = common::evidence();
+    let text = janus::contracts::seal(&mut a).unwrap();
+    let parsed: Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(
+        manifest_hash_of(&parsed).unwrap(),
+        manifest_hash_of(&a).unwrap()
+    );
+    assert_eq!(to_canonical_string(&parsed).unwrap().as_bytes(), &text[..]);
 }
 
 #[test]
@@ -505,8 +525,8 @@ fn janus_verify_says_ok_or_exactly_what_is_wrong() {
     );
 
     let text = std::fs::read_to_string(&paths[0]).unwrap().replacen(
-        "\"symbol\": \"600000.SH\"",
-        "\"symbol\": \"600001.SH\"",
+        "\"symbol\":\"600000.SH\"",
+        "\"symbol\":\"600001.SH\"",
         1,
     );
     let tampered = dir.path().join("tampered.json");

@@ -6,7 +6,7 @@
 use super::event_car::EventCarArtifact;
 use super::evidence::EvidenceArtifact;
 use super::hash::{Sha256Hex, canonical_hash};
-use super::jcs::CanonicalError;
+use super::jcs::{CanonicalError, to_canonical_vec};
 use super::lineage::{ArtifactRef, FileDigest, Lineage};
 use super::reward::HgrmRewardArtifact;
 use schemars::JsonSchema;
@@ -168,17 +168,13 @@ pub fn unsealed() -> Sha256Hex {
     Sha256Hex::of_bytes(b"")
 }
 
-/// The manifest hash of an artifact's JSON: SHA-256 of the RFC 8785 encoding of the object
-/// without its `manifest_hash` member.
-pub fn manifest_hash_of(value: &Value) -> Result<Sha256Hex, CanonicalError> {
-    match value {
-        Value::Object(map) if map.contains_key(MANIFEST_HASH) => {
-            let mut map = map.clone();
-            map.remove(MANIFEST_HASH);
-            canonical_hash(&Value::Object(map))
-        }
-        other => canonical_hash(other),
-    }
+/// The manifest hash of an artifact (typed or as JSON): SHA-256 of the RFC 8785 encoding of
+/// the object without its `manifest_hash` member.
+pub fn manifest_hash_of<T: Serialize + ?Sized>(artifact: &T) -> Result<Sha256Hex, CanonicalError> {
+    Ok(Sha256Hex::of_bytes(&to_canonical_vec(
+        artifact,
+        Some(MANIFEST_HASH),
+    )?))
 }
 
 /// Errors reading, verifying or writing an artifact. Each names the file.
@@ -392,46 +388,27 @@ pub fn read_artifact<T: Artifact>(path: &Path) -> Result<T, ContractError> {
     typed(path, &verified.value, &verified.schema_version)
 }
 
-/// Seals `artifact` (sets its manifest hash) and returns its JSON, refusing to produce anything
-/// that would not pass its own schema.
-pub fn seal<T: Artifact>(artifact: &mut T) -> Result<Value, ContractError> {
-    let here = || PathBuf::from(format!("<{}>", T::KIND.version()));
-    let mut value = serde_json::to_value(&*artifact).map_err(|e| ContractError::Field {
-        path: here(),
-        field: String::new(),
-        version: T::KIND.version().into(),
-        message: e.to_string(),
-    })?;
-    let hash = manifest_hash_of(&value).map_err(|source| ContractError::Canonical {
-        path: here(),
+/// Seals `artifact` (sets its manifest hash) and returns its canonical JSON text. Fails on
+/// values JSON cannot carry (NaN, infinities, integers beyond 2^53 − 1) instead of writing
+/// something else.
+pub fn seal<T: Artifact>(artifact: &mut T) -> Result<Vec<u8>, ContractError> {
+    let canonical = |source| ContractError::Canonical {
+        path: PathBuf::from(format!("<{}>", T::KIND.version())),
         source,
-    })?;
-    value[MANIFEST_HASH] = Value::String(hash.to_string());
+    };
+    let hash = manifest_hash_of(&*artifact).map_err(canonical)?;
     artifact.set_manifest_hash(hash);
-    let errors: Vec<String> = T::KIND
-        .validator()
-        .iter_errors(&value)
-        .take(MAX_SCHEMA_ERRORS)
-        .map(|e| format!("  at {}: {e}", e.instance_path()))
-        .collect();
-    if !errors.is_empty() {
-        return Err(ContractError::Schema {
-            path: here(),
-            version: T::KIND.version().into(),
-            errors,
-        });
-    }
-    Ok(value)
+    to_canonical_vec(&*artifact, None).map_err(canonical)
 }
 
-/// Seals and writes an artifact as pretty JSON, atomically (a temporary file renamed into
-/// place), so a reader never sees half an artifact. Returns the file's digest.
+/// Seals and writes an artifact in its canonical (RFC 8785) form plus a final newline,
+/// atomically (a temporary file renamed into place), so a reader never sees half an artifact.
+/// Returns the file's digest.
 pub fn write_artifact<T: Artifact>(
     path: &Path,
     artifact: &mut T,
 ) -> Result<FileDigest, ContractError> {
-    let value = seal(artifact)?;
-    let mut bytes = serde_json::to_vec_pretty(&value).expect("a JSON value always serializes");
+    let mut bytes = seal(artifact)?;
     bytes.push(b'\n');
     write_atomically(path, &bytes)?;
     Ok(FileDigest {

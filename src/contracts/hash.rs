@@ -1,10 +1,9 @@
 //! SHA-256 digests as lowercase hex, and the canonical hash every artifact and lineage field uses:
 //! SHA-256 over the RFC 8785 encoding of a JSON value.
 
-use super::jcs::{CanonicalError, to_canonical_string};
+use super::jcs::{CanonicalError, to_canonical_vec};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::fmt;
@@ -94,15 +93,10 @@ impl JsonSchema for Sha256Hex {
     }
 }
 
-/// SHA-256 of the RFC 8785 canonical encoding of `value`.
-pub fn canonical_hash(value: &Value) -> Result<Sha256Hex, CanonicalError> {
-    Ok(Sha256Hex::of_bytes(to_canonical_string(value)?.as_bytes()))
-}
-
-/// Canonical hash of anything serializable (configs, schemas, snapshots).
-pub fn canonical_hash_of<T: Serialize>(value: &T) -> Result<Sha256Hex, CanonicalError> {
-    let value = serde_json::to_value(value).map_err(|e| CanonicalError::NotJson(e.to_string()))?;
-    canonical_hash(&value)
+/// SHA-256 of the RFC 8785 canonical encoding of `value` (a JSON value, a config, a schema, an
+/// artifact: anything serializable).
+pub fn canonical_hash<T: Serialize + ?Sized>(value: &T) -> Result<Sha256Hex, CanonicalError> {
+    Ok(Sha256Hex::of_bytes(&to_canonical_vec(value, None)?))
 }
 
 #[cfg(test)]
@@ -135,6 +129,7 @@ mod tests {
 
     #[test]
     fn canonical_hash_ignores_layout() {
+        use serde_json::Value;
         let a: Value = serde_json::from_str(r#"{"b": 1.50, "a": [1, 2]}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":[1,2],"b":1.5}"#).unwrap();
         assert_eq!(canonical_hash(&a).unwrap(), canonical_hash(&b).unwrap());

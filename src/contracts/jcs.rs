@@ -6,7 +6,7 @@
 //! numbers formatted as ECMAScript's `Number.prototype.toString` (shortest round-trip digits).
 //! Values JCS cannot represent (NaN, infinities, integers beyond 2^53) are errors, never guesses.
 
-use serde_json::{Map, Number, Value};
+use serde::ser::{self, Serialize};
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
@@ -15,60 +15,42 @@ use std::fmt::Write as _;
 pub enum CanonicalError {
     #[error("number {0} is not finite; JSON (I-JSON) has no representation for it")]
     NonFinite(String),
-    #[error(
-        "integer {0} is outside the IEEE-754 double range that JCS can represent exactly (|n| <= 2^53)"
-    )]
+    #[error("integer {0} is outside the safe integer range of I-JSON (|n| <= 2^53 - 1)")]
     IntegerOutOfRange(String),
     #[error("value cannot be represented as JSON: {0}")]
     NotJson(String),
+}
+
+impl ser::Error for CanonicalError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        CanonicalError::NotJson(msg.to_string())
+    }
 }
 
 /// Largest integer magnitude in I-JSON's safe domain (2^53 − 1): every JCS implementation reads
 /// it back as the same double. Larger integer tokens are refused, as other implementations do.
 const MAX_EXACT_INTEGER: u64 = (1 << 53) - 1;
 
-/// The canonical (RFC 8785) serialization of `value`.
-pub fn to_canonical_string(value: &Value) -> Result<String, CanonicalError> {
-    let mut out = String::with_capacity(256);
-    write_value(&mut out, value)?;
-    Ok(out)
+/// The canonical (RFC 8785) serialization of anything serializable: a `serde_json::Value` or a
+/// typed artifact, straight from its fields (non-finite floats are errors here, where
+/// `serde_json` would silently write `null`).
+pub fn to_canonical_string<T: Serialize + ?Sized>(value: &T) -> Result<String, CanonicalError> {
+    let bytes = to_canonical_vec(value, None)?;
+    Ok(String::from_utf8(bytes).expect("the canonical writer emits UTF-8"))
 }
 
-fn write_value(out: &mut String, value: &Value) -> Result<(), CanonicalError> {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => write_number(out, n)?,
-        Value::String(s) => write_string(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, item)?;
-            }
-            out.push(']');
-        }
-        Value::Object(map) => write_object(out, map)?,
-    }
-    Ok(())
-}
-
-fn write_object(out: &mut String, map: &Map<String, Value>) -> Result<(), CanonicalError> {
-    let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    members.sort_by(|a, b| cmp_utf16(a.0, b.0));
-    out.push('{');
-    for (i, (key, value)) in members.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_string(out, key);
-        out.push(':');
-        write_value(out, value)?;
-    }
-    out.push('}');
-    Ok(())
+/// As [`to_canonical_string`], as bytes; `omit_top_level` leaves out one member of the
+/// top-level object (the seal, when hashing an artifact).
+pub fn to_canonical_vec<T: Serialize + ?Sized>(
+    value: &T,
+    omit_top_level: Option<&str>,
+) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = String::with_capacity(1024);
+    value.serialize(Canonical {
+        out: &mut out,
+        omit: omit_top_level,
+    })?;
+    Ok(out.into_bytes())
 }
 
 /// Order of member names required by RFC 8785 §3.2.3: by UTF-16 code units, not by bytes.
@@ -78,43 +60,505 @@ pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
 
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(escape);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
-fn write_number(out: &mut String, n: &Number) -> Result<(), CanonicalError> {
-    if let Some(u) = n.as_u64() {
-        if u > MAX_EXACT_INTEGER {
-            return Err(CanonicalError::IntegerOutOfRange(u.to_string()));
+fn write_u64(out: &mut String, u: u64, negative: bool) -> Result<(), CanonicalError> {
+    if u > MAX_EXACT_INTEGER {
+        let sign = if negative { "-" } else { "" };
+        return Err(CanonicalError::IntegerOutOfRange(format!("{sign}{u}")));
+    }
+    if negative && u != 0 {
+        out.push('-');
+    }
+    let _ = write!(out, "{u}");
+    Ok(())
+}
+
+/// The serde serializer that writes RFC 8785 text.
+struct Canonical<'a> {
+    out: &'a mut String,
+    /// A member name to leave out of this (top-level) object.
+    omit: Option<&'a str>,
+}
+
+/// Collects an object's members, then writes them sorted.
+struct Members<'a> {
+    out: &'a mut String,
+    omit: Option<&'a str>,
+    members: Vec<(String, String)>,
+    pending_key: Option<String>,
+    /// The object is the payload of a struct variant, `{"variant":{...}}`: close both.
+    wrapped: bool,
+}
+
+impl Members<'_> {
+    fn push(
+        &mut self,
+        key: String,
+        value: &(impl Serialize + ?Sized),
+    ) -> Result<(), CanonicalError> {
+        if self.omit == Some(key.as_str()) {
+            return Ok(());
         }
-        let _ = write!(out, "{u}");
-        return Ok(());
+        let mut text = String::new();
+        value.serialize(Canonical {
+            out: &mut text,
+            omit: None,
+        })?;
+        self.members.push((key, text));
+        Ok(())
     }
-    if let Some(i) = n.as_i64() {
-        if i.unsigned_abs() > MAX_EXACT_INTEGER {
-            return Err(CanonicalError::IntegerOutOfRange(i.to_string()));
+
+    fn finish(mut self) -> Result<(), CanonicalError> {
+        self.members.sort_by(|a, b| cmp_utf16(&a.0, &b.0));
+        self.out.push('{');
+        for (i, (key, value)) in self.members.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            write_string(self.out, key);
+            self.out.push(':');
+            self.out.push_str(value);
         }
-        let _ = write!(out, "{i}");
-        return Ok(());
+        self.out.push('}');
+        if self.wrapped {
+            self.out.push('}');
+        }
+        Ok(())
     }
-    match n.as_f64() {
-        Some(f) => write_f64(out, f),
-        None => Err(CanonicalError::NonFinite(n.to_string())),
+}
+
+/// Writes an array's elements as they come.
+struct Elements<'a> {
+    out: &'a mut String,
+    first: bool,
+    /// Closing text: `]`, or `]}` for a tuple variant.
+    close: &'static str,
+}
+
+impl Elements<'_> {
+    fn push(&mut self, value: &(impl Serialize + ?Sized)) -> Result<(), CanonicalError> {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        value.serialize(Canonical {
+            out: self.out,
+            omit: None,
+        })
     }
+}
+
+macro_rules! via_u64 {
+    ($($name:ident: $t:ty),*) => {$(
+        fn $name(self, v: $t) -> Result<(), CanonicalError> {
+            write_u64(self.out, v as u64, false)
+        }
+    )*};
+}
+macro_rules! via_i64 {
+    ($($name:ident: $t:ty),*) => {$(
+        fn $name(self, v: $t) -> Result<(), CanonicalError> {
+            write_u64(self.out, (v as i64).unsigned_abs(), v < 0)
+        }
+    )*};
+}
+
+impl<'a> ser::Serializer for Canonical<'a> {
+    type Ok = ();
+    type Error = CanonicalError;
+    type SerializeSeq = Elements<'a>;
+    type SerializeTuple = Elements<'a>;
+    type SerializeTupleStruct = Elements<'a>;
+    type SerializeTupleVariant = Elements<'a>;
+    type SerializeMap = Members<'a>;
+    type SerializeStruct = Members<'a>;
+    type SerializeStructVariant = Members<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), CanonicalError> {
+        self.out.push_str(if v { "true" } else { "false" });
+        Ok(())
+    }
+    via_u64!(serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
+    via_i64!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64);
+    fn serialize_u128(self, v: u128) -> Result<(), CanonicalError> {
+        let v = u64::try_from(v).map_err(|_| CanonicalError::IntegerOutOfRange(v.to_string()))?;
+        write_u64(self.out, v, false)
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), CanonicalError> {
+        let m = u64::try_from(v.unsigned_abs())
+            .map_err(|_| CanonicalError::IntegerOutOfRange(v.to_string()))?;
+        write_u64(self.out, m, v < 0)
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), CanonicalError> {
+        self.serialize_f64(v as f64)
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), CanonicalError> {
+        write_f64(self.out, v)
+    }
+    fn serialize_char(self, v: char) -> Result<(), CanonicalError> {
+        write_string(self.out, v.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), CanonicalError> {
+        write_string(self.out, v);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), CanonicalError> {
+        let mut seq = self.serialize_seq(Some(v.len()))?;
+        for b in v {
+            seq.push(b)?;
+        }
+        ser::SerializeSeq::end(seq)
+    }
+    fn serialize_none(self) -> Result<(), CanonicalError> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), CanonicalError> {
+        self.out.push_str("null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), CanonicalError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), CanonicalError> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        let mut members = self.serialize_map(Some(1))?;
+        members.push(variant.to_string(), value)?;
+        members.finish()
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Elements<'a>, CanonicalError> {
+        self.out.push('[');
+        Ok(Elements {
+            out: self.out,
+            first: true,
+            close: "]",
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Elements<'a>, CanonicalError> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        len: usize,
+    ) -> Result<Elements<'a>, CanonicalError> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Elements<'a>, CanonicalError> {
+        self.out.push('{');
+        write_string(self.out, variant);
+        self.out.push_str(":[");
+        Ok(Elements {
+            out: self.out,
+            first: true,
+            close: "]}",
+        })
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Members<'a>, CanonicalError> {
+        Ok(Members {
+            out: self.out,
+            omit: self.omit,
+            members: Vec::with_capacity(len.unwrap_or(0)),
+            pending_key: None,
+            wrapped: false,
+        })
+    }
+    fn serialize_struct(self, _: &'static str, len: usize) -> Result<Members<'a>, CanonicalError> {
+        self.serialize_map(Some(len))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Members<'a>, CanonicalError> {
+        // Written as {"variant": {...}}: the inner object is collected, then wrapped.
+        self.out.push('{');
+        write_string(self.out, variant);
+        self.out.push(':');
+        Ok(Members {
+            out: self.out,
+            omit: None,
+            members: Vec::with_capacity(len),
+            pending_key: None,
+            wrapped: true,
+        })
+    }
+}
+
+impl ser::SerializeSeq for Elements<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.push(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.out.push_str(self.close);
+        Ok(())
+    }
+}
+impl ser::SerializeTuple for Elements<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.push(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        ser::SerializeSeq::end(self)
+    }
+}
+impl ser::SerializeTupleStruct for Elements<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.push(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        ser::SerializeSeq::end(self)
+    }
+}
+impl ser::SerializeTupleVariant for Elements<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.push(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+impl ser::SerializeMap for Members<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CanonicalError> {
+        self.pending_key = Some(key.serialize(KeyName)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        let key = self
+            .pending_key
+            .take()
+            .ok_or_else(|| CanonicalError::NotJson("map value without a key".into()))?;
+        self.push(key, value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+impl ser::SerializeStruct for Members<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.push(key.to_string(), value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+impl ser::SerializeStructVariant for Members<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.push(key.to_string(), value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+/// Serializes a map key: JSON member names are strings; unit enum variants (our enums used as
+/// keys) and integers are written as their string forms, as serde_json does.
+struct KeyName;
+
+macro_rules! key_via_display {
+    ($($name:ident: $t:ty),*) => {$(
+        fn $name(self, v: $t) -> Result<String, CanonicalError> {
+            Ok(v.to_string())
+        }
+    )*};
+}
+
+impl ser::Serializer for KeyName {
+    type Ok = String;
+    type Error = CanonicalError;
+    type SerializeSeq = ser::Impossible<String, CanonicalError>;
+    type SerializeTuple = ser::Impossible<String, CanonicalError>;
+    type SerializeTupleStruct = ser::Impossible<String, CanonicalError>;
+    type SerializeTupleVariant = ser::Impossible<String, CanonicalError>;
+    type SerializeMap = ser::Impossible<String, CanonicalError>;
+    type SerializeStruct = ser::Impossible<String, CanonicalError>;
+    type SerializeStructVariant = ser::Impossible<String, CanonicalError>;
+
+    fn serialize_str(self, v: &str) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_char(self, v: char) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, CanonicalError> {
+        Ok(variant.to_string())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<String, CanonicalError> {
+        value.serialize(self)
+    }
+    key_via_display!(
+        serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64,
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_bool: bool
+    );
+    fn serialize_f32(self, _: f32) -> Result<String, CanonicalError> {
+        Err(not_a_key("a float"))
+    }
+    fn serialize_f64(self, _: f64) -> Result<String, CanonicalError> {
+        Err(not_a_key("a float"))
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<String, CanonicalError> {
+        Err(not_a_key("bytes"))
+    }
+    fn serialize_none(self) -> Result<String, CanonicalError> {
+        Err(not_a_key("null"))
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<String, CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<String, CanonicalError> {
+        Err(not_a_key("null"))
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<String, CanonicalError> {
+        Err(not_a_key("a unit struct"))
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String, CanonicalError> {
+        Err(not_a_key("an enum with data"))
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CanonicalError> {
+        Err(not_a_key("an array"))
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CanonicalError> {
+        Err(not_a_key("an array"))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, CanonicalError> {
+        Err(not_a_key("an array"))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, CanonicalError> {
+        Err(not_a_key("an array"))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, CanonicalError> {
+        Err(not_a_key("an object"))
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, CanonicalError> {
+        Err(not_a_key("an object"))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, CanonicalError> {
+        Err(not_a_key("an object"))
+    }
+}
+
+fn not_a_key(what: &str) -> CanonicalError {
+    CanonicalError::NotJson(format!("{what} cannot be an object member name"))
 }
 
 /// Splits a decimal rendering (`123.45`, `1.5e-7`, `1e21`) of a positive number into its
@@ -188,7 +632,7 @@ mod tests {
     use super::*;
 
     fn canon(json: &str) -> String {
-        to_canonical_string(&serde_json::from_str(json).unwrap()).unwrap()
+        to_canonical_string(&serde_json::from_str::<serde_json::Value>(json).unwrap()).unwrap()
     }
 
     /// RFC 8785 §3.2.2: the sample input and its canonical form.

@@ -2,7 +2,7 @@
 //! field is a canonical hash so two artifacts can be compared for reproducibility without
 //! trusting anything but the bytes.
 
-use super::hash::{Sha256Hex, canonical_hash_of};
+use super::hash::{Sha256Hex, canonical_hash};
 use super::jcs::CanonicalError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -77,11 +77,11 @@ impl Lineage {
         parents: Vec<ArtifactRef>,
     ) -> Result<Self, CanonicalError> {
         Ok(Self {
-            dataset_snapshot_hash: canonical_hash_of(&inputs)?,
+            dataset_snapshot_hash: canonical_hash(&inputs)?,
             schema_hash,
             generation_code_hash: generation_code_hash(),
             generation_code: generation_code(),
-            run_config_hash: canonical_hash_of(run_config)?,
+            run_config_hash: canonical_hash(run_config)?,
             inputs,
             parents,
         })
@@ -91,7 +91,7 @@ impl Lineage {
     /// claim to hash). Empty when consistent.
     pub fn inconsistencies(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        match canonical_hash_of(&self.inputs) {
+        match canonical_hash(&self.inputs) {
             Ok(h) if h == self.dataset_snapshot_hash => {}
             Ok(h) => problems.push(format!(
                 "lineage.dataset_snapshot_hash is {} but the canonical hash of lineage.inputs is {h}",

@@ -16,7 +16,7 @@ pub use artifact::{
     Artifact, ArtifactKind, ContractError, Verified, read_artifact, seal, verify_bytes,
     write_artifact,
 };
-pub use hash::{Sha256Hex, canonical_hash, canonical_hash_of};
+pub use hash::{Sha256Hex, canonical_hash};
 pub use lineage::{ArtifactRef, FileDigest, Inputs, Lineage};
 
 use chrono::{DateTime, Utc};
