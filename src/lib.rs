@@ -3,6 +3,9 @@
 //! Kubernetes; `cli` maps the `janus` subcommands onto them.
 
 pub mod cli;
+pub mod config;
 pub mod contracts;
+pub mod labeling;
 pub mod rng;
+pub mod scenario;
 pub mod taxonomy;

@@ -1,5 +1,10 @@
 //! The `janus` command line: one binary, one subcommand per step or service.
 
+mod bench;
+mod demo;
+pub mod label;
+mod progress;
+pub mod scenario;
 mod schema;
 mod verify;
 
@@ -19,6 +24,14 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Verify artifacts: known version, schema, lineage and manifest hash. Exit 0 only if all pass.
     Verify(verify::VerifyArgs),
+    /// Generate a synthetic dataset with planted effects (and truth.json).
+    Scenario(scenario::ScenarioArgs),
+    /// Label events with cumulative abnormal returns: writes DIR/event-car.json.
+    Label(label::LabelArgs),
+    /// Benchmarks: median wall time and peak memory of a command over repeated runs.
+    Bench(bench::BenchArgs),
+    /// Run the lifecycle end to end on one machine (default: a generated scenario).
+    Demo(demo::DemoArgs),
 }
 
 fn version_string() -> &'static str {
@@ -37,6 +50,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Schema(args) => schema::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Scenario(args) => scenario::run(args),
+        Command::Label(args) => label::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,
@@ -54,6 +71,8 @@ pub type CliResult = Result<ExitCode, CliError>;
 pub enum CliError {
     #[error(transparent)]
     Contract(#[from] crate::contracts::ContractError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Usage(String),
     #[error("{path}: {source}")]

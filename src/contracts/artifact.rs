@@ -6,8 +6,8 @@
 use super::event_car::EventCarArtifact;
 use super::evidence::EvidenceArtifact;
 use super::hash::{Sha256Hex, canonical_hash};
-use super::jcs::{CanonicalError, to_canonical_vec};
-use super::lineage::{ArtifactRef, FileDigest, Lineage};
+use super::jcs::{CanonicalError, member_at_gap, to_canonical_vec, to_canonical_without};
+use super::lineage::{ArtifactRef, Lineage};
 use super::reward::HgrmRewardArtifact;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -388,37 +388,66 @@ pub fn read_artifact<T: Artifact>(path: &Path) -> Result<T, ContractError> {
     typed(path, &verified.value, &verified.schema_version)
 }
 
-/// Seals `artifact` (sets its manifest hash) and returns its canonical JSON text. Fails on
-/// values JSON cannot carry (NaN, infinities, integers beyond 2^53 − 1) instead of writing
-/// something else.
-pub fn seal<T: Artifact>(artifact: &mut T) -> Result<Vec<u8>, ContractError> {
+/// An artifact's canonical text as three slices: before the seal, the seal member, after it.
+/// Large artifacts are written from these without being copied into one buffer.
+struct SealedText {
+    without: Vec<u8>,
+    offset: usize,
+    member: String,
+}
+
+impl SealedText {
+    fn parts(&self) -> [&[u8]; 3] {
+        [
+            &self.without[..self.offset],
+            self.member.as_bytes(),
+            &self.without[self.offset..],
+        ]
+    }
+}
+
+fn seal_text<T: Artifact>(artifact: &mut T) -> Result<SealedText, ContractError> {
     let canonical = |source| ContractError::Canonical {
         path: PathBuf::from(format!("<{}>", T::KIND.version())),
         source,
     };
-    let hash = manifest_hash_of(&*artifact).map_err(canonical)?;
+    let (without, gap) = to_canonical_without(&*artifact, MANIFEST_HASH).map_err(canonical)?;
+    let gap = gap.expect("artifacts are JSON objects");
+    let hash = Sha256Hex::of_bytes(&without);
+    let member = member_at_gap(gap, MANIFEST_HASH, &format!("\"{hash}\""));
     artifact.set_manifest_hash(hash);
-    to_canonical_vec(&*artifact, None).map_err(canonical)
+    Ok(SealedText {
+        without,
+        offset: gap.offset,
+        member,
+    })
+}
+
+/// Seals `artifact` (sets its manifest hash) and returns its canonical JSON text. Fails on
+/// values JSON cannot carry (NaN, infinities, integers beyond 2^53 − 1) instead of writing
+/// something else.
+pub fn seal<T: Artifact>(artifact: &mut T) -> Result<Vec<u8>, ContractError> {
+    Ok(seal_text(artifact)?.parts().concat())
 }
 
 /// Seals and writes an artifact in its canonical (RFC 8785) form plus a final newline,
 /// atomically (a temporary file renamed into place), so a reader never sees half an artifact.
-/// Returns the file's digest.
-pub fn write_artifact<T: Artifact>(
-    path: &Path,
-    artifact: &mut T,
-) -> Result<FileDigest, ContractError> {
-    let mut bytes = seal(artifact)?;
-    bytes.push(b'\n');
-    write_atomically(path, &bytes)?;
-    Ok(FileDigest {
-        sha256: Sha256Hex::of_bytes(&bytes),
-        bytes: bytes.len() as u64,
-    })
+/// Other artifacts refer to it by its manifest hash (see [`Artifact::reference`]).
+pub fn write_artifact<T: Artifact>(path: &Path, artifact: &mut T) -> Result<(), ContractError> {
+    let sealed = seal_text(artifact)?;
+    let [head, member, tail] = sealed.parts();
+    write_parts_atomically(path, &[head, member, tail, b"\n"])
 }
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ContractError> {
+    write_parts_atomically(path, &[bytes])
+}
+
+/// Writes the concatenation of `parts` to `path` through a temporary sibling, synced to disk,
+/// and a rename: after a crash the path holds the old content or the new, never a mix.
+pub fn write_parts_atomically(path: &Path, parts: &[&[u8]]) -> Result<(), ContractError> {
+    use std::io::Write as _;
     let err = |source| ContractError::Write {
         path: path.to_path_buf(),
         source,
@@ -429,8 +458,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ContractError> 
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp.{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         err(e)
     })

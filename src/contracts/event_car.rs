@@ -20,93 +20,93 @@ pub enum EventCarVersion {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventCarArtifact {
-    /// Always `janus-event-car-v1`.
-    pub schema_version: EventCarVersion,
     /// When the artifact was generated (see docs/contracts/README.md: an input, not wall time,
     /// unless asked for, so reruns are byte-identical).
     pub generated_at: DateTime<Utc>,
     pub lineage: Lineage,
-    /// The labelling method and its parameters, exactly as applied.
-    pub method: LabellingMethod,
-    pub summary: EventCarSummary,
-    /// One record per input event, labelled or not, in input order.
-    pub records: Vec<EventCarRecord>,
     /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash`.
     pub manifest_hash: Sha256Hex,
+    /// The labeling method and its parameters, exactly as applied.
+    pub method: LabelingMethod,
+    /// One record per input event, labelled or not, in input order.
+    pub records: Vec<EventCarRecord>,
+    /// Always `janus-event-car-v1`.
+    pub schema_version: EventCarVersion,
+    pub summary: EventCarSummary,
 }
 
 /// The parameters of the event study (DESIGN §3.2), recorded so anyone can recompute it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LabellingMethod {
-    /// Trading days in the market-model estimation window.
-    pub estimation_window: u32,
+pub struct LabelingMethod {
     /// Trading days between the end of the estimation window and the first event day d0.
     pub buffer: u32,
-    /// Fewest estimation days with both returns present for a fit.
-    pub min_observations: u32,
-    /// Trading days H in the event window d0 .. d0+H−1.
-    pub event_window: u32,
     /// |car| at or below this is a neutral direction.
     pub dead_band: f64,
-    /// τ: |car| ≥ τ is strong.
-    pub strong_threshold: f64,
-    /// Session open (HH:MM) in `timezone`; d0 is the first trading day opening strictly after the event.
-    pub session_open: String,
-    /// IANA time zone of the exchange.
-    pub timezone: String,
+    /// Trading days in the market-model estimation window.
+    pub estimation_window: u32,
+    /// Trading days H in the event window d0 .. d0+H−1.
+    pub event_window: u32,
+    /// Style factors used for neutralization (industry dummies come in addition), in order.
+    pub factors: Vec<String>,
+    /// Fewest estimation days with both returns present for a fit.
+    pub min_observations: u32,
     /// Whether abnormal returns were neutralized against factor returns; `car` equals
     /// `car_market_model` when false.
     pub neutralized: bool,
-    /// Style factors used for neutralization (industry dummies come in addition), in order.
-    pub factors: Vec<String>,
+    /// Session open (HH:MM) in `timezone`; d0 is the first trading day opening strictly after the event.
+    pub session_open: String,
+    /// τ: |car| ≥ τ is strong.
+    pub strong_threshold: f64,
+    /// IANA time zone of the exchange.
+    pub timezone: String,
 }
 
 /// Counts over the records, for gates and for a reader's first look.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventCarSummary {
+    /// Input rows skipped as malformed, by input role.
+    pub bad_rows: BTreeMap<String, u64>,
+    /// Records per normalized event type (including `unknown`).
+    pub by_event_type: BTreeMap<String, u64>,
     /// Input events (= records).
     pub events: u64,
     /// Records with a label.
     pub labelled: u64,
-    /// Records without a label, by reason.
-    pub unlabelled_by_reason: BTreeMap<String, u64>,
-    /// Records per normalized event type (including `unknown`).
-    pub by_event_type: BTreeMap<String, u64>,
-    /// Source event-type strings the normalizer could not map, with counts.
-    pub unknown_event_types: BTreeMap<String, u64>,
-    /// Input rows skipped as malformed, by input role.
-    pub bad_rows: BTreeMap<String, u64>,
     /// Mean label `car` per known event type over labelled records.
     pub mean_car_by_type: BTreeMap<String, f64>,
+    /// Source event-type strings the normalizer could not map, with counts.
+    pub unknown_event_types: BTreeMap<String, u64>,
+    /// Records without a label, by reason.
+    pub unlabelled_by_reason: BTreeMap<String, u64>,
 }
 
 /// One event and its label, or the reason it has none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventCarRecord {
-    pub event_id: String,
-    /// Publication time as given (RFC 3339 with offset).
-    pub timestamp: DateTime<FixedOffset>,
-    pub symbol: String,
-    /// The event type as the source spelled it.
-    pub source_event_type: String,
-    /// The normalized event type (`unknown` when unmapped).
-    pub event_type: EventType,
-    pub title: String,
-    /// First tradable day: the first trading day whose session opens strictly after `timestamp`.
-    pub d0: Option<NaiveDate>,
-    /// The market-model fit, when one was made.
-    pub fit: Option<MarketModelFit>,
-    /// Returns and abnormal returns of each day of the event window.
-    pub window: Vec<WindowDay>,
     /// Σ AR over the event window under the market model alone.
     pub car_market_model: Option<f64>,
+    /// First tradable day: the first trading day whose session opens strictly after `timestamp`.
+    pub d0: Option<NaiveDate>,
+    pub event_id: String,
+    /// The normalized event type (`unknown` when unmapped).
+    pub event_type: EventType,
+    /// The market-model fit, when one was made.
+    pub fit: Option<MarketModelFit>,
     /// The label y = {c, d, s, e}; absent when `unlabelled_reason` is set.
     pub label: Option<Label>,
+    /// The event type as the source spelled it.
+    pub source_event_type: String,
+    pub symbol: String,
+    /// Publication time as given (RFC 3339 with offset).
+    pub timestamp: DateTime<FixedOffset>,
+    pub title: String,
     /// Why the event has no label.
     pub unlabelled_reason: Option<UnlabelledReason>,
+    /// Returns and abnormal returns of each day of the event window.
+    pub window: Vec<WindowDay>,
 }
 
 /// OLS fit r_t = α + β·r_m,t over the estimation window.
@@ -115,29 +115,29 @@ pub struct EventCarRecord {
 pub struct MarketModelFit {
     pub alpha: f64,
     pub beta: f64,
-    pub r_squared: f64,
     /// Estimation days used (both returns present, outside other events' windows).
     pub observations: u32,
+    pub r_squared: f64,
     /// Standard deviation of the residuals (n − 2 degrees of freedom).
     pub residual_std: f64,
+    pub window_end: NaiveDate,
     /// First and last trading day of the estimation window.
     pub window_start: NaiveDate,
-    pub window_end: NaiveDate,
 }
 
 /// One day of an event window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowDay {
-    pub date: NaiveDate,
-    /// r_t: close-to-close simple return of the stock.
-    pub stock_return: f64,
-    /// r_m,t: close-to-close simple return of the stock's market index.
-    pub market_return: f64,
     /// AR_t = r_t − (α̂ + β̂·r_m,t).
     pub abnormal_return: f64,
+    pub date: NaiveDate,
+    /// r_m,t: close-to-close simple return of the stock's market index.
+    pub market_return: f64,
     /// AR_t less the exposure-weighted factor returns of the day; absent without neutralization.
     pub neutral_abnormal_return: Option<f64>,
+    /// r_t: close-to-close simple return of the stock.
+    pub stock_return: f64,
 }
 
 /// Why an event could not be labelled. Such events stay in the artifact, counted.
@@ -156,8 +156,6 @@ pub enum UnlabelledReason {
     DegenerateRegression,
     /// Neutralization was on but a window day lacks the symbol's exposures or factor returns.
     MissingFactorExposures,
-    /// Another event with the same id came earlier in the input.
-    DuplicateEventId,
 }
 
 impl UnlabelledReason {
@@ -169,7 +167,6 @@ impl UnlabelledReason {
             UnlabelledReason::MissingPrices => "missing_prices",
             UnlabelledReason::DegenerateRegression => "degenerate_regression",
             UnlabelledReason::MissingFactorExposures => "missing_factor_exposures",
-            UnlabelledReason::DuplicateEventId => "duplicate_event_id",
         }
     }
 }

@@ -19,33 +19,33 @@ pub enum EvidenceVersion {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceArtifact {
-    /// Always `janus-q-evidence-v1`.
-    pub schema_version: EvidenceVersion,
+    /// The artifacts the evidence was computed from.
+    pub artifacts: Vec<ArtifactRef>,
+    /// Baseline metrics by the same names.
+    pub baseline_metrics: BTreeMap<String, f64>,
+    /// Uncertainty calibration inputs of gate7; absent when not measured.
+    pub calibration: Option<Calibration>,
+    pub counts: EvidenceCounts,
+    /// Candidate − baseline deltas with confidence intervals, by metric name.
+    pub deltas: BTreeMap<String, Delta>,
     pub generated_at: DateTime<Utc>,
     pub lineage: Lineage,
-    /// SHA-256 of the candidate's model artifact, when a model was evaluated.
-    pub model_sha256: Option<Sha256Hex>,
-    pub summary: EvidenceSummary,
-    pub counts: EvidenceCounts,
+    /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash`.
+    pub manifest_hash: Sha256Hex,
     /// Candidate metrics by short name (`sr`, `mdd`, `arr`, `calmar`, `total_return`, `da`,
     /// `eta`, `mae`, `rmse`, ...).
     pub metrics: BTreeMap<String, f64>,
-    /// Baseline metrics by the same names.
-    pub baseline_metrics: BTreeMap<String, f64>,
-    /// Candidate − baseline deltas with confidence intervals, by metric name.
-    pub deltas: BTreeMap<String, Delta>,
-    /// How the intervals and p-values were computed; absent when no bootstrap ran.
-    pub significance: Option<Significance>,
-    /// Walk-forward stability; absent when not run.
-    pub walk_forward: Option<WalkForwardSummary>,
-    /// Uncertainty calibration inputs of gate7; absent when not measured.
-    pub calibration: Option<Calibration>,
-    /// The artifacts the evidence was computed from.
-    pub artifacts: Vec<ArtifactRef>,
+    /// SHA-256 of the candidate's model artifact, when a model was evaluated.
+    pub model_sha256: Option<Sha256Hex>,
     /// Manifest hashes of the reproducibility checks: each a replayed artifact that matched.
     pub reproducibility_hashes: Vec<Sha256Hex>,
-    /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash`.
-    pub manifest_hash: Sha256Hex,
+    /// Always `janus-q-evidence-v1`.
+    pub schema_version: EvidenceVersion,
+    /// How the intervals and p-values were computed; absent when no bootstrap ran.
+    pub significance: Option<Significance>,
+    pub summary: EvidenceSummary,
+    /// Walk-forward stability; absent when not run.
+    pub walk_forward: Option<WalkForwardSummary>,
 }
 
 /// Whether everything the policy asks for is present.
@@ -62,8 +62,8 @@ pub struct EvidenceSummary {
 pub struct EvidenceCounts {
     pub events: u64,
     pub labelled_events: u64,
-    pub rewards: u64,
     pub predictions: u64,
+    pub rewards: u64,
     pub trades: u64,
     pub trading_days: u64,
 }
@@ -73,45 +73,45 @@ pub struct EvidenceCounts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Delta {
-    pub value: f64,
     pub ci_lower: f64,
     pub ci_upper: f64,
     pub p_value: f64,
+    pub value: f64,
 }
 
 /// Bootstrap metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Significance {
+    /// Expected block length of the stationary bootstrap, in days.
+    pub block_length: f64,
+    /// Two-sided confidence level of the intervals, e.g. 0.95.
+    pub confidence: f64,
     /// e.g. `stationary_bootstrap` (daily returns) or `paired_bootstrap` (events).
     pub method: String,
     pub resamples: u32,
-    /// Expected block length of the stationary bootstrap, in days.
-    pub block_length: f64,
     pub seed: u64,
-    /// Two-sided confidence level of the intervals, e.g. 0.95.
-    pub confidence: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WalkForwardSummary {
+    /// Coefficient of variation of fold PnL.
+    pub fold_pnl_cv: f64,
     pub folds: u32,
     /// Share of folds with negative PnL.
     pub negative_fold_ratio: f64,
-    /// Coefficient of variation of fold PnL.
-    pub fold_pnl_cv: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
-    /// Target coverage of the prediction intervals, e.g. 0.90.
-    pub target_coverage: f64,
+    /// Mean interval width relative to the reference width.
+    pub interval_width_ratio: f64,
     /// Observed coverage on the held-out window.
     pub observed_coverage: f64,
     /// Distribution-shift score in [0, 1] between training and held-out inputs.
     pub shift_score: f64,
-    /// Mean interval width relative to the reference width.
-    pub interval_width_ratio: f64,
+    /// Target coverage of the prediction intervals, e.g. 0.90.
+    pub target_coverage: f64,
 }

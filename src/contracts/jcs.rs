@@ -7,6 +7,8 @@
 //! Values JCS cannot represent (NaN, infinities, integers beyond 2^53) are errors, never guesses.
 
 use serde::ser::{self, Serialize};
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
@@ -45,16 +47,76 @@ pub fn to_canonical_vec<T: Serialize + ?Sized>(
     value: &T,
     omit_top_level: Option<&str>,
 ) -> Result<Vec<u8>, CanonicalError> {
-    let mut out = String::with_capacity(1024);
+    match omit_top_level {
+        Some(key) => Ok(to_canonical_without(value, key)?.0),
+        None => {
+            let mut out = String::with_capacity(1024);
+            value.serialize(Canonical {
+                out: &mut out,
+                omit: None,
+            })?;
+            Ok(out.into_bytes())
+        }
+    }
+}
+
+/// Where a member left out of the top-level object belongs in its canonical text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// Byte offset: right after the preceding member, or right after `{`.
+    pub offset: usize,
+    /// Members precede the gap (the inserted member needs a leading comma).
+    pub after_member: bool,
+    /// Members follow the gap (with none before, the inserted member needs a trailing comma).
+    pub before_member: bool,
+}
+
+/// The canonical text of `value` without its top-level member `key`, and where that member
+/// goes, so a seal computed over the text can be inserted without serializing twice.
+pub fn to_canonical_without<T: Serialize + ?Sized>(
+    value: &T,
+    key: &str,
+) -> Result<(Vec<u8>, Option<Gap>), CanonicalError> {
+    let gap = Cell::new(None);
+    let mut out = String::with_capacity(1 << 16);
     value.serialize(Canonical {
         out: &mut out,
-        omit: omit_top_level,
+        omit: Some((key, &gap)),
     })?;
-    Ok(out.into_bytes())
+    Ok((out.into_bytes(), gap.get()))
+}
+
+/// Inserts `"key":value_json` at `gap` of a canonical text made by [`to_canonical_without`];
+/// the result is the canonical text of the object with that member.
+pub fn insert_member(text: &[u8], gap: Gap, key: &str, value_json: &str) -> Vec<u8> {
+    let member = member_at_gap(gap, key, value_json);
+    let mut out = Vec::with_capacity(text.len() + member.len());
+    out.extend_from_slice(&text[..gap.offset]);
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(&text[gap.offset..]);
+    out
+}
+
+/// The text to splice in at `gap` for the member `"key":value_json`, commas included.
+pub fn member_at_gap(gap: Gap, key: &str, value_json: &str) -> String {
+    let mut member = String::with_capacity(key.len() + value_json.len() + 4);
+    if gap.after_member {
+        member.push(',');
+    }
+    write_string(&mut member, key);
+    member.push(':');
+    member.push_str(value_json);
+    if !gap.after_member && gap.before_member {
+        member.push(',');
+    }
+    member
 }
 
 /// Order of member names required by RFC 8785 §3.2.3: by UTF-16 code units, not by bytes.
 pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.cmp(b);
+    }
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
@@ -97,18 +159,24 @@ fn write_u64(out: &mut String, u: u64, negative: bool) -> Result<(), CanonicalEr
     Ok(())
 }
 
+/// A member name to leave out of the top-level object, and where to report its gap.
+type Omit<'a> = Option<(&'a str, &'a Cell<Option<Gap>>)>;
+
 /// The serde serializer that writes RFC 8785 text.
 struct Canonical<'a> {
     out: &'a mut String,
-    /// A member name to leave out of this (top-level) object.
-    omit: Option<&'a str>,
+    omit: Omit<'a>,
 }
 
-/// Collects an object's members, then writes them sorted.
+/// An object being written: members go straight to the output as they come (`"key":value`),
+/// and are re-laid in sorted order when the object ends only if they did not come sorted.
 struct Members<'a> {
     out: &'a mut String,
-    omit: Option<&'a str>,
-    members: Vec<(String, String)>,
+    omit: Omit<'a>,
+    /// Where this object's first member starts in `out` (just after `{`).
+    start: usize,
+    /// Each member's name and its byte range in `out`, from the name's quote to the value's end.
+    members: Vec<(Cow<'static, str>, usize, usize)>,
     pending_key: Option<String>,
     /// The object is the payload of a struct variant, `{"variant":{...}}`: close both.
     wrapped: bool,
@@ -117,31 +185,59 @@ struct Members<'a> {
 impl Members<'_> {
     fn push(
         &mut self,
-        key: String,
+        key: Cow<'static, str>,
         value: &(impl Serialize + ?Sized),
     ) -> Result<(), CanonicalError> {
-        if self.omit == Some(key.as_str()) {
+        if self.omit.is_some_and(|(omitted, _)| omitted == key) {
             return Ok(());
         }
-        let mut text = String::new();
+        if !self.members.is_empty() {
+            self.out.push(',');
+        }
+        let from = self.out.len();
+        write_string(self.out, &key);
+        self.out.push(':');
         value.serialize(Canonical {
-            out: &mut text,
+            out: self.out,
             omit: None,
         })?;
-        self.members.push((key, text));
+        self.members.push((key, from, self.out.len()));
         Ok(())
     }
 
     fn finish(mut self) -> Result<(), CanonicalError> {
-        self.members.sort_by(|a, b| cmp_utf16(&a.0, &b.0));
-        self.out.push('{');
-        for (i, (key, value)) in self.members.iter().enumerate() {
-            if i > 0 {
-                self.out.push(',');
+        let sorted = self
+            .members
+            .windows(2)
+            .all(|w| cmp_utf16(&w[0].0, &w[1].0) == Ordering::Less);
+        if !sorted {
+            let written = self.out.split_off(self.start);
+            self.members.sort_by(|a, b| cmp_utf16(&a.0, &b.0));
+            for (i, (_, from, to)) in self.members.iter_mut().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let new_from = self.out.len();
+                self.out
+                    .push_str(&written[*from - self.start..*to - self.start]);
+                (*from, *to) = (new_from, self.out.len());
             }
-            write_string(self.out, key);
-            self.out.push(':');
-            self.out.push_str(value);
+        }
+        if let Some((omitted, report)) = self.omit {
+            let next = self
+                .members
+                .iter()
+                .position(|(key, _, _)| cmp_utf16(omitted, key) == Ordering::Less)
+                .unwrap_or(self.members.len());
+            report.set(Some(Gap {
+                offset: if next == 0 {
+                    self.start
+                } else {
+                    self.members[next - 1].2
+                },
+                after_member: next > 0,
+                before_member: next < self.members.len(),
+            }));
         }
         self.out.push('}');
         if self.wrapped {
@@ -270,7 +366,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
         value: &T,
     ) -> Result<(), CanonicalError> {
         let mut members = self.serialize_map(Some(1))?;
-        members.push(variant.to_string(), value)?;
+        members.push(Cow::Borrowed(variant), value)?;
         members.finish()
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Elements<'a>, CanonicalError> {
@@ -308,9 +404,12 @@ impl<'a> ser::Serializer for Canonical<'a> {
         })
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Members<'a>, CanonicalError> {
+        self.out.push('{');
+        let start = self.out.len();
         Ok(Members {
             out: self.out,
             omit: self.omit,
+            start,
             members: Vec::with_capacity(len.unwrap_or(0)),
             pending_key: None,
             wrapped: false,
@@ -329,10 +428,12 @@ impl<'a> ser::Serializer for Canonical<'a> {
         // Written as {"variant": {...}}: the inner object is collected, then wrapped.
         self.out.push('{');
         write_string(self.out, variant);
-        self.out.push(':');
+        self.out.push_str(":{");
+        let start = self.out.len();
         Ok(Members {
             out: self.out,
             omit: None,
+            start,
             members: Vec::with_capacity(len),
             pending_key: None,
             wrapped: true,
@@ -400,7 +501,7 @@ impl ser::SerializeMap for Members<'_> {
             .pending_key
             .take()
             .ok_or_else(|| CanonicalError::NotJson("map value without a key".into()))?;
-        self.push(key, value)
+        self.push(Cow::Owned(key), value)
     }
     fn end(self) -> Result<(), CanonicalError> {
         self.finish()
@@ -414,7 +515,7 @@ impl ser::SerializeStruct for Members<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), CanonicalError> {
-        self.push(key.to_string(), value)
+        self.push(Cow::Borrowed(key), value)
     }
     fn end(self) -> Result<(), CanonicalError> {
         self.finish()
@@ -428,7 +529,7 @@ impl ser::SerializeStructVariant for Members<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), CanonicalError> {
-        self.push(key.to_string(), value)
+        self.push(Cow::Borrowed(key), value)
     }
     fn end(self) -> Result<(), CanonicalError> {
         self.finish()
@@ -561,23 +662,59 @@ fn not_a_key(what: &str) -> CanonicalError {
     CanonicalError::NotJson(format!("{what} cannot be an object member name"))
 }
 
-/// Splits a decimal rendering (`123.45`, `1.5e-7`, `1e21`) of a positive number into its
-/// significant digits d1..dk and ECMAScript's n, where the value is 0.d1..dk × 10^n.
-fn decimal_digits(text: &str) -> (String, i32) {
-    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (
-            m,
-            e.parse::<i32>()
-                .expect("float renderings have decimal exponents"),
-        ),
-        None => (text, 0),
-    };
-    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let mut point = int_part.len() as i32 + exponent;
-    let all = format!("{int_part}{frac_part}");
-    let trimmed_leading = all.trim_start_matches('0');
-    point -= (all.len() - trimmed_leading.len()) as i32;
-    (trimmed_leading.trim_end_matches('0').to_string(), point)
+/// Significant digits d1..dk of a positive number and ECMAScript's n (the value is
+/// 0.d1..dk × 10^n), read off a decimal rendering such as `123.45`, `1.5e-7` or `1e21`.
+struct Digits {
+    buf: [u8; 32],
+    len: usize,
+    n: i32,
+}
+
+impl Digits {
+    fn parse(text: &str) -> Digits {
+        let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+            Some((m, e)) => (
+                m,
+                e.parse::<i32>()
+                    .expect("float renderings have decimal exponents"),
+            ),
+            None => (text, 0),
+        };
+        let mut d = Digits {
+            buf: [0; 32],
+            len: 0,
+            n: exponent,
+        };
+        let mut seen_point = false;
+        for b in mantissa.bytes() {
+            match b {
+                b'.' => seen_point = true,
+                b'0' if d.len == 0 => {
+                    // A leading zero: before the point it is not a digit of the value; after
+                    // the point it shifts the value right.
+                    if seen_point {
+                        d.n -= 1;
+                    }
+                }
+                digit => {
+                    d.buf[d.len] = digit;
+                    d.len += 1;
+                    if !seen_point {
+                        d.n += 1;
+                    }
+                }
+            }
+        }
+        // Zeros inside the integer part were counted in n; trailing zeros are not significant.
+        while d.len > 1 && d.buf[d.len - 1] == b'0' {
+            d.len -= 1;
+        }
+        d
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII digits")
+    }
 }
 
 /// Formats a double as ECMAScript `Number.prototype.toString` does (ECMA-262 §6.1.6.1.20).
@@ -602,10 +739,11 @@ fn write_f64(out: &mut String, value: f64) -> Result<(), CanonicalError> {
     // Ryu gives the shortest digits that round-trip, closest to the exact value and, on a tie,
     // the even one: exactly ECMAScript's choice. Only the layout differs, so re-lay it out.
     let mut buffer = ryu::Buffer::new();
-    let (digits, n) = decimal_digits(buffer.format_finite(value.abs()));
+    let parsed = Digits::parse(buffer.format_finite(value.abs()));
+    let (digits, n) = (parsed.as_str(), parsed.n);
     let k = digits.len() as i32;
     if k <= n && n <= 21 {
-        out.push_str(&digits);
+        out.push_str(digits);
         out.extend(std::iter::repeat_n('0', (n - k) as usize));
     } else if 0 < n && n <= 21 {
         out.push_str(&digits[..n as usize]);
@@ -614,7 +752,7 @@ fn write_f64(out: &mut String, value: f64) -> Result<(), CanonicalError> {
     } else if -6 < n && n <= 0 {
         out.push_str("0.");
         out.extend(std::iter::repeat_n('0', (-n) as usize));
-        out.push_str(&digits);
+        out.push_str(digits);
     } else {
         out.push_str(&digits[..1]);
         if k > 1 {
@@ -719,6 +857,30 @@ mod tests {
             canon("[9007199254740991, -9007199254740991, 1.0, -0.0, 9007199254740992.0]"),
             "[9007199254740991,-9007199254740991,1,0,9007199254740992]"
         );
+    }
+
+    #[test]
+    fn a_member_inserted_at_the_gap_gives_the_canonical_text() {
+        for doc in [
+            r#"{"a": 1, "m": 2, "z": [3]}"#,
+            r#"{"m": 2, "z": {"m": 1}}"#,
+            r#"{"a": 1, "m": 2}"#,
+            r#"{"m": 2}"#,
+            r#"{"n": 1, "o": 2}"#,
+            r#"{"a": 1}"#,
+            r#"{}"#,
+        ] {
+            let full: serde_json::Value = serde_json::from_str(doc).unwrap();
+            let mut with: serde_json::Value = full.clone();
+            with["m"] = serde_json::json!("seal");
+            let (without, gap) = to_canonical_without(&full, "m").unwrap();
+            let inserted = insert_member(&without, gap.unwrap(), "m", "\"seal\"");
+            assert_eq!(
+                String::from_utf8(inserted).unwrap(),
+                to_canonical_string(&with).unwrap(),
+                "{doc}"
+            );
+        }
     }
 
     #[test]

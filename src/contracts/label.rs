@@ -66,20 +66,20 @@ pub struct Label {
     pub car: f64,
     /// d: sign of `car`, neutral inside the dead band.
     pub direction: Sign,
-    /// s: strong when |car| ≥ τ.
-    pub strength: Strength,
     /// e: the normalized event type.
     pub event_type: EventType,
+    /// s: strong when |car| ≥ τ.
+    pub strength: Strength,
 }
 
 /// A model's structured prediction for one event (the model output contract).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Prediction {
+    /// ĉ: the model's CAR estimate.
+    pub car_estimate: f64,
     pub direction: Direction,
     /// `None` when the model gave no event type.
     pub event_type: Option<EventType>,
     pub strength: Strength,
-    /// ĉ: the model's CAR estimate.
-    pub car_estimate: f64,
 }

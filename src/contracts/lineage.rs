@@ -28,10 +28,10 @@ pub fn generation_code_hash() -> Sha256Hex {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileDigest {
-    /// SHA-256 of the file's bytes.
-    pub sha256: Sha256Hex,
     /// Size of the file in bytes.
     pub bytes: u64,
+    /// SHA-256 of the file's bytes.
+    pub sha256: Sha256Hex,
 }
 
 /// The input files of a step, keyed by role (`prices`, `events`, …) rather than by path, so the
@@ -44,28 +44,28 @@ pub type Inputs = BTreeMap<String, FileDigest>;
 pub struct Lineage {
     /// Canonical hash of `inputs`: identifies the dataset snapshot the artifact was made from.
     pub dataset_snapshot_hash: Sha256Hex,
-    /// Canonical hash of the JSON Schema of this artifact's `schema_version`.
-    pub schema_hash: Sha256Hex,
-    /// SHA-256 of `generation_code`.
-    pub generation_code_hash: Sha256Hex,
     /// The code that wrote the artifact: `janus <crate version>+git.<commit or "unknown">`.
     pub generation_code: String,
-    /// Canonical hash of the run configuration the step ran with.
-    pub run_config_hash: Sha256Hex,
+    /// SHA-256 of `generation_code`.
+    pub generation_code_hash: Sha256Hex,
     /// Digest of every input file, by role.
     pub inputs: Inputs,
     /// Artifacts this one was derived from, by manifest hash.
     pub parents: Vec<ArtifactRef>,
+    /// Canonical hash of the run configuration the step ran with.
+    pub run_config_hash: Sha256Hex,
+    /// Canonical hash of the JSON Schema of this artifact's `schema_version`.
+    pub schema_hash: Sha256Hex,
 }
 
 /// A reference to another artifact by its version and manifest hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactRef {
-    /// The referenced artifact's `schema_version`.
-    pub schema_version: String,
     /// The referenced artifact's `manifest_hash`.
     pub manifest_hash: Sha256Hex,
+    /// The referenced artifact's `schema_version`.
+    pub schema_version: String,
 }
 
 impl Lineage {

@@ -18,62 +18,62 @@ pub enum HgrmRewardVersion {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HgrmRewardArtifact {
-    /// Always `janus-hgrm-reward-v1`.
-    pub schema_version: HgrmRewardVersion,
-    pub generated_at: DateTime<Utc>,
-    pub lineage: Lineage,
     /// The reward configuration the batch was scored with, as canonical JSON.
     pub config: serde_json::Value,
-    pub summary: RewardSummary,
-    /// One decomposition per scored completion, in input order.
-    pub records: Vec<RewardDecomposition>,
+    pub generated_at: DateTime<Utc>,
+    pub lineage: Lineage,
     /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash`.
     pub manifest_hash: Sha256Hex,
+    /// One decomposition per scored completion, in input order.
+    pub records: Vec<RewardDecomposition>,
+    /// Always `janus-hgrm-reward-v1`.
+    pub schema_version: HgrmRewardVersion,
+    pub summary: RewardSummary,
 }
 
 /// Batch statistics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RewardSummary {
-    pub samples: u64,
-    /// Completions without a valid structured output.
-    pub format_failures: u64,
-    /// Share of samples whose direction gate passed.
-    pub direction_gate_pass_ratio: f64,
-    /// Samples stopped by the hard direction gate.
-    pub hard_gate_failures: u64,
-    /// Share of samples whose event type matched the label.
-    pub type_match_ratio: f64,
     /// Samples whose final reward was clipped.
     pub clipped: u64,
+    /// Share of samples whose direction gate passed.
+    pub direction_gate_pass_ratio: f64,
+    /// Completions without a valid structured output.
+    pub format_failures: u64,
+    /// Samples stopped by the hard direction gate.
+    pub hard_gate_failures: u64,
     pub mean_final_reward: f64,
     pub mean_pnl_reward: f64,
+    pub samples: u64,
+    /// Share of samples whose event type matched the label.
+    pub type_match_ratio: f64,
 }
 
 /// One sample's reward, term by term.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RewardDecomposition {
-    pub event_id: String,
-    /// The parsed prediction; absent on a format failure.
-    pub prediction: Option<Prediction>,
-    /// Why the completion could not be parsed.
-    pub format_failure: Option<FormatFailure>,
-    /// Hard direction gate: false when the direction opposes the label.
-    pub direction_gate_passed: bool,
-    /// Soft event-type gate outcome.
-    pub event_type_gate: TypeGate,
-    /// m_evt applied to the PnL term (1 when the type matched).
-    pub pnl_discount: f64,
-    /// Each term before weighting; a term the gates or switches exclude is 0 and listed in `gated_out`.
-    pub components: RewardComponents,
-    /// Terms excluded by the gates or by configuration switches.
-    pub gated_out: Vec<String>,
-    /// Weighted sum before clipping to the configured bounds.
-    pub unclipped_reward: f64,
-    pub final_reward: f64,
     /// True exactly when clipping changed the value.
     pub clipped: bool,
+    /// Each term before weighting; a term the gates or switches exclude is 0 and listed in `gated_out`.
+    pub components: RewardComponents,
+    /// Hard direction gate: false when the direction opposes the label.
+    pub direction_gate_passed: bool,
+    pub event_id: String,
+    /// Soft event-type gate outcome.
+    pub event_type_gate: TypeGate,
+    pub final_reward: f64,
+    /// Why the completion could not be parsed.
+    pub format_failure: Option<FormatFailure>,
+    /// Terms excluded by the gates or by configuration switches.
+    pub gated_out: Vec<String>,
+    /// m_evt applied to the PnL term (1 when the type matched).
+    pub pnl_discount: f64,
+    /// The parsed prediction; absent on a format failure.
+    pub prediction: Option<Prediction>,
+    /// Weighted sum before clipping to the configured bounds.
+    pub unclipped_reward: f64,
 }
 
 /// Outcome of the soft event-type gate.
@@ -95,22 +95,22 @@ pub struct RewardComponents {
     pub direction: f64,
     /// 0 on a match, −λ_evt when wrong, −λ_miss when missing.
     pub event_type: f64,
-    /// clip(position × CAR − κ, −ρ, ρ) × m_evt, strong calls only.
-    pub pnl: f64,
-    /// Asymmetric strength regularizer.
-    pub strength: f64,
     /// exp(−(ĉ − c)² / 2σ²).
     pub magnitude: f64,
+    /// clip(position × CAR − κ, −ρ, ρ) × m_evt, strong calls only.
+    pub pnl: f64,
     /// Structured-reasoning reward or format penalty.
     pub process: f64,
+    /// Asymmetric strength regularizer.
+    pub strength: f64,
 }
 
 /// A named reason a completion has no valid structured output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FormatFailure {
-    /// Machine-readable kind, e.g. `no_json_object`, `missing_field`, `invalid_value`.
-    pub kind: String,
     /// What exactly was wrong.
     pub detail: String,
+    /// Machine-readable kind, e.g. `no_json_object`, `missing_field`, `invalid_value`.
+    pub kind: String,
 }

@@ -98,7 +98,7 @@ pub fn event_car() -> EventCarArtifact {
         schema_version: EventCarVersion::V1,
         generated_at: at(),
         lineage: lineage(ArtifactKind::EventCar),
-        method: LabellingMethod {
+        method: LabelingMethod {
             estimation_window: 120,
             buffer: 10,
             min_observations: 60,

@@ -1,0 +1,156 @@
+//! `janus bench`: timings that belong in benchmarks, not in pass/fail tests. Each benchmark runs
+//! the real command as a child process several times and reports the median wall time, the
+//! spread, and the peak resident memory of the children.
+
+use super::{CliError, CliResult};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub target: BenchTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// `janus label` end to end (CSV parsing, hashing, neutralization, writing) on the
+    /// paper-scale scenario (5,282 symbols × 520 days, 62,400 events, with factors).
+    Label {
+        /// Use this dataset (prices.csv, indices.csv, universe.csv, factors.csv, events.csv)
+        /// instead of generating the paper-scale scenario.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
+}
+
+pub fn run(args: BenchArgs) -> CliResult {
+    match args.target {
+        BenchTarget::Label { data, runs } => bench_label(data, runs.max(1)),
+    }
+}
+
+fn bench_label(data: Option<PathBuf>, runs: usize) -> CliResult {
+    let scratch = tempfile_dir()?;
+    let data = match data {
+        Some(d) => d,
+        None => {
+            eprintln!(
+                "generating the paper-scale scenario in {}",
+                scratch.display()
+            );
+            let scenario = crate::scenario::generate(&crate::scenario::ScenarioConfig::default());
+            super::scenario::write_scenario(&scratch, &scenario)?;
+            scratch.clone()
+        }
+    };
+    let exe = std::env::current_exe().map_err(|source| CliError::Io {
+        path: PathBuf::from("janus"),
+        source,
+    })?;
+    let file = |name: &str| data.join(name);
+    let mut walls = Vec::with_capacity(runs);
+    let mut stages: Vec<Vec<(String, f64)>> = Vec::new();
+    for i in 0..runs {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("label")
+            .arg("--prices")
+            .arg(file("prices.csv"))
+            .arg("--indices")
+            .arg(file("indices.csv"))
+            .arg("--universe")
+            .arg(file("universe.csv"))
+            .arg("--events")
+            .arg(file("events.csv"))
+            .arg("--out")
+            .arg(scratch.join(format!("out-{i}")))
+            .env("JANUS_TIMINGS", "1");
+        if file("factors.csv").exists() {
+            cmd.arg("--factors").arg(file("factors.csv"));
+        }
+        let start = Instant::now();
+        let out = cmd.output().map_err(|source| CliError::Io {
+            path: exe.clone(),
+            source,
+        })?;
+        walls.push(start.elapsed().as_secs_f64());
+        if !out.status.success() {
+            return Err(CliError::Usage(format!(
+                "janus label failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        stages.push(parse_stages(&String::from_utf8_lossy(&out.stderr)));
+    }
+    let peak_kib = peak_child_rss_kib();
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    println!("janus label, {runs} runs on {}", data.display());
+    println!(
+        "  wall: median {:.3} s (min {:.3}, max {:.3})",
+        median(&walls),
+        walls.iter().cloned().fold(f64::INFINITY, f64::min),
+        walls.iter().cloned().fold(0.0, f64::max)
+    );
+    if let Some(kib) = peak_kib {
+        println!("  peak RSS: {:.0} MiB", kib as f64 / 1024.0);
+    }
+    if let Some(first) = stages.first() {
+        println!("  median time spent per stage:");
+        let mut previous = 0.0;
+        for (j, (name, _)) in first.iter().enumerate() {
+            let ends: Vec<f64> = stages
+                .iter()
+                .filter_map(|s| s.get(j).map(|x| x.1))
+                .collect();
+            let end = median(&ends);
+            println!("    {name:<12} {:.3} s", end - previous);
+            previous = end;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stage: 0.123s` lines printed by a step run with JANUS_TIMINGS set (cumulative seconds).
+fn parse_stages(stderr: &str) -> Vec<(String, f64)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let (name, secs) = l.split_once(": ")?;
+            Some((name.to_string(), secs.strip_suffix('s')?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Largest resident set of any waited-for child, in KiB (Linux `ru_maxrss`).
+fn peak_child_rss_kib() -> Option<i64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage into the pointer it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    // SAFETY: on success the struct was fully written.
+    (rc == 0).then(|| unsafe { usage.assume_init() }.ru_maxrss)
+}
+
+fn tempfile_dir() -> Result<PathBuf, CliError> {
+    let dir = std::env::temp_dir().join(format!("janus-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}

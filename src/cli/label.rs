@@ -1,0 +1,242 @@
+use super::{CliError, CliResult, progress};
+use crate::contracts::event_car::{EventCarArtifact, EventCarVersion};
+use crate::contracts::{ArtifactKind, Inputs, Lineage, artifact, generated_at, write_artifact};
+use crate::labeling::input::{Dataset, Sources};
+use crate::labeling::{LabelingConfig, label};
+use chrono::{DateTime, NaiveTime, Utc};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// prices.csv: date,symbol,open,close
+    #[arg(long)]
+    pub prices: PathBuf,
+    /// indices.csv: date,index,close (its dates are the trading calendar)
+    #[arg(long)]
+    pub indices: PathBuf,
+    /// universe.csv: symbol,index,industry
+    #[arg(long)]
+    pub universe: PathBuf,
+    /// factors.csv: date,symbol,<factor>... (optional; enables neutralization)
+    #[arg(long)]
+    pub factors: Option<PathBuf>,
+    /// events.csv or events.jsonl: event_id,timestamp,symbol,event_type,title
+    #[arg(long)]
+    pub events: PathBuf,
+    /// Labeling configuration (YAML or JSON); defaults as documented in docs/methodology.md.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Fail on the first bad input row instead of skipping and counting it.
+    #[arg(long)]
+    pub strict: bool,
+    /// `generated_at` of the artifact (RFC 3339); see docs/contracts/README.md.
+    #[arg(long)]
+    pub generated_at: Option<DateTime<Utc>>,
+    /// Output directory; the artifact is DIR/event-car.json.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// The input files of a labeling run, by role.
+pub struct LabelInputs<'a> {
+    pub prices: &'a Path,
+    pub indices: &'a Path,
+    pub universe: &'a Path,
+    pub factors: Option<&'a Path>,
+    pub events: &'a Path,
+}
+
+pub fn run(args: LabelArgs) -> CliResult {
+    let config = match &args.config {
+        Some(path) => crate::config::load::<LabelingConfig>(path)?,
+        None => LabelingConfig::default(),
+    };
+    let inputs = LabelInputs {
+        prices: &args.prices,
+        indices: &args.indices,
+        universe: &args.universe,
+        factors: args.factors.as_deref(),
+        events: &args.events,
+    };
+    let out = args.out.join("event-car.json");
+    let artifact = label_files(&inputs, &config, args.strict, args.generated_at, &out)?;
+    print_summary(&artifact);
+    println!(
+        "wrote {} (manifest_hash {})",
+        out.display(),
+        artifact.manifest_hash
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Labels the files and writes the sealed artifact to `out`.
+pub fn label_files(
+    inputs: &LabelInputs<'_>,
+    config: &LabelingConfig,
+    strict: bool,
+    explicit_time: Option<DateTime<Utc>>,
+    out: &Path,
+) -> Result<EventCarArtifact, CliError> {
+    let bar = progress::stages(4, "labeling");
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| {
+        if std::env::var_os("JANUS_TIMINGS").is_some() {
+            eprintln!("{what}: {:.3}s", t0.elapsed().as_secs_f64());
+        }
+    };
+    bar.set_message("reading inputs");
+    let mut roles: Vec<(&str, &Path)> = vec![
+        ("prices", inputs.prices),
+        ("indices", inputs.indices),
+        ("universe", inputs.universe),
+        ("events", inputs.events),
+    ];
+    if let Some(f) = inputs.factors {
+        roles.push(("factors", f));
+    }
+    let files = roles
+        .iter()
+        .map(|(role, path)| Ok((*role, *path, read(path)?)))
+        .collect::<Result<Vec<_>, CliError>>()?;
+    let get = |role: &'static str| {
+        files
+            .iter()
+            .find(|f| f.0 == role)
+            .map(|f| (f.1.to_str().unwrap_or(role), f.2.as_slice()))
+    };
+    let sources = Sources {
+        prices: get("prices").expect("read above"),
+        indices: get("indices").expect("read above"),
+        universe: get("universe").expect("read above"),
+        factors: get("factors"),
+        events: get("events").expect("read above"),
+    };
+
+    lap("read");
+    bar.inc(1);
+    bar.set_message("parsing and hashing inputs");
+    // Hash the inputs while they are parsed.
+    let (dataset, digests) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| {
+            files
+                .iter()
+                .map(|(role, _, bytes)| {
+                    (
+                        role.to_string(),
+                        crate::contracts::FileDigest {
+                            sha256: crate::contracts::Sha256Hex::of_bytes(bytes),
+                            bytes: bytes.len() as u64,
+                        },
+                    )
+                })
+                .collect::<Inputs>()
+        });
+        let dataset = Dataset::parse(&sources, strict);
+        (dataset, hashing.join().expect("hashing does not panic"))
+    });
+    let dataset = dataset.map_err(|e| CliError::Usage(e.to_string()))?;
+    for row in &dataset.bad_rows.examples {
+        eprintln!("skipped {row}");
+    }
+    if dataset.bad_rows.total() > dataset.bad_rows.examples.len() as u64 {
+        eprintln!(
+            "skipped {} bad rows in all (first {} shown)",
+            dataset.bad_rows.total(),
+            dataset.bad_rows.examples.len()
+        );
+    }
+
+    lap("parse+hash");
+    bar.inc(1);
+    bar.set_message("labeling events");
+    let labeled = label(&dataset, config);
+    lap("label");
+
+    bar.inc(1);
+    bar.set_message("writing artifact");
+    let tz: chrono_tz::Tz = config.timezone.parse().expect("validated");
+    let last_close = dataset
+        .calendar
+        .dates
+        .last()
+        .and_then(|d| {
+            d.and_time(NaiveTime::from_hms_opt(15, 0, 0).expect("valid"))
+                .and_local_timezone(tz)
+                .earliest()
+        })
+        .map(|t| t.to_utc())
+        .unwrap_or_default();
+    let generated_at = generated_at(explicit_time, last_close).map_err(CliError::Usage)?;
+    let run_config = serde_json::json!({"labeling": config, "strict": strict});
+    let lineage = Lineage::new(
+        ArtifactKind::EventCar.schema_hash(),
+        digests,
+        &run_config,
+        vec![],
+    )
+    .map_err(|source| artifact::ContractError::Canonical {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let mut artifact = EventCarArtifact {
+        schema_version: EventCarVersion::V1,
+        generated_at,
+        lineage,
+        method: labeled.method,
+        summary: labeled.summary,
+        records: labeled.records,
+        manifest_hash: artifact::unsealed(),
+    };
+    write_artifact(out, &mut artifact)?;
+    lap("write");
+    bar.finish_and_clear();
+    Ok(artifact)
+}
+
+pub fn print_summary(a: &EventCarArtifact) {
+    let s = &a.summary;
+    println!(
+        "events {}  labelled {}  unlabelled {}  bad input rows {}",
+        s.events,
+        s.labelled,
+        s.events - s.labelled,
+        s.bad_rows.values().sum::<u64>()
+    );
+    for (reason, n) in &s.unlabelled_by_reason {
+        println!("  unlabelled: {reason:<26} {n}");
+    }
+    println!("  {:<20} {:>7} {:>10}", "event type", "events", "mean CAR");
+    for (t, n) in &s.by_event_type {
+        let mean = s
+            .mean_car_by_type
+            .get(t)
+            .map_or("-".to_string(), |m| format!("{m:+.4}"));
+        println!("  {t:<20} {n:>7} {mean:>10}");
+    }
+    if !s.unknown_event_types.is_empty() {
+        let unknown: Vec<String> = s
+            .unknown_event_types
+            .iter()
+            .map(|(k, v)| format!("{k} ({v})"))
+            .collect();
+        println!("  unmapped source types: {}", unknown.join(", "));
+    }
+    println!(
+        "  neutralized: {}{}",
+        a.method.neutralized,
+        if a.method.neutralized {
+            format!(" against {}", a.method.factors.join(", "))
+        } else {
+            String::new()
+        }
+    );
+}

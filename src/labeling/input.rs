@@ -1,0 +1,1146 @@
+//! Parsing the labeling inputs (docs/data-formats.md) from bytes into dense panels. Pure: the
+//! caller reads the files. Bad rows are reported with file and line; in strict mode the first
+//! one is an error, otherwise it is skipped and counted.
+//!
+//! The numeric files (prices, indices, factors) are large, so they are split at line boundaries
+//! and parsed on all cores; rows are then merged in file order so duplicate and order checks see
+//! the file exactly as written.
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
+use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// A skipped input row: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    pub file: String,
+    pub line: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{0} (strict mode stops at the first bad row)")]
+    BadRow(BadRow),
+    #[error("{file}: header lacks required column `{column}` (header: {header})")]
+    MissingColumn {
+        file: String,
+        column: String,
+        header: String,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+/// Skipped rows, counted by input role, with the first few kept for the report.
+#[derive(Debug, Clone, Default)]
+pub struct BadRows {
+    pub counts: BTreeMap<String, u64>,
+    pub examples: Vec<BadRow>,
+}
+
+/// Bad rows kept verbatim per report; the rest are only counted.
+const MAX_EXAMPLES: usize = 50;
+
+impl BadRows {
+    fn push(&mut self, role: &str, row: BadRow, strict: bool) -> Result<(), InputError> {
+        if strict {
+            return Err(InputError::BadRow(row));
+        }
+        *self.counts.entry(role.to_string()).or_default() += 1;
+        if self.examples.len() < MAX_EXAMPLES {
+            self.examples.push(row);
+        }
+        Ok(())
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+/// The trading calendar: the dates of the index file, ascending.
+#[derive(Debug, Clone)]
+pub struct Calendar {
+    pub dates: Vec<NaiveDate>,
+    first_day: i32,
+    /// Calendar position of each day number from `first_day`, or −1 for non-trading days.
+    position: Vec<i32>,
+}
+
+impl Calendar {
+    pub fn new(mut dates: Vec<NaiveDate>) -> Self {
+        dates.sort_unstable();
+        dates.dedup();
+        let first_day = dates.first().map_or(0, |d| d.num_days_from_ce());
+        let span = dates
+            .last()
+            .map_or(0, |d| (d.num_days_from_ce() - first_day + 1) as usize);
+        let mut position = vec![-1; span];
+        for (i, d) in dates.iter().enumerate() {
+            position[(d.num_days_from_ce() - first_day) as usize] = i as i32;
+        }
+        Self {
+            dates,
+            first_day,
+            position,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.dates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dates.is_empty()
+    }
+
+    /// Position of a trading day.
+    pub fn index(&self, date: NaiveDate) -> Option<usize> {
+        let offset = date.num_days_from_ce() - self.first_day;
+        usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.position.get(o))
+            .and_then(|&p| usize::try_from(p).ok())
+    }
+
+    /// Position of the first trading day on or after `date`.
+    pub fn first_on_or_after(&self, date: NaiveDate) -> Option<usize> {
+        let i = self.dates.partition_point(|d| *d < date);
+        (i < self.dates.len()).then_some(i)
+    }
+}
+
+/// Symbols with their market index and industry.
+#[derive(Debug, Clone, Default)]
+pub struct Universe {
+    pub symbols: Vec<String>,
+    pub lookup: HashMap<String, u32>,
+    /// Position in `indices` of each symbol's market index.
+    pub index_of: Vec<u32>,
+    /// Position in `industries` of each symbol's industry.
+    pub industry_of: Vec<u32>,
+    pub indices: Vec<String>,
+    pub industries: Vec<String>,
+}
+
+/// Symbol-major panels over the calendar; NaN marks a missing row.
+#[derive(Debug, Clone)]
+pub struct Prices {
+    pub days: usize,
+    pub open: Vec<f64>,
+    pub close: Vec<f64>,
+}
+
+impl Prices {
+    pub fn close_of(&self, symbol: usize) -> &[f64] {
+        &self.close[symbol * self.days..(symbol + 1) * self.days]
+    }
+    pub fn open_of(&self, symbol: usize) -> &[f64] {
+        &self.open[symbol * self.days..(symbol + 1) * self.days]
+    }
+}
+
+/// Style-factor exposures. A symbol's exposures on a day are those of its latest row on or
+/// before that day (risk models publish exposures periodically); before its first row it has
+/// none. Stored as each symbol's rows, so memory follows the file, not symbols × days.
+#[derive(Debug, Clone)]
+pub struct Exposures {
+    pub factors: Vec<String>,
+    /// Per symbol: the calendar positions of its rows, ascending.
+    row_days: Vec<Vec<u32>>,
+    /// Per symbol: its rows' values, `factors.len()` per row.
+    row_values: Vec<Vec<f64>>,
+}
+
+impl Exposures {
+    /// The exposures of `symbol` in force on `day`, if any.
+    pub fn at(&self, day: usize, symbol: usize) -> Option<&[f64]> {
+        let days = &self.row_days[symbol];
+        let rows = days.partition_point(|d| *d as usize <= day);
+        let k = self.factors.len();
+        (rows > 0).then(|| &self.row_values[symbol][(rows - 1) * k..rows * k])
+    }
+
+    /// A cursor that walks the days in order and yields every symbol's exposures in force, in
+    /// O(symbols) per day.
+    pub fn cursor(&self) -> ExposureCursor<'_> {
+        ExposureCursor {
+            exposures: self,
+            next_row: vec![0; self.row_days.len()],
+        }
+    }
+}
+
+/// See [`Exposures::cursor`].
+pub struct ExposureCursor<'a> {
+    exposures: &'a Exposures,
+    /// Per symbol: the number of its rows on or before the current day.
+    next_row: Vec<usize>,
+}
+
+impl ExposureCursor<'_> {
+    /// Advances to `day` (days must not decrease).
+    pub fn advance(&mut self, day: usize) {
+        for (s, next) in self.next_row.iter_mut().enumerate() {
+            let days = &self.exposures.row_days[s];
+            while *next < days.len() && days[*next] as usize <= day {
+                *next += 1;
+            }
+        }
+    }
+
+    /// Exposures of `symbol` on the current day.
+    pub fn get(&self, symbol: usize) -> Option<&[f64]> {
+        let rows = self.next_row[symbol];
+        let k = self.exposures.factors.len();
+        (rows > 0).then(|| &self.exposures.row_values[symbol][(rows - 1) * k..rows * k])
+    }
+}
+
+/// One news event as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub timestamp: DateTime<FixedOffset>,
+    pub symbol: String,
+    pub event_type: String,
+    pub title: String,
+}
+
+/// Everything labeling reads, parsed.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub calendar: Calendar,
+    pub universe: Universe,
+    pub prices: Prices,
+    /// Closes of each index of `universe.indices` over the calendar (NaN when missing).
+    pub index_close: Vec<Vec<f64>>,
+    pub exposures: Option<Exposures>,
+    pub events: Vec<Event>,
+    pub bad_rows: BadRows,
+}
+
+/// The raw bytes of each input file and the name to report it by.
+pub struct Sources<'a> {
+    pub prices: (&'a str, &'a [u8]),
+    pub indices: (&'a str, &'a [u8]),
+    pub universe: (&'a str, &'a [u8]),
+    pub factors: Option<(&'a str, &'a [u8])>,
+    pub events: (&'a str, &'a [u8]),
+}
+
+impl Dataset {
+    /// Parses all inputs. `strict`: the first bad row is an error.
+    pub fn parse(src: &Sources<'_>, strict: bool) -> Result<Dataset, InputError> {
+        let mut bad = BadRows::default();
+        let mut universe = parse_universe(src.universe, strict, &mut bad)?;
+        let (calendar, index_close) = parse_indices(src.indices, &mut universe, strict, &mut bad)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (prices, exposures) = std::thread::scope(|scope| {
+            let factors = src.factors.map(|f| {
+                let (universe, calendar) = (&universe, &calendar);
+                scope.spawn(move || parse_factors(f, universe, calendar, strict, threads))
+            });
+            let prices = parse_prices(src.prices, &universe, &calendar, strict, threads);
+            let exposures = factors.map(|h| h.join().expect("factor parser does not panic"));
+            (prices, exposures)
+        });
+        let (prices, price_bad) = prices?;
+        merge_bad(&mut bad, price_bad);
+        let exposures = match exposures {
+            Some(result) => {
+                let (exposures, factor_bad) = result?;
+                merge_bad(&mut bad, factor_bad);
+                Some(exposures)
+            }
+            None => None,
+        };
+        let events = parse_events(src.events, strict, &mut bad)?;
+        Ok(Dataset {
+            calendar,
+            universe,
+            prices,
+            index_close,
+            exposures,
+            events,
+            bad_rows: bad,
+        })
+    }
+}
+
+fn merge_bad(into: &mut BadRows, from: BadRows) {
+    for (role, n) in from.counts {
+        *into.counts.entry(role).or_default() += n;
+    }
+    for row in from.examples {
+        if into.examples.len() < MAX_EXAMPLES {
+            into.examples.push(row);
+        }
+    }
+}
+
+// ---------- line and field splitting ----------
+
+/// Lines of a text file with 1-based line numbers, without line terminators; skips a UTF-8 BOM
+/// and blank lines.
+fn lines(bytes: &[u8], first_line: u64) -> impl Iterator<Item = (u64, &[u8])> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut line_no = first_line;
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', bytes)
+        .chain(std::iter::once(bytes.len()))
+        .map(move |end| {
+            let line = &bytes[start.min(end)..end];
+            start = end + 1;
+            let n = line_no;
+            line_no += 1;
+            (n, line.strip_suffix(b"\r").unwrap_or(line))
+        })
+        .filter(|(_, line)| !line.iter().all(|b| b.is_ascii_whitespace()))
+}
+
+/// Splits one CSV line into fields. Plain lines split on commas; a line with quotes goes
+/// through the csv crate so quoted commas and doubled quotes are handled.
+fn split_fields<'a>(line: &'a [u8], out: &mut Vec<Cow<'a, str>>) -> Result<(), String> {
+    out.clear();
+    if memchr::memchr(b'"', line).is_none() {
+        let text = std::str::from_utf8(line).map_err(|e| {
+            let field = memchr::memchr_iter(b',', &line[..e.valid_up_to()]).count() + 1;
+            format!("field {field} is not valid UTF-8")
+        })?;
+        let mut start = 0;
+        // Commas are ASCII, so these are character boundaries.
+        for end in memchr::memchr_iter(b',', line).chain(std::iter::once(line.len())) {
+            out.push(Cow::Borrowed(text[start..end].trim()));
+            start = end + 1;
+        }
+        return Ok(());
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line);
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => {
+            out.extend(record.iter().map(|f| Cow::Owned(f.trim().to_string())));
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(format!("malformed CSV: {e}")),
+    }
+}
+
+/// Column positions of `required` names in a header line.
+fn header_columns(
+    file: &str,
+    header: &[u8],
+    required: &[&str],
+) -> Result<(Vec<usize>, Vec<String>), InputError> {
+    let mut fields = Vec::new();
+    split_fields(header, &mut fields).map_err(|message| InputError::Invalid {
+        file: file.to_string(),
+        message: format!("header: {message}"),
+    })?;
+    let names: Vec<String> = fields.iter().map(|f| f.to_ascii_lowercase()).collect();
+    let positions = required
+        .iter()
+        .map(|col| {
+            names
+                .iter()
+                .position(|n| n == col)
+                .ok_or_else(|| InputError::MissingColumn {
+                    file: file.to_string(),
+                    column: col.to_string(),
+                    header: names.join(","),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((positions, names))
+}
+
+/// Splits the body after the header into up to `parts` chunks at line boundaries; each with the
+/// line number of its first line.
+fn chunks(body: &[u8], first_line: u64, parts: usize) -> Vec<(u64, &[u8])> {
+    let parts = parts.max(1);
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    let mut line = first_line;
+    for p in 1..=parts {
+        let mut end = if p == parts {
+            body.len()
+        } else {
+            (body.len() * p / parts).max(start)
+        };
+        if end < body.len() {
+            end = memchr::memchr(b'\n', &body[end..]).map_or(body.len(), |i| end + i + 1);
+        }
+        if end > start {
+            out.push((line, &body[start..end]));
+            line += memchr::memchr_iter(b'\n', &body[start..end]).count() as u64;
+        }
+        start = end;
+    }
+    out
+}
+
+/// The header line and the rest of a file.
+fn split_header<'a>(file: &str, bytes: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), InputError> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+    let header = &bytes[..end];
+    let header = header.strip_suffix(b"\r").unwrap_or(header);
+    if header.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(InputError::Invalid {
+            file: file.to_string(),
+            message: "empty file: expected a header line".into(),
+        });
+    }
+    Ok((header, &bytes[(end + 1).min(bytes.len())..]))
+}
+
+/// `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32)
+        })
+    };
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        if let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) {
+            if let Some(date) = NaiveDate::from_ymd_opt(y as i32, m, d) {
+                return Ok(date);
+            }
+        }
+    }
+    Err(format!("`{s}` is not a date (YYYY-MM-DD)"))
+}
+
+fn parse_number(field: &str, column: &str) -> Result<f64, String> {
+    match field.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("{column} `{field}` is not a finite number")),
+    }
+}
+
+fn field<'a>(fields: &'a [Cow<'a, str>], i: usize, column: &str) -> Result<&'a str, String> {
+    fields
+        .get(i)
+        .map(|f| f.as_ref())
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| format!("missing {column}"))
+}
+
+// ---------- universe ----------
+
+fn parse_universe(
+    (file, bytes): (&str, &[u8]),
+    strict: bool,
+    bad: &mut BadRows,
+) -> Result<Universe, InputError> {
+    let (header, body) = split_header(file, bytes)?;
+    let (cols, _) = header_columns(file, header, &["symbol", "index", "industry"])?;
+    let mut u = Universe::default();
+    let mut index_ids: HashMap<String, u32> = HashMap::default();
+    let mut industry_ids: HashMap<String, u32> = HashMap::default();
+    let mut fields = Vec::new();
+    for (line, text) in lines(body, 2) {
+        let row = split_fields(text, &mut fields).and_then(|()| {
+            Ok((
+                field(&fields, cols[0], "symbol")?.to_string(),
+                field(&fields, cols[1], "index")?.to_string(),
+                field(&fields, cols[2], "industry")?.to_string(),
+            ))
+        });
+        let (symbol, index, industry) = match row {
+            Ok(r) => r,
+            Err(reason) => {
+                bad.push(
+                    "universe",
+                    BadRow {
+                        file: file.into(),
+                        line,
+                        reason,
+                    },
+                    strict,
+                )?;
+                continue;
+            }
+        };
+        if u.lookup.contains_key(&symbol) {
+            let reason = format!("duplicate symbol `{symbol}`");
+            bad.push(
+                "universe",
+                BadRow {
+                    file: file.into(),
+                    line,
+                    reason,
+                },
+                strict,
+            )?;
+            continue;
+        }
+        let next = index_ids.len() as u32;
+        let index_id = *index_ids.entry(index.clone()).or_insert_with(|| {
+            u.indices.push(index);
+            next
+        });
+        let next = industry_ids.len() as u32;
+        let industry_id = *industry_ids.entry(industry.clone()).or_insert_with(|| {
+            u.industries.push(industry);
+            next
+        });
+        u.lookup.insert(symbol.clone(), u.symbols.len() as u32);
+        u.symbols.push(symbol);
+        u.index_of.push(index_id);
+        u.industry_of.push(industry_id);
+    }
+    if u.symbols.is_empty() {
+        return Err(InputError::Invalid {
+            file: file.into(),
+            message: "no symbols".into(),
+        });
+    }
+    Ok(u)
+}
+
+// ---------- indices ----------
+
+fn parse_indices(
+    (file, bytes): (&str, &[u8]),
+    universe: &mut Universe,
+    strict: bool,
+    bad: &mut BadRows,
+) -> Result<(Calendar, Vec<Vec<f64>>), InputError> {
+    let (header, body) = split_header(file, bytes)?;
+    let (cols, _) = header_columns(file, header, &["date", "index", "close"])?;
+    let index_ids: HashMap<&str, usize> = universe
+        .indices
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let mut rows: Vec<(NaiveDate, usize, f64)> = Vec::new();
+    let mut last_date: Vec<Option<(NaiveDate, u64)>> = vec![None; universe.indices.len()];
+    let mut fields = Vec::new();
+    for (line, text) in lines(body, 2) {
+        let row = split_fields(text, &mut fields).and_then(|()| {
+            let date = parse_date(field(&fields, cols[0], "date")?)?;
+            let index = field(&fields, cols[1], "index")?;
+            let close = parse_number(field(&fields, cols[2], "close")?, "close")?;
+            if close <= 0.0 {
+                return Err(format!("close {close} is not positive"));
+            }
+            Ok((date, index, close))
+        });
+        let reason = match row {
+            Ok((date, index, close)) => match index_ids.get(index) {
+                // An index no symbol uses is allowed and ignored.
+                None => continue,
+                Some(&i) => match last_date[i] {
+                    Some((d, _)) if d == date => {
+                        format!("duplicate row for index `{index}` on {date}")
+                    }
+                    Some((d, l)) if d > date => format!(
+                        "date {date} of index `{index}` is before {d} on line {l}: dates must increase"
+                    ),
+                    _ => {
+                        last_date[i] = Some((date, line));
+                        rows.push((date, i, close));
+                        continue;
+                    }
+                },
+            },
+            Err(reason) => reason,
+        };
+        bad.push(
+            "indices",
+            BadRow {
+                file: file.into(),
+                line,
+                reason,
+            },
+            strict,
+        )?;
+    }
+    let calendar = Calendar::new(rows.iter().map(|r| r.0).collect());
+    if calendar.is_empty() {
+        return Err(InputError::Invalid {
+            file: file.into(),
+            message: "no index closes for the universe's indices: the trading calendar is empty"
+                .into(),
+        });
+    }
+    let mut closes = vec![vec![f64::NAN; calendar.len()]; universe.indices.len()];
+    for (date, i, close) in rows {
+        closes[i][calendar
+            .index(date)
+            .expect("calendar built from these dates")] = close;
+    }
+    for (i, name) in universe.indices.iter().enumerate() {
+        if last_date[i].is_none() {
+            return Err(InputError::Invalid {
+                file: file.into(),
+                message: format!("index `{name}` is named in the universe but has no closes"),
+            });
+        }
+    }
+    Ok((calendar, closes))
+}
+
+// ---------- prices ----------
+
+struct PriceRow {
+    line: u64,
+    symbol: u32,
+    day: u32,
+    open: f64,
+    close: f64,
+}
+
+type ChunkResult<T> = (Vec<T>, Vec<BadRow>);
+
+fn parse_prices(
+    (file, bytes): (&str, &[u8]),
+    universe: &Universe,
+    calendar: &Calendar,
+    strict: bool,
+    threads: usize,
+) -> Result<(Prices, BadRows), InputError> {
+    let (header, body) = split_header(file, bytes)?;
+    let (cols, _) = header_columns(file, header, &["date", "symbol", "open", "close"])?;
+    let parse_chunk = |(first_line, chunk): (u64, &[u8])| -> ChunkResult<PriceRow> {
+        let mut rows = Vec::with_capacity(chunk.len() / 32);
+        let mut bad = Vec::new();
+        let mut fields = Vec::new();
+        for (line, text) in lines(chunk, first_line) {
+            let row = split_fields(text, &mut fields).and_then(|()| {
+                let date = parse_date(field(&fields, cols[0], "date")?)?;
+                let symbol = field(&fields, cols[1], "symbol")?;
+                let open = parse_number(field(&fields, cols[2], "open")?, "open")?;
+                let close = parse_number(field(&fields, cols[3], "close")?, "close")?;
+                if open <= 0.0 || close <= 0.0 {
+                    return Err(format!(
+                        "prices must be positive (open {open}, close {close})"
+                    ));
+                }
+                let symbol = *universe
+                    .lookup
+                    .get(symbol)
+                    .ok_or_else(|| format!("symbol `{symbol}` is not in the universe"))?;
+                let day = calendar
+                    .index(date)
+                    .ok_or_else(|| format!("{date} is not a trading day of the index calendar"))?;
+                Ok(PriceRow {
+                    line,
+                    symbol,
+                    day: day as u32,
+                    open,
+                    close,
+                })
+            });
+            match row {
+                Ok(r) => rows.push(r),
+                Err(reason) => bad.push(BadRow {
+                    file: file.into(),
+                    line,
+                    reason,
+                }),
+            }
+        }
+        (rows, bad)
+    };
+    let results = parallel_chunks(body, threads, parse_chunk);
+
+    let days = calendar.len();
+    let n = universe.symbols.len();
+    let mut prices = Prices {
+        days,
+        open: vec![f64::NAN; n * days],
+        close: vec![f64::NAN; n * days],
+    };
+    let mut bad = BadRows::default();
+    let mut last: Vec<Option<(u32, u64)>> = vec![None; n];
+    for (rows, chunk_bad) in results {
+        // Rows and bad rows of a chunk interleave by line; report in line order.
+        let mut chunk_bad = chunk_bad.into_iter().peekable();
+        for r in rows {
+            while chunk_bad.peek().is_some_and(|b| b.line < r.line) {
+                bad.push("prices", chunk_bad.next().unwrap(), strict)?;
+            }
+            let s = r.symbol as usize;
+            let reason = match last[s] {
+                Some((d, _)) if d == r.day => Some(format!(
+                    "duplicate row for `{}` on {}",
+                    universe.symbols[s], calendar.dates[r.day as usize]
+                )),
+                Some((d, l)) if d > r.day => Some(format!(
+                    "date {} of `{}` is before {} on line {l}: dates must increase",
+                    calendar.dates[r.day as usize], universe.symbols[s], calendar.dates[d as usize]
+                )),
+                _ => None,
+            };
+            match reason {
+                Some(reason) => bad.push(
+                    "prices",
+                    BadRow {
+                        file: file.into(),
+                        line: r.line,
+                        reason,
+                    },
+                    strict,
+                )?,
+                None => {
+                    last[s] = Some((r.day, r.line));
+                    prices.open[s * days + r.day as usize] = r.open;
+                    prices.close[s * days + r.day as usize] = r.close;
+                }
+            }
+        }
+        for b in chunk_bad {
+            bad.push("prices", b, strict)?;
+        }
+    }
+    Ok((prices, bad))
+}
+
+/// Runs `parse` over line-aligned chunks of `body` on up to `threads` threads; results in order.
+fn parallel_chunks<T: Send>(
+    body: &[u8],
+    threads: usize,
+    parse: impl Fn((u64, &[u8])) -> ChunkResult<T> + Sync,
+) -> Vec<ChunkResult<T>> {
+    // Small inputs are not worth a thread.
+    let parts = if body.len() < 1 << 20 { 1 } else { threads };
+    let pieces = chunks(body, 2, parts);
+    if pieces.len() <= 1 {
+        return pieces.into_iter().map(&parse).collect();
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pieces
+            .into_iter()
+            .map(|piece| {
+                let parse = &parse;
+                scope.spawn(move || parse(piece))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("chunk parser does not panic"))
+            .collect()
+    })
+}
+
+// ---------- factor exposures ----------
+
+struct ExposureRow {
+    line: u64,
+    symbol: u32,
+    day: u32,
+    values: Vec<f64>,
+}
+
+fn parse_factors(
+    (file, bytes): (&str, &[u8]),
+    universe: &Universe,
+    calendar: &Calendar,
+    strict: bool,
+    threads: usize,
+) -> Result<(Exposures, BadRows), InputError> {
+    let (header, body) = split_header(file, bytes)?;
+    let (cols, names) = header_columns(file, header, &["date", "symbol"])?;
+    let factor_cols: Vec<usize> = (0..names.len()).filter(|i| !cols.contains(i)).collect();
+    if factor_cols.is_empty() {
+        return Err(InputError::Invalid {
+            file: file.into(),
+            message: "no factor columns after date,symbol".into(),
+        });
+    }
+    let factors: Vec<String> = factor_cols.iter().map(|&i| names[i].clone()).collect();
+    let parse_chunk = |(first_line, chunk): (u64, &[u8])| -> ChunkResult<ExposureRow> {
+        let mut rows = Vec::new();
+        let mut bad = Vec::new();
+        let mut fields = Vec::new();
+        for (line, text) in lines(chunk, first_line) {
+            let row = split_fields(text, &mut fields).and_then(|()| {
+                let date = parse_date(field(&fields, cols[0], "date")?)?;
+                let symbol = field(&fields, cols[1], "symbol")?;
+                let values = factor_cols
+                    .iter()
+                    .zip(&factors)
+                    .map(|(&c, name)| parse_number(field(&fields, c, name)?, name))
+                    .collect::<Result<Vec<f64>, String>>()?;
+                let symbol = *universe
+                    .lookup
+                    .get(symbol)
+                    .ok_or_else(|| format!("symbol `{symbol}` is not in the universe"))?;
+                let day = calendar
+                    .index(date)
+                    .ok_or_else(|| format!("{date} is not a trading day of the index calendar"))?;
+                Ok(ExposureRow {
+                    line,
+                    symbol,
+                    day: day as u32,
+                    values,
+                })
+            });
+            match row {
+                Ok(r) => rows.push(r),
+                Err(reason) => bad.push(BadRow {
+                    file: file.into(),
+                    line,
+                    reason,
+                }),
+            }
+        }
+        (rows, bad)
+    };
+    let results = parallel_chunks(body, threads, parse_chunk);
+
+    let n = universe.symbols.len();
+    let mut per_symbol: Vec<Vec<(u32, Vec<f64>)>> = vec![Vec::new(); n];
+    let mut bad = BadRows::default();
+    for (rows, chunk_bad) in results {
+        let mut chunk_bad = chunk_bad.into_iter().peekable();
+        for r in rows {
+            while chunk_bad.peek().is_some_and(|b| b.line < r.line) {
+                bad.push("factors", chunk_bad.next().unwrap(), strict)?;
+            }
+            let s = r.symbol as usize;
+            match per_symbol[s].last() {
+                Some((d, _)) if *d >= r.day => {
+                    let reason = format!(
+                        "exposures of `{}` on {} do not come after the previous row's date: dates must increase",
+                        universe.symbols[s], calendar.dates[r.day as usize]
+                    );
+                    bad.push(
+                        "factors",
+                        BadRow {
+                            file: file.into(),
+                            line: r.line,
+                            reason,
+                        },
+                        strict,
+                    )?;
+                }
+                _ => per_symbol[s].push((r.day, r.values)),
+            }
+        }
+        for b in chunk_bad {
+            bad.push("factors", b, strict)?;
+        }
+    }
+
+    let mut row_days = Vec::with_capacity(n);
+    let mut row_values = Vec::with_capacity(n);
+    for rows in per_symbol {
+        row_days.push(rows.iter().map(|(d, _)| *d).collect());
+        row_values.push(rows.into_iter().flat_map(|(_, v)| v).collect());
+    }
+    Ok((
+        Exposures {
+            factors,
+            row_days,
+            row_values,
+        },
+        bad,
+    ))
+}
+
+// ---------- events ----------
+
+#[derive(serde::Deserialize)]
+struct JsonEvent {
+    event_id: serde_json::Value,
+    timestamp: String,
+    symbol: String,
+    event_type: String,
+    #[serde(default)]
+    title: String,
+}
+
+/// Events as CSV (with a header) or JSON Lines (detected by a first non-blank character `{`).
+fn parse_events(
+    (file, bytes): (&str, &[u8]),
+    strict: bool,
+    bad: &mut BadRows,
+) -> Result<Vec<Event>, InputError> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let is_jsonl = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut events = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::default();
+    let mut accept = |line: u64, row: Result<Event, String>, bad: &mut BadRows| {
+        let reason = match row {
+            Ok(event) => match seen.get(&event.event_id) {
+                Some(first) => format!(
+                    "duplicate event_id `{}` (first on line {first})",
+                    event.event_id
+                ),
+                None => {
+                    seen.insert(event.event_id.clone(), line);
+                    events.push(event);
+                    return Ok(());
+                }
+            },
+            Err(reason) => reason,
+        };
+        bad.push(
+            "events",
+            BadRow {
+                file: file.into(),
+                line,
+                reason,
+            },
+            strict,
+        )
+    };
+    if is_jsonl {
+        for (line, text) in lines(bytes, 1) {
+            let row = serde_json::from_slice::<JsonEvent>(text)
+                .map_err(|e| format!("not an event object: {e}"))
+                .and_then(|e| {
+                    let id = match e.event_id {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Number(n) => n.to_string(),
+                        other => return Err(format!("event_id {other} is not a string or number")),
+                    };
+                    make_event(&id, &e.timestamp, &e.symbol, &e.event_type, &e.title)
+                });
+            accept(line, row, bad)?;
+        }
+    } else {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| InputError::Invalid {
+                file: file.into(),
+                message: format!("header: {e}"),
+            })?
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        let col = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| InputError::MissingColumn {
+                    file: file.into(),
+                    column: name.into(),
+                    header: headers.join(","),
+                })
+        };
+        let cols = [
+            col("event_id")?,
+            col("timestamp")?,
+            col("symbol")?,
+            col("event_type")?,
+            col("title")?,
+        ];
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line = reader.position().line();
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {
+                    let get = |i: usize| record.get(cols[i]).unwrap_or("").trim();
+                    let row = make_event(get(0), get(1), get(2), get(3), get(4));
+                    accept(record.position().map_or(line, |p| p.line()), row, bad)?;
+                }
+                Err(e) => {
+                    let reason = format!("malformed CSV: {e}");
+                    bad.push(
+                        "events",
+                        BadRow {
+                            file: file.into(),
+                            line,
+                            reason,
+                        },
+                        strict,
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(events)
+}
+
+fn make_event(
+    id: &str,
+    timestamp: &str,
+    symbol: &str,
+    event_type: &str,
+    title: &str,
+) -> Result<Event, String> {
+    if id.is_empty() {
+        return Err("missing event_id".into());
+    }
+    if symbol.is_empty() {
+        return Err("missing symbol".into());
+    }
+    let timestamp = DateTime::parse_from_rfc3339(timestamp)
+        .map_err(|e| format!("timestamp `{timestamp}` is not RFC 3339 with an offset: {e}"))?;
+    Ok(Event {
+        event_id: id.to_string(),
+        timestamp,
+        symbol: symbol.to_string(),
+        event_type: event_type.to_string(),
+        title: title.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNIVERSE: &str = "symbol,index,industry\nA,IDX,bank\nB,IDX,tech\n";
+    const INDICES: &str =
+        "date,index,close\n2024-01-02,IDX,100\n2024-01-03,IDX,101\n2024-01-04,IDX,99\n";
+
+    fn parse(prices: &str, events: &str, strict: bool) -> Result<Dataset, InputError> {
+        Dataset::parse(
+            &Sources {
+                prices: ("prices.csv", prices.as_bytes()),
+                indices: ("indices.csv", INDICES.as_bytes()),
+                universe: ("universe.csv", UNIVERSE.as_bytes()),
+                factors: None,
+                events: ("events.csv", events.as_bytes()),
+            },
+            strict,
+        )
+    }
+
+    const EVENTS: &str = "event_id,timestamp,symbol,event_type,title\n\
+        e1,2024-01-02T10:00:00+08:00,A,dividend,\"Pays, generously\"\n";
+
+    #[test]
+    fn parses_panels_and_reports_bad_rows_with_lines() {
+        let prices = "date,symbol,open,close,volume\n\
+            2024-01-02,A,10,10.5,1\n\
+            2024-01-03,A,10.5,x,1\n\
+            2024-01-03,Z,1,1,1\n\
+            2024-01-04,A,10,11,1\n\
+            2024-01-04,A,10,11,1\n\
+            2024-01-03,B,5,5,1\n\
+            2024-01-02,B,5,5,1\n\
+            2024-01-06,B,5,5,1\n";
+        let d = parse(prices, EVENTS, false).unwrap();
+        assert_eq!(d.calendar.len(), 3);
+        assert_eq!(d.prices.close_of(0)[0], 10.5);
+        assert!(d.prices.close_of(0)[1].is_nan());
+        assert_eq!(d.prices.close_of(0)[2], 11.0);
+        assert_eq!(d.prices.close_of(1)[1], 5.0);
+        assert_eq!(d.bad_rows.counts["prices"], 5);
+        let lines: Vec<u64> = d.bad_rows.examples.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![3, 4, 6, 8, 9]);
+        let text: Vec<String> = d.bad_rows.examples.iter().map(|b| b.to_string()).collect();
+        assert_eq!(text[0], "prices.csv:3: close `x` is not a finite number");
+        assert_eq!(text[1], "prices.csv:4: symbol `Z` is not in the universe");
+        assert_eq!(text[2], "prices.csv:6: duplicate row for `A` on 2024-01-04");
+        assert!(text[3].starts_with("prices.csv:8: date 2024-01-02 of `B` is before 2024-01-03"));
+        assert_eq!(
+            text[4],
+            "prices.csv:9: 2024-01-06 is not a trading day of the index calendar"
+        );
+        assert_eq!(d.events[0].title, "Pays, generously");
+
+        let err = parse(prices, EVENTS, true).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "prices.csv:3: close `x` is not a finite number (strict mode stops at the first bad row)"
+        );
+    }
+
+    #[test]
+    fn events_in_csv_and_jsonl_with_duplicates_and_bad_timestamps() {
+        let prices = "date,symbol,open,close\n2024-01-02,A,10,10\n";
+        let jsonl = "{\"event_id\": 7, \"timestamp\": \"2024-01-02T10:00:00+08:00\", \"symbol\": \"A\", \"event_type\": \"分红转送\", \"title\": \"t\"}\n\
+            {\"event_id\": \"7\", \"timestamp\": \"2024-01-02T10:00:00+08:00\", \"symbol\": \"A\", \"event_type\": \"x\", \"title\": \"t\"}\n\
+            {\"event_id\": \"8\", \"timestamp\": \"2024-01-02 10:00\", \"symbol\": \"A\", \"event_type\": \"x\", \"title\": \"t\"}\n\
+            not json\n";
+        let d = parse(prices, jsonl, false).unwrap();
+        assert_eq!(d.events.len(), 1);
+        assert_eq!(d.events[0].event_id, "7");
+        assert_eq!(d.bad_rows.counts["events"], 3);
+        assert!(
+            d.bad_rows.examples[0]
+                .reason
+                .contains("duplicate event_id `7` (first on line 1)")
+        );
+        assert!(d.bad_rows.examples[1].reason.contains("not RFC 3339"));
+        assert_eq!(d.bad_rows.examples[2].line, 4);
+
+        let csv = "event_id,timestamp,symbol,event_type,title\ne1,2024-01-02T10:00:00Z,A,x,t\ne1,2024-01-02T10:00:00Z,A,x,t\n";
+        let d = parse(prices, csv, false).unwrap();
+        assert_eq!(d.bad_rows.examples[0].line, 3);
+    }
+
+    #[test]
+    fn missing_columns_and_empty_files_are_named() {
+        let err = parse("date,symbol,close\n", EVENTS, false)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "prices.csv: header lacks required column `open` (header: date,symbol,close)"
+        );
+        let err = parse("", EVENTS, false).unwrap_err().to_string();
+        assert!(err.starts_with("prices.csv: empty file"), "{err}");
+    }
+
+    #[test]
+    fn chunks_cover_the_body_at_line_boundaries() {
+        let body = b"a\nbb\nccc\ndddd\n";
+        for parts in 1..6 {
+            let pieces = chunks(body, 2, parts);
+            let joined: Vec<u8> = pieces.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+            assert_eq!(joined, body);
+            for (line, piece) in &pieces {
+                let first = lines(piece, *line).next().unwrap();
+                let expected = body
+                    .split(|b| *b == b'\n')
+                    .position(|l| l == first.1)
+                    .unwrap() as u64
+                    + 2;
+                assert_eq!(first.0, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn exposures_forward_fill_from_the_latest_row() {
+        let factors = "date,symbol,size,momentum\n2024-01-02,A,1.5,-0.5\n2024-01-04,A,2,0\n2024-01-03,B,0.1,0.2\n";
+        let d = Dataset::parse(
+            &Sources {
+                prices: ("p", b"date,symbol,open,close\n2024-01-02,A,1,1\n"),
+                indices: ("i", INDICES.as_bytes()),
+                universe: ("u", UNIVERSE.as_bytes()),
+                factors: Some(("f", factors.as_bytes())),
+                events: ("e", EVENTS.as_bytes()),
+            },
+            true,
+        )
+        .unwrap();
+        let x = d.exposures.unwrap();
+        assert_eq!(x.factors, vec!["size", "momentum"]);
+        assert_eq!(x.at(0, 0), Some(&[1.5, -0.5][..]));
+        assert_eq!(x.at(1, 0), Some(&[1.5, -0.5][..]));
+        assert_eq!(x.at(2, 0), Some(&[2.0, 0.0][..]));
+        assert_eq!(x.at(0, 1), None);
+        assert_eq!(x.at(2, 1), Some(&[0.1, 0.2][..]));
+        let mut cursor = x.cursor();
+        for day in 0..3 {
+            cursor.advance(day);
+            for s in 0..2 {
+                assert_eq!(cursor.get(s), x.at(day, s), "day {day} symbol {s}");
+            }
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Labeling against hand computation, planted truth, and its failure modes.
+
+use chrono::NaiveDate;
+use janus::contracts::event_car::UnlabelledReason;
+use janus::contracts::label::{Sign, Strength};
+use janus::labeling::input::{Dataset, Sources};
+use janus::labeling::{LabelingConfig, label, neutralize, returns};
+use janus::scenario::{ScenarioConfig, generate, trading_days};
+use janus::taxonomy::EventType;
+use std::fmt::Write as _;
+
+struct Files {
+    prices: String,
+    indices: String,
+    universe: String,
+    factors: Option<String>,
+    events: String,
+}
+
+impl Files {
+    fn parse(&self) -> Dataset {
+        Dataset::parse(
+            &Sources {
+                prices: ("prices.csv", self.prices.as_bytes()),
+                indices: ("indices.csv", self.indices.as_bytes()),
+                universe: ("universe.csv", self.universe.as_bytes()),
+                factors: self.factors.as_ref().map(|f| ("factors.csv", f.as_bytes())),
+                events: ("events.csv", self.events.as_bytes()),
+            },
+            true,
+        )
+        .unwrap()
+    }
+}
+
+/// One stock and its index over 200 weekdays from 2024-01-01, with a halt and two events.
+fn hand_made() -> (Files, Vec<NaiveDate>, Vec<f64>, Vec<Option<f64>>) {
+    let dates = trading_days(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(), 200);
+    let index: Vec<f64> = (0..200)
+        .map(|t| 100.0 * (1.0 + 0.01 * ((t as f64) * 0.7).sin()) + t as f64 * 0.05)
+        .collect();
+    let halted = [150usize, 151];
+    let stock: Vec<Option<f64>> = (0..200)
+        .map(|t| {
+            (!halted.contains(&t)).then(|| {
+                20.0 * (1.0 + 0.015 * ((t as f64) * 0.7).sin() + 0.004 * ((t as f64) * 1.9).cos())
+                    + t as f64 * 0.01
+            })
+        })
+        .collect();
+    let mut prices = String::from("date,symbol,open,close\n");
+    let mut indices = String::from("date,index,close\n");
+    for t in 0..200 {
+        writeln!(indices, "{},IDX,{}", dates[t], index[t]).unwrap();
+        if let Some(c) = stock[t] {
+            writeln!(prices, "{},AAA,{},{}", dates[t], c * 0.999, c).unwrap();
+        }
+    }
+    // Event 1 at 10:00 local on day 170: d0 = day 171. Event 2 (same symbol) on day 140 at
+    // 08:00 local: d0 = day 140; its window days are excluded from event 1's estimation window.
+    let events = format!(
+        "event_id,timestamp,symbol,event_type,title\n\
+         e1,{}T10:00:00+08:00,AAA,分红转送,t\n\
+         e2,{}T00:00:00Z,AAA,violation,t\n",
+        dates[170], dates[140]
+    );
+    (
+        Files {
+            prices,
+            indices,
+            universe: "symbol,index,industry\nAAA,IDX,bank\n".into(),
+            factors: None,
+            events,
+        },
+        dates,
+        index,
+        stock,
+    )
+}
+
+#[test]
+fn car_market_model_matches_an_independent_computation() {
+    let (files, _, index, stock) = hand_made();
+    let config = LabelingConfig {
+        estimation_window: 60,
+        buffer: 5,
+        min_observations: 30,
+        event_window: 3,
+        ..LabelingConfig::default()
+    };
+    let labeled = label(&files.parse(), &config);
+    let e1 = &labeled.records[0];
+
+    // Straightforward recomputation: d0 = 171, window [171−5−60, 171−5) = [106, 166), minus the
+    // days of e2's event window (140, 141, 142), minus returns touching the halt (150, 151, 152).
+    let r = |t: usize| -> Option<f64> { Some(stock[t]? / stock[t - 1]? - 1.0) };
+    let rm = |t: usize| index[t] / index[t - 1] - 1.0;
+    let (mut n, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for t in 106..166 {
+        if (140..143).contains(&t) {
+            continue;
+        }
+        if let Some(y) = r(t) {
+            let x = rm(t);
+            n += 1.0;
+            sx += x;
+            sy += y;
+            sxx += x * x;
+            sxy += x * y;
+        }
+    }
+    assert_eq!(n, 54.0);
+    let beta = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    let alpha = (sy - beta * sx) / n;
+    let car: f64 = (171..174)
+        .map(|t| r(t).unwrap() - alpha - beta * rm(t))
+        .sum();
+
+    let fit = e1.fit.as_ref().unwrap();
+    assert_eq!(fit.observations, 54);
+    assert!((fit.beta - beta).abs() < 1e-9, "{} vs {beta}", fit.beta);
+    assert!((fit.alpha - alpha).abs() < 1e-9);
+    assert!((e1.car_market_model.unwrap() - car).abs() < 1e-9);
+    let label = e1.label.as_ref().unwrap();
+    assert_eq!(
+        label.car,
+        e1.car_market_model.unwrap(),
+        "no factors: car = car_market_model"
+    );
+    assert_eq!(label.event_type, EventType::Dividend);
+    assert_eq!(
+        label.direction,
+        if car > 0.0 {
+            Sign::Positive
+        } else {
+            Sign::Negative
+        }
+    );
+    assert_eq!(
+        label.strength,
+        if car.abs() >= 0.02 {
+            Strength::Strong
+        } else {
+            Strength::Weak
+        }
+    );
+    assert_eq!(e1.window.len(), 3);
+    assert_eq!(e1.d0, Some(e1.window[0].date));
+    assert!(!labeled.method.neutralized);
+}
+
+#[test]
+fn alignment_uses_the_session_open_in_exchange_time() {
+    let (mut files, dates, _, _) = hand_made();
+    // dates[4] is a Friday (2024-01-05); the next trading day is Monday dates[5].
+    let friday = dates[4];
+    files.events = format!(
+        "event_id,timestamp,symbol,event_type,title\n\
+         before,{friday}T09:29:59+08:00,AAA,x,t\n\
+         at,{friday}T09:30:00+08:00,AAA,x,t\n\
+         utc,{friday}T01:29:00Z,AAA,x,t\n\
+         weekend,2024-01-06T12:00:00+08:00,AAA,x,t\n\
+         newyork,{}T21:00:00-05:00,AAA,x,t\n",
+        dates[3]
+    );
+    let labeled = label(&files.parse(), &LabelingConfig::default());
+    let d0: Vec<_> = labeled.records.iter().map(|r| r.d0.unwrap()).collect();
+    // 21:00 New York on Thursday is 10:00 Friday in Shanghai: after the open, so Monday.
+    assert_eq!(d0, vec![friday, dates[5], friday, dates[5], dates[5]]);
+}
+
+#[test]
+fn unlabelled_events_keep_their_record_and_reason() {
+    let (mut files, dates, _, _) = hand_made();
+    files.universe.push_str("FLAT,IDX2,bank\n");
+    for d in &dates {
+        writeln!(files.indices, "{d},IDX2,100").unwrap();
+        writeln!(files.prices, "{d},FLAT,10,10").unwrap();
+    }
+    // A day whose prices sort after the halt keeps them in order per symbol; rows per symbol
+    // must increase, so FLAT rows are appended after AAA's.
+    files.events = format!(
+        "event_id,timestamp,symbol,event_type,title\n\
+         unknown,{}T10:00:00+08:00,ZZZ,dividend,t\n\
+         early,{}T10:00:00+08:00,AAA,dividend,t\n\
+         halted,{}T10:00:00+08:00,AAA,dividend,t\n\
+         late,{}T10:00:00+08:00,AAA,dividend,t\n\
+         flat,{}T10:00:00+08:00,FLAT,并购,t\n",
+        dates[100], dates[20], dates[149], dates[199], dates[100]
+    );
+    let labeled = label(&files.parse(), &LabelingConfig::default());
+    let reasons: Vec<_> = labeled
+        .records
+        .iter()
+        .map(|r| r.unlabelled_reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            Some(UnlabelledReason::UnknownSymbol),
+            Some(UnlabelledReason::InsufficientHistory),
+            Some(UnlabelledReason::MissingPrices),
+            Some(UnlabelledReason::OutsideCalendar),
+            Some(UnlabelledReason::DegenerateRegression),
+        ]
+    );
+    assert!(labeled.records.iter().all(|r| r.label.is_none()));
+    let s = &labeled.summary;
+    assert_eq!(s.events, 5);
+    assert_eq!(s.labelled, 0);
+    assert_eq!(s.unlabelled_by_reason["unknown_symbol"], 1);
+    assert_eq!(s.unknown_event_types["并购"], 1);
+    assert_eq!(s.by_event_type["dividend"], 4);
+}
+
+fn scenario_files(cfg: &ScenarioConfig) -> (Files, janus::scenario::Truth) {
+    let s = generate(cfg);
+    (
+        Files {
+            prices: s.prices_csv,
+            indices: s.indices_csv,
+            universe: s.universe_csv,
+            factors: s.factors_csv,
+            events: s.events_csv,
+        },
+        s.truth,
+    )
+}
+
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+#[test]
+fn labeling_recovers_what_the_scenario_planted() {
+    let cfg = ScenarioConfig {
+        seed: 11,
+        symbols: 800,
+        days: 400,
+        events: 12_000,
+        factors: true,
+    };
+    let (files, truth) = scenario_files(&cfg);
+    let data = files.parse();
+    let labeled = label(&data, &LabelingConfig::default());
+
+    // α and β: event-window fits over ~120 days have a sampling error of about 0.2 in β (noise
+    // ≈ 2.5% a day against an index moving ≈ 1.1%); over thousands of fits the mean error
+    // vanishes and the estimates track the truth.
+    let (mut beta_hat, mut beta_true, mut alpha_err) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &labeled.records {
+        if let (Some(fit), Some(t)) = (&r.fit, truth.symbols.get(&r.symbol)) {
+            beta_hat.push(fit.beta);
+            beta_true.push(t.beta);
+            alpha_err.push(fit.alpha - t.alpha);
+        }
+    }
+    let n = beta_hat.len() as f64;
+    assert!(n > 5000.0);
+    let beta_bias = beta_hat
+        .iter()
+        .zip(&beta_true)
+        .map(|(h, t)| h - t)
+        .sum::<f64>()
+        / n;
+    let alpha_bias = alpha_err.iter().sum::<f64>() / n;
+    eprintln!(
+        "fits {n}: mean β error {beta_bias:.4}, mean α error {alpha_bias:.6}, corr(β̂, β) {:.3}",
+        correlation(&beta_hat, &beta_true)
+    );
+    assert!(beta_bias.abs() < 0.02, "mean β error {beta_bias}");
+    assert!(alpha_bias.abs() < 0.0003, "mean α error {alpha_bias}");
+    assert!(correlation(&beta_hat, &beta_true) > 0.6);
+
+    // Factor returns: 800 stocks a day pin each style return to ≈ 0.0009 (noise / √800).
+    let days = data.calendar.len();
+    let r = returns(&data.prices.close, days);
+    let index_r: Vec<Vec<f64>> = data.index_close.iter().map(|c| returns(c, days)).collect();
+    let mut market = Vec::new();
+    for s in 0..data.universe.symbols.len() {
+        market.extend_from_slice(&index_r[data.universe.index_of[s] as usize]);
+    }
+    let exposures = data.exposures.as_ref().unwrap();
+    let f = neutralize::factor_returns(
+        &r,
+        &market,
+        days,
+        &data.universe.industry_of,
+        data.universe.industries.len(),
+        exposures,
+        60,
+    );
+    for (k, name) in truth.style_factors.iter().enumerate() {
+        let est: Vec<f64> = (1..days).map(|t| f.style_at(t)[k]).collect();
+        let planted: Vec<f64> = (1..days).map(|t| truth.factor_returns[t][k]).collect();
+        let rmse = (est
+            .iter()
+            .zip(&planted)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            / est.len() as f64)
+            .sqrt();
+        eprintln!(
+            "{name}: rmse {rmse:.5}, corr {:.3}",
+            correlation(&est, &planted)
+        );
+        assert!(rmse < 0.0015, "{name}: rmse {rmse}");
+        assert!(correlation(&est, &planted) > 0.9, "{name}");
+    }
+
+    // Per-type mean CAR: the planted expectation, within 4 standard errors of the noise.
+    for t in EventType::KNOWN {
+        let cars: Vec<f64> = labeled
+            .records
+            .iter()
+            .filter_map(|r| r.label.as_ref())
+            .filter(|l| l.event_type == t)
+            .map(|l| l.car)
+            .collect();
+        let m = cars.len() as f64;
+        let mean = cars.iter().sum::<f64>() / m;
+        let sd = (cars.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (m - 1.0)).sqrt();
+        let expected = truth.event_types[t.name()].expected_car;
+        eprintln!(
+            "{t}: mean CAR {mean:+.5} planted {expected:+.5} se {:.5}",
+            sd / m.sqrt()
+        );
+        assert!(
+            (mean - expected).abs() < 4.0 * sd / m.sqrt(),
+            "{t}: mean CAR {mean:.5}, planted {expected:.5}, se {:.5}",
+            sd / m.sqrt()
+        );
+    }
+    // And per event: the label's CAR tracks the planted effect.
+    let (planted, measured): (Vec<f64>, Vec<f64>) = labeled
+        .records
+        .iter()
+        .filter_map(|r| {
+            Some((
+                *truth.event_effects.get(&r.event_id)?,
+                r.label.as_ref()?.car,
+            ))
+        })
+        .unzip();
+    eprintln!(
+        "corr(planted, label CAR) {:.3}",
+        correlation(&planted, &measured)
+    );
+    assert!(correlation(&planted, &measured) > 0.35);
+    assert!(labeled.method.neutralized);
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let path = std::path::Path::new("labeling.yaml");
+    let err = janus::config::parse::<LabelingConfig>(path, "estimation_window: 100\nbufer: 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("labeling.yaml: "), "{err}");
+    assert!(err.contains("unknown field `bufer`"), "{err}");
+    let err = janus::config::parse::<LabelingConfig>(path, "min_observations: 500\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "labeling.yaml: key `min_observations`: must be between 3 and estimation_window (120)"
+    );
+    let err = janus::config::parse::<LabelingConfig>(path, "timezone: Mars/Olympus\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `timezone`"), "{err}");
+    let ok =
+        janus::config::parse::<LabelingConfig>(path, "aliases: {M&A: asset_change}\n").unwrap();
+    assert_eq!(ok.aliases["M&A"], EventType::AssetChange);
+}
+
+fn janus(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn label_dir(dir: &std::path::Path, out: &str, extra: &[&str]) -> std::process::Output {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let mut args = vec![
+        "label".to_string(),
+        "--prices".into(),
+        p("prices.csv"),
+        "--indices".into(),
+        p("indices.csv"),
+        "--universe".into(),
+        p("universe.csv"),
+        "--factors".into(),
+        p("factors.csv"),
+        "--events".into(),
+        p("events.csv"),
+        "--out".into(),
+        p(out),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    janus(&args)
+}
+
+#[test]
+fn replays_are_identical_and_any_input_change_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = janus(&[
+        "scenario",
+        "--seed",
+        "5",
+        "--symbols",
+        "60",
+        "--days",
+        "260",
+        "--events",
+        "400",
+        "--out",
+        d,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let first = label_dir(dir.path(), "a", &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = label_dir(dir.path(), "b", &[]);
+    assert!(second.status.success());
+    let a = std::fs::read(dir.path().join("a/event-car.json")).unwrap();
+    let b = std::fs::read(dir.path().join("b/event-car.json")).unwrap();
+    assert_eq!(a, b, "two runs on the same inputs are byte-identical");
+    let verified = janus(&[
+        "verify",
+        dir.path().join("a/event-car.json").to_str().unwrap(),
+    ]);
+    assert!(verified.status.success());
+
+    // Change one close by one tick.
+    let prices = std::fs::read_to_string(dir.path().join("prices.csv")).unwrap();
+    let mut lines: Vec<String> = prices.lines().map(str::to_string).collect();
+    let fields: Vec<&str> = lines[1000].split(',').collect();
+    let close: f64 = fields[3].parse().unwrap();
+    lines[1000] = format!(
+        "{},{},{},{:.4}",
+        fields[0],
+        fields[1],
+        fields[2],
+        close + 0.0001
+    );
+    std::fs::write(dir.path().join("prices.csv"), lines.join("\n") + "\n").unwrap();
+    let changed = label_dir(dir.path(), "c", &[]);
+    assert!(changed.status.success());
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("c/event-car.json")).unwrap())
+            .unwrap();
+    let a: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    assert_ne!(c["manifest_hash"], a["manifest_hash"]);
+    assert_ne!(
+        c["lineage"]["dataset_snapshot_hash"],
+        a["lineage"]["dataset_snapshot_hash"]
+    );
+    assert_eq!(
+        c["lineage"]["run_config_hash"],
+        a["lineage"]["run_config_hash"]
+    );
+}
+
+#[test]
+fn bad_rows_are_skipped_and_counted_or_fatal_in_strict_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = janus(&[
+        "scenario",
+        "--seed",
+        "6",
+        "--symbols",
+        "20",
+        "--days",
+        "200",
+        "--events",
+        "50",
+        "--out",
+        d,
+    ]);
+    assert!(out.status.success());
+    let mut prices = std::fs::read_to_string(dir.path().join("prices.csv")).unwrap();
+    prices.push_str("2023-01-03,600000.SH,abc,1\n");
+    std::fs::write(dir.path().join("prices.csv"), prices).unwrap();
+
+    let lenient = label_dir(dir.path(), "out", &[]);
+    assert!(lenient.status.success());
+    let stderr = String::from_utf8_lossy(&lenient.stderr);
+    assert!(
+        stderr.contains("prices.csv:") && stderr.contains("open `abc` is not a finite number"),
+        "{stderr}"
+    );
+    let artifact: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/event-car.json")).unwrap())
+            .unwrap();
+    assert_eq!(artifact["summary"]["bad_rows"]["prices"], 1);
+
+    let strict = label_dir(dir.path(), "strict", &["--strict"]);
+    assert_eq!(strict.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        stderr.contains("strict mode stops at the first bad row"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("strict/event-car.json").exists(),
+        "nothing written on failure"
+    );
+}
