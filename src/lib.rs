@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod contracts;
 pub mod labeling;
+pub mod reward;
+pub mod reward_service;
 pub mod rng;
 pub mod scenario;
 pub mod taxonomy;

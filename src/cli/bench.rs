@@ -26,11 +26,20 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 7)]
         runs: usize,
     },
+    /// HGRM rewards per second on one core: for parsed outputs, and for raw completions
+    /// (extraction and validation included).
+    Reward {
+        #[arg(long, default_value_t = 200_000)]
+        samples: usize,
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
 }
 
 pub fn run(args: BenchArgs) -> CliResult {
     match args.target {
         BenchTarget::Label { data, runs } => bench_label(data, runs.max(1)),
+        BenchTarget::Reward { samples, runs } => bench_reward(samples.max(1), runs.max(1)),
     }
 }
 
@@ -112,6 +121,79 @@ fn bench_label(data: Option<PathBuf>, runs: usize) -> CliResult {
             previous = end;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_reward(samples: usize, runs: usize) -> CliResult {
+    use crate::contracts::label::{Label, Sign, Strength};
+    use crate::reward::{HgrmConfig, output::parse_completion, score};
+    use crate::taxonomy::EventType;
+    let mut rng = crate::rng::Rng::new(7);
+    let config = HgrmConfig::default();
+    let directions = ["long", "short", "hold"];
+    let mut labels = Vec::with_capacity(samples);
+    let mut completions = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let car = 0.03 * rng.normal();
+        let t = EventType::KNOWN[rng.below(10) as usize];
+        labels.push(Label {
+            car,
+            direction: if car > 0.0 {
+                Sign::Positive
+            } else {
+                Sign::Negative
+            },
+            strength: if car.abs() >= 0.02 {
+                Strength::Strong
+            } else {
+                Strength::Weak
+            },
+            event_type: t,
+        });
+        let guess = EventType::KNOWN[rng.below(10) as usize];
+        completions.push(format!(
+            "Reasoning first, then the answer.\n```json\n{{\"direction\": \"{}\", \"event_type\": \"{}\", \"strength\": \"{}\", \"car_estimate\": {:.4}, \"reasoning\": \"The announcement changes expected cash flows for the quarter.\"}}\n```",
+            directions[rng.below(3) as usize],
+            guess.name(),
+            if rng.bernoulli(0.5) { "strong" } else { "weak" },
+            0.03 * rng.normal()
+        ));
+    }
+    let parsed: Vec<_> = completions.iter().map(|c| parse_completion(c)).collect();
+    let mut checksum = 0.0;
+    let mut rate = |f: &mut dyn FnMut() -> f64| {
+        let mut rates: Vec<f64> = (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                checksum += f();
+                samples as f64 / start.elapsed().as_secs_f64()
+            })
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let parsed_rate = rate(&mut || {
+        parsed
+            .iter()
+            .zip(&labels)
+            .map(|(p, l)| score("e", p.as_ref(), l, &config).final_reward)
+            .sum()
+    });
+    let raw_rate = rate(&mut || {
+        completions
+            .iter()
+            .zip(&labels)
+            .map(|(c, l)| score("e", parse_completion(c).as_ref(), l, &config).final_reward)
+            .sum()
+    });
+    println!(
+        "HGRM reward, {samples} samples, median of {runs} runs, one thread (checksum {checksum:.3})"
+    );
+    println!("  parsed outputs:  {:>12.0} rewards/s", parsed_rate);
+    println!(
+        "  raw completions: {:>12.0} rewards/s (extraction and validation included)",
+        raw_rate
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 pub mod label;
 mod progress;
+mod reward;
 pub mod scenario;
 mod schema;
 mod verify;
@@ -28,6 +29,8 @@ pub enum Command {
     Scenario(scenario::ScenarioArgs),
     /// Label events with cumulative abnormal returns: writes DIR/event-car.json.
     Label(label::LabelArgs),
+    /// Score model completions with the HGRM reward (batch), or serve it (`reward serve`).
+    Reward(reward::RewardArgs),
     /// Benchmarks: median wall time and peak memory of a command over repeated runs.
     Bench(bench::BenchArgs),
     /// Run the lifecycle end to end on one machine (default: a generated scenario).
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Scenario(args) => scenario::run(args),
         Command::Label(args) => label::run(args),
+        Command::Reward(args) => reward::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
     };

@@ -7,6 +7,7 @@ use super::lineage::Lineage;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum HgrmRewardVersion {
@@ -48,6 +49,9 @@ pub struct RewardSummary {
     pub samples: u64,
     /// Share of samples whose event type matched the label.
     pub type_match_ratio: f64,
+    /// Completions that could not be scored (unknown event id, unlabelled event, bad line), by
+    /// reason; not counted in `samples`.
+    pub unscored_by_reason: BTreeMap<String, u64>,
 }
 
 /// One sample's reward, term by term.

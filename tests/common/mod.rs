@@ -150,6 +150,7 @@ pub fn reward() -> HgrmRewardArtifact {
             direction_gate_pass_ratio: 1.0,
             hard_gate_failures: 0,
             type_match_ratio: 1.0,
+            unscored_by_reason: BTreeMap::new(),
             clipped: 0,
             mean_final_reward: 0.7333333333333333,
             mean_pnl_reward: 0.0295,
