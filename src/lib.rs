@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod contracts;
+pub mod evaluation;
 pub mod labeling;
 pub mod reward;
 pub mod reward_service;

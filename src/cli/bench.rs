@@ -26,6 +26,12 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 7)]
         runs: usize,
     },
+    /// 10,000 stationary-bootstrap resamples of the SR delta over 520 days plus 10,000 paired
+    /// resamples of the DA/ETA deltas over 62,400 events, on all cores.
+    Bootstrap {
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
     /// HGRM rewards per second on one core: for parsed outputs, and for raw completions
     /// (extraction and validation included).
     Reward {
@@ -40,6 +46,7 @@ pub fn run(args: BenchArgs) -> CliResult {
     match args.target {
         BenchTarget::Label { data, runs } => bench_label(data, runs.max(1)),
         BenchTarget::Reward { samples, runs } => bench_reward(samples.max(1), runs.max(1)),
+        BenchTarget::Bootstrap { runs } => bench_bootstrap(runs.max(1)),
     }
 }
 
@@ -121,6 +128,45 @@ fn bench_label(data: Option<PathBuf>, runs: usize) -> CliResult {
             previous = end;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_bootstrap(runs: usize) -> CliResult {
+    use crate::evaluation::bootstrap::{BootstrapConfig, PairedHit, accuracy_deltas, sharpe_delta};
+    let mut rng = crate::rng::Rng::new(3);
+    let base: Vec<f64> = (0..520).map(|_| 0.01 * rng.normal()).collect();
+    let cand: Vec<f64> = base
+        .iter()
+        .map(|b| 0.6 * b + 0.0005 + 0.006 * rng.normal())
+        .collect();
+    let hits: Vec<PairedHit> = (0..62_400)
+        .map(|_| PairedHit {
+            candidate_direction: rng.bernoulli(0.59),
+            baseline_direction: rng.bernoulli(0.55),
+            candidate_type: rng.bernoulli(0.80),
+            baseline_type: rng.bernoulli(0.70),
+        })
+        .collect();
+    let config = BootstrapConfig::default();
+    let mut walls = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let sr = sharpe_delta(&cand, &base, &config);
+        let (da, eta) = accuracy_deltas(&hits, &config);
+        walls.push(start.elapsed().as_secs_f64());
+        std::hint::black_box((sr, da, eta));
+    }
+    println!(
+        "bootstrap: {} resamples of the SR delta (520 days) + DA/ETA deltas (62,400 events), {runs} runs",
+        config.resamples
+    );
+    println!(
+        "  wall: median {:.3} s (min {:.3}, max {:.3}) on {} threads",
+        median(&walls),
+        walls.iter().cloned().fold(f64::INFINITY, f64::min),
+        walls.iter().cloned().fold(0.0, f64::max),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 pub mod label;
+mod metrics;
 mod progress;
 mod reward;
 pub mod scenario;
@@ -31,6 +32,9 @@ pub enum Command {
     Label(label::LabelArgs),
     /// Score model completions with the HGRM reward (batch), or serve it (`reward serve`).
     Reward(reward::RewardArgs),
+    /// Metrics of a NAV series (the paper's conventions), with bootstrap intervals and deltas
+    /// against a baseline.
+    Metrics(metrics::MetricsArgs),
     /// Benchmarks: median wall time and peak memory of a command over repeated runs.
     Bench(bench::BenchArgs),
     /// Run the lifecycle end to end on one machine (default: a generated scenario).
@@ -56,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Scenario(args) => scenario::run(args),
         Command::Label(args) => label::run(args),
         Command::Reward(args) => reward::run(args),
+        Command::Metrics(args) => metrics::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
     };

@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(p.prediction.event_type, Some(EventType::Dividend));
         assert_eq!(p.prediction.car_estimate, 0.031);
         assert_eq!(p.extra_chars, 0);
-        assert_eq!(p.reasoning_chars, "A large cash dividend signals confidence.".len());
+        assert_eq!(
+            p.reasoning_chars,
+            "A large cash dividend signals confidence.".len()
+        );
     }
 
     #[test]

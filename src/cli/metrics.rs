@@ -1,0 +1,217 @@
+use super::{CliError, CliResult};
+use crate::evaluation::bootstrap::{BootstrapConfig, sharpe_delta, sharpe_interval};
+use crate::evaluation::metrics::{NavMetrics, daily_returns};
+use clap::Args;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// NAV series: CSV `date,nav`, or the JSON layout of the paper's fixture (`dates`, `series`).
+    #[arg(long)]
+    pub nav: PathBuf,
+    /// Series name inside a JSON file.
+    #[arg(long)]
+    pub series: Option<String>,
+    /// A baseline NAV series over the same dates, for deltas with confidence intervals.
+    #[arg(long)]
+    pub baseline_nav: Option<PathBuf>,
+    #[arg(long)]
+    pub baseline_series: Option<String>,
+    /// Bootstrap resamples (0: no intervals).
+    #[arg(long, default_value_t = 10_000)]
+    pub bootstrap: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Expected block length of the stationary bootstrap, in days.
+    #[arg(long, default_value_t = 5.0)]
+    pub block_length: f64,
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads a NAV series: CSV with a `nav` column (and a `date` column), or the fixture's JSON.
+fn read_nav(path: &Path, series: Option<&str>) -> Result<(Vec<String>, Vec<f64>), CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |m: String| CliError::Usage(format!("{}: {m}", path.display()));
+    if text.trim_start().starts_with('{') {
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let all = doc["series"]
+            .as_object()
+            .ok_or_else(|| bad("no `series` object".into()))?;
+        let name = match series {
+            Some(n) => n.to_string(),
+            None if all.len() == 1 => all.keys().next().cloned().unwrap_or_default(),
+            None => {
+                let names: Vec<&String> = all.keys().collect();
+                return Err(bad(format!("choose a series with --series: {names:?}")));
+            }
+        };
+        let values = all
+            .get(&name)
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| bad(format!("no series `{name}`")))?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_f64()
+                    .ok_or_else(|| bad(format!("series `{name}` point {i} is not a number")))
+            })
+            .collect::<Result<Vec<f64>, _>>()?;
+        let dates = doc["dates"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .map(|x| x.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Ok((dates, values));
+    }
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let col = |n: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(n))
+    };
+    let nav_col = col("nav").ok_or_else(|| bad("CSV needs a `nav` column".into()))?;
+    let date_col = col("date");
+    let (mut dates, mut values) = (Vec::new(), Vec::new());
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| bad(e.to_string()))?;
+        let field = record.get(nav_col).unwrap_or("").trim();
+        let v: f64 = field
+            .parse()
+            .map_err(|_| bad(format!("line {}: nav `{field}` is not a number", i + 2)))?;
+        values.push(v);
+        dates.push(
+            date_col
+                .and_then(|c| record.get(c))
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    Ok((dates, values))
+}
+
+fn num(x: Option<f64>) -> serde_json::Value {
+    x.map_or(serde_json::Value::Null, |v| json!(v))
+}
+
+pub fn run(args: MetricsArgs) -> CliResult {
+    if !(args.confidence > 0.0 && args.confidence < 1.0) || args.block_length < 1.0 {
+        return Err(CliError::Usage(
+            "--confidence must lie in (0, 1) and --block-length be at least 1".into(),
+        ));
+    }
+    let (dates, nav) = read_nav(&args.nav, args.series.as_deref())?;
+    let metrics_err = |p: &Path, e: crate::evaluation::metrics::MetricsError| {
+        CliError::Usage(format!("{}: {e}", p.display()))
+    };
+    let m = NavMetrics::from_nav(&nav).map_err(|e| metrics_err(&args.nav, e))?;
+    let returns = daily_returns(&nav).map_err(|e| metrics_err(&args.nav, e))?;
+    let config = BootstrapConfig {
+        resamples: args.bootstrap,
+        block_length: args.block_length,
+        seed: args.seed,
+        confidence: args.confidence,
+    };
+    let mut out = json!({
+        "sr": num(m.sr), "mdd": m.mdd, "arr": m.arr, "calmar": num(m.calmar),
+        "total_return": m.total_return, "days": m.days,
+    });
+    if args.bootstrap > 0 {
+        let ci = sharpe_interval(&returns, &config);
+        out["sr_ci"] =
+            json!({"ci_lower": ci.ci_lower, "ci_upper": ci.ci_upper, "p_value": ci.p_value});
+        out["bootstrap"] =
+            serde_json::to_value(config.significance("stationary_bootstrap")).expect("serializes");
+    }
+    if let Some(base_path) = &args.baseline_nav {
+        let (base_dates, base_nav) = read_nav(base_path, args.baseline_series.as_deref())?;
+        if base_nav.len() != nav.len()
+            || (!dates.is_empty() && !base_dates.is_empty() && base_dates != dates)
+        {
+            return Err(CliError::Usage(format!(
+                "{} and {} do not cover the same dates ({} and {} points)",
+                args.nav.display(),
+                base_path.display(),
+                nav.len(),
+                base_nav.len()
+            )));
+        }
+        let b = NavMetrics::from_nav(&base_nav).map_err(|e| metrics_err(base_path, e))?;
+        let base_returns = daily_returns(&base_nav).map_err(|e| metrics_err(base_path, e))?;
+        out["baseline"] = json!({
+            "sr": num(b.sr), "mdd": b.mdd, "arr": b.arr, "calmar": num(b.calmar),
+            "total_return": b.total_return, "days": b.days,
+        });
+        let mut delta = serde_json::Map::new();
+        if args.bootstrap > 0 {
+            delta.insert(
+                "sr".into(),
+                serde_json::to_value(sharpe_delta(&returns, &base_returns, &config))
+                    .expect("serializes"),
+            );
+        }
+        for (name, c, bv) in [
+            ("mdd", m.mdd, b.mdd),
+            ("arr", m.arr, b.arr),
+            ("total_return", m.total_return, b.total_return),
+        ] {
+            delta.insert(name.into(), json!({"value": c - bv}));
+        }
+        out["delta"] = serde_json::Value::Object(delta);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializes")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let show = |v: &serde_json::Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.4}"));
+    println!(
+        "days {}  SR {}  MDD {}  ARR {}  Calmar {}  total return {}",
+        m.days,
+        show(&out["sr"]),
+        show(&out["mdd"]),
+        show(&out["arr"]),
+        show(&out["calmar"]),
+        show(&out["total_return"])
+    );
+    if let Some(ci) = out.get("sr_ci") {
+        println!(
+            "  SR {:.0}% CI [{}, {}], p(SR ≤ 0) = {}",
+            args.confidence * 100.0,
+            show(&ci["ci_lower"]),
+            show(&ci["ci_upper"]),
+            show(&ci["p_value"])
+        );
+    }
+    if let Some(d) = out.get("delta") {
+        if let Some(sr) = d.get("sr") {
+            println!(
+                "  SR − baseline: {} [{}, {}], p(Δ ≤ 0) = {}",
+                show(&sr["value"]),
+                show(&sr["ci_lower"]),
+                show(&sr["ci_upper"]),
+                show(&sr["p_value"])
+            );
+        }
+        println!(
+            "  ARR − baseline: {}  MDD − baseline: {}",
+            show(&d["arr"]["value"]),
+            show(&d["mdd"]["value"])
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
