@@ -1,7 +1,9 @@
 //! The `janus` command line: one binary, one subcommand per step or service.
 
 mod bench;
+mod compare;
 mod demo;
+mod evaluate;
 pub mod label;
 mod metrics;
 mod progress;
@@ -32,6 +34,11 @@ pub enum Command {
     Label(label::LabelArgs),
     /// Score model completions with the HGRM reward (batch), or serve it (`reward serve`).
     Reward(reward::RewardArgs),
+    /// Evaluate predictions against the baseline: backtest, metrics, walk-forward, regimes,
+    /// bootstrap significance; writes the evidence (janus-q-evidence-v1) and a report.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Compare two evaluations (evidence artifacts) for reproducibility; exit 1 on any difference.
+    Compare(compare::CompareArgs),
     /// Metrics of a NAV series (the paper's conventions), with bootstrap intervals and deltas
     /// against a baseline.
     Metrics(metrics::MetricsArgs),
@@ -60,6 +67,8 @@ pub fn main() -> ExitCode {
         Command::Scenario(args) => scenario::run(args),
         Command::Label(args) => label::run(args),
         Command::Reward(args) => reward::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),

@@ -287,6 +287,47 @@ fn merge_bad(into: &mut BadRows, from: BadRows) {
     }
 }
 
+/// A price panel on its own (evaluation reads prices without the labeling inputs): the calendar
+/// is the set of dates in the file and the universe the symbols in it.
+pub fn parse_price_panel(
+    (file, bytes): (&str, &[u8]),
+    strict: bool,
+) -> Result<(Calendar, Universe, Prices, BadRows), InputError> {
+    let (header, body) = split_header(file, bytes)?;
+    let (cols, _) = header_columns(file, header, &["date", "symbol"])?;
+    let mut dates = std::collections::BTreeSet::new();
+    let mut universe = Universe::default();
+    let mut fields = Vec::new();
+    for (_, text) in lines(body, 2) {
+        if split_fields(text, &mut fields).is_err() {
+            continue; // reported by the full parse below
+        }
+        if let Some(Ok(date)) = fields.get(cols[0]).map(|d| parse_date(d)) {
+            dates.insert(date);
+        }
+        if let Some(symbol) = fields.get(cols[1]).filter(|s| !s.is_empty())
+            && !universe.lookup.contains_key(symbol.as_ref())
+        {
+            universe
+                .lookup
+                .insert(symbol.to_string(), universe.symbols.len() as u32);
+            universe.symbols.push(symbol.to_string());
+            universe.index_of.push(0);
+            universe.industry_of.push(0);
+        }
+    }
+    if dates.is_empty() {
+        return Err(InputError::Invalid {
+            file: file.into(),
+            message: "no dated rows".into(),
+        });
+    }
+    let calendar = Calendar::new(dates.into_iter().collect());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (prices, bad) = parse_prices((file, bytes), &universe, &calendar, strict, threads)?;
+    Ok((calendar, universe, prices, bad))
+}
+
 // ---------- line and field splitting ----------
 
 /// Lines of a text file with 1-based line numbers, without line terminators; skips a UTF-8 BOM

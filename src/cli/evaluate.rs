@@ -1,0 +1,486 @@
+use super::{CliError, CliResult};
+use crate::contracts::event_car::EventCarArtifact;
+use crate::contracts::evidence::{
+    EvidenceArtifact, EvidenceCounts, EvidenceSummary, EvidenceVersion,
+};
+use crate::contracts::label::{Label, Prediction};
+use crate::contracts::lineage::digest_file;
+use crate::contracts::reward::HgrmRewardArtifact;
+use crate::contracts::{
+    Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact, write_artifact,
+};
+use crate::evaluation::backtest::{EventSlot, PricePanel};
+use crate::evaluation::charts;
+use crate::evaluation::report::{Evaluation, EvaluationConfig, EvaluationInput, evaluate};
+use crate::labeling::input::parse_price_panel;
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The labelled events (janus-event-car-v1).
+    #[arg(long)]
+    pub event_car: PathBuf,
+    /// JSON Lines: {"event_id", "direction", "event_type", "strength", "car_estimate"}.
+    #[arg(long)]
+    pub predictions: PathBuf,
+    /// prices.csv: date,symbol,open,close.
+    #[arg(long)]
+    pub prices: PathBuf,
+    /// Evaluation configuration (YAML or JSON).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The HGRM rewards of the candidate (janus-hgrm-reward-v1), referenced by the evidence.
+    #[arg(long)]
+    pub rewards: Option<PathBuf>,
+    /// First evaluated date (the held-out window starts here); earlier data only feeds history.
+    #[arg(long)]
+    pub from: Option<NaiveDate>,
+    /// SHA-256 of the candidate's model artifact, recorded in the evidence.
+    #[arg(long)]
+    pub model_sha256: Option<String>,
+    #[arg(long)]
+    pub generated_at: Option<DateTime<Utc>>,
+    /// Output directory: evaluation.json, evidence.json, report.md and SVG charts.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictionLine {
+    event_id: serde_json::Value,
+    #[serde(flatten)]
+    prediction: Prediction,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads predictions by event id; bad lines are reported and skipped.
+pub fn read_predictions(path: &Path) -> Result<BTreeMap<String, Prediction>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<PredictionLine>(line) {
+            Ok(p) => {
+                let id = match p.event_id {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                if out.insert(id.clone(), p.prediction).is_some() {
+                    eprintln!(
+                        "{}:{}: second prediction for `{id}` replaces the first",
+                        path.display(),
+                        i + 1
+                    );
+                }
+            }
+            Err(e) => eprintln!("skipped {}:{}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: EvaluateArgs) -> CliResult {
+    let config: EvaluationConfig = match &args.config {
+        Some(p) => crate::config::load(p)?,
+        None => EvaluationConfig::default(),
+    };
+    let event_car: EventCarArtifact = read_artifact(&args.event_car)?;
+    let rewards: Option<HgrmRewardArtifact> =
+        args.rewards.as_deref().map(read_artifact).transpose()?;
+    let predictions = read_predictions(&args.predictions)?;
+    let price_bytes = std::fs::read(&args.prices).map_err(io(&args.prices))?;
+    let (calendar, universe, prices, bad) =
+        parse_price_panel((&args.prices.display().to_string(), &price_bytes), false)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+    if bad.total() > 0 {
+        eprintln!("skipped {} bad price rows", bad.total());
+    }
+    let days = calendar.len();
+
+    let mut events = Vec::new();
+    let mut labels: Vec<Option<Label>> = Vec::new();
+    let mut calls = Vec::new();
+    for r in &event_car.records {
+        let (Some(d0), Some(&symbol)) = (r.d0, universe.lookup.get(&r.symbol)) else {
+            continue;
+        };
+        let Some(d0) = calendar.index(d0) else {
+            continue;
+        };
+        events.push(EventSlot {
+            symbol: symbol as usize,
+            d0,
+            event_type: r.event_type,
+        });
+        labels.push(r.label.clone());
+        calls.push(predictions.get(&r.event_id).cloned());
+    }
+    let start = args
+        .from
+        .and_then(|d| calendar.first_on_or_after(d))
+        .unwrap_or(0);
+    if start + 2 > days {
+        return Err(CliError::Usage(format!(
+            "--from leaves fewer than 2 trading days in {}",
+            args.prices.display()
+        )));
+    }
+    let input = EvaluationInput {
+        prices: PricePanel {
+            days,
+            open: &prices.open,
+            close: &prices.close,
+        },
+        events: &events,
+        labels: &labels,
+        horizon: event_car.method.event_window as usize,
+        start,
+    };
+    let evaluation = evaluate(&input, &calls, &config);
+
+    std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
+    let mut report = serde_json::to_vec_pretty(&evaluation).expect("evaluation serializes");
+    report.push(b'\n');
+    artifact::write_atomically(&args.out.join("evaluation.json"), &report)?;
+
+    // The evidence the gates read.
+    let mut missing = Vec::new();
+    if evaluation.walk_forward.folds == 0 {
+        missing.push("walk_forward".to_string());
+    }
+    if evaluation.calibration.is_none() {
+        missing.push("calibration".to_string());
+    }
+    if rewards.is_none() {
+        missing.push("hgrm_rewards".to_string());
+    }
+    if evaluation.predictions == 0 {
+        missing.push("predictions".to_string());
+    }
+    let metric_map = |m: &crate::evaluation::report::ModelResult| -> BTreeMap<String, f64> {
+        let mut map = BTreeMap::from([
+            ("mdd".to_string(), m.metrics.mdd),
+            ("arr".to_string(), m.metrics.arr),
+            ("total_return".to_string(), m.metrics.total_return),
+            ("da".to_string(), m.da),
+            ("eta".to_string(), m.eta),
+            ("mae".to_string(), m.mae),
+            ("rmse".to_string(), m.rmse),
+            ("trades".to_string(), m.trades as f64),
+            ("turnover".to_string(), m.turnover),
+            ("hit_rate".to_string(), m.hit_rate),
+            ("cost_bps".to_string(), m.cost_bps),
+            ("cost_paid".to_string(), m.cost_paid),
+        ]);
+        if let Some(sr) = m.metrics.sr {
+            map.insert("sr".into(), sr);
+        }
+        if let Some(c) = m.metrics.calmar {
+            map.insert("calmar".into(), c);
+        }
+        map
+    };
+    let mut inputs = BTreeMap::from([
+        (
+            "event_car".to_string(),
+            digest_file(&args.event_car).map_err(io(&args.event_car))?,
+        ),
+        (
+            "predictions".to_string(),
+            digest_file(&args.predictions).map_err(io(&args.predictions))?,
+        ),
+        (
+            "prices".to_string(),
+            digest_file(&args.prices).map_err(io(&args.prices))?,
+        ),
+    ]);
+    let mut parents = vec![event_car.reference()];
+    if let (Some(path), Some(r)) = (&args.rewards, &rewards) {
+        inputs.insert("rewards".into(), digest_file(path).map_err(io(path))?);
+        parents.push(r.reference());
+    }
+    let evidence_path = args.out.join("evidence.json");
+    let lineage = Lineage::new(
+        ArtifactKind::Evidence.schema_hash(),
+        inputs,
+        &serde_json::json!({"evaluation": &config, "from": args.from}),
+        parents.clone(),
+    )
+    .map_err(|source| artifact::ContractError::Canonical {
+        path: evidence_path.clone(),
+        source,
+    })?;
+    let model_sha256 = args
+        .model_sha256
+        .as_deref()
+        .map(crate::contracts::Sha256Hex::parse)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--model-sha256: {e}")))?;
+    let mut evidence = EvidenceArtifact {
+        artifacts: parents.clone(),
+        baseline_metrics: metric_map(&evaluation.baseline),
+        calibration: evaluation.calibration.clone(),
+        counts: EvidenceCounts {
+            events: event_car.summary.events,
+            labelled_events: event_car.summary.labelled,
+            rewards: rewards.as_ref().map_or(0, |r| r.summary.samples),
+            predictions: evaluation.predictions as u64,
+            trades: evaluation.candidate.trades as u64,
+            trading_days: evaluation.trading_days as u64,
+        },
+        deltas: BTreeMap::from([
+            ("sr".to_string(), evaluation.sr_delta.clone()),
+            ("da".to_string(), evaluation.da_delta.clone()),
+            ("eta".to_string(), evaluation.eta_delta.clone()),
+        ]),
+        generated_at: generated_at(args.generated_at, event_car.generated_at)
+            .map_err(CliError::Usage)?,
+        lineage,
+        manifest_hash: artifact::unsealed(),
+        metrics: metric_map(&evaluation.candidate),
+        model_sha256,
+        reproducibility_hashes: parents.iter().map(|p| p.manifest_hash.clone()).collect(),
+        schema_version: EvidenceVersion::V1,
+        significance: Some(evaluation.significance.clone()),
+        summary: EvidenceSummary {
+            complete: missing.is_empty(),
+            missing,
+        },
+        walk_forward: Some(evaluation.walk_forward.clone()),
+    };
+    write_artifact(&evidence_path, &mut evidence)?;
+
+    write_report(&args.out, &evaluation, &calendar.dates[start..])?;
+    print_table(&evaluation);
+    println!(
+        "wrote {}, {} (manifest_hash {}), report.md",
+        args.out.join("evaluation.json").display(),
+        evidence_path.display(),
+        evidence.manifest_hash
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |v| format!("{v:.4}"))
+}
+
+pub fn print_table(e: &Evaluation) {
+    println!("{:<12} {:>10} {:>10}", "", "candidate", "baseline");
+    let rows: [(&str, Option<f64>, Option<f64>); 9] = [
+        ("SR", e.candidate.metrics.sr, e.baseline.metrics.sr),
+        (
+            "MDD",
+            Some(e.candidate.metrics.mdd),
+            Some(e.baseline.metrics.mdd),
+        ),
+        (
+            "ARR",
+            Some(e.candidate.metrics.arr),
+            Some(e.baseline.metrics.arr),
+        ),
+        (
+            "total return",
+            Some(e.candidate.metrics.total_return),
+            Some(e.baseline.metrics.total_return),
+        ),
+        ("DA", Some(e.candidate.da), Some(e.baseline.da)),
+        ("ETA", Some(e.candidate.eta), Some(e.baseline.eta)),
+        ("MAE", Some(e.candidate.mae), Some(e.baseline.mae)),
+        (
+            "trades",
+            Some(e.candidate.trades as f64),
+            Some(e.baseline.trades as f64),
+        ),
+        (
+            "cost bps",
+            Some(e.candidate.cost_bps),
+            Some(e.baseline.cost_bps),
+        ),
+    ];
+    for (name, c, b) in rows {
+        println!("{name:<12} {:>10} {:>10}", fmt(c), fmt(b));
+    }
+    let conf = e.significance.confidence * 100.0;
+    for (name, d) in [
+        ("SR", &e.sr_delta),
+        ("DA", &e.da_delta),
+        ("ETA", &e.eta_delta),
+    ] {
+        println!(
+            "Δ{name:<11} {:>10.4}  {conf:.0}% CI [{:.4}, {:.4}]  p = {:.4}",
+            d.value, d.ci_lower, d.ci_upper, d.p_value
+        );
+    }
+    println!(
+        "walk-forward: {} folds, negative-fold ratio {:.2}, fold PnL CV {:.2}",
+        e.walk_forward.folds, e.walk_forward.negative_fold_ratio, e.walk_forward.fold_pnl_cv
+    );
+}
+
+fn write_report(dir: &Path, e: &Evaluation, dates: &[NaiveDate]) -> Result<(), CliError> {
+    let chart = |name: &str, svg: Result<String, String>| -> Result<(), CliError> {
+        let svg = svg.map_err(CliError::Usage)?;
+        artifact::write_atomically(&dir.join(name), svg.as_bytes())?;
+        Ok(())
+    };
+    chart("nav.svg", charts::nav(e))?;
+    chart("drawdown.svg", charts::drawdown(e))?;
+    let folds: Vec<(String, f64, f64)> = e
+        .folds
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            (
+                format!("fold {}", i + 1),
+                f.candidate_return,
+                f.baseline_return,
+            )
+        })
+        .collect();
+    chart(
+        "folds.svg",
+        charts::bars("Fold returns (candidate blue, baseline red)", &folds),
+    )?;
+    let regimes: Vec<(String, f64, f64)> = e
+        .regimes
+        .iter()
+        .map(|r| {
+            (
+                r.regime.replace('_', " "),
+                r.candidate_sr.unwrap_or(0.0),
+                r.baseline_sr.unwrap_or(0.0),
+            )
+        })
+        .collect();
+    chart(
+        "regimes.svg",
+        charts::bars(
+            "Sharpe ratio by regime (candidate blue, baseline red)",
+            &regimes,
+        ),
+    )?;
+
+    let mut md = String::new();
+    let span = match (dates.first(), dates.last()) {
+        (Some(a), Some(b)) => format!("{a} .. {b}"),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        md,
+        "# Evaluation report\n\nEvaluated window {span}, {} return days, {} predictions, {} labelled events scored.\n",
+        e.trading_days, e.predictions, e.evaluated_events
+    );
+    let _ = writeln!(md, "| metric | candidate | baseline |\n| --- | --- | --- |");
+    let m = |x: Option<f64>| fmt(x);
+    for (name, c, b) in [
+        ("SR", e.candidate.metrics.sr, e.baseline.metrics.sr),
+        (
+            "MDD",
+            Some(e.candidate.metrics.mdd),
+            Some(e.baseline.metrics.mdd),
+        ),
+        (
+            "ARR",
+            Some(e.candidate.metrics.arr),
+            Some(e.baseline.metrics.arr),
+        ),
+        (
+            "Calmar",
+            e.candidate.metrics.calmar,
+            e.baseline.metrics.calmar,
+        ),
+        (
+            "total return",
+            Some(e.candidate.metrics.total_return),
+            Some(e.baseline.metrics.total_return),
+        ),
+        ("DA", Some(e.candidate.da), Some(e.baseline.da)),
+        ("ETA", Some(e.candidate.eta), Some(e.baseline.eta)),
+        ("MAE", Some(e.candidate.mae), Some(e.baseline.mae)),
+        ("RMSE", Some(e.candidate.rmse), Some(e.baseline.rmse)),
+        (
+            "trades",
+            Some(e.candidate.trades as f64),
+            Some(e.baseline.trades as f64),
+        ),
+        (
+            "hit rate",
+            Some(e.candidate.hit_rate),
+            Some(e.baseline.hit_rate),
+        ),
+        (
+            "turnover (daily, × NAV)",
+            Some(e.candidate.turnover),
+            Some(e.baseline.turnover),
+        ),
+        (
+            "cost (bps of notional)",
+            Some(e.candidate.cost_bps),
+            Some(e.baseline.cost_bps),
+        ),
+    ] {
+        let _ = writeln!(md, "| {name} | {} | {} |", m(c), m(b));
+    }
+    let _ = writeln!(
+        md,
+        "\n## Candidate − baseline\n\n{} ({} resamples, block length {}, seed {})\n\n| delta | value | CI | p (Δ ≤ 0) |\n| --- | --- | --- | --- |",
+        e.significance.method,
+        e.significance.resamples,
+        e.significance.block_length,
+        e.significance.seed
+    );
+    for (name, d) in [
+        ("SR", &e.sr_delta),
+        ("DA", &e.da_delta),
+        ("ETA", &e.eta_delta),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.4} | [{:.4}, {:.4}] | {:.4} |",
+            d.value, d.ci_lower, d.ci_upper, d.p_value
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n![NAV](nav.svg)\n\n![Drawdown](drawdown.svg)\n\n## Walk-forward\n\n{} folds; negative-fold ratio {:.2}; coefficient of variation of fold returns {:.2}.\n\n![Folds](folds.svg)\n\n## Regimes\n\n| regime | days | candidate SR | baseline SR |\n| --- | --- | --- | --- |",
+        e.walk_forward.folds, e.walk_forward.negative_fold_ratio, e.walk_forward.fold_pnl_cv
+    );
+    for r in &e.regimes {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            r.regime,
+            r.days,
+            m(r.candidate_sr),
+            m(r.baseline_sr)
+        );
+    }
+    let _ = writeln!(md, "\n![Regimes](regimes.svg)\n");
+    if let Some(c) = &e.calibration {
+        let _ = writeln!(
+            md,
+            "## Calibration\n\nSplit-conformal {:.0}% intervals for ĉ: observed coverage {:.3}, shift score {:.3}, width ratio {:.3}.",
+            c.target_coverage * 100.0,
+            c.observed_coverage,
+            c.shift_score,
+            c.interval_width_ratio
+        );
+    }
+    artifact::write_atomically(&dir.join("report.md"), md.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,549 @@
+//! One evaluation of a candidate against the deterministic baseline: the backtest of both, the
+//! paper's metrics, accuracy, walk-forward folds, regime slices, bootstrap deltas and a
+//! split-conformal calibration check. Pure: inputs in, a value out.
+
+use super::backtest::{self, BacktestConfig, EventSlot, PricePanel};
+use super::baseline::TrailingTypes;
+use super::bootstrap::{BootstrapConfig, PairedHit, accuracy_deltas, sharpe_delta};
+use super::metrics::{NavMetrics, sharpe};
+use crate::contracts::evidence::{Calibration, Delta, Significance, WalkForwardSummary};
+use crate::contracts::label::{Direction, Label, Prediction, Sign};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Everything an evaluation is configured by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    pub backtest: BacktestConfig,
+    pub walk_forward: WalkForwardConfig,
+    pub bootstrap: BootstrapSettings,
+    /// Days of the rolling window that classifies market regimes.
+    pub regime_window: u32,
+    /// τ of the baseline's strength.
+    pub strong_threshold: f64,
+    /// Target coverage of the calibration check's prediction intervals.
+    pub target_coverage: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalkForwardConfig {
+    pub train_days: u32,
+    pub test_days: u32,
+    pub step_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapSettings {
+    pub resamples: u32,
+    pub block_length: f64,
+    pub seed: u64,
+    pub confidence: f64,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            backtest: BacktestConfig::default(),
+            walk_forward: WalkForwardConfig::default(),
+            bootstrap: BootstrapSettings::default(),
+            regime_window: 20,
+            strong_threshold: 0.02,
+            target_coverage: 0.90,
+        }
+    }
+}
+
+impl Default for WalkForwardConfig {
+    fn default() -> Self {
+        Self {
+            train_days: 60,
+            test_days: 40,
+            step_days: 40,
+        }
+    }
+}
+
+impl Default for BootstrapSettings {
+    fn default() -> Self {
+        let b = BootstrapConfig::default();
+        Self {
+            resamples: b.resamples,
+            block_length: b.block_length,
+            seed: b.seed,
+            confidence: b.confidence,
+        }
+    }
+}
+
+impl crate::config::Validate for EvaluationConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        use crate::config::check;
+        check(
+            (1..=10).contains(&self.backtest.holding_days),
+            "backtest.holding_days",
+            "must be 1 to 10",
+        )?;
+        check(
+            self.backtest.cost_bps.is_finite() && self.backtest.cost_bps >= 0.0,
+            "backtest.cost_bps",
+            "must be ≥ 0",
+        )?;
+        check(
+            self.backtest
+                .gross_cap
+                .is_none_or(|c| c.is_finite() && c > 0.0),
+            "backtest.gross_cap",
+            "must be a positive multiple of NAV",
+        )?;
+        check(
+            self.walk_forward.test_days >= 2 && self.walk_forward.step_days >= 1,
+            "walk_forward",
+            "test_days ≥ 2 and step_days ≥ 1",
+        )?;
+        check(
+            self.bootstrap.resamples >= 100,
+            "bootstrap.resamples",
+            "must be at least 100",
+        )?;
+        check(
+            self.bootstrap.block_length >= 1.0,
+            "bootstrap.block_length",
+            "must be ≥ 1",
+        )?;
+        check(
+            self.bootstrap.confidence > 0.0 && self.bootstrap.confidence < 1.0,
+            "bootstrap.confidence",
+            "must lie in (0, 1)",
+        )?;
+        check(self.regime_window >= 2, "regime_window", "must be ≥ 2")?;
+        check(
+            self.target_coverage > 0.0 && self.target_coverage < 1.0,
+            "target_coverage",
+            "must lie in (0, 1)",
+        )
+    }
+}
+
+impl BootstrapSettings {
+    pub fn config(&self) -> BootstrapConfig {
+        BootstrapConfig {
+            resamples: self.resamples,
+            block_length: self.block_length,
+            seed: self.seed,
+            confidence: self.confidence,
+        }
+    }
+}
+
+/// The events and market an evaluation runs on.
+pub struct EvaluationInput<'a> {
+    pub prices: PricePanel<'a>,
+    pub events: &'a [EventSlot],
+    pub labels: &'a [Option<Label>],
+    /// The label window H (labels are known H days after d0).
+    pub horizon: usize,
+    /// First evaluated day (calendar position): earlier days only feed trailing history.
+    pub start: usize,
+}
+
+/// One model's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    pub metrics: NavMetrics,
+    /// Direction accuracy over labelled events with a call.
+    pub da: f64,
+    /// Event-type accuracy over labelled events of a known type with a call.
+    pub eta: f64,
+    pub mae: f64,
+    pub rmse: f64,
+    pub trades: usize,
+    pub hit_rate: f64,
+    pub turnover: f64,
+    pub cost_paid: f64,
+    pub cost_bps: f64,
+    pub nav: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fold {
+    pub start_day: usize,
+    pub end_day: usize,
+    pub candidate_return: f64,
+    pub baseline_return: f64,
+    pub candidate_sr: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegimeSlice {
+    pub regime: String,
+    pub days: usize,
+    pub candidate_sr: Option<f64>,
+    pub baseline_sr: Option<f64>,
+    pub candidate_mean_return: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub candidate: ModelResult,
+    pub baseline: ModelResult,
+    pub sr_delta: Delta,
+    pub da_delta: Delta,
+    pub eta_delta: Delta,
+    pub significance: Significance,
+    pub folds: Vec<Fold>,
+    pub walk_forward: WalkForwardSummary,
+    pub regimes: Vec<RegimeSlice>,
+    pub calibration: Option<Calibration>,
+    pub predictions: usize,
+    pub evaluated_events: usize,
+    pub trading_days: usize,
+}
+
+fn direction_matches(d: Direction, s: Sign) -> bool {
+    Direction::for_sign(s) == d
+}
+
+/// The baseline's calls: for each event, from the labels known before its d0.
+pub fn baseline_calls(
+    input: &EvaluationInput<'_>,
+    config: &EvaluationConfig,
+) -> Vec<Option<Prediction>> {
+    let labelled = input.labels.iter().enumerate().filter_map(|(i, l)| {
+        l.as_ref()
+            .map(|l| (input.events[i].d0, input.events[i].event_type, l.car))
+    });
+    let mut trail = TrailingTypes::new(
+        labelled,
+        input.horizon,
+        config.backtest.weight_window as usize,
+    );
+    let mut order: Vec<usize> = (0..input.events.len()).collect();
+    order.sort_by_key(|&i| input.events[i].d0);
+    let mut calls = vec![None; input.events.len()];
+    for i in order {
+        let e = &input.events[i];
+        let table = trail.at(e.d0);
+        calls[i] = Some(table.baseline(
+            e.event_type,
+            config.strong_threshold,
+            config.backtest.min_type_history,
+        ));
+    }
+    calls
+}
+
+fn model_result(
+    input: &EvaluationInput<'_>,
+    calls: &[Option<Prediction>],
+    config: &EvaluationConfig,
+) -> ModelResult {
+    let in_window: Vec<Option<Prediction>> = calls
+        .iter()
+        .zip(input.events)
+        .map(|(c, e)| c.clone().filter(|_| e.d0 >= input.start))
+        .collect();
+    let labelled: Vec<(usize, f64)> = input
+        .labels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.as_ref().map(|l| (i, l.car)))
+        .collect();
+    let bt = backtest::run(
+        &input.prices,
+        input.events,
+        &in_window,
+        &labelled,
+        input.horizon,
+        &config.backtest,
+    );
+    let nav: Vec<f64> = {
+        let base = bt.nav[input.start];
+        bt.nav[input.start..].iter().map(|v| v / base).collect()
+    };
+    let (mut n_dir, mut hit_dir, mut n_type, mut hit_type, mut abs_err, mut sq_err) =
+        (0, 0, 0, 0, 0.0, 0.0);
+    for (call, label) in in_window.iter().zip(input.labels) {
+        if let (Some(p), Some(l)) = (call, label) {
+            n_dir += 1;
+            hit_dir += direction_matches(p.direction, l.direction) as usize;
+            if l.event_type.is_known() {
+                n_type += 1;
+                hit_type += (p.event_type == Some(l.event_type)) as usize;
+            }
+            let err = if p.car_estimate.is_finite() {
+                p.car_estimate - l.car
+            } else {
+                l.car
+            };
+            abs_err += err.abs();
+            sq_err += err * err;
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    ModelResult {
+        metrics: NavMetrics::from_nav(&nav).unwrap_or(NavMetrics {
+            sr: Some(0.0),
+            mdd: 0.0,
+            arr: 0.0,
+            calmar: None,
+            total_return: 0.0,
+            days: 0,
+        }),
+        da: ratio(hit_dir, n_dir),
+        eta: ratio(hit_type, n_type),
+        mae: if n_dir == 0 {
+            0.0
+        } else {
+            abs_err / n_dir as f64
+        },
+        rmse: if n_dir == 0 {
+            0.0
+        } else {
+            (sq_err / n_dir as f64).sqrt()
+        },
+        trades: bt
+            .trades
+            .iter()
+            .filter(|t| t.entry_day >= input.start)
+            .count(),
+        hit_rate: bt.hit_rate(),
+        turnover: bt.turnover(),
+        cost_paid: bt.cost_paid,
+        cost_bps: bt.cost_in_bps(),
+        nav,
+    }
+}
+
+/// Evaluates `candidate` calls against the baseline.
+pub fn evaluate(
+    input: &EvaluationInput<'_>,
+    candidate: &[Option<Prediction>],
+    config: &EvaluationConfig,
+) -> Evaluation {
+    let baseline_calls = baseline_calls(input, config);
+    let cand = model_result(input, candidate, config);
+    let base = model_result(input, &baseline_calls, config);
+    let returns = |nav: &[f64]| -> Vec<f64> { nav.windows(2).map(|w| w[1] / w[0] - 1.0).collect() };
+    let (rc, rb) = (returns(&cand.nav), returns(&base.nav));
+    let boot = config.bootstrap.config();
+    let sr_delta = sharpe_delta(&rc, &rb, &boot);
+    let hits: Vec<PairedHit> = (0..input.events.len())
+        .filter(|&i| input.events[i].d0 >= input.start)
+        .filter_map(|i| {
+            let l = input.labels[i].as_ref()?;
+            let (c, b) = (candidate[i].as_ref()?, baseline_calls[i].as_ref()?);
+            Some(PairedHit {
+                candidate_direction: direction_matches(c.direction, l.direction),
+                baseline_direction: direction_matches(b.direction, l.direction),
+                candidate_type: l.event_type.is_known() && c.event_type == Some(l.event_type),
+                baseline_type: l.event_type.is_known() && b.event_type == Some(l.event_type),
+            })
+        })
+        .collect();
+    let (da_delta, eta_delta) = accuracy_deltas(&hits, &boot);
+
+    // Walk-forward folds over the evaluated days.
+    let wf = &config.walk_forward;
+    let mut folds = Vec::new();
+    let mut from = wf.train_days as usize;
+    while from + wf.test_days as usize <= rc.len() {
+        let to = from + wf.test_days as usize;
+        let compound = |r: &[f64]| r.iter().fold(1.0, |acc, x| acc * (1.0 + x)) - 1.0;
+        folds.push(Fold {
+            start_day: input.start + from,
+            end_day: input.start + to - 1,
+            candidate_return: compound(&rc[from..to]),
+            baseline_return: compound(&rb[from..to]),
+            candidate_sr: sharpe(&rc[from..to]),
+        });
+        from += wf.step_days as usize;
+    }
+    let fold_returns: Vec<f64> = folds.iter().map(|f| f.candidate_return).collect();
+    let walk_forward = WalkForwardSummary {
+        folds: folds.len() as u32,
+        negative_fold_ratio: if folds.is_empty() {
+            1.0
+        } else {
+            fold_returns.iter().filter(|r| **r < 0.0).count() as f64 / folds.len() as f64
+        },
+        fold_pnl_cv: coefficient_of_variation(&fold_returns),
+    };
+
+    let regimes = regime_slices(input, &rc, &rb, config.regime_window as usize);
+    let calibration = calibration(input, candidate, config.target_coverage);
+    Evaluation {
+        predictions: candidate.iter().filter(|c| c.is_some()).count(),
+        evaluated_events: hits.len(),
+        trading_days: rc.len(),
+        candidate: cand,
+        baseline: base,
+        sr_delta,
+        da_delta,
+        eta_delta,
+        significance: boot.significance("stationary_bootstrap(sr); paired_bootstrap(da, eta)"),
+        folds,
+        walk_forward,
+        regimes,
+        calibration,
+    }
+}
+
+/// std / |mean| of fold returns (population std). With a zero mean it is reported as 1e6
+/// ("effectively infinite") unless every fold is zero, so it stays a finite number.
+pub fn coefficient_of_variation(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return 1e6;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    if mean.abs() > 1e-12 {
+        (sd / mean.abs()).min(1e6)
+    } else if sd == 0.0 {
+        0.0
+    } else {
+        1e6
+    }
+}
+
+/// Volatility terciles and trend of an equal-weighted market proxy (mean stock return per
+/// day) over a rolling window, each day classified by the window ending the day before.
+fn regime_slices(
+    input: &EvaluationInput<'_>,
+    rc: &[f64],
+    rb: &[f64],
+    window: usize,
+) -> Vec<RegimeSlice> {
+    let days = input.prices.days;
+    let symbols = input.prices.close.len() / days.max(1);
+    let market: Vec<f64> = (0..days)
+        .map(|t| {
+            if t == 0 {
+                return 0.0;
+            }
+            let (mut sum, mut n) = (0.0, 0usize);
+            for s in 0..symbols {
+                let (a, b) = (
+                    input.prices.close[s * days + t - 1],
+                    input.prices.close[s * days + t],
+                );
+                if a.is_finite() && b.is_finite() {
+                    sum += b / a - 1.0;
+                    n += 1;
+                }
+            }
+            if n == 0 { 0.0 } else { sum / n as f64 }
+        })
+        .collect();
+    // Evaluated day k is calendar day start + k + 1 (returns run from the start's close).
+    let stats: Vec<(f64, f64)> = (0..rc.len())
+        .map(|k| {
+            let t = input.start + k + 1;
+            let from = t.saturating_sub(window);
+            let w = &market[from..t];
+            let mean = w.iter().sum::<f64>() / w.len().max(1) as f64;
+            let vol =
+                (w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / w.len().max(1) as f64).sqrt();
+            (vol, mean)
+        })
+        .collect();
+    let mut vols: Vec<f64> = stats.iter().map(|s| s.0).collect();
+    vols.sort_by(f64::total_cmp);
+    let cut = |q: f64| {
+        vols.get(((vols.len() as f64 * q) as usize).min(vols.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (lo, hi) = (cut(1.0 / 3.0), cut(2.0 / 3.0));
+    // (volatility, mean) of the window before each day → regime membership.
+    let member = |name: &str, (vol, mean): (f64, f64)| match name {
+        "low_volatility" => vol < lo,
+        "mid_volatility" => vol >= lo && vol < hi,
+        "high_volatility" => vol >= hi,
+        "trend_up" => mean >= 0.0,
+        _ => mean < 0.0,
+    };
+    let classes = [
+        "low_volatility",
+        "mid_volatility",
+        "high_volatility",
+        "trend_up",
+        "trend_down",
+    ];
+    classes
+        .iter()
+        .map(|name| {
+            let idx: Vec<usize> = (0..rc.len()).filter(|&k| member(name, stats[k])).collect();
+            let c: Vec<f64> = idx.iter().map(|&k| rc[k]).collect();
+            let b: Vec<f64> = idx.iter().map(|&k| rb[k]).collect();
+            RegimeSlice {
+                regime: name.to_string(),
+                days: idx.len(),
+                candidate_sr: sharpe(&c),
+                baseline_sr: sharpe(&b),
+                candidate_mean_return: if c.is_empty() {
+                    0.0
+                } else {
+                    c.iter().sum::<f64>() / c.len() as f64
+                },
+            }
+        })
+        .collect()
+}
+
+/// Split-conformal check of the candidate's CAR estimates: intervals ĉ ± q, with q the
+/// conformal quantile of |c − ĉ| on the first half of the evaluated events (by d0); coverage
+/// measured on the second half. The shift score is the Kolmogorov-Smirnov distance between the
+/// two halves' |residual| distributions; the width ratio is the second half's own quantile
+/// over q (above 1: intervals too narrow).
+fn calibration(
+    input: &EvaluationInput<'_>,
+    candidate: &[Option<Prediction>],
+    target: f64,
+) -> Option<Calibration> {
+    let mut residuals: Vec<(usize, f64)> = (0..input.events.len())
+        .filter(|&i| input.events[i].d0 >= input.start)
+        .filter_map(|i| {
+            let (p, l) = (candidate[i].as_ref()?, input.labels[i].as_ref()?);
+            p.car_estimate
+                .is_finite()
+                .then(|| (input.events[i].d0, (l.car - p.car_estimate).abs()))
+        })
+        .collect();
+    if residuals.len() < 40 {
+        return None;
+    }
+    residuals.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let half = residuals.len() / 2;
+    let mut cal: Vec<f64> = residuals[..half].iter().map(|r| r.1).collect();
+    let mut test: Vec<f64> = residuals[half..].iter().map(|r| r.1).collect();
+    cal.sort_by(f64::total_cmp);
+    test.sort_by(f64::total_cmp);
+    let conformal = |v: &[f64]| {
+        let k = ((v.len() + 1) as f64 * target).ceil() as usize;
+        v[k.clamp(1, v.len()) - 1]
+    };
+    let q = conformal(&cal);
+    let covered = test.iter().filter(|r| **r <= q).count() as f64 / test.len() as f64;
+    let ks = {
+        let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+        while i < cal.len() && j < test.len() {
+            if cal[i] <= test[j] {
+                i += 1
+            } else {
+                j += 1
+            }
+            d = d.max((i as f64 / cal.len() as f64 - j as f64 / test.len() as f64).abs());
+        }
+        d
+    };
+    Some(Calibration {
+        target_coverage: target,
+        observed_coverage: covered,
+        shift_score: ks,
+        interval_width_ratio: if q > 0.0 { conformal(&test) / q } else { 1.0 },
+    })
+}
