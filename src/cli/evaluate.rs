@@ -185,6 +185,7 @@ pub fn run(args: EvaluateArgs) -> CliResult {
             ("hit_rate".to_string(), m.hit_rate),
             ("cost_bps".to_string(), m.cost_bps),
             ("cost_paid".to_string(), m.cost_paid),
+            ("gross_exposure_max".to_string(), m.gross_exposure_max),
         ]);
         if let Some(sr) = m.metrics.sr {
             map.insert("sr".into(), sr);

@@ -4,6 +4,7 @@ mod bench;
 mod compare;
 mod demo;
 mod evaluate;
+mod gates;
 pub mod label;
 mod metrics;
 mod progress;
@@ -39,6 +40,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Compare two evaluations (evidence artifacts) for reproducibility; exit 1 on any difference.
     Compare(compare::CompareArgs),
+    /// Evaluate the promotion gates for a target; exit 1 when the target is not allowed.
+    Gates(gates::GatesArgs),
     /// Metrics of a NAV series (the paper's conventions), with bootstrap intervals and deltas
     /// against a baseline.
     Metrics(metrics::MetricsArgs),
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Reward(args) => reward::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Gates(args) => gates::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),

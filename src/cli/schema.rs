@@ -15,19 +15,49 @@ pub struct SchemaArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Schemas of the documents that are not sealed artifacts: the gate policy and the runtime
+/// statistics the gates read. (name, schema)
+pub fn document_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    use crate::contracts::artifact::schema_with_id;
+    let id = |name: &str| format!("https://janus.torghut.io/contracts/{name}.schema.json");
+    vec![
+        (
+            "janus-gate-policy-v1",
+            schema_with_id::<crate::gates::policy::GatePolicy>(
+                &id("janus-gate-policy-v1"),
+                "janus-gate-policy-v1",
+            ),
+        ),
+        (
+            "janus-runtime-stats-v1",
+            schema_with_id::<crate::gates::RuntimeStats>(
+                &id("janus-runtime-stats-v1"),
+                "janus-runtime-stats-v1",
+            ),
+        ),
+    ]
+}
+
 /// Every generated schema: (file name, pretty JSON with a trailing newline).
 pub fn all_schemas() -> Vec<(String, String)> {
     ArtifactKind::ALL
         .iter()
         .map(|k| (k.schema_file_name(), pretty(k.schema())))
+        .chain(
+            document_schemas()
+                .into_iter()
+                .map(|(n, s)| (format!("{n}.schema.json"), pretty(&s))),
+        )
         .collect()
 }
 
 /// The field reference rendered from every schema.
 pub fn field_reference() -> String {
+    let documents = document_schemas();
     let schemas: Vec<(&str, &serde_json::Value)> = ArtifactKind::ALL
         .iter()
         .map(|k| (k.version(), k.schema()))
+        .chain(documents.iter().map(|(n, s)| (*n, s)))
         .collect();
     crate::contracts::field_docs::render(&schemas)
 }
@@ -69,6 +99,11 @@ pub fn run(args: SchemaArgs) -> CliResult {
             let all: serde_json::Map<String, serde_json::Value> = ArtifactKind::ALL
                 .iter()
                 .map(|k| (k.version().to_string(), k.schema().clone()))
+                .chain(
+                    document_schemas()
+                        .into_iter()
+                        .map(|(n, s)| (n.to_string(), s)),
+                )
                 .collect();
             print!("{}", pretty(&serde_json::Value::Object(all)));
         }

@@ -79,6 +79,8 @@ pub struct BacktestResult {
     pub untradable: usize,
     pub cost_paid: f64,
     pub traded_notional: f64,
+    /// Largest gross exposure at a close (before that day's exits), as a multiple of NAV.
+    pub max_gross_exposure: f64,
 }
 
 impl BacktestResult {
@@ -167,6 +169,7 @@ pub fn run(
         untradable: 0,
         cost_paid: 0.0,
         traded_notional: 0.0,
+        max_gross_exposure: 0.0,
     };
     for day in 0..days {
         // New positions at today's open.
@@ -237,6 +240,8 @@ pub fn run(
                 p.mark = close;
             }
         }
+        let gross: f64 = open.iter().map(|p| p.value).sum();
+        result.max_gross_exposure = result.max_gross_exposure.max(gross / equity.max(1e-12));
         // Exit at today's close.
         let mut still_open = Vec::with_capacity(open.len());
         for mut p in open.drain(..) {

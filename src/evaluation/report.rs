@@ -164,6 +164,8 @@ pub struct ModelResult {
     pub turnover: f64,
     pub cost_paid: f64,
     pub cost_bps: f64,
+    /// Largest gross exposure as a multiple of NAV.
+    pub gross_exposure_max: f64,
     pub nav: Vec<f64>,
 }
 
@@ -313,6 +315,7 @@ fn model_result(
         turnover: bt.turnover(),
         cost_paid: bt.cost_paid,
         cost_bps: bt.cost_in_bps(),
+        gross_exposure_max: bt.max_gross_exposure,
         nav,
     }
 }
