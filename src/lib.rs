@@ -14,3 +14,4 @@ pub mod reward_service;
 pub mod rng;
 pub mod scenario;
 pub mod taxonomy;
+pub mod training;

@@ -351,7 +351,9 @@ fn labeling_recovers_what_the_scenario_planted() {
         "corr(planted, label CAR) {:.3}",
         correlation(&planted, &measured)
     );
-    assert!(correlation(&planted, &measured) > 0.35);
+    // Planted effects (sd ≈ 0.007) against two days of residual noise (sd ≈ 0.028) bound the
+    // correlation near 0.24; a misaligned window or a wrong sign would put it near 0.
+    assert!(correlation(&planted, &measured) > 0.18);
     assert!(labeled.method.neutralized);
 }
 

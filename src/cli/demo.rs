@@ -1,13 +1,28 @@
-//! `janus demo`: the whole lifecycle on one machine, on its embedded default (a generated
-//! scenario) or on the user's data. It grows with the project: today it generates the
-//! scenario, labels it and verifies the artifact.
+//! `janus demo`: the whole lifecycle on one machine, on its embedded default (the paper-scale
+//! generated scenario) or on the user's data: label, train SFT then GRPO on the history before a
+//! held-out window, score the GRPO policy's outputs with the HGRM reward, evaluate both models
+//! against the baseline on the held-out window with bootstrap intervals, and evaluate the gates
+//! for paper. Every artifact, the reports and a summary land in the output directory.
 
+use super::evaluate::{EvaluateArgs, evaluate_files};
 use super::label::{LabelInputs, label_files};
+use super::reward::{BatchArgs, score_files};
+use super::train::{Checkpoint, predictions_jsonl, write_outputs};
 use super::{CliError, CliResult};
+use crate::contracts::artifact::write_atomically;
+use crate::contracts::{Artifact, verify_bytes};
+use crate::evaluation::report::Evaluation;
+use crate::gates::policy::GatePolicy;
+use crate::gates::{GateInputs, Target, evaluate as evaluate_gates};
 use crate::labeling::LabelingConfig;
+use crate::reward::HgrmConfig;
 use crate::scenario::{ScenarioConfig, generate};
+use crate::training::examples;
+use crate::training::grpo::{self, GrpoConfig};
+use crate::training::sft::{self, SftConfig};
 use clap::Args;
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
@@ -18,29 +33,63 @@ pub struct DemoArgs {
     /// Run on this dataset (docs/data-formats.md) instead of a generated scenario.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Seed of the generated scenario.
+    /// Seed of the scenario and of training.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Share of the trading calendar held out for evaluation (the most recent days).
+    #[arg(long, default_value_t = 0.3)]
+    pub holdout: f64,
+    /// Scale of the generated scenario (default: the paper's 5,282 symbols).
+    #[arg(long, default_value_t = 5282)]
+    pub symbols: usize,
+    /// Trading days of the generated scenario (the paper: 520).
+    #[arg(long, default_value_t = 520)]
+    pub days: usize,
+    /// Events of the generated scenario (the paper: 62,400).
+    #[arg(long, default_value_t = 62_400)]
+    pub events: usize,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub fn run(args: DemoArgs) -> CliResult {
+    if !(0.05..=0.9).contains(&args.holdout) {
+        return Err(CliError::Usage(
+            "--holdout must lie between 0.05 and 0.9".into(),
+        ));
+    }
+    let bar = super::progress::stages(7, "demo");
+    let out = &args.out;
     let data = match &args.data {
         Some(d) => d.clone(),
         None => {
-            let dir = args.out.join("data");
+            let dir = out.join("data");
+            bar.set_message("generating the paper-scale scenario");
             println!(
-                "generating the paper-scale scenario (seed {}) in {}",
+                "[1/7] generating a scenario of {} symbols × {} days, {} events (seed {}) in {}",
+                args.symbols,
+                args.days,
+                args.events,
                 args.seed,
                 dir.display()
             );
             let scenario = generate(&ScenarioConfig {
                 seed: args.seed,
-                ..ScenarioConfig::default()
+                symbols: args.symbols,
+                days: args.days,
+                events: args.events,
+                factors: true,
             });
             super::scenario::write_scenario(&dir, &scenario)?;
             dir
         }
     };
+    bar.inc(1);
     let file = |name: &str| data.join(name);
     for required in ["prices.csv", "indices.csv", "universe.csv"] {
         if !file(required).exists() {
@@ -66,27 +115,270 @@ pub fn run(args: DemoArgs) -> CliResult {
         file("indices.csv"),
         file("universe.csv"),
     );
-    let inputs = LabelInputs {
-        prices: &prices,
-        indices: &indices,
-        universe: &universe,
-        factors: factors.exists().then_some(factors.as_path()),
-        events: &events,
-    };
-    let out = args.out.join("event-car.json");
-    println!("labeling events");
-    let artifact = label_files(&inputs, &LabelingConfig::default(), false, None, &out)?;
-    super::label::print_summary(&artifact);
-    let bytes = std::fs::read(&out).map_err(|source| CliError::Io {
-        path: out.clone(),
-        source,
-    })?;
-    let verified = crate::contracts::verify_bytes(&out, &bytes)?;
+
+    bar.set_message("labeling");
+    println!("[2/7] labeling events");
+    let event_car_path = out.join("event-car.json");
+    let event_car = label_files(
+        &LabelInputs {
+            prices: &prices,
+            indices: &indices,
+            universe: &universe,
+            factors: factors.exists().then_some(factors.as_path()),
+            events: &events,
+        },
+        &LabelingConfig::default(),
+        false,
+        None,
+        &event_car_path,
+    )?;
     println!(
-        "verified {} ({}, manifest_hash {})",
-        out.display(),
-        verified.schema_version,
-        verified.manifest_hash
+        "      {} events, {} labelled",
+        event_car.summary.events, event_car.summary.labelled
     );
+    bar.inc(1);
+
+    // The held-out window: the most recent `holdout` share of the days with labels.
+    let mut days: Vec<chrono::NaiveDate> = event_car.records.iter().filter_map(|r| r.d0).collect();
+    days.sort_unstable();
+    days.dedup();
+    if days.len() < 20 {
+        return Err(CliError::Usage("too few event days to hold any out".into()));
+    }
+    let held_out_from = days[((days.len() as f64) * (1.0 - args.holdout)) as usize];
+
+    bar.set_message("training SFT and GRPO");
+    println!("[3/7] training on labels known before {held_out_from}: SFT, then GRPO under HGRM");
+    let sft_config = SftConfig {
+        seed: args.seed,
+        ..SftConfig::default()
+    };
+    let train = examples(&event_car, sft_config.buckets, Some(held_out_from));
+    if train.is_empty() {
+        return Err(CliError::Usage(
+            "no labelled events before the held-out window".into(),
+        ));
+    }
+    let (sft_model, sft_trace) = sft::train(&train, &sft_config);
+    let sft_dir = out.join("models/sft");
+    let sft_digest = write_outputs(
+        &sft_dir,
+        &sft_model,
+        |d| Checkpoint {
+            stage: "sft",
+            model_sha256: d,
+            parent_model_sha256: None,
+            dataset_manifest_hash: event_car.manifest_hash().clone(),
+            seed: args.seed,
+            until: Some(held_out_from),
+            hyperparameters: serde_json::to_value(&sft_config).expect("serializes"),
+            examples: train.len(),
+        },
+        &sft_trace,
+    )?;
+    let reward_config = HgrmConfig::default();
+    let grpo_config = GrpoConfig {
+        seed: args.seed.wrapping_add(1),
+        ..GrpoConfig::default()
+    };
+    let (grpo_model, grpo_trace) = grpo::train(&sft_model, &train, &reward_config, &grpo_config);
+    let grpo_dir = out.join("models/grpo");
+    let grpo_digest = write_outputs(
+        &grpo_dir,
+        &grpo_model,
+        |d| Checkpoint {
+            stage: "grpo",
+            model_sha256: d,
+            parent_model_sha256: Some(sft_digest.clone()),
+            dataset_manifest_hash: event_car.manifest_hash().clone(),
+            seed: grpo_config.seed,
+            until: Some(held_out_from),
+            hyperparameters: serde_json::json!({"grpo": &grpo_config, "reward": &reward_config}),
+            examples: train.len(),
+        },
+        &grpo_trace,
+    )?;
+    println!(
+        "      {} training events; SFT {sft_digest}; GRPO {grpo_digest}",
+        train.len()
+    );
+    bar.inc(1);
+
+    bar.set_message("predicting");
+    println!("[4/7] predicting every event with both models");
+    let sft_predictions = out.join("predictions-sft.jsonl");
+    let grpo_predictions = out.join("predictions-grpo.jsonl");
+    write_atomically(&sft_predictions, &predictions_jsonl(&sft_model, &event_car))?;
+    write_atomically(
+        &grpo_predictions,
+        &predictions_jsonl(&grpo_model, &event_car),
+    )?;
+    bar.inc(1);
+
+    bar.set_message("scoring with HGRM");
+    println!("[5/7] scoring the GRPO policy's outputs with the HGRM reward");
+    // The policy's structured outputs, as the completions an LLM would write.
+    let completions = out.join("completions-grpo.jsonl");
+    let text = std::fs::read_to_string(&grpo_predictions).map_err(io(&grpo_predictions))?;
+    let mut lines = String::new();
+    for line in text.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).expect("written above");
+        let id = v["event_id"].take();
+        let obj = v.as_object_mut().expect("object");
+        obj.remove("event_id");
+        obj.insert(
+            "reasoning".into(),
+            serde_json::json!("Reference policy: event type and headline tokens."),
+        );
+        let _ = writeln!(
+            lines,
+            "{}",
+            serde_json::json!({"event_id": id, "completion": serde_json::Value::Object(obj.clone()).to_string()})
+        );
+    }
+    write_atomically(&completions, lines.as_bytes())?;
+    let rewards = score_files(&BatchArgs {
+        event_car: event_car_path.clone(),
+        completions: completions.clone(),
+        config: None,
+        strict: false,
+        generated_at: None,
+        out: out.clone(),
+    })?;
+    println!(
+        "      {} samples, mean reward {:+.4}",
+        rewards.summary.samples, rewards.summary.mean_final_reward
+    );
+    bar.inc(1);
+
+    bar.set_message("evaluating on the held-out window");
+    println!("[6/7] evaluating both models against the baseline from {held_out_from}");
+    let eval =
+        |predictions: &Path, dir: &str, with_rewards: bool, model: &crate::contracts::Sha256Hex| {
+            evaluate_files(&EvaluateArgs {
+                event_car: event_car_path.clone(),
+                predictions: predictions.to_path_buf(),
+                prices: prices.clone(),
+                config: None,
+                rewards: with_rewards.then(|| out.join("reward.json")),
+                from: Some(held_out_from),
+                model_sha256: Some(model.to_string()),
+                generated_at: None,
+                out: out.join(dir),
+            })
+        };
+    let (sft_eval, _) = eval(&sft_predictions, "evaluation-sft", false, &sft_digest)?;
+    let (grpo_eval, evidence) = eval(&grpo_predictions, "evaluation-grpo", true, &grpo_digest)?;
+    bar.inc(1);
+
+    bar.set_message("gates for paper");
+    println!("[7/7] gates for shadow → paper (the GRPO candidate)");
+    let evidence_path = out.join("evaluation-grpo/evidence.json");
+    let bytes = std::fs::read(&evidence_path).map_err(io(&evidence_path))?;
+    verify_bytes(&evidence_path, &bytes)?;
+    let decision = evaluate_gates(
+        Target::Paper,
+        &GateInputs {
+            evidence: Ok(&evidence),
+            runtime: None,
+            operations: None,
+            approval: None,
+            recalibration_ref: None,
+            now: evidence.generated_at,
+        },
+        &GatePolicy::default(),
+    );
+    let mut decision_bytes = serde_json::to_vec_pretty(&decision).expect("serializes");
+    decision_bytes.push(b'\n');
+    write_atomically(&out.join("gates-paper.json"), &decision_bytes)?;
+    bar.inc(1);
+    bar.finish_and_clear();
+
+    let summary = summary_markdown(held_out_from, &sft_eval, &grpo_eval, &decision);
+    write_atomically(&out.join("summary.md"), summary.as_bytes())?;
+    println!("\n{summary}");
+    println!("artifacts, reports and charts are in {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn summary_markdown(
+    from: chrono::NaiveDate,
+    sft: &Evaluation,
+    grpo: &Evaluation,
+    decision: &crate::gates::Decision,
+) -> String {
+    let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Janus demo summary\n\nHeld-out window from {from}: {} return days.\n",
+        grpo.trading_days
+    );
+    let _ = writeln!(
+        md,
+        "| model | SR | MDD | ARR | DA | ETA | trades |\n| --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for (name, m) in [
+        ("baseline", &grpo.baseline),
+        ("SFT", &sft.candidate),
+        ("SFT → GRPO", &grpo.candidate),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
+            f(m.metrics.sr),
+            m.metrics.mdd,
+            m.metrics.arr,
+            m.da,
+            m.eta,
+            m.trades
+        );
+    }
+    let conf = grpo.significance.confidence * 100.0;
+    let _ = writeln!(
+        md,
+        "\nDeltas against the baseline ({conf:.0}% bootstrap intervals, one-sided p of Δ ≤ 0):\n\n| model | ΔSR | ΔDA |\n| --- | --- | --- |"
+    );
+    for (name, e) in [("SFT", sft), ("SFT → GRPO", grpo)] {
+        let _ = writeln!(
+            md,
+            "| {name} | {:+.4} [{:+.4}, {:+.4}] p={:.3} | {:+.4} [{:+.4}, {:+.4}] p={:.3} |",
+            e.sr_delta.value,
+            e.sr_delta.ci_lower,
+            e.sr_delta.ci_upper,
+            e.sr_delta.p_value,
+            e.da_delta.value,
+            e.da_delta.ci_lower,
+            e.da_delta.ci_upper,
+            e.da_delta.p_value
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nGates for shadow → paper: **{}**",
+        if decision.allowed {
+            "allowed"
+        } else {
+            "blocked"
+        }
+    );
+    for g in &decision.gates {
+        let status = serde_json::to_value(g.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let why: Vec<String> = g.reasons.iter().map(|r| r.message.clone()).collect();
+        let _ = writeln!(
+            md,
+            "- {} {}: {status}{}",
+            g.id,
+            g.name,
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", why.join("; "))
+            }
+        );
+    }
+    md
 }

@@ -94,6 +94,19 @@ pub fn read_predictions(path: &Path) -> Result<BTreeMap<String, Prediction>, Cli
 }
 
 pub fn run(args: EvaluateArgs) -> CliResult {
+    let (evaluation, evidence) = evaluate_files(&args)?;
+    print_table(&evaluation);
+    println!(
+        "wrote {}, {} (manifest_hash {}), report.md",
+        args.out.join("evaluation.json").display(),
+        args.out.join("evidence.json").display(),
+        evidence.manifest_hash
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs an evaluation and writes evaluation.json, evidence.json, report.md and the charts.
+pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifact), CliError> {
     let config: EvaluationConfig = match &args.config {
         Some(p) => crate::config::load(p)?,
         None => EvaluationConfig::default(),
@@ -266,14 +279,7 @@ pub fn run(args: EvaluateArgs) -> CliResult {
     write_artifact(&evidence_path, &mut evidence)?;
 
     write_report(&args.out, &evaluation, &calendar.dates[start..])?;
-    print_table(&evaluation);
-    println!(
-        "wrote {}, {} (manifest_hash {}), report.md",
-        args.out.join("evaluation.json").display(),
-        evidence_path.display(),
-        evidence.manifest_hash
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok((evaluation, evidence))
 }
 
 fn fmt(x: Option<f64>) -> String {

@@ -3,14 +3,15 @@
 mod bench;
 mod compare;
 mod demo;
-mod evaluate;
+pub mod evaluate;
 mod gates;
 pub mod label;
 mod metrics;
-mod progress;
-mod reward;
+pub mod progress;
+pub mod reward;
 pub mod scenario;
 mod schema;
+pub mod train;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,10 @@ pub enum Command {
     /// Metrics of a NAV series (the paper's conventions), with bootstrap intervals and deltas
     /// against a baseline.
     Metrics(metrics::MetricsArgs),
+    /// Train the reference policy: `sft` on the labels, then `grpo` under the HGRM reward.
+    Train(train::TrainArgs),
+    /// Predictions of a trained model for every event of an event-car artifact.
+    Predict(train::PredictArgs),
     /// Benchmarks: median wall time and peak memory of a command over repeated runs.
     Bench(bench::BenchArgs),
     /// Run the lifecycle end to end on one machine (default: a generated scenario).
@@ -74,6 +79,8 @@ pub fn main() -> ExitCode {
         Command::Compare(args) => compare::run(args),
         Command::Gates(args) => gates::run(args),
         Command::Metrics(args) => metrics::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Predict(args) => train::predict(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
     };
@@ -82,6 +89,24 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("janus: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a step's compact result where Kubernetes reads a container's termination message
+/// (`TERMINATION_MESSAGE_PATH`, default `/dev/termination-log` when it exists); a no-op elsewhere.
+pub fn termination_message(result: &str) {
+    let path = std::env::var_os("TERMINATION_MESSAGE_PATH")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(std::path::PathBuf::from("/dev/termination-log")).filter(|p| p.exists()));
+    if let Some(p) = path {
+        // Kubernetes keeps at most 4096 bytes of it.
+        let text: String = result.chars().take(4000).collect();
+        if let Err(e) = std::fs::write(&p, text) {
+            eprintln!(
+                "janus: cannot write the termination message to {}: {e}",
+                p.display()
+            );
         }
     }
 }

@@ -123,6 +123,32 @@ struct CompletionLine {
 }
 
 fn run_batch(args: BatchArgs) -> CliResult {
+    let artifact = score_files(&args)?;
+    let s = &artifact.summary;
+    println!(
+        "samples {}  format failures {}  hard-gate failures {}  direction pass {:.3}  type match {:.3}  clipped {}  mean reward {:+.4}  mean PnL term {:+.5}",
+        s.samples,
+        s.format_failures,
+        s.hard_gate_failures,
+        s.direction_gate_pass_ratio,
+        s.type_match_ratio,
+        s.clipped,
+        s.mean_final_reward,
+        s.mean_pnl_reward
+    );
+    for (reason, n) in &s.unscored_by_reason {
+        println!("  unscored: {reason} {n}");
+    }
+    println!(
+        "wrote {} (manifest_hash {})",
+        args.out.join("reward.json").display(),
+        artifact.manifest_hash
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Scores a completions file and writes DIR/reward.json.
+pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
     let config = load_config(&args.config)?;
     let event_car: EventCarArtifact = read_artifact(&args.event_car)?;
     let (labels, unlabelled) = labels_of(&event_car);
@@ -202,27 +228,7 @@ fn run_batch(args: BatchArgs) -> CliResult {
         summary,
     };
     write_artifact(&out, &mut artifact)?;
-    let s = &artifact.summary;
-    println!(
-        "samples {}  format failures {}  hard-gate failures {}  direction pass {:.3}  type match {:.3}  clipped {}  mean reward {:+.4}  mean PnL term {:+.5}",
-        s.samples,
-        s.format_failures,
-        s.hard_gate_failures,
-        s.direction_gate_pass_ratio,
-        s.type_match_ratio,
-        s.clipped,
-        s.mean_final_reward,
-        s.mean_pnl_reward
-    );
-    for (reason, n) in &s.unscored_by_reason {
-        println!("  unscored: {reason} {n}");
-    }
-    println!(
-        "wrote {} (manifest_hash {})",
-        out.display(),
-        artifact.manifest_hash
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(artifact)
 }
 
 fn serve(

@@ -1,0 +1,276 @@
+//! `janus train sft|grpo` and `janus predict`: the reference trainer behind the trainer
+//! contract (docs/trainer-contract.md).
+
+use super::{CliError, CliResult};
+use crate::contracts::artifact::write_atomically;
+use crate::contracts::event_car::EventCarArtifact;
+use crate::contracts::{Artifact, Sha256Hex, read_artifact};
+use crate::reward::HgrmConfig;
+use crate::training::grpo::{self, GrpoConfig};
+use crate::training::policy::PolicyModel;
+use crate::training::sft::{self, SftConfig};
+use crate::training::{encode_all, examples};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    pub stage: TrainStage,
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The labelled dataset (janus-event-car-v1).
+    #[arg(long)]
+    pub event_car: PathBuf,
+    /// Train only on events whose label window ends before this date (held-out window after).
+    #[arg(long)]
+    pub until: Option<NaiveDate>,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Output directory: model.json, checkpoint.json, training-trace.jsonl, result.json.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainStage {
+    /// Supervised fit to the labels.
+    Sft {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 6)]
+        epochs: u32,
+        #[arg(long, default_value_t = 0.005)]
+        learning_rate: f32,
+    },
+    /// GRPO from an SFT policy under the HGRM reward.
+    Grpo {
+        #[command(flatten)]
+        common: Common,
+        /// The SFT model.json (also the KL reference).
+        #[arg(long)]
+        init: PathBuf,
+        /// HGRM configuration (config/hgrm.yaml); defaults when omitted.
+        #[arg(long)]
+        reward_config: Option<PathBuf>,
+        #[arg(long, default_value_t = 300)]
+        steps: u32,
+        #[arg(long, default_value_t = 4)]
+        group_size: usize,
+        #[arg(long, default_value_t = 0.002)]
+        learning_rate: f32,
+        #[arg(long, default_value_t = 0.04)]
+        kl_coef: f32,
+        #[arg(long, default_value_t = 0.2)]
+        clip_range: f32,
+        #[arg(long, default_value_t = 1.0)]
+        max_grad_norm: f32,
+    },
+}
+
+/// The checkpoint lineage record: SFT → GRPO → parent digests.
+#[derive(Debug, Serialize)]
+pub struct Checkpoint {
+    pub stage: &'static str,
+    pub model_sha256: Sha256Hex,
+    pub parent_model_sha256: Option<Sha256Hex>,
+    pub dataset_manifest_hash: Sha256Hex,
+    pub seed: u64,
+    pub until: Option<NaiveDate>,
+    pub hyperparameters: serde_json::Value,
+    pub examples: usize,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn load_model(path: &Path) -> Result<(PolicyModel, Sha256Hex), CliError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let model: PolicyModel = serde_json::from_slice(&bytes).map_err(|e| {
+        CliError::Usage(format!(
+            "{}: not a reference policy model: {e}",
+            path.display()
+        ))
+    })?;
+    model
+        .validate()
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    Ok((model, Sha256Hex::of_bytes(&bytes)))
+}
+
+/// Writes the model and its lineage; returns the model's digest.
+pub fn write_outputs(
+    out: &Path,
+    model: &PolicyModel,
+    checkpoint: impl FnOnce(Sha256Hex) -> Checkpoint,
+    trace: &[impl Serialize],
+) -> Result<Sha256Hex, CliError> {
+    let mut bytes = serde_json::to_vec(model).expect("model serializes");
+    bytes.push(b'\n');
+    write_atomically(&out.join("model.json"), &bytes)?;
+    let digest = Sha256Hex::of_bytes(&bytes);
+    let cp = checkpoint(digest.clone());
+    let mut cp_bytes = serde_json::to_vec_pretty(&cp).expect("serializes");
+    cp_bytes.push(b'\n');
+    write_atomically(&out.join("checkpoint.json"), &cp_bytes)?;
+    let mut lines = Vec::new();
+    for t in trace {
+        serde_json::to_writer(&mut lines, t).expect("serializes");
+        lines.push(b'\n');
+    }
+    write_atomically(&out.join("training-trace.jsonl"), &lines)?;
+    let result = serde_json::json!({"stage": cp.stage, "model_sha256": digest, "parent_model_sha256": cp.parent_model_sha256, "examples": cp.examples});
+    let result_text = serde_json::to_string(&result).expect("serializes");
+    write_atomically(&out.join("result.json"), result_text.as_bytes())?;
+    super::termination_message(&result_text);
+    Ok(digest)
+}
+
+pub fn run(args: TrainArgs) -> CliResult {
+    match args.stage {
+        TrainStage::Sft {
+            common,
+            epochs,
+            learning_rate,
+        } => {
+            let artifact: EventCarArtifact = read_artifact(&common.event_car)?;
+            let config = SftConfig {
+                seed: common.seed,
+                epochs,
+                learning_rate,
+                ..SftConfig::default()
+            };
+            let data = examples(&artifact, config.buckets, common.until);
+            if data.is_empty() {
+                return Err(CliError::Usage(
+                    "no labelled events to train on (check --until)".into(),
+                ));
+            }
+            let (model, trace) = sft::train(&data, &config);
+            let digest = write_outputs(
+                &common.out,
+                &model,
+                |d| Checkpoint {
+                    stage: "sft",
+                    model_sha256: d,
+                    parent_model_sha256: None,
+                    dataset_manifest_hash: artifact.manifest_hash().clone(),
+                    seed: common.seed,
+                    until: common.until,
+                    hyperparameters: serde_json::to_value(&config).expect("serializes"),
+                    examples: data.len(),
+                },
+                &trace,
+            )?;
+            let last = trace.last().expect("at least one epoch");
+            println!(
+                "SFT on {} events: loss {:.4}, direction accuracy {:.3}; model {digest}",
+                data.len(),
+                last.loss,
+                last.direction_accuracy
+            );
+        }
+        TrainStage::Grpo {
+            common,
+            init,
+            reward_config,
+            steps,
+            group_size,
+            learning_rate,
+            kl_coef,
+            clip_range,
+            max_grad_norm,
+        } => {
+            let artifact: EventCarArtifact = read_artifact(&common.event_car)?;
+            let (sft_model, parent) = load_model(&init)?;
+            let reward: HgrmConfig = match &reward_config {
+                Some(p) => crate::config::load(p)?,
+                None => HgrmConfig::default(),
+            };
+            let config = GrpoConfig {
+                seed: common.seed,
+                steps,
+                group_size,
+                learning_rate,
+                kl_coef,
+                clip_range,
+                max_grad_norm,
+                ..GrpoConfig::default()
+            };
+            let data = examples(&artifact, sft_model.buckets, common.until);
+            let (model, trace) = grpo::train(&sft_model, &data, &reward, &config);
+            let digest = write_outputs(
+                &common.out,
+                &model,
+                |d| Checkpoint {
+                    stage: "grpo",
+                    model_sha256: d,
+                    parent_model_sha256: Some(parent),
+                    dataset_manifest_hash: artifact.manifest_hash().clone(),
+                    seed: common.seed,
+                    until: common.until,
+                    hyperparameters: serde_json::json!({"grpo": &config, "reward": &reward}),
+                    examples: data.len(),
+                },
+                &trace,
+            )?;
+            let tail = &trace[trace.len().saturating_sub(20)..];
+            let head = &trace[..trace.len().min(20)];
+            let mean = |t: &[grpo::GrpoStep]| {
+                t.iter().map(|s| s.mean_reward).sum::<f64>() / t.len().max(1) as f64
+            };
+            println!(
+                "GRPO {} steps: mean sampled reward {:.4} (first 20 steps) → {:.4} (last 20); model {digest}",
+                trace.len(),
+                mean(head),
+                mean(tail)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub event_car: PathBuf,
+    /// Output JSON Lines of predictions (the format `janus evaluate` reads).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Predictions of a model for every event of an artifact, as JSON Lines.
+pub fn predictions_jsonl(model: &PolicyModel, artifact: &EventCarArtifact) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (id, x) in encode_all(artifact, model.buckets) {
+        let p = model.predict(&x);
+        let mut v = serde_json::to_value(&p).expect("serializes");
+        v["event_id"] = serde_json::Value::String(id);
+        serde_json::to_writer(&mut out, &v).expect("serializes");
+        out.push(b'\n');
+    }
+    out
+}
+
+pub fn predict(args: PredictArgs) -> CliResult {
+    let (model, _) = load_model(&args.model)?;
+    let artifact: EventCarArtifact = read_artifact(&args.event_car)?;
+    write_atomically(&args.out, &predictions_jsonl(&model, &artifact))?;
+    println!(
+        "wrote {} predictions to {}",
+        artifact.records.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,121 @@
+//! Event features of the reference policy: the normalized event type (one-hot) and the title's
+//! tokens hashed into a fixed number of buckets (words split on whitespace and punctuation, plus
+//! character bigrams of CJK runs, so Chinese headlines need no segmenter). Sparse: a handful
+//! of active indices per event.
+
+use crate::taxonomy::EventType;
+
+/// One-hot slots for the ten types and `unknown`, then a bias slot, then the hashed tokens.
+pub const TYPE_SLOTS: usize = 11;
+pub const BIAS_SLOT: usize = TYPE_SLOTS;
+pub const HASH_OFFSET: usize = TYPE_SLOTS + 1;
+
+/// Sparse feature vector: (index, value) pairs, indices unique and ascending.
+pub type Sparse = Vec<(u32, f32)>;
+
+/// Feature dimension for `buckets` hash buckets.
+pub fn dimension(buckets: usize) -> usize {
+    HASH_OFFSET + buckets
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF)
+}
+
+/// The title's tokens: lowercase words of letters and digits, and bigrams of CJK runs (a lone
+/// CJK character is its own token).
+pub fn tokens(title: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut cjk: Vec<char> = Vec::new();
+    let flush_cjk = |cjk: &mut Vec<char>, out: &mut Vec<String>| {
+        if cjk.len() == 1 {
+            out.push(cjk[0].to_string());
+        }
+        for w in cjk.windows(2) {
+            out.push(w.iter().collect());
+        }
+        cjk.clear();
+    };
+    for c in title.chars() {
+        if is_cjk(c) {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            cjk.push(c);
+        } else {
+            flush_cjk(&mut cjk, &mut out);
+            if c.is_alphanumeric() {
+                word.extend(c.to_lowercase());
+            } else if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+        }
+    }
+    flush_cjk(&mut cjk, &mut out);
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// Features of one event.
+pub fn encode(event_type: EventType, title: &str, buckets: usize) -> Sparse {
+    let mut x: Vec<(u32, f32)> = Vec::with_capacity(16);
+    x.push((event_type.index().unwrap_or(10) as u32, 1.0));
+    x.push((BIAS_SLOT as u32, 1.0));
+    for t in tokens(title) {
+        x.push((
+            (HASH_OFFSET as u64 + fnv1a(t.as_bytes()) % buckets as u64) as u32,
+            1.0,
+        ));
+    }
+    x.sort_by_key(|e| e.0);
+    // Repeated tokens and hash collisions add up in one slot.
+    let mut merged: Sparse = Vec::with_capacity(x.len());
+    for (i, v) in x {
+        match merged.last_mut() {
+            Some(last) if last.0 == i => last.1 += v,
+            _ => merged.push((i, v)),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_cover_words_and_cjk_bigrams() {
+        assert_eq!(
+            tokens("600732.SH 分红转送事项：大幅增长"),
+            vec![
+                "600732", "sh", "分红", "红转", "转送", "送事", "事项", "大幅", "幅增", "增长"
+            ]
+        );
+        assert_eq!(tokens("Profit Warning!"), vec!["profit", "warning"]);
+        assert_eq!(tokens("涨"), vec!["涨"]);
+    }
+
+    #[test]
+    fn encoding_is_sparse_sorted_and_deterministic() {
+        let x = encode(EventType::Dividend, "分红 分红", 64);
+        assert_eq!(x, encode(EventType::Dividend, "分红 分红", 64));
+        assert!(x.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(
+            x.iter()
+                .any(|(i, v)| *i as usize >= HASH_OFFSET && *v == 2.0)
+        );
+        assert_eq!(x[0], (EventType::Dividend.index().unwrap() as u32, 1.0));
+    }
+}

@@ -1,0 +1,254 @@
+//! Group relative policy optimization (Shao et al., 2024) from the SFT policy, rewarded by the
+//! HGRM reward module itself. For each event G actions are sampled (direction, type and
+//! strength from the heads' softmax, ĉ from a Gaussian around the CAR head); advantages are the
+//! rewards standardized within the group; the clipped surrogate is maximized with a KL penalty
+//! to the frozen SFT reference, for a few inner iterations per sampled batch.
+
+use super::Example;
+use super::policy::{Adam, DIRECTIONS, Forward, HeadGrads, PolicyModel, STRENGTHS};
+use crate::contracts::label::Prediction;
+use crate::reward::output::ParsedOutput;
+use crate::reward::{HgrmConfig, score};
+use crate::rng::Rng;
+use crate::taxonomy::EventType;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpoConfig {
+    pub seed: u64,
+    pub steps: u32,
+    /// Events per step.
+    pub batch_size: usize,
+    /// G: sampled outputs per event (the paper's grid: 2, 4, 8).
+    pub group_size: usize,
+    pub learning_rate: f32,
+    /// β of the KL penalty to the SFT reference.
+    pub kl_coef: f32,
+    /// ε of the clipped ratio.
+    pub clip_range: f32,
+    pub max_grad_norm: f32,
+    /// Policy-gradient iterations per sampled batch.
+    pub inner_iterations: u32,
+    /// Standard deviation of the sampled ĉ around the CAR head.
+    pub car_sigma: f32,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self {
+            seed: 11,
+            steps: 300,
+            batch_size: 32,
+            group_size: 4,
+            learning_rate: 0.002,
+            kl_coef: 0.04,
+            clip_range: 0.2,
+            max_grad_norm: 1.0,
+            inner_iterations: 2,
+            car_sigma: 0.01,
+        }
+    }
+}
+
+/// Per-step record of the training trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrpoStep {
+    pub step: u32,
+    pub mean_reward: f64,
+    pub mean_direction_term: f64,
+    pub mean_event_type_term: f64,
+    pub mean_pnl_term: f64,
+    pub mean_magnitude_term: f64,
+    pub hard_gate_failures: usize,
+    pub kl: f64,
+    pub clip_fraction: f64,
+    pub grad_norm: f64,
+}
+
+struct Sample {
+    example: usize,
+    direction: usize,
+    event_type: usize,
+    strength: usize,
+    car: f32,
+    old_log_prob: f32,
+    advantage: f32,
+}
+
+fn categorical(rng: &mut Rng, p: &[f32]) -> usize {
+    let weights: Vec<f64> = p.iter().map(|v| *v as f64).collect();
+    rng.weighted_index(&weights)
+}
+
+fn log_prob(f: &Forward, s: &Sample, sigma: f32) -> f32 {
+    let z = (s.car - f.car) / sigma;
+    f.direction[s.direction].max(1e-12).ln()
+        + f.event_type[s.event_type].max(1e-12).ln()
+        + f.strength[s.strength].max(1e-12).ln()
+        - 0.5 * z * z
+}
+
+fn kl<const N: usize>(p: &[f32; N], q: &[f32; N]) -> f32 {
+    p.iter()
+        .zip(q)
+        .map(|(a, b)| a * (a.max(1e-12).ln() - b.max(1e-12).ln()))
+        .sum()
+}
+
+/// d KL(p‖q) / d logits of p.
+fn kl_grad<const N: usize>(p: &[f32; N], q: &[f32; N]) -> [f32; N] {
+    let k = kl(p, q);
+    let mut g = [0.0f32; N];
+    for ((gi, a), b) in g.iter_mut().zip(p).zip(q) {
+        *gi = a * (a.max(1e-12).ln() - b.max(1e-12).ln() - k);
+    }
+    g
+}
+
+/// Gradient with respect to a categorical head's logits of `coef · log p(action)` plus
+/// `beta · KL(p‖q)`: coef · (onehot − p) + beta · ∂KL/∂logits.
+fn head_grad<const N: usize>(
+    p: &[f32; N],
+    q: &[f32; N],
+    action: usize,
+    coef: f32,
+    beta: f32,
+) -> [f32; N] {
+    let kl = kl_grad(p, q);
+    let mut g = [0.0f32; N];
+    for (k, gk) in g.iter_mut().enumerate() {
+        *gk = coef * ((k == action) as u8 as f32 - p[k]) + beta * kl[k];
+    }
+    g
+}
+
+/// Improves `sft` (also the frozen reference) with GRPO; returns the policy and the trace.
+pub fn train(
+    sft: &PolicyModel,
+    examples: &[Example],
+    reward: &HgrmConfig,
+    config: &GrpoConfig,
+) -> (PolicyModel, Vec<GrpoStep>) {
+    let reference = sft.clone();
+    let mut model = sft.clone();
+    let mut adam = Adam::new(model.params.len(), config.learning_rate);
+    let mut rng = Rng::derive(config.seed, 2);
+    let mut trace = Vec::new();
+    let mut grad = vec![0.0f32; model.params.len()];
+    let sigma = config.car_sigma;
+    let g = config.group_size.max(2);
+    if examples.is_empty() {
+        return (model, trace);
+    }
+    for step in 0..config.steps {
+        // Sample a batch and G outputs per event from the current policy.
+        let batch: Vec<usize> = (0..config.batch_size)
+            .map(|_| rng.below(examples.len() as u64) as usize)
+            .collect();
+        let mut samples = Vec::with_capacity(batch.len() * g);
+        let (mut sum_r, mut sum_dir, mut sum_type, mut sum_pnl, mut sum_mag, mut hard) =
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0);
+        for &i in &batch {
+            let e = &examples[i];
+            let f = model.forward(&e.x);
+            let mut group = Vec::with_capacity(g);
+            for _ in 0..g {
+                let mut s = Sample {
+                    example: i,
+                    direction: categorical(&mut rng, &f.direction),
+                    event_type: categorical(&mut rng, &f.event_type),
+                    strength: categorical(&mut rng, &f.strength),
+                    car: f.car + sigma * rng.normal() as f32,
+                    old_log_prob: 0.0,
+                    advantage: 0.0,
+                };
+                s.old_log_prob = log_prob(&f, &s, sigma);
+                let output = ParsedOutput {
+                    prediction: Prediction {
+                        direction: DIRECTIONS[s.direction],
+                        event_type: Some(EventType::KNOWN[s.event_type]),
+                        strength: STRENGTHS[s.strength],
+                        car_estimate: s.car as f64,
+                    },
+                    reasoning_chars: reward.reasoning_min_chars,
+                    extra_chars: 0,
+                };
+                let r = score(&e.event_id, Ok(&output), &e.label, reward);
+                sum_r += r.final_reward;
+                sum_dir += r.components.direction;
+                sum_type += r.components.event_type;
+                sum_pnl += r.components.pnl;
+                sum_mag += r.components.magnitude;
+                hard += (!r.direction_gate_passed) as usize;
+                group.push((s, r.final_reward));
+            }
+            // Group-relative advantages.
+            let mean = group.iter().map(|x| x.1).sum::<f64>() / g as f64;
+            let sd = (group.iter().map(|x| (x.1 - mean).powi(2)).sum::<f64>() / g as f64).sqrt();
+            for (mut s, r) in group {
+                s.advantage = if sd > 1e-9 {
+                    ((r - mean) / sd) as f32
+                } else {
+                    0.0
+                };
+                samples.push(s);
+            }
+        }
+        let (mut kl_sum, mut clipped, mut norm) = (0.0f64, 0usize, 0.0f32);
+        for _ in 0..config.inner_iterations.max(1) {
+            grad.fill(0.0);
+            kl_sum = 0.0;
+            clipped = 0;
+            for s in &samples {
+                let e = &examples[s.example];
+                let f = model.forward(&e.x);
+                let ratio = (log_prob(&f, s, sigma) - s.old_log_prob).exp();
+                let a = s.advantage;
+                let eps = config.clip_range;
+                // The clipped surrogate's gradient vanishes where the clip is active.
+                let active = !((a > 0.0 && ratio > 1.0 + eps) || (a < 0.0 && ratio < 1.0 - eps));
+                clipped += (!active) as usize;
+                let coef = if active { -a * ratio } else { 0.0 }; // minimizing −J
+                let mut d_car = coef * (s.car - f.car) / (sigma * sigma) * model.car_scale;
+                // KL to the frozen reference.
+                let r = reference.forward(&e.x);
+                let beta = config.kl_coef;
+                let d_dir = head_grad(&f.direction, &r.direction, s.direction, coef, beta);
+                let d_type = head_grad(&f.event_type, &r.event_type, s.event_type, coef, beta);
+                let d_str = head_grad(&f.strength, &r.strength, s.strength, coef, beta);
+                d_car += beta * (f.car - r.car) / (sigma * sigma) * model.car_scale;
+                kl_sum += (kl(&f.direction, &r.direction)
+                    + kl(&f.event_type, &r.event_type)
+                    + kl(&f.strength, &r.strength)) as f64
+                    + ((f.car - r.car) / sigma).powi(2) as f64 / 2.0;
+                let d = HeadGrads {
+                    direction: d_dir,
+                    event_type: d_type,
+                    strength: d_str,
+                    car_raw: d_car,
+                };
+                model.backward(&e.x, &f, &d, &mut grad);
+            }
+            let n = samples.len() as f32;
+            for v in grad.iter_mut() {
+                *v /= n;
+            }
+            norm = adam.step(&mut model.params, &grad, config.max_grad_norm);
+        }
+        let n = samples.len() as f64;
+        trace.push(GrpoStep {
+            step,
+            mean_reward: sum_r / n,
+            mean_direction_term: sum_dir / n,
+            mean_event_type_term: sum_type / n,
+            mean_pnl_term: sum_pnl / n,
+            mean_magnitude_term: sum_mag / n,
+            hard_gate_failures: hard,
+            kl: kl_sum / n,
+            clip_fraction: clipped as f64 / n,
+            grad_norm: norm as f64,
+        });
+    }
+    (model, trace)
+}

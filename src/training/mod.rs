@@ -1,0 +1,55 @@
+//! The reference trainer (docs/trainer-contract.md): a small policy over event features, fitted
+//! with SFT on the labels and then GRPO under the HGRM reward (the reward module itself).
+//! Deterministic for a seed; runs on a CPU in seconds.
+
+pub mod features;
+pub mod grpo;
+pub mod policy;
+pub mod sft;
+
+use crate::contracts::event_car::EventCarArtifact;
+use crate::contracts::label::Label;
+use chrono::NaiveDate;
+use features::{Sparse, encode};
+
+/// One labelled event, encoded.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub event_id: String,
+    pub x: Sparse,
+    pub label: Label,
+}
+
+/// Labelled events whose whole label window ends before `until` (so nothing of a held-out
+/// window leaks into training), encoded with `buckets` hash buckets.
+pub fn examples(
+    artifact: &EventCarArtifact,
+    buckets: usize,
+    until: Option<NaiveDate>,
+) -> Vec<Example> {
+    artifact
+        .records
+        .iter()
+        .filter_map(|r| {
+            let label = r.label.clone()?;
+            let last_day = r.window.last()?.date;
+            if until.is_some_and(|u| last_day >= u) {
+                return None;
+            }
+            Some(Example {
+                event_id: r.event_id.clone(),
+                x: encode(r.event_type, &r.title, buckets),
+                label,
+            })
+        })
+        .collect()
+}
+
+/// Features of every record of an artifact (for prediction), labelled or not.
+pub fn encode_all(artifact: &EventCarArtifact, buckets: usize) -> Vec<(String, Sparse)> {
+    artifact
+        .records
+        .iter()
+        .map(|r| (r.event_id.clone(), encode(r.event_type, &r.title, buckets)))
+        .collect()
+}
