@@ -12,6 +12,7 @@ pub mod promotion;
 pub mod reward;
 pub mod reward_service;
 pub mod rng;
+pub mod runtime;
 pub mod scenario;
 pub mod taxonomy;
 pub mod training;

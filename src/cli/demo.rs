@@ -167,6 +167,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         |d| Checkpoint {
             stage: "sft",
             model_sha256: d,
+            onnx_sha256: None,
             parent_model_sha256: None,
             dataset_manifest_hash: event_car.manifest_hash().clone(),
             seed: args.seed,
@@ -189,6 +190,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         |d| Checkpoint {
             stage: "grpo",
             model_sha256: d,
+            onnx_sha256: None,
             parent_model_sha256: Some(sft_digest.clone()),
             dataset_manifest_hash: event_car.manifest_hash().clone(),
             seed: grpo_config.seed,

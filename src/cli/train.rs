@@ -78,6 +78,8 @@ pub enum TrainStage {
 pub struct Checkpoint {
     pub stage: &'static str,
     pub model_sha256: Sha256Hex,
+    /// SHA-256 of `model.onnx`, the exported graph the decision service runs.
+    pub onnx_sha256: Option<Sha256Hex>,
     pub parent_model_sha256: Option<Sha256Hex>,
     pub dataset_manifest_hash: Sha256Hex,
     pub seed: u64,
@@ -118,7 +120,10 @@ pub fn write_outputs(
     bytes.push(b'\n');
     write_atomically(&out.join("model.json"), &bytes)?;
     let digest = Sha256Hex::of_bytes(&bytes);
-    let cp = checkpoint(digest.clone());
+    let onnx = crate::training::onnx::export(model);
+    write_atomically(&out.join("model.onnx"), &onnx)?;
+    let mut cp = checkpoint(digest.clone());
+    cp.onnx_sha256 = Some(Sha256Hex::of_bytes(&onnx));
     let mut cp_bytes = serde_json::to_vec_pretty(&cp).expect("serializes");
     cp_bytes.push(b'\n');
     write_atomically(&out.join("checkpoint.json"), &cp_bytes)?;
@@ -128,7 +133,7 @@ pub fn write_outputs(
         lines.push(b'\n');
     }
     write_atomically(&out.join("training-trace.jsonl"), &lines)?;
-    let result = serde_json::json!({"stage": cp.stage, "model_sha256": digest, "parent_model_sha256": cp.parent_model_sha256, "examples": cp.examples});
+    let result = serde_json::json!({"stage": cp.stage, "model_sha256": digest, "onnx_sha256": cp.onnx_sha256, "parent_model_sha256": cp.parent_model_sha256, "examples": cp.examples});
     let result_text = serde_json::to_string(&result).expect("serializes");
     write_atomically(&out.join("result.json"), result_text.as_bytes())?;
     super::termination_message(&result_text);
@@ -162,6 +167,7 @@ pub fn run(args: TrainArgs) -> CliResult {
                 |d| Checkpoint {
                     stage: "sft",
                     model_sha256: d,
+                    onnx_sha256: None,
                     parent_model_sha256: None,
                     dataset_manifest_hash: artifact.manifest_hash().clone(),
                     seed: common.seed,
@@ -214,6 +220,7 @@ pub fn run(args: TrainArgs) -> CliResult {
                 |d| Checkpoint {
                     stage: "grpo",
                     model_sha256: d,
+                    onnx_sha256: None,
                     parent_model_sha256: Some(parent),
                     dataset_manifest_hash: artifact.manifest_hash().clone(),
                     seed: common.seed,

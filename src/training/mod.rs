@@ -4,6 +4,7 @@
 
 pub mod features;
 pub mod grpo;
+pub mod onnx;
 pub mod policy;
 pub mod sft;
 

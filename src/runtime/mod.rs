@@ -1,0 +1,3 @@
+//! The decision service's pieces. For now: running an exported policy through ONNX Runtime.
+
+pub mod onnx;
