@@ -229,6 +229,7 @@ fn the_demo_runs_end_to_end_and_replays_identically() {
         "evaluation-grpo/evidence.json",
         "evaluation-sft/evidence.json",
         "models/grpo/model.json",
+        "models/grpo/model.onnx",
         "gates-paper.json",
         "summary.md",
     ] {
