@@ -335,6 +335,54 @@ fn janus_evaluate_writes_verified_evidence_and_a_report_deterministically() {
             .iter()
             .any(|v| v == "hgrm_rewards")
     );
+    // Positions are written out, every one inside the evaluated window.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("a/evaluation.json")).unwrap()).unwrap();
+    let positions = report["candidate"]["positions"].as_array().unwrap();
+    assert_eq!(
+        positions.len() as u64,
+        report["candidate"]["trades"].as_u64().unwrap()
+    );
+    assert!(
+        positions
+            .iter()
+            .all(|p| p["exit_day"].as_u64() >= p["entry_day"].as_u64())
+    );
+
+    // Regimes from a file replace the default classification.
+    let prices = std::fs::read_to_string(d.join("prices.csv")).unwrap();
+    let mut dates: Vec<&str> = prices.lines().skip(1).map(|l| &l[..10]).collect();
+    dates.dedup();
+    let regimes: String = std::iter::once("date,regime".to_string())
+        .chain(
+            dates
+                .iter()
+                .enumerate()
+                .map(|(i, day)| format!("{day},{}", if i % 3 == 0 { "stress" } else { "calm" })),
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(d.join("regimes.csv"), regimes).unwrap();
+    let mut c = args("c");
+    c.extend(["--regimes".to_string(), p("regimes.csv")]);
+    run(&as_str(&c).split('\u{0}').collect::<Vec<_>>());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("c/evaluation.json")).unwrap()).unwrap();
+    let names: Vec<&str> = report["regimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["regime"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["calm", "stress"]);
+    let days: u64 = report["regimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["days"].as_u64().unwrap())
+        .sum();
+    assert_eq!(days, report["trading_days"].as_u64().unwrap());
+
     // Nothing NaN anywhere in the report.
     let report = std::fs::read_to_string(d.join("a/evaluation.json")).unwrap();
     assert!(!report.contains("NaN") && !report.contains("null,\n  \"mdd\""));

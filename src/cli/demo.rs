@@ -264,6 +264,7 @@ pub fn run(args: DemoArgs) -> CliResult {
                 config: None,
                 rewards: with_rewards.then(|| out.join("reward.json")),
                 from: Some(held_out_from),
+                regimes: None,
                 model_sha256: Some(model.to_string()),
                 generated_at: None,
                 out: out.join(dir),

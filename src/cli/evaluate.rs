@@ -40,6 +40,9 @@ pub struct EvaluateArgs {
     /// First evaluated date (the held-out window starts here); earlier data only feeds history.
     #[arg(long)]
     pub from: Option<NaiveDate>,
+    /// Regime labels, CSV `date,regime`, instead of volatility terciles and trend.
+    #[arg(long)]
+    pub regimes: Option<PathBuf>,
     /// SHA-256 of the candidate's model artifact, recorded in the evidence.
     #[arg(long)]
     pub model_sha256: Option<String>,
@@ -152,7 +155,13 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
             args.prices.display()
         )));
     }
+    let regime_labels = args
+        .regimes
+        .as_deref()
+        .map(|p| read_regimes(p, &calendar))
+        .transpose()?;
     let input = EvaluationInput {
+        regime_labels: regime_labels.as_deref(),
         prices: PricePanel {
             days,
             open: &prices.open,
@@ -280,6 +289,43 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
 
     write_report(&args.out, &evaluation, &calendar.dates[start..])?;
     Ok((evaluation, evidence))
+}
+
+/// `date,regime` rows → a label per calendar day; a date outside the calendar or a repeated
+/// date is an error naming the line.
+fn read_regimes(
+    path: &Path,
+    calendar: &crate::labeling::input::Calendar,
+) -> Result<Vec<Option<String>>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let bad = |line: usize, m: String| CliError::Usage(format!("{}:{line}: {m}", path.display()));
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
+    let col = |n: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(n))
+            .ok_or_else(|| bad(1, format!("header lacks `{n}`")))
+    };
+    let (date_col, regime_col) = (col("date")?, col("regime")?);
+    let mut labels = vec![None; calendar.len()];
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| bad(line, e.to_string()))?;
+        let date = crate::labeling::input::parse_date(record.get(date_col).unwrap_or("").trim())
+            .map_err(|m| bad(line, m))?;
+        let day = calendar
+            .index(date)
+            .ok_or_else(|| bad(line, format!("{date} is not a trading day of the prices")))?;
+        let regime = record.get(regime_col).unwrap_or("").trim();
+        if regime.is_empty() {
+            return Err(bad(line, "empty regime".into()));
+        }
+        if labels[day].replace(regime.to_string()).is_some() {
+            return Err(bad(line, format!("{date} is labelled twice")));
+        }
+    }
+    Ok(labels)
 }
 
 fn fmt(x: Option<f64>) -> String {

@@ -147,6 +147,9 @@ pub struct EvaluationInput<'a> {
     pub horizon: usize,
     /// First evaluated day (calendar position): earlier days only feed trailing history.
     pub start: usize,
+    /// Regime label of each calendar day, from a file; `None` classifies days by the market
+    /// proxy's volatility terciles and trend.
+    pub regime_labels: Option<&'a [Option<String>]>,
 }
 
 /// One model's results.
@@ -166,7 +169,10 @@ pub struct ModelResult {
     pub cost_bps: f64,
     /// Largest gross exposure as a multiple of NAV.
     pub gross_exposure_max: f64,
+    /// NAV at each close of the evaluated window, starting at 1.
     pub nav: Vec<f64>,
+    /// Every position opened in the evaluated window (days are calendar positions).
+    pub positions: Vec<backtest::Trade>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,6 +323,12 @@ fn model_result(
         cost_bps: bt.cost_in_bps(),
         gross_exposure_max: bt.max_gross_exposure,
         nav,
+        positions: bt
+            .trades
+            .iter()
+            .filter(|t| t.entry_day >= input.start)
+            .cloned()
+            .collect(),
     }
 }
 
@@ -375,7 +387,10 @@ pub fn evaluate(
         fold_pnl_cv: coefficient_of_variation(&fold_returns),
     };
 
-    let regimes = regime_slices(input, &rc, &rb, config.regime_window as usize);
+    let regimes = match input.regime_labels {
+        Some(labels) => labelled_regimes(input.start, labels, &rc, &rb),
+        None => regime_slices(input, &rc, &rb, config.regime_window as usize),
+    };
     let calibration = calibration(input, candidate, config.target_coverage);
     Evaluation {
         predictions: candidate.iter().filter(|c| c.is_some()).count(),
@@ -412,6 +427,44 @@ pub fn coefficient_of_variation(xs: &[f64]) -> f64 {
     }
 }
 
+fn slice(regime: String, idx: &[usize], rc: &[f64], rb: &[f64]) -> RegimeSlice {
+    let c: Vec<f64> = idx.iter().map(|&k| rc[k]).collect();
+    let b: Vec<f64> = idx.iter().map(|&k| rb[k]).collect();
+    RegimeSlice {
+        regime,
+        days: idx.len(),
+        candidate_sr: sharpe(&c),
+        baseline_sr: sharpe(&b),
+        candidate_mean_return: if c.is_empty() {
+            0.0
+        } else {
+            c.iter().sum::<f64>() / c.len() as f64
+        },
+    }
+}
+
+/// Slices by regime labels given per calendar day (evaluated return k is that of calendar day
+/// start + k); days without a label are left out.
+fn labelled_regimes(
+    start: usize,
+    labels: &[Option<String>],
+    rc: &[f64],
+    rb: &[f64],
+) -> Vec<RegimeSlice> {
+    let mut names: Vec<&String> = labels.iter().flatten().collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let idx: Vec<usize> = (0..rc.len())
+                .filter(|&k| labels.get(start + k).and_then(|l| l.as_ref()) == Some(name))
+                .collect();
+            slice(name.clone(), &idx, rc, rb)
+        })
+        .collect()
+}
+
 /// Volatility terciles and trend of an equal-weighted market proxy (mean stock return per
 /// day) over a rolling window, each day classified by the window ending the day before.
 fn regime_slices(
@@ -441,10 +494,10 @@ fn regime_slices(
             if n == 0 { 0.0 } else { sum / n as f64 }
         })
         .collect();
-    // Evaluated day k is calendar day start + k + 1 (returns run from the start's close).
+    // Evaluated return k is the return of calendar day start + k (from the previous close).
     let stats: Vec<(f64, f64)> = (0..rc.len())
         .map(|k| {
-            let t = input.start + k + 1;
+            let t = input.start + k;
             let from = t.saturating_sub(window);
             let w = &market[from..t];
             let mean = w.iter().sum::<f64>() / w.len().max(1) as f64;
@@ -480,19 +533,7 @@ fn regime_slices(
         .iter()
         .map(|name| {
             let idx: Vec<usize> = (0..rc.len()).filter(|&k| member(name, stats[k])).collect();
-            let c: Vec<f64> = idx.iter().map(|&k| rc[k]).collect();
-            let b: Vec<f64> = idx.iter().map(|&k| rb[k]).collect();
-            RegimeSlice {
-                regime: name.to_string(),
-                days: idx.len(),
-                candidate_sr: sharpe(&c),
-                baseline_sr: sharpe(&b),
-                candidate_mean_return: if c.is_empty() {
-                    0.0
-                } else {
-                    c.iter().sum::<f64>() / c.len() as f64
-                },
-            }
+            slice(name.to_string(), &idx, rc, rb)
         })
         .collect()
 }
