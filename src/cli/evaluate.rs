@@ -11,7 +11,7 @@ use crate::contracts::{
 };
 use crate::evaluation::backtest::{EventSlot, PricePanel};
 use crate::evaluation::charts;
-use crate::evaluation::report::{Evaluation, EvaluationConfig, EvaluationInput, evaluate};
+use crate::evaluation::report::{Evaluation, EvaluationConfig, EvaluationInput, METRICS, evaluate};
 use crate::labeling::input::parse_price_panel;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
@@ -193,30 +193,6 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     if evaluation.predictions == 0 {
         missing.push("predictions".to_string());
     }
-    let metric_map = |m: &crate::evaluation::report::ModelResult| -> BTreeMap<String, f64> {
-        let mut map = BTreeMap::from([
-            ("mdd".to_string(), m.metrics.mdd),
-            ("arr".to_string(), m.metrics.arr),
-            ("total_return".to_string(), m.metrics.total_return),
-            ("da".to_string(), m.da),
-            ("eta".to_string(), m.eta),
-            ("mae".to_string(), m.mae),
-            ("rmse".to_string(), m.rmse),
-            ("trades".to_string(), m.trades as f64),
-            ("turnover".to_string(), m.turnover),
-            ("hit_rate".to_string(), m.hit_rate),
-            ("cost_bps".to_string(), m.cost_bps),
-            ("cost_paid".to_string(), m.cost_paid),
-            ("gross_exposure_max".to_string(), m.gross_exposure_max),
-        ]);
-        if let Some(sr) = m.metrics.sr {
-            map.insert("sr".into(), sr);
-        }
-        if let Some(c) = m.metrics.calmar {
-            map.insert("calmar".into(), c);
-        }
-        map
-    };
     let mut inputs = BTreeMap::from([
         (
             "event_car".to_string(),
@@ -255,7 +231,7 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
         .map_err(|e| CliError::Usage(format!("--model-sha256: {e}")))?;
     let mut evidence = EvidenceArtifact {
         artifacts: parents.clone(),
-        baseline_metrics: metric_map(&evaluation.baseline),
+        baseline_metrics: evaluation.baseline.metric_map(),
         calibration: evaluation.calibration.clone(),
         counts: EvidenceCounts {
             events: event_car.summary.events,
@@ -274,7 +250,7 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
             .map_err(CliError::Usage)?,
         lineage,
         manifest_hash: artifact::unsealed(),
-        metrics: metric_map(&evaluation.candidate),
+        metrics: evaluation.candidate.metric_map(),
         model_sha256,
         reproducibility_hashes: parents.iter().map(|p| p.manifest_hash.clone()).collect(),
         schema_version: EvidenceVersion::V1,
@@ -333,40 +309,13 @@ fn fmt(x: Option<f64>) -> String {
 }
 
 pub fn print_table(e: &Evaluation) {
-    println!("{:<12} {:>10} {:>10}", "", "candidate", "baseline");
-    let rows: [(&str, Option<f64>, Option<f64>); 9] = [
-        ("SR", e.candidate.metrics.sr, e.baseline.metrics.sr),
-        (
-            "MDD",
-            Some(e.candidate.metrics.mdd),
-            Some(e.baseline.metrics.mdd),
-        ),
-        (
-            "ARR",
-            Some(e.candidate.metrics.arr),
-            Some(e.baseline.metrics.arr),
-        ),
-        (
-            "total return",
-            Some(e.candidate.metrics.total_return),
-            Some(e.baseline.metrics.total_return),
-        ),
-        ("DA", Some(e.candidate.da), Some(e.baseline.da)),
-        ("ETA", Some(e.candidate.eta), Some(e.baseline.eta)),
-        ("MAE", Some(e.candidate.mae), Some(e.baseline.mae)),
-        (
-            "trades",
-            Some(e.candidate.trades as f64),
-            Some(e.baseline.trades as f64),
-        ),
-        (
-            "cost bps",
-            Some(e.candidate.cost_bps),
-            Some(e.baseline.cost_bps),
-        ),
-    ];
-    for (name, c, b) in rows {
-        println!("{name:<12} {:>10} {:>10}", fmt(c), fmt(b));
+    println!("{:<28} {:>10} {:>10}", "", "candidate", "baseline");
+    for (_, name, get) in METRICS {
+        println!(
+            "{name:<28} {:>10} {:>10}",
+            fmt(get(&e.candidate)),
+            fmt(get(&e.baseline))
+        );
     }
     let conf = e.significance.confidence * 100.0;
     for (name, d) in [
@@ -440,53 +389,8 @@ fn write_report(dir: &Path, e: &Evaluation, dates: &[NaiveDate]) -> Result<(), C
     );
     let _ = writeln!(md, "| metric | candidate | baseline |\n| --- | --- | --- |");
     let m = |x: Option<f64>| fmt(x);
-    for (name, c, b) in [
-        ("SR", e.candidate.metrics.sr, e.baseline.metrics.sr),
-        (
-            "MDD",
-            Some(e.candidate.metrics.mdd),
-            Some(e.baseline.metrics.mdd),
-        ),
-        (
-            "ARR",
-            Some(e.candidate.metrics.arr),
-            Some(e.baseline.metrics.arr),
-        ),
-        (
-            "Calmar",
-            e.candidate.metrics.calmar,
-            e.baseline.metrics.calmar,
-        ),
-        (
-            "total return",
-            Some(e.candidate.metrics.total_return),
-            Some(e.baseline.metrics.total_return),
-        ),
-        ("DA", Some(e.candidate.da), Some(e.baseline.da)),
-        ("ETA", Some(e.candidate.eta), Some(e.baseline.eta)),
-        ("MAE", Some(e.candidate.mae), Some(e.baseline.mae)),
-        ("RMSE", Some(e.candidate.rmse), Some(e.baseline.rmse)),
-        (
-            "trades",
-            Some(e.candidate.trades as f64),
-            Some(e.baseline.trades as f64),
-        ),
-        (
-            "hit rate",
-            Some(e.candidate.hit_rate),
-            Some(e.baseline.hit_rate),
-        ),
-        (
-            "turnover (daily, × NAV)",
-            Some(e.candidate.turnover),
-            Some(e.baseline.turnover),
-        ),
-        (
-            "cost (bps of notional)",
-            Some(e.candidate.cost_bps),
-            Some(e.baseline.cost_bps),
-        ),
-    ] {
+    for (_, name, get) in METRICS {
+        let (c, b) = (get(&e.candidate), get(&e.baseline));
         let _ = writeln!(md, "| {name} | {} | {} |", m(c), m(b));
     }
     let _ = writeln!(

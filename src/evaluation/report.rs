@@ -175,6 +175,45 @@ pub struct ModelResult {
     pub positions: Vec<backtest::Trade>,
 }
 
+/// A reported metric: its short name (evidence, gates), its display name (reports), and how
+/// to read it from a model's result. The one list every output is built from.
+pub type MetricSpec = (&'static str, &'static str, fn(&ModelResult) -> Option<f64>);
+
+pub const METRICS: [MetricSpec; 15] = [
+    ("sr", "SR", |m| m.metrics.sr),
+    ("mdd", "MDD", |m| Some(m.metrics.mdd)),
+    ("arr", "ARR", |m| Some(m.metrics.arr)),
+    ("calmar", "Calmar", |m| m.metrics.calmar),
+    ("total_return", "total return", |m| {
+        Some(m.metrics.total_return)
+    }),
+    ("da", "DA", |m| Some(m.da)),
+    ("eta", "ETA", |m| Some(m.eta)),
+    ("mae", "MAE", |m| Some(m.mae)),
+    ("rmse", "RMSE", |m| Some(m.rmse)),
+    ("trades", "trades", |m| Some(m.trades as f64)),
+    ("hit_rate", "hit rate", |m| Some(m.hit_rate)),
+    ("turnover", "turnover (daily, × NAV)", |m| Some(m.turnover)),
+    ("cost_bps", "cost (bps of notional)", |m| Some(m.cost_bps)),
+    ("cost_paid", "cost paid (× initial NAV)", |m| {
+        Some(m.cost_paid)
+    }),
+    ("gross_exposure_max", "max gross exposure (× NAV)", |m| {
+        Some(m.gross_exposure_max)
+    }),
+];
+
+impl ModelResult {
+    /// The defined metrics by short name (undefined ones, e.g. a Calmar ratio without a
+    /// drawdown, are left out rather than written as NaN).
+    pub fn metric_map(&self) -> std::collections::BTreeMap<String, f64> {
+        METRICS
+            .iter()
+            .filter_map(|(short, _, get)| get(self).map(|v| (short.to_string(), v)))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fold {
     pub start_day: usize,

@@ -183,6 +183,18 @@ impl Check {
     }
 }
 
+/// The status of a gate that need not be checked: not required for the target, or switched off
+/// by the policy. `None`: check it.
+fn precheck(target: Target, gate: usize, enabled: bool) -> Option<GateStatus> {
+    if !required(target, gate) {
+        Some(GateStatus::NotRequired)
+    } else if !enabled {
+        Some(GateStatus::Skipped)
+    } else {
+        None
+    }
+}
+
 fn skipped(id: &str, name: &str, status: GateStatus) -> GateResult {
     GateResult {
         id: id.into(),
@@ -224,278 +236,275 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
     // gate0: data integrity (runtime statistics of shadow or paper).
     let (id, name) = ("gate0", "data integrity");
     let p = &policy.gate0_data_integrity;
-    gates.push(if !required(target, 0) {
-        skipped(id, name, GateStatus::NotRequired)
-    } else if !p.enabled {
-        skipped(id, name, GateStatus::Skipped)
-    } else {
-        let mut c = Check::new();
-        match inputs.runtime {
-            None => {
-                need("runtime_stats");
-                c.fail(
-                    "missing_runtime_stats",
-                    "no shadow or paper runtime statistics",
-                );
-            }
-            Some(r) => {
-                match &r.feature_schema_version {
-                    Some(v) if *v == p.feature_schema_version => {}
-                    Some(v) => c.fail(
-                        "feature_schema_version",
-                        format!(
-                            "feature schema {v}, policy requires {}",
-                            p.feature_schema_version
-                        ),
-                    ),
-                    None => c.fail(
-                        "missing_feature_schema_version",
-                        "feature schema version is missing",
-                    ),
+    gates.push(match precheck(target, 0, p.enabled) {
+        Some(status) => skipped(id, name, status),
+        None => {
+            let mut c = Check::new();
+            match inputs.runtime {
+                None => {
+                    need("runtime_stats");
+                    c.fail(
+                        "missing_runtime_stats",
+                        "no shadow or paper runtime statistics",
+                    );
                 }
-                c.at_most("null_rate", "null rate", r.null_rate, p.max_null_rate);
-                c.at_most(
-                    "staleness_p95_ms",
-                    "staleness p95 (ms)",
-                    r.staleness_p95_ms,
-                    p.max_staleness_p95_ms,
-                );
-                c.at_least(
-                    "symbol_coverage",
-                    "symbol coverage",
-                    r.symbol_coverage,
-                    p.min_symbol_coverage,
-                );
+                Some(r) => {
+                    match &r.feature_schema_version {
+                        Some(v) if *v == p.feature_schema_version => {}
+                        Some(v) => c.fail(
+                            "feature_schema_version",
+                            format!(
+                                "feature schema {v}, policy requires {}",
+                                p.feature_schema_version
+                            ),
+                        ),
+                        None => c.fail(
+                            "missing_feature_schema_version",
+                            "feature schema version is missing",
+                        ),
+                    }
+                    c.at_most("null_rate", "null rate", r.null_rate, p.max_null_rate);
+                    c.at_most(
+                        "staleness_p95_ms",
+                        "staleness p95 (ms)",
+                        r.staleness_p95_ms,
+                        p.max_staleness_p95_ms,
+                    );
+                    c.at_least(
+                        "symbol_coverage",
+                        "symbol coverage",
+                        r.symbol_coverage,
+                        p.min_symbol_coverage,
+                    );
+                }
             }
+            c.result(id, name)
         }
-        c.result(id, name)
     });
 
     // gate1: statistical robustness.
     let (id, name) = ("gate1", "statistical robustness");
     let p = &policy.gate1_statistics;
-    gates.push(if !required(target, 1) {
-        skipped(id, name, GateStatus::NotRequired)
-    } else if !p.enabled {
-        skipped(id, name, GateStatus::Skipped)
-    } else {
-        let mut c = Check::new();
-        match evidence {
-            None => {
-                need("evidence");
-                no_evidence(&mut c);
-            }
-            Some(e) => {
-                c.at_least(
-                    "decisions",
-                    "decisions",
-                    Some(e.counts.predictions as f64),
-                    p.min_decisions as f64,
-                );
-                c.at_least(
-                    "trades",
-                    "trades",
-                    Some(e.counts.trades as f64),
-                    p.min_trades as f64,
-                );
-                c.at_least(
-                    "net_pnl",
-                    "net PnL (total return)",
-                    metric("total_return"),
-                    p.min_net_pnl,
-                );
-                let wf = e.walk_forward.as_ref();
-                c.at_most(
-                    "negative_fold_ratio",
-                    "negative-fold ratio",
-                    wf.map(|w| w.negative_fold_ratio),
-                    p.max_negative_fold_ratio,
-                );
-                c.at_most(
-                    "fold_pnl_cv",
-                    "fold PnL coefficient of variation",
-                    wf.map(|w| w.fold_pnl_cv),
-                    p.max_fold_pnl_cv,
-                );
-                if wf.is_some_and(|w| w.folds == 0) {
-                    c.fail("no_folds", "walk-forward produced no folds");
+    gates.push(match precheck(target, 1, p.enabled) {
+        Some(status) => skipped(id, name, status),
+        None => {
+            let mut c = Check::new();
+            match evidence {
+                None => {
+                    need("evidence");
+                    no_evidence(&mut c);
                 }
-                let sr = e.deltas.get("sr");
-                match sr {
-                    Some(d) if d.ci_lower > p.min_sr_delta_ci_lower => {}
-                    Some(d) => c.reasons.push(Reason {
-                        code: "sr_delta_ci_lower".into(),
-                        message: format!(
-                            "lower bound {} of the SR-delta interval is not above {}",
-                            d.ci_lower, p.min_sr_delta_ci_lower
+                Some(e) => {
+                    c.at_least(
+                        "decisions",
+                        "decisions",
+                        Some(e.counts.predictions as f64),
+                        p.min_decisions as f64,
+                    );
+                    c.at_least(
+                        "trades",
+                        "trades",
+                        Some(e.counts.trades as f64),
+                        p.min_trades as f64,
+                    );
+                    c.at_least(
+                        "net_pnl",
+                        "net PnL (total return)",
+                        metric("total_return"),
+                        p.min_net_pnl,
+                    );
+                    let wf = e.walk_forward.as_ref();
+                    c.at_most(
+                        "negative_fold_ratio",
+                        "negative-fold ratio",
+                        wf.map(|w| w.negative_fold_ratio),
+                        p.max_negative_fold_ratio,
+                    );
+                    c.at_most(
+                        "fold_pnl_cv",
+                        "fold PnL coefficient of variation",
+                        wf.map(|w| w.fold_pnl_cv),
+                        p.max_fold_pnl_cv,
+                    );
+                    if wf.is_some_and(|w| w.folds == 0) {
+                        c.fail("no_folds", "walk-forward produced no folds");
+                    }
+                    let sr = e.deltas.get("sr");
+                    match sr {
+                        Some(d) if d.ci_lower > p.min_sr_delta_ci_lower => {}
+                        Some(d) => c.reasons.push(Reason {
+                            code: "sr_delta_ci_lower".into(),
+                            message: format!(
+                                "lower bound {} of the SR-delta interval is not above {}",
+                                d.ci_lower, p.min_sr_delta_ci_lower
+                            ),
+                            measured: Some(d.ci_lower),
+                            threshold: Some(p.min_sr_delta_ci_lower),
+                        }),
+                        None => c.fail(
+                            "missing_sr_delta",
+                            "SR delta against the baseline is missing",
                         ),
-                        measured: Some(d.ci_lower),
-                        threshold: Some(p.min_sr_delta_ci_lower),
-                    }),
-                    None => c.fail(
-                        "missing_sr_delta",
-                        "SR delta against the baseline is missing",
-                    ),
-                }
-                c.at_most(
-                    "da_delta_p_value",
-                    "DA-delta p-value",
-                    e.deltas.get("da").map(|d| d.p_value),
-                    p.max_da_delta_p_value,
-                );
-                if e.significance.is_none() {
-                    c.fail("missing_significance", "bootstrap metadata is missing");
+                    }
+                    c.at_most(
+                        "da_delta_p_value",
+                        "DA-delta p-value",
+                        e.deltas.get("da").map(|d| d.p_value),
+                        p.max_da_delta_p_value,
+                    );
+                    if e.significance.is_none() {
+                        c.fail("missing_significance", "bootstrap metadata is missing");
+                    }
                 }
             }
+            c.result(id, name)
         }
-        c.result(id, name)
     });
 
     // gate2: risk capacity.
     let (id, name) = ("gate2", "risk capacity");
     let p = &policy.gate2_risk;
-    gates.push(if !required(target, 2) {
-        skipped(id, name, GateStatus::NotRequired)
-    } else if !p.enabled {
-        skipped(id, name, GateStatus::Skipped)
-    } else {
-        let mut c = Check::new();
-        if evidence.is_none() {
-            need("evidence");
-            no_evidence(&mut c);
-        } else {
-            c.at_most(
-                "max_drawdown",
-                "max drawdown",
-                metric("mdd"),
-                p.max_drawdown,
-            );
-            c.at_most(
-                "turnover",
-                "daily turnover",
-                metric("turnover"),
-                p.max_turnover,
-            );
-            c.at_most("cost_bps", "cost (bps)", metric("cost_bps"), p.max_cost_bps);
-            c.at_most(
-                "gross_exposure",
-                "max gross exposure",
-                metric("gross_exposure_max"),
-                p.max_gross_exposure,
-            );
+    gates.push(match precheck(target, 2, p.enabled) {
+        Some(status) => skipped(id, name, status),
+        None => {
+            let mut c = Check::new();
+            if evidence.is_none() {
+                need("evidence");
+                no_evidence(&mut c);
+            } else {
+                c.at_most(
+                    "max_drawdown",
+                    "max drawdown",
+                    metric("mdd"),
+                    p.max_drawdown,
+                );
+                c.at_most(
+                    "turnover",
+                    "daily turnover",
+                    metric("turnover"),
+                    p.max_turnover,
+                );
+                c.at_most("cost_bps", "cost (bps)", metric("cost_bps"), p.max_cost_bps);
+                c.at_most(
+                    "gross_exposure",
+                    "max gross exposure",
+                    metric("gross_exposure_max"),
+                    p.max_gross_exposure,
+                );
+            }
+            c.result(id, name)
         }
-        c.result(id, name)
     });
 
     // gate3: paper-trading quality.
     let (id, name) = ("gate3", "paper-trading quality");
     let p = &policy.gate3_paper_trading;
-    gates.push(if !required(target, 3) {
-        skipped(id, name, GateStatus::NotRequired)
-    } else if !p.enabled {
-        skipped(id, name, GateStatus::Skipped)
-    } else {
-        let mut c = Check::new();
-        match inputs.runtime.filter(|r| r.stage == "paper") {
-            None => {
-                need("paper_runtime_stats");
-                c.fail(
-                    "missing_paper_window",
-                    "no paper-trading stability window on record",
-                );
-            }
-            Some(r) => {
-                if !r.completed {
+    gates.push(match precheck(target, 3, p.enabled) {
+        Some(status) => skipped(id, name, status),
+        None => {
+            let mut c = Check::new();
+            match inputs.runtime.filter(|r| r.stage == "paper") {
+                None => {
+                    need("paper_runtime_stats");
                     c.fail(
-                        "window_incomplete",
-                        "the paper stability window has not completed",
+                        "missing_paper_window",
+                        "no paper-trading stability window on record",
                     );
                 }
-                let hours = (r.window_end - r.window_start).num_seconds() as f64 / 3600.0;
-                c.at_least(
-                    "window_hours",
-                    "stability window (hours)",
-                    Some(hours),
-                    p.min_window_hours,
-                );
-                c.at_most(
-                    "error_ratio",
-                    "inference error ratio",
-                    r.error_ratio,
-                    p.max_error_ratio,
-                );
-                c.at_most(
-                    "fallback_ratio",
-                    "fallback ratio",
-                    r.fallback_ratio,
-                    p.max_fallback_ratio,
-                );
-                c.at_most(
-                    "latency_p95_ms",
-                    "latency p95 (ms)",
-                    r.latency_p95_ms,
-                    p.max_latency_p95_ms,
-                );
-                c.at_most(
-                    "timeout_ratio",
-                    "timeout ratio",
-                    r.timeout_ratio,
-                    p.max_timeout_ratio,
-                );
+                Some(r) => {
+                    if !r.completed {
+                        c.fail(
+                            "window_incomplete",
+                            "the paper stability window has not completed",
+                        );
+                    }
+                    let hours = (r.window_end - r.window_start).num_seconds() as f64 / 3600.0;
+                    c.at_least(
+                        "window_hours",
+                        "stability window (hours)",
+                        Some(hours),
+                        p.min_window_hours,
+                    );
+                    c.at_most(
+                        "error_ratio",
+                        "inference error ratio",
+                        r.error_ratio,
+                        p.max_error_ratio,
+                    );
+                    c.at_most(
+                        "fallback_ratio",
+                        "fallback ratio",
+                        r.fallback_ratio,
+                        p.max_fallback_ratio,
+                    );
+                    c.at_most(
+                        "latency_p95_ms",
+                        "latency p95 (ms)",
+                        r.latency_p95_ms,
+                        p.max_latency_p95_ms,
+                    );
+                    c.at_most(
+                        "timeout_ratio",
+                        "timeout ratio",
+                        r.timeout_ratio,
+                        p.max_timeout_ratio,
+                    );
+                }
             }
+            c.result(id, name)
         }
-        c.result(id, name)
     });
 
     // gate4: operational readiness.
     let (id, name) = ("gate4", "operational readiness");
     let p = &policy.gate4_operations;
-    gates.push(if !required(target, 4) {
-        skipped(id, name, GateStatus::NotRequired)
-    } else if !p.enabled {
-        skipped(id, name, GateStatus::Skipped)
-    } else {
-        let mut c = Check::new();
-        match inputs.operations {
-            None => {
-                need("operations");
-                c.fail("missing_operations", "no runbook or drill record");
-            }
-            Some(o) => {
-                if !o.runbook_validated {
-                    c.fail(
-                        "runbook_not_validated",
-                        "the runbook has not been validated",
-                    );
+    gates.push(match precheck(target, 4, p.enabled) {
+        Some(status) => skipped(id, name, status),
+        None => {
+            let mut c = Check::new();
+            match inputs.operations {
+                None => {
+                    need("operations");
+                    c.fail("missing_operations", "no runbook or drill record");
                 }
-                for (code, what, at) in [
-                    (
-                        "kill_switch_drill",
-                        "kill-switch drill",
-                        o.kill_switch_drill_at,
-                    ),
-                    ("rollback_drill", "rollback drill", o.rollback_drill_at),
-                ] {
-                    match at {
-                        None => c.fail(&format!("missing_{code}"), format!("no {what} on record")),
-                        Some(t) if t > inputs.now => c.fail(
-                            &format!("{code}_in_future"),
-                            format!("{what} time {t} is in the future"),
+                Some(o) => {
+                    if !o.runbook_validated {
+                        c.fail(
+                            "runbook_not_validated",
+                            "the runbook has not been validated",
+                        );
+                    }
+                    for (code, what, at) in [
+                        (
+                            "kill_switch_drill",
+                            "kill-switch drill",
+                            o.kill_switch_drill_at,
                         ),
-                        Some(t) => {
-                            let age = (inputs.now - t).num_seconds() as f64 / 3600.0;
-                            c.at_most(
-                                &format!("{code}_age_hours"),
-                                &format!("{what} age (hours)"),
-                                Some(age),
-                                p.max_drill_age_hours,
-                            );
+                        ("rollback_drill", "rollback drill", o.rollback_drill_at),
+                    ] {
+                        match at {
+                            None => {
+                                c.fail(&format!("missing_{code}"), format!("no {what} on record"))
+                            }
+                            Some(t) if t > inputs.now => c.fail(
+                                &format!("{code}_in_future"),
+                                format!("{what} time {t} is in the future"),
+                            ),
+                            Some(t) => {
+                                let age = (inputs.now - t).num_seconds() as f64 / 3600.0;
+                                c.at_most(
+                                    &format!("{code}_age_hours"),
+                                    &format!("{what} age (hours)"),
+                                    Some(age),
+                                    p.max_drill_age_hours,
+                                );
+                            }
                         }
                     }
                 }
             }
+            c.result(id, name)
         }
-        c.result(id, name)
     });
 
     // gate5: live readiness (always checked for canary).
@@ -524,81 +533,79 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
     // gate6: profitability and Janus evidence.
     let (id, name) = ("gate6", "Janus evidence");
     let p = &policy.gate6_janus_evidence;
-    gates.push(if !required(target, 6) {
-        skipped(id, name, GateStatus::NotRequired)
-    } else if !p.enabled {
-        skipped(id, name, GateStatus::Skipped)
-    } else {
-        let mut c = Check::new();
-        match evidence {
-            None => {
-                need("evidence");
-                no_evidence(&mut c);
-            }
-            Some(e) => {
-                if !e.summary.complete {
-                    c.fail(
-                        "evidence_incomplete",
-                        format!(
-                            "evidence incomplete: missing {}",
-                            e.summary.missing.join(", ")
-                        ),
-                    );
+    gates.push(match precheck(target, 6, p.enabled) {
+        Some(status) => skipped(id, name, status),
+        None => {
+            let mut c = Check::new();
+            match evidence {
+                None => {
+                    need("evidence");
+                    no_evidence(&mut c);
                 }
-                c.at_least(
-                    "events",
-                    "labelled events",
-                    Some(e.counts.labelled_events as f64),
-                    p.min_events as f64,
-                );
-                c.at_least(
-                    "rewards",
-                    "scored rewards",
-                    Some(e.counts.rewards as f64),
-                    p.min_rewards as f64,
-                );
-                c.at_least(
-                    "reproducibility_hashes",
-                    "reproducibility hashes",
-                    Some(e.reproducibility_hashes.len() as f64),
-                    p.min_reproducibility_hashes as f64,
-                );
-                let parents: Vec<&Sha256Hex> =
-                    e.lineage.parents.iter().map(|r| &r.manifest_hash).collect();
-                for h in &e.reproducibility_hashes {
-                    if !parents.contains(&h) {
+                Some(e) => {
+                    if !e.summary.complete {
                         c.fail(
-                            "hash_not_in_lineage",
-                            format!("reproducibility hash {h} is not among the lineage's parents"),
+                            "evidence_incomplete",
+                            format!(
+                                "evidence incomplete: missing {}",
+                                e.summary.missing.join(", ")
+                            ),
+                        );
+                    }
+                    c.at_least(
+                        "events",
+                        "labelled events",
+                        Some(e.counts.labelled_events as f64),
+                        p.min_events as f64,
+                    );
+                    c.at_least(
+                        "rewards",
+                        "scored rewards",
+                        Some(e.counts.rewards as f64),
+                        p.min_rewards as f64,
+                    );
+                    c.at_least(
+                        "reproducibility_hashes",
+                        "reproducibility hashes",
+                        Some(e.reproducibility_hashes.len() as f64),
+                        p.min_reproducibility_hashes as f64,
+                    );
+                    let parents: Vec<&Sha256Hex> =
+                        e.lineage.parents.iter().map(|r| &r.manifest_hash).collect();
+                    for h in &e.reproducibility_hashes {
+                        if !parents.contains(&h) {
+                            c.fail(
+                                "hash_not_in_lineage",
+                                format!(
+                                    "reproducibility hash {h} is not among the lineage's parents"
+                                ),
+                            );
+                        }
+                    }
+                    if e.artifacts != e.lineage.parents {
+                        c.fail(
+                            "artifacts_differ_from_lineage",
+                            "the evidence's artifact references differ from its lineage parents",
                         );
                     }
                 }
-                if e.artifacts != e.lineage.parents {
-                    c.fail(
-                        "artifacts_differ_from_lineage",
-                        "the evidence's artifact references differ from its lineage parents",
-                    );
-                }
             }
+            c.result(id, name)
         }
-        c.result(id, name)
     });
 
     // gate7: uncertainty calibration.
     let (id, name) = ("gate7", "uncertainty calibration");
     let p = &policy.gate7_calibration;
-    gates.push(if !required(target, 7) {
-        skipped(id, name, GateStatus::NotRequired)
-    } else if !p.enabled {
-        skipped(id, name, GateStatus::Skipped)
-    } else {
-        calibration_gate(
+    gates.push(match precheck(target, 7, p.enabled) {
+        Some(status) => skipped(id, name, status),
+        None => calibration_gate(
             evidence,
             evidence_error,
             p,
             inputs.recalibration_ref,
             &mut need,
-        )
+        ),
     });
 
     let allowed = inputs.evidence.is_ok() && !gates.iter().any(GateResult::blocks);
