@@ -709,48 +709,105 @@ fn parse_prices(
         close: vec![f64::NAN; n * days],
     };
     let mut bad = BadRows::default();
-    let mut last: Vec<Option<(u32, u64)>> = vec![None; n];
+    let mut order = DateOrder::new(n);
+    merge_chunks(results, file, "prices", strict, &mut bad, |r: PriceRow| {
+        let s = r.symbol as usize;
+        order.check(s, r.day, r.line, universe, calendar)?;
+        prices.open[s * days + r.day as usize] = r.open;
+        prices.close[s * days + r.day as usize] = r.close;
+        Ok(())
+    })?;
+    Ok((prices, bad))
+}
+
+/// A parsed row that knows its line.
+trait Numbered {
+    fn line(&self) -> u64;
+}
+
+impl Numbered for PriceRow {
+    fn line(&self) -> u64 {
+        self.line
+    }
+}
+
+impl Numbered for ExposureRow {
+    fn line(&self) -> u64 {
+        self.line
+    }
+}
+
+/// Feeds the chunks' rows to `accept` in file order, reporting the chunks' bad rows in line
+/// order between them; a row `accept` refuses becomes a bad row with its reason.
+fn merge_chunks<T: Numbered>(
+    results: Vec<ChunkResult<T>>,
+    file: &str,
+    role: &str,
+    strict: bool,
+    bad: &mut BadRows,
+    mut accept: impl FnMut(T) -> Result<(), String>,
+) -> Result<(), InputError> {
     for (rows, chunk_bad) in results {
-        // Rows and bad rows of a chunk interleave by line; report in line order.
         let mut chunk_bad = chunk_bad.into_iter().peekable();
         for r in rows {
-            while chunk_bad.peek().is_some_and(|b| b.line < r.line) {
-                bad.push("prices", chunk_bad.next().unwrap(), strict)?;
+            while let Some(b) = chunk_bad.next_if(|b| b.line < r.line()) {
+                bad.push(role, b, strict)?;
             }
-            let s = r.symbol as usize;
-            let reason = match last[s] {
-                Some((d, _)) if d == r.day => Some(format!(
-                    "duplicate row for `{}` on {}",
-                    universe.symbols[s], calendar.dates[r.day as usize]
-                )),
-                Some((d, l)) if d > r.day => Some(format!(
-                    "date {} of `{}` is before {} on line {l}: dates must increase",
-                    calendar.dates[r.day as usize], universe.symbols[s], calendar.dates[d as usize]
-                )),
-                _ => None,
-            };
-            match reason {
-                Some(reason) => bad.push(
-                    "prices",
+            let line = r.line();
+            if let Err(reason) = accept(r) {
+                bad.push(
+                    role,
                     BadRow {
                         file: file.into(),
-                        line: r.line,
+                        line,
                         reason,
                     },
                     strict,
-                )?,
-                None => {
-                    last[s] = Some((r.day, r.line));
-                    prices.open[s * days + r.day as usize] = r.open;
-                    prices.close[s * days + r.day as usize] = r.close;
-                }
+                )?;
             }
         }
         for b in chunk_bad {
-            bad.push("prices", b, strict)?;
+            bad.push(role, b, strict)?;
         }
     }
-    Ok((prices, bad))
+    Ok(())
+}
+
+/// Per symbol, the last accepted date: rows must come in increasing date order.
+struct DateOrder {
+    last: Vec<Option<(u32, u64)>>,
+}
+
+impl DateOrder {
+    fn new(symbols: usize) -> Self {
+        Self {
+            last: vec![None; symbols],
+        }
+    }
+
+    /// Accepts (and remembers) `day` for `symbol`, or says why not.
+    fn check(
+        &mut self,
+        symbol: usize,
+        day: u32,
+        line: u64,
+        universe: &Universe,
+        calendar: &Calendar,
+    ) -> Result<(), String> {
+        let date = calendar.dates[day as usize];
+        let name = &universe.symbols[symbol];
+        match self.last[symbol] {
+            Some((d, _)) if d == day => Err(format!("duplicate row for `{name}` on {date}")),
+            Some((d, l)) if d > day => Err(format!(
+                "date {date} of `{name}` is before {} on line {l}: dates must increase",
+                calendar.dates[d as usize]
+            )),
+            _ => {
+                self.last[symbol] = Some((day, line));
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Runs `parse` over line-aligned chunks of `body` on up to `threads` threads; results in order.
@@ -849,36 +906,20 @@ fn parse_factors(
     let n = universe.symbols.len();
     let mut per_symbol: Vec<Vec<(u32, Vec<f64>)>> = vec![Vec::new(); n];
     let mut bad = BadRows::default();
-    for (rows, chunk_bad) in results {
-        let mut chunk_bad = chunk_bad.into_iter().peekable();
-        for r in rows {
-            while chunk_bad.peek().is_some_and(|b| b.line < r.line) {
-                bad.push("factors", chunk_bad.next().unwrap(), strict)?;
-            }
+    let mut order = DateOrder::new(n);
+    merge_chunks(
+        results,
+        file,
+        "factors",
+        strict,
+        &mut bad,
+        |r: ExposureRow| {
             let s = r.symbol as usize;
-            match per_symbol[s].last() {
-                Some((d, _)) if *d >= r.day => {
-                    let reason = format!(
-                        "exposures of `{}` on {} do not come after the previous row's date: dates must increase",
-                        universe.symbols[s], calendar.dates[r.day as usize]
-                    );
-                    bad.push(
-                        "factors",
-                        BadRow {
-                            file: file.into(),
-                            line: r.line,
-                            reason,
-                        },
-                        strict,
-                    )?;
-                }
-                _ => per_symbol[s].push((r.day, r.values)),
-            }
-        }
-        for b in chunk_bad {
-            bad.push("factors", b, strict)?;
-        }
-    }
+            order.check(s, r.day, r.line, universe, calendar)?;
+            per_symbol[s].push((r.day, r.values));
+            Ok(())
+        },
+    )?;
 
     let mut row_days = Vec::with_capacity(n);
     let mut row_values = Vec::with_capacity(n);
