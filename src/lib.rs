@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod contracts;
+pub mod crd;
 pub mod evaluation;
 pub mod gates;
 pub mod labeling;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod crd;
 mod demo;
 pub mod evaluate;
 mod gates;
@@ -50,6 +51,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Predictions of a trained model for every event of an event-car artifact.
     Predict(train::PredictArgs),
+    /// Print (or write with --out) the CustomResourceDefinitions.
+    Crd(crd::CrdArgs),
     /// Benchmarks: median wall time and peak memory of a command over repeated runs.
     Bench(bench::BenchArgs),
     /// Run the lifecycle end to end on one machine (default: a generated scenario).
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Metrics(args) => metrics::run(args),
         Command::Train(args) => train::run(args),
         Command::Predict(args) => train::predict(args),
+        Command::Crd(args) => crd::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
     };

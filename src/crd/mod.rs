@@ -1,0 +1,398 @@
+//! The custom resources (group `janus.torghut.io`, version `v1alpha1`, namespaced): `JanusRun`
+//! runs the steps and records lineage, `JanusCandidate` holds a trained model with its evidence
+//! and gate report, `PromotionRequest` asks for paper or canary and carries the kill switch.
+//! `janus crd` prints the CustomResourceDefinitions generated from these types; `crds/` holds
+//! them, checked in CI. The step configurations inside a run (`labeling`, `reward`,
+//! `evaluation`) are the config-file types themselves, with their file's field names, so a
+//! config file pastes in unchanged.
+
+use crate::contracts::Sha256Hex;
+use crate::evaluation::report::EvaluationConfig;
+use crate::gates::{Decision, Target};
+use crate::labeling::LabelingConfig;
+use crate::promotion::{Phase, Stage, Transition};
+use crate::reward::HgrmConfig;
+use kube::CustomResource;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+pub const GROUP: &str = "janus.torghut.io";
+
+/// Annotations a human sets on a PromotionRequest.
+pub const APPROVED_BY: &str = "janus.torghut.io/approved-by";
+pub const APPROVAL_TOKEN: &str = "janus.torghut.io/approval-token";
+pub const ROLLBACK_DRILL_AT: &str = "janus.torghut.io/rollback-drill-at";
+
+// ---------- shared ----------
+
+/// A status condition, as `kubectl wait --for=condition=<type>` reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
+    /// One word, CamelCase.
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339.
+    pub last_transition_time: String,
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// Conditions as a list-map keyed by `type`, so server-side apply merges them one by one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Conditions(pub Vec<Condition>);
+
+impl JsonSchema for Conditions {
+    fn schema_name() -> Cow<'static, str> {
+        "Conditions".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let item = generator.subschema_for::<Condition>();
+        json_schema!({
+            "type": "array",
+            "items": item,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"]
+        })
+    }
+}
+
+/// A file or object the operator reads, pinned by digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PinnedObject {
+    /// Where it is: a path on the artifacts volume, or an object-store URI.
+    #[schemars(length(min = 1))]
+    pub uri: String,
+    /// Its SHA-256; the step refuses content that does not match.
+    pub sha256: Sha256Hex,
+}
+
+// ---------- JanusRun ----------
+
+/// A training-and-evaluation run: label → sft → grpo → evaluate → replay, as Jobs.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "janus.torghut.io",
+    version = "v1alpha1",
+    kind = "JanusRun",
+    namespaced,
+    status = "JanusRunStatus",
+    shortname = "jrun",
+    category = "janus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.currentStep"}"#,
+    printcolumn = r#"{"name":"Candidate","type":"string","jsonPath":".status.candidate"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JanusRunSpec {
+    /// The dataset snapshot (a directory in the formats of docs/data-formats.md, or its archive).
+    pub dataset: PinnedObject,
+    /// Labeling configuration (the fields of a labeling config file); defaults when absent.
+    pub labeling: Option<LabelingConfig>,
+    /// HGRM reward configuration (the fields of config/hgrm.yaml); defaults when absent.
+    pub reward: Option<HgrmConfig>,
+    pub training: TrainingSpec,
+    /// Evaluation configuration (walk-forward, bootstrap, backtest); defaults when absent.
+    pub evaluation: Option<EvaluationConfig>,
+    /// The volume the steps share artifacts on.
+    pub artifacts: ArtifactsVolume,
+    /// Re-run the evaluation independently and require it to match.
+    #[serde(default = "default_true")]
+    pub replay: bool,
+    /// First date of the held-out evaluation window (YYYY-MM-DD).
+    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
+    pub held_out_from: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrainingSpec {
+    /// A trainer image following docs/trainer-contract.md; the operator's own image otherwise.
+    pub image: Option<String>,
+    /// The frozen prompt template.
+    pub prompt_template: PinnedObject,
+    pub sft: SftSpec,
+    pub grpo: GrpoSpec,
+    /// Container resources of the training Jobs.
+    pub resources: Option<Resources>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SftSpec {
+    #[schemars(range(min = 0, max = 9007199254740991u64))]
+    pub seed: u64,
+    #[schemars(range(min = 1, max = 1000))]
+    pub epochs: u32,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub learning_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrpoSpec {
+    #[schemars(range(min = 0, max = 9007199254740991u64))]
+    pub seed: u64,
+    #[schemars(range(min = 1, max = 1000000))]
+    pub steps: u32,
+    /// G: the paper's grid is 2, 4, 8.
+    #[schemars(range(min = 2, max = 64))]
+    pub group_size: u32,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub learning_rate: f64,
+    #[schemars(range(min = 0.0))]
+    pub kl_coef: f64,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub clip_range: f64,
+    #[schemars(range(min = 0.0))]
+    pub max_grad_norm: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// e.g. `2`, `500m`.
+    pub cpu: Option<String>,
+    /// e.g. `4Gi`.
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArtifactsVolume {
+    /// A PersistentVolumeClaim in the run's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JanusRunStatus {
+    /// Pending, Running, Succeeded, Failed.
+    pub phase: Option<String>,
+    pub current_step: Option<String>,
+    pub steps: Vec<StepRecord>,
+    /// Lineage hashes recorded from the steps' results.
+    pub lineage: Option<RunLineage>,
+    /// The JanusCandidate created at the end.
+    pub candidate: Option<String>,
+    pub conditions: Conditions,
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    /// label, sft, grpo, evaluate, replay.
+    pub name: String,
+    pub job: String,
+    /// Pending, Running, Succeeded, Failed.
+    pub phase: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Digest of the step's main output, from its termination message.
+    pub result_digest: Option<Sha256Hex>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunLineage {
+    pub dataset_snapshot_hash: Option<Sha256Hex>,
+    pub event_car_manifest_hash: Option<Sha256Hex>,
+    pub reward_manifest_hash: Option<Sha256Hex>,
+    pub evidence_manifest_hash: Option<Sha256Hex>,
+    pub run_config_hash: Option<Sha256Hex>,
+    pub generation_code: Option<String>,
+}
+
+// ---------- JanusCandidate ----------
+
+/// A trained model with its evidence; status is written only by the operator.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "janus.torghut.io",
+    version = "v1alpha1",
+    kind = "JanusCandidate",
+    namespaced,
+    status = "JanusCandidateStatus",
+    shortname = "jcand",
+    category = "janus",
+    printcolumn = r#"{"name":"Run","type":"string","jsonPath":".spec.runRef"}"#,
+    printcolumn = r#"{"name":"Evidence","type":"string","jsonPath":".status.conditions[?(@.type==\"EvidenceComplete\")].status"}"#,
+    printcolumn = r#"{"name":"Gates","type":"string","jsonPath":".status.conditions[?(@.type==\"GatesPassed\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JanusCandidateSpec {
+    /// The JanusRun that produced it.
+    #[schemars(length(min = 1, max = 253))]
+    pub run_ref: String,
+    pub model: ModelRef,
+    /// Lineage hashes of the run (copied by the operator when it creates the candidate).
+    pub lineage: RunLineage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelRef {
+    #[schemars(length(min = 1))]
+    pub uri: String,
+    pub sha256: Sha256Hex,
+    pub format: ModelFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    Onnx,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JanusCandidateStatus {
+    /// Manifest hash of the evidence the gates read.
+    pub evidence_manifest_hash: Option<Sha256Hex>,
+    /// What the evidence says, in brief.
+    pub evidence_summary: Option<EvidenceBrief>,
+    /// Gate decisions by target.
+    pub gate_reports: Vec<GateReport>,
+    /// Hash of the gate policy the decisions were made under.
+    pub policy_hash: Option<Sha256Hex>,
+    /// EvidenceComplete, Reproducible, GatesPassed.
+    pub conditions: Conditions,
+    pub observed_generation: Option<i64>,
+}
+
+/// The evidence's headline numbers, for `kubectl get -o yaml` readers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EvidenceBrief {
+    pub complete: bool,
+    pub missing: Vec<String>,
+    /// Candidate metrics by short name (sr, mdd, da, eta, ...).
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Candidate − baseline deltas with bootstrap intervals and p-values.
+    pub deltas: std::collections::BTreeMap<String, crate::contracts::evidence::Delta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateReport {
+    pub target: Target,
+    pub decision: Decision,
+}
+
+// ---------- PromotionRequest ----------
+
+/// A request to move a candidate one stage up; carries the kill switch.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "janus.torghut.io",
+    version = "v1alpha1",
+    kind = "PromotionRequest",
+    namespaced,
+    status = "PromotionRequestStatus",
+    shortname = "promo",
+    category = "janus",
+    printcolumn = r#"{"name":"Candidate","type":"string","jsonPath":".spec.candidate"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.target"}"#,
+    printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.stage"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Kill","type":"boolean","jsonPath":".spec.killSwitch"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromotionRequestSpec {
+    /// The JanusCandidate to promote.
+    #[schemars(length(min = 1, max = 253))]
+    pub candidate: String,
+    pub target: Target,
+    /// Limits of a canary (required for target canary).
+    pub canary: Option<CanaryLimits>,
+    /// Stop trading at once: halted, trading disabled, fallback forced. On-call patches it.
+    #[serde(default)]
+    pub kill_switch: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryLimits {
+    /// Symbols the canary may trade.
+    #[schemars(length(min = 1))]
+    pub symbols: Vec<String>,
+    #[schemars(range(min = 0.0))]
+    pub max_order_notional: f64,
+    #[schemars(range(min = 0.0))]
+    pub max_gross_notional: f64,
+    #[schemars(range(min = 0.0))]
+    pub max_net_notional: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRequestStatus {
+    pub stage: Option<Stage>,
+    pub phase: Option<Phase>,
+    pub gate_report: Option<Decision>,
+    /// Why it is blocked or halted.
+    pub blockers: Vec<String>,
+    pub approval: Option<ApprovalRecord>,
+    /// Append-only.
+    pub history: Vec<Transition>,
+    /// GatesPassed, Approved, RollbackDrillFresh, Promoted, KillSwitchEngaged.
+    pub conditions: Conditions,
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRecord {
+    pub approved_by: String,
+    /// SHA-256 of the approval token (the token itself is not echoed).
+    pub token_sha256: Sha256Hex,
+    pub rollback_drill_at: Option<String>,
+    pub recorded_at: String,
+}
+
+/// The three CRDs, in the order they are applied.
+pub fn definitions()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![
+        JanusRun::crd(),
+        JanusCandidate::crd(),
+        PromotionRequest::crd(),
+    ]
+}
+
+/// The CRDs as one YAML stream each: (file name, YAML).
+pub fn definitions_yaml() -> Vec<(String, String)> {
+    definitions()
+        .into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let yaml = serde_yaml::to_string(&crd).expect("CRDs serialize");
+            (format!("{name}.yaml"), yaml)
+        })
+        .collect()
+}

@@ -1,0 +1,156 @@
+//! The CustomResourceDefinitions: structural schemas the API server accepts, strict enough to
+//! refuse nonsense, with the columns and conditions users rely on; checked in as generated.
+
+use serde_json::Value;
+
+fn crds() -> Vec<Value> {
+    janus::crd::definitions()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect()
+}
+
+fn schema_of(crd: &Value) -> &Value {
+    &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+}
+
+/// Structural-schema rules of apiextensions/v1: every node has a type (or preserves unknown
+/// fields), and there are no references or type unions.
+fn check_structural(node: &Value, path: &str, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else {
+        problems.push(format!("{path}: not an object schema"));
+        return;
+    };
+    for banned in [
+        "$ref",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "const",
+        "definitions",
+        "$defs",
+    ] {
+        if obj.contains_key(banned) {
+            problems.push(format!("{path}: has {banned}"));
+        }
+    }
+    let preserves = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    match obj.get("type") {
+        Some(Value::String(_)) => {}
+        None if preserves => {}
+        other => problems.push(format!("{path}: type is {other:?}")),
+    }
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            check_structural(v, &format!("{path}.{k}"), problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        check_structural(items, &format!("{path}[]"), problems);
+    }
+    if let Some(extra) = obj.get("additionalProperties").filter(|v| v.is_object()) {
+        check_structural(extra, &format!("{path}{{}}"), problems);
+    }
+}
+
+#[test]
+fn schemas_are_structural() {
+    for crd in crds() {
+        let mut problems = Vec::new();
+        check_structural(
+            schema_of(&crd),
+            crd["metadata"]["name"].as_str().unwrap(),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}
+
+#[test]
+fn nonsense_is_refused_by_the_schema_itself() {
+    let all = crds();
+    let find = |kind: &str| {
+        all.iter()
+            .find(|c| c["spec"]["names"]["kind"] == kind)
+            .unwrap()
+            .clone()
+    };
+    let promo = find("PromotionRequest");
+    let spec = &schema_of(&promo)["properties"]["spec"];
+    assert_eq!(
+        spec["properties"]["target"]["enum"],
+        serde_json::json!(["paper", "canary"])
+    );
+    for limit in ["maxOrderNotional", "maxGrossNotional", "maxNetNotional"] {
+        assert_eq!(
+            spec["properties"]["canary"]["properties"][limit]["minimum"], 0.0,
+            "{limit}"
+        );
+    }
+    assert_eq!(spec["properties"]["killSwitch"]["default"], false);
+    assert_eq!(spec["properties"]["killSwitch"]["type"], "boolean");
+
+    let run = find("JanusRun");
+    let dataset = &schema_of(&run)["properties"]["spec"]["properties"]["dataset"];
+    assert_eq!(dataset["properties"]["sha256"]["pattern"], "^[0-9a-f]{64}$");
+    assert!(
+        dataset["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"sha256".into())
+    );
+    let cand = find("JanusCandidate");
+    let model = &schema_of(&cand)["properties"]["spec"]["properties"]["model"];
+    assert_eq!(model["properties"]["sha256"]["pattern"], "^[0-9a-f]{64}$");
+    assert_eq!(
+        model["properties"]["format"]["enum"],
+        serde_json::json!(["onnx"])
+    );
+}
+
+#[test]
+fn conditions_are_list_maps_and_kubectl_shows_phase_and_stage() {
+    for crd in crds() {
+        let conditions = &schema_of(&crd)["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(
+            conditions["x-kubernetes-list-map-keys"],
+            serde_json::json!(["type"])
+        );
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+        assert!(
+            crd["spec"]["names"]["shortNames"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+        );
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        assert_eq!(crd["spec"]["group"], "janus.torghut.io");
+    }
+    let promo = crds()
+        .into_iter()
+        .find(|c| c["spec"]["names"]["kind"] == "PromotionRequest")
+        .unwrap();
+    let columns: Vec<&str> = promo["spec"]["versions"][0]["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(columns.contains(&"Stage") && columns.contains(&"Phase") && columns.contains(&"Kill"));
+}
+
+#[test]
+fn checked_in_crds_are_what_this_build_generates() {
+    for (file, yaml) in janus::crd::definitions_yaml() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crds")
+            .join(&file);
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == yaml,
+            "{} is stale: run `janus crd --out crds`",
+            path.display()
+        );
+    }
+}
