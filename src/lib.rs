@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod contracts;
+pub mod controller;
 pub mod crd;
 pub mod evaluation;
 pub mod gates;

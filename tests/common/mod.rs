@@ -6,6 +6,7 @@ use janus::contracts::artifact::unsealed;
 use janus::contracts::event_car::*;
 use janus::contracts::evidence::*;
 use janus::contracts::label::*;
+use janus::contracts::lineage::ArtifactRef;
 use janus::contracts::reward::*;
 use janus::contracts::{Artifact, ArtifactKind, FileDigest, Inputs, Lineage, Sha256Hex};
 use janus::taxonomy::EventType;
@@ -236,4 +237,89 @@ pub fn event_car_sealed() -> EventCarArtifact {
     let mut a = event_car();
     janus::contracts::seal(&mut a).unwrap();
     a
+}
+
+pub fn gate_now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+/// Evidence that passes every gate of the default policy (as of `gate_now()`).
+pub fn good_evidence() -> EvidenceArtifact {
+    let parents = vec![
+        ArtifactRef {
+            schema_version: "janus-event-car-v1".into(),
+            manifest_hash: Sha256Hex::of_bytes(b"car"),
+        },
+        ArtifactRef {
+            schema_version: "janus-hgrm-reward-v1".into(),
+            manifest_hash: Sha256Hex::of_bytes(b"reward"),
+        },
+    ];
+    let delta = |value: f64, lo: f64, p: f64| Delta {
+        value,
+        ci_lower: lo,
+        ci_upper: value * 2.0,
+        p_value: p,
+    };
+    EvidenceArtifact {
+        artifacts: parents.clone(),
+        baseline_metrics: BTreeMap::from([("sr".into(), 0.5)]),
+        calibration: Some(Calibration {
+            target_coverage: 0.9,
+            observed_coverage: 0.89,
+            shift_score: 0.1,
+            interval_width_ratio: 1.05,
+        }),
+        counts: EvidenceCounts {
+            events: 62_400,
+            labelled_events: 50_000,
+            rewards: 40_000,
+            predictions: 12_000,
+            trades: 9_000,
+            trading_days: 250,
+        },
+        deltas: BTreeMap::from([
+            ("sr".into(), delta(0.8, 0.2, 0.01)),
+            ("da".into(), delta(0.04, 0.02, 0.001)),
+            ("eta".into(), delta(0.0, 0.0, 1.0)),
+        ]),
+        generated_at: gate_now(),
+        lineage: Lineage::new(
+            ArtifactKind::Evidence.schema_hash(),
+            BTreeMap::new(),
+            &0,
+            parents.clone(),
+        )
+        .unwrap(),
+        manifest_hash: Sha256Hex::of_bytes(b""),
+        metrics: BTreeMap::from([
+            ("sr".into(), 1.3),
+            ("mdd".into(), 0.12),
+            ("total_return".into(), 0.1),
+            ("turnover".into(), 0.6),
+            ("cost_bps".into(), 10.0),
+            ("gross_exposure_max".into(), 1.1),
+        ]),
+        model_sha256: Some(Sha256Hex::of_bytes(b"model")),
+        reproducibility_hashes: parents.iter().map(|p| p.manifest_hash.clone()).collect(),
+        schema_version: EvidenceVersion::V1,
+        significance: Some(Significance {
+            method: "stationary_bootstrap".into(),
+            resamples: 10_000,
+            block_length: 5.0,
+            seed: 1,
+            confidence: 0.95,
+        }),
+        summary: EvidenceSummary {
+            complete: true,
+            missing: vec![],
+        },
+        walk_forward: Some(WalkForwardSummary {
+            folds: 5,
+            negative_fold_ratio: 0.2,
+            fold_pnl_cv: 0.9,
+        }),
+    }
 }

@@ -1,0 +1,5 @@
+//! The operator's reconcilers. Their decisions are plain functions (this module's submodules)
+//! over the resources and the domain; the Kubernetes glue that reads inputs and applies the
+//! results is the only part that talks to the API server.
+
+pub mod promotion;

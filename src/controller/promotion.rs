@@ -1,0 +1,349 @@
+//! What a PromotionRequest's reconcile decides, as a plain function: from the request (spec,
+//! annotations, last status), the candidate's evidence, the policy and the clock, it computes
+//! the new status, the runtime ConfigMap's data and the events to emit. The Kubernetes glue
+//! only reads these inputs and applies the outputs, so every transition is tested without a
+//! cluster.
+
+use crate::contracts::Sha256Hex;
+use crate::contracts::evidence::EvidenceArtifact;
+use crate::crd::{
+    APPROVAL_TOKEN, APPROVED_BY, ApprovalRecord, Condition, ConditionStatus, Conditions, ModelRef,
+    PromotionRequestSpec, PromotionRequestStatus, ROLLBACK_DRILL_AT,
+};
+use crate::gates::policy::GatePolicy;
+use crate::gates::{Approval, GateInputs, Operations, RuntimeStats, Target, evaluate};
+use crate::promotion::{Phase, PromotionState, Stage, step};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// Further annotations for operational readiness (gate4).
+pub const KILL_SWITCH_DRILL_AT: &str = "janus.torghut.io/kill-switch-drill-at";
+pub const RUNBOOK_VALIDATED: &str = "janus.torghut.io/runbook-validated";
+
+/// Everything one reconcile reads.
+pub struct PromotionInputs<'a> {
+    pub name: &'a str,
+    pub generation: Option<i64>,
+    pub spec: &'a PromotionRequestSpec,
+    pub annotations: &'a BTreeMap<String, String>,
+    pub status: Option<&'a PromotionRequestStatus>,
+    /// The stage the candidate holds now (recorded on the JanusCandidate by an earlier
+    /// promotion); a new request starts from it.
+    pub candidate_stage: Option<Stage>,
+    /// The candidate's model, when the candidate exists.
+    pub model: Option<&'a ModelRef>,
+    /// The candidate's verified evidence, or why it could not be had.
+    pub evidence: Result<&'a EvidenceArtifact, String>,
+    pub runtime: Option<&'a RuntimeStats>,
+    pub policy: &'a GatePolicy,
+    /// Who changed the request last (a field manager or the approver annotation).
+    pub actor: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// What one reconcile decides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromotionPlan {
+    pub status: PromotionRequestStatus,
+    /// Data of the runtime ConfigMap, when there is a promoted or halted stage to serve.
+    pub runtime_config: Option<BTreeMap<String, String>>,
+    /// (reason, message) of Kubernetes events for the transitions of this reconcile.
+    pub events: Vec<(String, String)>,
+}
+
+fn parse_time(
+    annotations: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, String> {
+    match annotations.get(key) {
+        None => Ok(None),
+        Some(v) => DateTime::parse_from_rfc3339(v.trim())
+            .map(|t| Some(t.to_utc()))
+            .map_err(|e| format!("annotation {key}=`{v}` is not an RFC 3339 time: {e}")),
+    }
+}
+
+/// Sets a condition, keeping its transition time when the status does not change.
+pub fn set_condition(
+    conditions: &mut Conditions,
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: String,
+    now: DateTime<Utc>,
+    generation: Option<i64>,
+) {
+    let time = conditions
+        .0
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    conditions.0.retain(|c| c.type_ != type_);
+    conditions.0.push(Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        last_transition_time: time,
+        observed_generation: generation,
+    });
+    conditions.0.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+fn bool_status(b: bool) -> ConditionStatus {
+    if b {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    }
+}
+
+/// One reconcile of a PromotionRequest.
+pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
+    let previous = input.status.cloned().unwrap_or_default();
+    let mut state = PromotionState {
+        stage: previous
+            .stage
+            .or(input.candidate_stage)
+            .unwrap_or(Stage::Shadow),
+        phase: previous.phase.unwrap_or(Phase::Pending),
+        reasons: previous.blockers.clone(),
+        history: previous.history.clone(),
+    };
+    let mut blockers: Vec<String> = Vec::new();
+
+    // Approval and drills from annotations; malformed ones are blockers, never passes.
+    let approval = match (
+        input.annotations.get(APPROVED_BY),
+        input.annotations.get(APPROVAL_TOKEN),
+    ) {
+        (None, None) => None,
+        (by, token) => Some(Approval {
+            approved_by: by.cloned().unwrap_or_default(),
+            token: token.cloned().unwrap_or_default(),
+        }),
+    };
+    let rollback_drill_at = parse_time(input.annotations, ROLLBACK_DRILL_AT).unwrap_or_else(|e| {
+        blockers.push(e);
+        None
+    });
+    let kill_switch_drill_at =
+        parse_time(input.annotations, KILL_SWITCH_DRILL_AT).unwrap_or_else(|e| {
+            blockers.push(e);
+            None
+        });
+    let operations = Operations {
+        runbook_validated: input
+            .annotations
+            .get(RUNBOOK_VALIDATED)
+            .is_some_and(|v| v.trim() == "true"),
+        kill_switch_drill_at,
+        rollback_drill_at,
+    };
+    if input.spec.target == Target::Canary && input.spec.canary.is_none() {
+        blockers.push("a canary needs spec.canary limits".into());
+    }
+    if input.model.is_none() {
+        blockers.push(format!("candidate `{}` not found", input.spec.candidate));
+    }
+
+    let decision = evaluate(
+        input.spec.target,
+        &GateInputs {
+            evidence: input.evidence.clone(),
+            runtime: input.runtime,
+            operations: Some(&operations),
+            approval: approval.as_ref(),
+            recalibration_ref: None,
+            now: input.now,
+        },
+        input.policy,
+    );
+    let usable = blockers.is_empty().then_some(&decision);
+    let before = (state.stage, state.phase);
+    state = step(
+        &state,
+        input.spec.target,
+        input.spec.kill_switch,
+        usable,
+        input.actor,
+        input.now,
+    );
+    if state.phase == Phase::Blocked {
+        blockers.extend(state.reasons.iter().cloned());
+    }
+    blockers.dedup();
+
+    let mut events = Vec::new();
+    if (state.stage, state.phase) != before {
+        let last = state
+            .history
+            .last()
+            .map(|t| t.reason.clone())
+            .unwrap_or_default();
+        let reason = match state.phase {
+            Phase::Promoted => "Promoted",
+            Phase::Halted => "KillSwitchEngaged",
+            Phase::Blocked => "Blocked",
+            Phase::RolledBack => "RolledBack",
+            Phase::Pending => "Pending",
+        };
+        let message = if state.phase == Phase::Blocked {
+            blockers.join("; ")
+        } else {
+            last
+        };
+        events.push((reason.to_string(), message));
+    }
+
+    let mut conditions = previous.conditions.clone();
+    let (g, now) = (input.generation, input.now);
+    set_condition(
+        &mut conditions,
+        "GatesPassed",
+        bool_status(decision.allowed),
+        if decision.allowed {
+            "AllGatesPassed"
+        } else {
+            "GateFailed"
+        },
+        decision
+            .failed()
+            .map(|g| g.id.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        now,
+        g,
+    );
+    let approved = approval
+        .as_ref()
+        .is_some_and(|a| !a.approved_by.trim().is_empty() && !a.token.trim().is_empty());
+    set_condition(
+        &mut conditions,
+        "Approved",
+        bool_status(approved),
+        if approved {
+            "ApprovalOnRecord"
+        } else {
+            "NoApproval"
+        },
+        approval
+            .as_ref()
+            .map(|a| format!("approved by {}", a.approved_by))
+            .unwrap_or_default(),
+        now,
+        g,
+    );
+    let drill_fresh = rollback_drill_at.is_some_and(|t| {
+        t <= now
+            && (now - t).num_seconds() as f64 / 3600.0
+                <= input.policy.gate4_operations.max_drill_age_hours
+    });
+    set_condition(
+        &mut conditions,
+        "RollbackDrillFresh",
+        bool_status(drill_fresh),
+        if drill_fresh {
+            "DrillFresh"
+        } else {
+            "DrillMissingOrStale"
+        },
+        rollback_drill_at
+            .map(|t| format!("last rollback drill {t}"))
+            .unwrap_or_else(|| "no rollback drill on record".into()),
+        now,
+        g,
+    );
+    let promoted = state.phase == Phase::Promoted;
+    set_condition(
+        &mut conditions,
+        "Promoted",
+        bool_status(promoted),
+        if promoted { "Promoted" } else { "NotPromoted" },
+        format!("stage {:?}, phase {:?}", state.stage, state.phase).to_lowercase(),
+        now,
+        g,
+    );
+    set_condition(
+        &mut conditions,
+        "KillSwitchEngaged",
+        bool_status(input.spec.kill_switch),
+        if input.spec.kill_switch {
+            "KillSwitchOn"
+        } else {
+            "KillSwitchOff"
+        },
+        String::new(),
+        now,
+        g,
+    );
+
+    let flags = state.runtime_flags();
+    let runtime_config = match (state.phase, input.model) {
+        (Phase::Promoted | Phase::Halted, Some(model))
+            if state.stage != Stage::Shadow || state.phase == Phase::Halted =>
+        {
+            let mut data = BTreeMap::from([
+                (
+                    "stage".to_string(),
+                    format!("{:?}", state.stage).to_lowercase(),
+                ),
+                ("candidate".to_string(), input.spec.candidate.clone()),
+                ("promotionRequest".to_string(), input.name.to_string()),
+                ("modelUri".to_string(), model.uri.clone()),
+                ("modelSha256".to_string(), model.sha256.to_string()),
+                (
+                    "tradingEnabled".to_string(),
+                    flags.trading_enabled.to_string(),
+                ),
+                (
+                    "forceFallback".to_string(),
+                    flags.force_fallback.to_string(),
+                ),
+                ("policyHash".to_string(), decision.policy_hash.to_string()),
+            ]);
+            if let Some(c) = &input.spec.canary {
+                data.insert(
+                    "canaryLimits".into(),
+                    serde_json::to_string(c).expect("serializes"),
+                );
+            }
+            Some(data)
+        }
+        _ => None,
+    };
+
+    PromotionPlan {
+        status: PromotionRequestStatus {
+            stage: Some(state.stage),
+            phase: Some(state.phase),
+            gate_report: Some(decision),
+            blockers,
+            approval: approval.filter(|_| approved).map(|a| {
+                let record = ApprovalRecord {
+                    approved_by: a.approved_by,
+                    token_sha256: Sha256Hex::of_bytes(a.token.as_bytes()),
+                    rollback_drill_at: rollback_drill_at.map(|t| t.to_rfc3339()),
+                    recorded_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                // The same approval keeps the time it was first recorded (no status churn).
+                match &previous.approval {
+                    Some(p)
+                        if p.approved_by == record.approved_by
+                            && p.token_sha256 == record.token_sha256
+                            && p.rollback_drill_at == record.rollback_drill_at =>
+                    {
+                        p.clone()
+                    }
+                    _ => record,
+                }
+            }),
+            history: state.history,
+            conditions,
+            observed_generation: input.generation,
+        },
+        runtime_config,
+        events,
+    }
+}

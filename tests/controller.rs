@@ -1,0 +1,314 @@
+//! The PromotionRequest reconcile as a plain function: each transition, kill-switch precedence,
+//! idempotence, and malformed annotations.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::{gate_now, good_evidence};
+use janus::controller::promotion::{
+    KILL_SWITCH_DRILL_AT, PromotionInputs, PromotionPlan, RUNBOOK_VALIDATED, reconcile,
+};
+use janus::crd::{
+    APPROVAL_TOKEN, APPROVED_BY, CanaryLimits, ConditionStatus, ModelFormat, ModelRef,
+    PromotionRequestSpec, PromotionRequestStatus, ROLLBACK_DRILL_AT,
+};
+use janus::gates::policy::GatePolicy;
+use janus::gates::{RuntimeStats, Target};
+use janus::promotion::{Phase, Stage};
+use std::collections::BTreeMap;
+
+fn model() -> ModelRef {
+    ModelRef {
+        uri: "pvc://artifacts/run-1/models/grpo/model.onnx".into(),
+        sha256: janus::contracts::Sha256Hex::of_bytes(b"model"),
+        format: ModelFormat::Onnx,
+    }
+}
+
+fn spec(target: Target, kill: bool) -> PromotionRequestSpec {
+    PromotionRequestSpec {
+        candidate: "cand-1".into(),
+        target,
+        canary: (target == Target::Canary).then(|| CanaryLimits {
+            symbols: vec!["600000.SH".into()],
+            max_order_notional: 1e5,
+            max_gross_notional: 1e6,
+            max_net_notional: 2.5e5,
+        }),
+        kill_switch: kill,
+    }
+}
+
+fn paper_stats(now: DateTime<Utc>) -> RuntimeStats {
+    RuntimeStats {
+        stage: "paper".into(),
+        window_start: now - Duration::hours(96),
+        window_end: now - Duration::hours(1),
+        completed: true,
+        decisions: 5000,
+        feature_schema_version: Some("janus-event-car-v1".into()),
+        null_rate: Some(0.0),
+        staleness_p95_ms: Some(500.0),
+        symbol_coverage: Some(1.0),
+        error_ratio: Some(0.0),
+        fallback_ratio: Some(0.01),
+        latency_p95_ms: Some(10.0),
+        timeout_ratio: Some(0.0),
+    }
+}
+
+fn run(
+    spec: &PromotionRequestSpec,
+    annotations: &BTreeMap<String, String>,
+    status: Option<&PromotionRequestStatus>,
+    now: DateTime<Utc>,
+) -> PromotionPlan {
+    run_at(spec, annotations, status, None, now)
+}
+
+fn run_at(
+    spec: &PromotionRequestSpec,
+    annotations: &BTreeMap<String, String>,
+    status: Option<&PromotionRequestStatus>,
+    candidate_stage: Option<Stage>,
+    now: DateTime<Utc>,
+) -> PromotionPlan {
+    let evidence = good_evidence();
+    let stats = paper_stats(gate_now());
+    let m = model();
+    reconcile(&PromotionInputs {
+        name: "promo-1",
+        generation: Some(1),
+        spec,
+        annotations,
+        status,
+        candidate_stage,
+        model: Some(&m),
+        evidence: Ok(&evidence),
+        runtime: Some(&stats),
+        policy: &GatePolicy::default(),
+        actor: "alice",
+        now,
+    })
+}
+
+fn condition(plan: &PromotionPlan, t: &str) -> ConditionStatus {
+    plan.status
+        .conditions
+        .0
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap()
+        .status
+}
+
+fn canary_annotations(drill_age_hours: i64) -> BTreeMap<String, String> {
+    let at = |h: i64| (gate_now() - Duration::hours(h)).to_rfc3339();
+    BTreeMap::from([
+        (APPROVED_BY.to_string(), "alice@example.com".to_string()),
+        (APPROVAL_TOKEN.to_string(), "tok-1".to_string()),
+        (ROLLBACK_DRILL_AT.to_string(), at(drill_age_hours)),
+        (KILL_SWITCH_DRILL_AT.to_string(), at(2)),
+        (RUNBOOK_VALIDATED.to_string(), "true".to_string()),
+    ])
+}
+
+#[test]
+fn paper_is_promoted_and_the_runtime_config_appears_idempotently() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    let plan = run(&spec(Target::Paper, false), &none, None, now);
+    assert_eq!(plan.status.stage, Some(Stage::Paper));
+    assert_eq!(plan.status.phase, Some(Phase::Promoted));
+    assert_eq!(condition(&plan, "Promoted"), ConditionStatus::True);
+    assert_eq!(condition(&plan, "GatesPassed"), ConditionStatus::True);
+    let cm = plan.runtime_config.as_ref().unwrap();
+    assert_eq!(cm["tradingEnabled"], "true");
+    assert_eq!(cm["forceFallback"], "false");
+    assert_eq!(cm["stage"], "paper");
+    assert_eq!(cm["modelSha256"], model().sha256.to_string());
+    assert_eq!(plan.events[0].0, "Promoted");
+    assert_eq!(plan.status.history.len(), 1);
+
+    // Reconciling again later changes nothing: no event, no history, same condition times.
+    let again = run(
+        &spec(Target::Paper, false),
+        &none,
+        Some(&plan.status),
+        now + Duration::minutes(5),
+    );
+    assert_eq!(again.status, plan.status);
+    assert!(again.events.is_empty());
+    assert_eq!(again.runtime_config, plan.runtime_config);
+}
+
+#[test]
+fn canary_needs_approval_and_a_fresh_drill() {
+    let now = gate_now();
+    let paper = run(&spec(Target::Paper, false), &BTreeMap::new(), None, now);
+
+    let without = run(
+        &spec(Target::Canary, false),
+        &BTreeMap::new(),
+        Some(&paper.status),
+        now,
+    );
+    assert_eq!(without.status.phase, Some(Phase::Blocked));
+    assert_eq!(without.status.stage, Some(Stage::Paper));
+    assert!(
+        without
+            .status
+            .blockers
+            .iter()
+            .any(|b| b.contains("gate5: no human approval on record")),
+        "{:?}",
+        without.status.blockers
+    );
+    assert_eq!(condition(&without, "Approved"), ConditionStatus::False);
+    // Still trading at paper while the canary is blocked.
+    assert!(
+        without.runtime_config.is_none()
+            || without.runtime_config.as_ref().unwrap()["stage"] == "paper"
+    );
+
+    let stale = run(
+        &spec(Target::Canary, false),
+        &canary_annotations(80),
+        Some(&paper.status),
+        now,
+    );
+    assert_eq!(stale.status.phase, Some(Phase::Blocked));
+    assert!(
+        stale
+            .status
+            .blockers
+            .iter()
+            .any(|b| b.starts_with("gate4: rollback drill age (hours) 80 exceeds 72")),
+        "{:?}",
+        stale.status.blockers
+    );
+    assert_eq!(
+        condition(&stale, "RollbackDrillFresh"),
+        ConditionStatus::False
+    );
+
+    // A new canary request for a candidate at paper starts from paper.
+    let ok = run_at(
+        &spec(Target::Canary, false),
+        &canary_annotations(3),
+        None,
+        Some(Stage::Paper),
+        now,
+    );
+    assert_eq!(
+        (ok.status.stage, ok.status.phase),
+        (Some(Stage::Canary), Some(Phase::Promoted))
+    );
+    // A candidate still in shadow cannot skip to canary, approvals or not.
+    let skip = run_at(
+        &spec(Target::Canary, false),
+        &canary_annotations(3),
+        None,
+        Some(Stage::Shadow),
+        now,
+    );
+    assert_eq!(skip.status.phase, Some(Phase::Blocked));
+    assert!(
+        skip.status
+            .blockers
+            .iter()
+            .any(|b| b.contains("one stage at a time"))
+    );
+    assert_eq!(condition(&ok, "Approved"), ConditionStatus::True);
+    assert_eq!(condition(&ok, "RollbackDrillFresh"), ConditionStatus::True);
+    let approval = ok.status.approval.as_ref().unwrap();
+    assert_eq!(approval.approved_by, "alice@example.com");
+    assert_eq!(
+        approval.token_sha256,
+        janus::contracts::Sha256Hex::of_bytes(b"tok-1")
+    );
+    assert!(ok.runtime_config.as_ref().unwrap()["canaryLimits"].contains("600000.SH"));
+}
+
+#[test]
+fn the_kill_switch_halts_in_the_same_reconcile() {
+    let now = gate_now();
+    let paper = run(&spec(Target::Paper, false), &BTreeMap::new(), None, now);
+    let halted = run(
+        &spec(Target::Paper, true),
+        &BTreeMap::new(),
+        Some(&paper.status),
+        now,
+    );
+    assert_eq!(halted.status.phase, Some(Phase::Halted));
+    assert_eq!(
+        condition(&halted, "KillSwitchEngaged"),
+        ConditionStatus::True
+    );
+    assert_eq!(condition(&halted, "Promoted"), ConditionStatus::False);
+    let cm = halted.runtime_config.as_ref().unwrap();
+    assert_eq!(cm["tradingEnabled"], "false");
+    assert_eq!(cm["forceFallback"], "true");
+    assert_eq!(halted.events[0].0, "KillSwitchEngaged");
+    // Even a fresh request with the switch on halts before anything is promoted.
+    let fresh = run(&spec(Target::Paper, true), &BTreeMap::new(), None, now);
+    assert_eq!(fresh.status.phase, Some(Phase::Halted));
+    assert_eq!(
+        fresh.runtime_config.as_ref().unwrap()["tradingEnabled"],
+        "false"
+    );
+    // Clearing it does not re-promote.
+    let cleared = run(
+        &spec(Target::Paper, false),
+        &BTreeMap::new(),
+        Some(&halted.status),
+        now,
+    );
+    assert_eq!(cleared.status.phase, Some(Phase::Halted));
+    assert_eq!(
+        cleared.runtime_config.as_ref().unwrap()["tradingEnabled"],
+        "false"
+    );
+}
+
+#[test]
+fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
+    let now = gate_now();
+    let paper = run(&spec(Target::Paper, false), &BTreeMap::new(), None, now);
+    let mut bad = canary_annotations(3);
+    bad.insert(ROLLBACK_DRILL_AT.to_string(), "yesterday".to_string());
+    let plan = run(&spec(Target::Canary, false), &bad, Some(&paper.status), now);
+    assert_eq!(plan.status.phase, Some(Phase::Blocked));
+    assert!(
+        plan.status.blockers.iter().any(|b| b
+            .contains("janus.torghut.io/rollback-drill-at=`yesterday` is not an RFC 3339 time")),
+        "{:?}",
+        plan.status.blockers
+    );
+
+    let evidence = good_evidence();
+    let s = spec(Target::Paper, false);
+    let none = BTreeMap::new();
+    let plan = reconcile(&PromotionInputs {
+        name: "promo-1",
+        generation: Some(1),
+        spec: &s,
+        annotations: &none,
+        status: None,
+        candidate_stage: None,
+        model: None,
+        evidence: Ok(&evidence),
+        runtime: None,
+        policy: &GatePolicy::default(),
+        actor: "alice",
+        now,
+    });
+    assert_eq!(plan.status.phase, Some(Phase::Blocked));
+    assert!(
+        plan.status
+            .blockers
+            .iter()
+            .any(|b| b == "candidate `cand-1` not found")
+    );
+    assert!(plan.runtime_config.is_none());
+}
