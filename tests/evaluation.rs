@@ -383,6 +383,42 @@ fn janus_evaluate_writes_verified_evidence_and_a_report_deterministically() {
         .sum();
     assert_eq!(days, report["trading_days"].as_u64().unwrap());
 
+    // Regimes by a named market index; several indices without a name are refused.
+    let mut e = args("e");
+    e.extend([
+        "--indices".to_string(),
+        p("indices.csv"),
+        "--index".to_string(),
+        "CSI300".to_string(),
+    ]);
+    run(&as_str(&e).split('\u{0}').collect::<Vec<_>>());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("e/evaluation.json")).unwrap()).unwrap();
+    let names: Vec<&str> = report["regimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["regime"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "low_volatility",
+            "mid_volatility",
+            "high_volatility",
+            "trend_up",
+            "trend_down"
+        ]
+    );
+    let mut f = args("f");
+    f.extend(["--indices".to_string(), p("indices.csv")]);
+    let out = std::process::Command::new(janus)
+        .args(as_str(&f).split('\u{0}'))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one with --index"));
+
     // Nothing NaN anywhere in the report.
     let report = std::fs::read_to_string(d.join("a/evaluation.json")).unwrap();
     assert!(!report.contains("NaN") && !report.contains("null,\n  \"mdd\""));

@@ -265,6 +265,8 @@ pub fn run(args: DemoArgs) -> CliResult {
                 rewards: with_rewards.then(|| out.join("reward.json")),
                 from: Some(held_out_from),
                 regimes: None,
+                indices: None,
+                index: None,
                 model_sha256: Some(model.to_string()),
                 generated_at: None,
                 out: out.join(dir),

@@ -43,6 +43,13 @@ pub struct EvaluateArgs {
     /// Regime labels, CSV `date,regime`, instead of volatility terciles and trend.
     #[arg(long)]
     pub regimes: Option<PathBuf>,
+    /// indices.csv (`date,index,close`): classify regimes by this market index instead of an
+    /// equal-weighted proxy of all stocks.
+    #[arg(long)]
+    pub indices: Option<PathBuf>,
+    /// Which index of --indices (needed when it holds several).
+    #[arg(long)]
+    pub index: Option<String>,
     /// SHA-256 of the candidate's model artifact, recorded in the evidence.
     #[arg(long)]
     pub model_sha256: Option<String>,
@@ -160,7 +167,13 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
         .as_deref()
         .map(|p| read_regimes(p, &calendar))
         .transpose()?;
+    let market_returns = args
+        .indices
+        .as_deref()
+        .map(|p| read_index_returns(p, args.index.as_deref(), &calendar))
+        .transpose()?;
     let input = EvaluationInput {
+        market_returns: market_returns.as_deref(),
         regime_labels: regime_labels.as_deref(),
         prices: PricePanel {
             days,
@@ -265,6 +278,65 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
 
     write_report(&args.out, &evaluation, &calendar.dates[start..])?;
     Ok((evaluation, evidence))
+}
+
+/// Close-to-close returns of one index over the prices' calendar (NaN where a close is missing).
+fn read_index_returns(
+    path: &Path,
+    name: Option<&str>,
+    calendar: &crate::labeling::input::Calendar,
+) -> Result<Vec<f64>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let bad = |line: usize, m: String| CliError::Usage(format!("{}:{line}: {m}", path.display()));
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
+    let col = |n: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(n))
+            .ok_or_else(|| bad(1, format!("header lacks `{n}`")))
+    };
+    let (date_col, index_col, close_col) = (col("date")?, col("index")?, col("close")?);
+    let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| bad(line, e.to_string()))?;
+        let field = |c: usize| record.get(c).unwrap_or("").trim();
+        let date = crate::labeling::input::parse_date(field(date_col)).map_err(|m| bad(line, m))?;
+        let close: f64 = field(close_col)
+            .parse()
+            .ok()
+            .filter(|c: &f64| c.is_finite() && *c > 0.0)
+            .ok_or_else(|| {
+                bad(
+                    line,
+                    format!("close `{}` is not a positive number", field(close_col)),
+                )
+            })?;
+        if let Some(day) = calendar.index(date) {
+            series
+                .entry(field(index_col).to_string())
+                .or_insert_with(|| vec![f64::NAN; calendar.len()])[day] = close;
+        }
+    }
+    let chosen = match name {
+        Some(n) => series
+            .remove(n)
+            .ok_or_else(|| bad(1, format!("no index `{n}` on the prices' dates")))?,
+        None if series.len() == 1 => series.into_values().next().expect("one series"),
+        None => {
+            return Err(bad(
+                1,
+                format!(
+                    "several indices ({}): choose one with --index",
+                    series.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    };
+    Ok(std::iter::once(f64::NAN)
+        .chain(chosen.windows(2).map(|w| w[1] / w[0] - 1.0))
+        .collect())
 }
 
 /// `date,regime` rows → a label per calendar day; a date outside the calendar or a repeated

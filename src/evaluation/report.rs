@@ -147,9 +147,12 @@ pub struct EvaluationInput<'a> {
     pub horizon: usize,
     /// First evaluated day (calendar position): earlier days only feed trailing history.
     pub start: usize,
-    /// Regime label of each calendar day, from a file; `None` classifies days by the market
-    /// proxy's volatility terciles and trend.
+    /// Regime label of each calendar day, from a file; `None` classifies days by the market's
+    /// volatility terciles and trend.
     pub regime_labels: Option<&'a [Option<String>]>,
+    /// The market index's return on each calendar day (NaN when unknown) for that
+    /// classification; `None` uses an equal-weighted proxy of all stocks.
+    pub market_returns: Option<&'a [f64]>,
 }
 
 /// One model's results.
@@ -516,6 +519,13 @@ fn regime_slices(
     let symbols = input.prices.close.len() / days.max(1);
     let market: Vec<f64> = (0..days)
         .map(|t| {
+            if let Some(index) = input.market_returns {
+                return index
+                    .get(t)
+                    .copied()
+                    .filter(|r| r.is_finite())
+                    .unwrap_or(0.0);
+            }
             if t == 0 {
                 return 0.0;
             }
