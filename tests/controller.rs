@@ -312,3 +312,120 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
     );
     assert!(plan.runtime_config.is_none());
 }
+
+// ---------- JanusCandidate ----------
+
+use janus::controller::candidate::{CandidateInputs, reconcile as reconcile_candidate};
+use janus::crd::{JanusCandidateSpec, JanusRunStatus, RunLineage};
+
+fn lineage_with(evidence_hash: Option<janus::contracts::Sha256Hex>) -> RunLineage {
+    RunLineage {
+        dataset_snapshot_hash: None,
+        event_car_manifest_hash: None,
+        reward_manifest_hash: None,
+        evidence_manifest_hash: evidence_hash,
+        run_config_hash: None,
+        generation_code: None,
+    }
+}
+
+fn candidate_status(
+    run: Option<&JanusRunStatus>,
+    evidence: &janus::contracts::evidence::EvidenceArtifact,
+) -> janus::crd::JanusCandidateStatus {
+    let shadow = RuntimeStats {
+        stage: "shadow".into(),
+        ..paper_stats(gate_now())
+    };
+    let spec = JanusCandidateSpec {
+        run_ref: "run-1".into(),
+        model: model(),
+        lineage: lineage_with(None),
+    };
+    reconcile_candidate(&CandidateInputs {
+        name: "cand-1",
+        generation: Some(1),
+        spec: &spec,
+        status: None,
+        run,
+        evidence: Ok(evidence),
+        runtime: Some(&shadow),
+        policy: &GatePolicy::default(),
+        now: gate_now(),
+    })
+}
+
+fn cond(s: &janus::crd::JanusCandidateStatus, t: &str) -> ConditionStatus {
+    s.conditions.0.iter().find(|c| c.type_ == t).unwrap().status
+}
+
+#[test]
+fn a_candidate_from_its_run_with_good_evidence_passes() {
+    let mut evidence = good_evidence();
+    evidence.model_sha256 = Some(model().sha256);
+    let run = JanusRunStatus {
+        candidate: Some("cand-1".into()),
+        lineage: Some(lineage_with(Some(evidence.manifest_hash.clone()))),
+        ..Default::default()
+    };
+    let s = candidate_status(Some(&run), &evidence);
+    assert_eq!(cond(&s, "EvidenceComplete"), ConditionStatus::True);
+    assert_eq!(cond(&s, "Reproducible"), ConditionStatus::True);
+    assert_eq!(cond(&s, "GatesPassed"), ConditionStatus::True);
+    assert_eq!(s.gate_reports.len(), 2);
+    assert!(s.gate_reports[0].decision.allowed);
+    assert!(
+        !s.gate_reports[1].decision.allowed,
+        "canary needs runtime, drills and approval"
+    );
+    assert_eq!(s.evidence_summary.as_ref().unwrap().metrics["sr"], 1.3);
+}
+
+#[test]
+fn a_candidate_the_operator_did_not_produce_never_has_complete_evidence() {
+    let mut evidence = good_evidence();
+    evidence.model_sha256 = Some(model().sha256);
+    let genuine = JanusRunStatus {
+        candidate: Some("cand-1".into()),
+        lineage: Some(lineage_with(Some(evidence.manifest_hash.clone()))),
+        ..Default::default()
+    };
+    let other_candidate = JanusRunStatus {
+        candidate: Some("cand-2".into()),
+        ..genuine.clone()
+    };
+    let other_evidence = JanusRunStatus {
+        lineage: Some(lineage_with(Some(janus::contracts::Sha256Hex::of_bytes(
+            b"other",
+        )))),
+        ..genuine.clone()
+    };
+    for (run, needle) in [
+        (None, "run `run-1` not found"),
+        (Some(&other_candidate), "did not produce this candidate"),
+        (Some(&other_evidence), "is not the one run `run-1` recorded"),
+    ] {
+        let s = candidate_status(run, &evidence);
+        assert_eq!(
+            cond(&s, "EvidenceComplete"),
+            ConditionStatus::False,
+            "{needle}"
+        );
+        assert_eq!(cond(&s, "GatesPassed"), ConditionStatus::False, "{needle}");
+        let message = &s
+            .conditions
+            .0
+            .iter()
+            .find(|c| c.type_ == "EvidenceComplete")
+            .unwrap()
+            .message;
+        assert!(message.contains(needle), "{message}");
+        assert!(s.evidence_summary.is_none());
+    }
+    // Evidence computed for another model does not count either.
+    let mut wrong_model = evidence.clone();
+    wrong_model.model_sha256 = Some(janus::contracts::Sha256Hex::of_bytes(b"another model"));
+    let s = candidate_status(Some(&genuine), &wrong_model);
+    assert_eq!(cond(&s, "EvidenceComplete"), ConditionStatus::False);
+    assert_eq!(cond(&s, "GatesPassed"), ConditionStatus::False);
+}

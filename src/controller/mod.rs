@@ -2,4 +2,5 @@
 //! over the resources and the domain; the Kubernetes glue that reads inputs and applies the
 //! results is the only part that talks to the API server.
 
+pub mod candidate;
 pub mod promotion;
