@@ -739,7 +739,14 @@ fn write_f64(out: &mut String, value: f64) -> Result<(), CanonicalError> {
     // Ryu gives the shortest digits that round-trip, closest to the exact value and, on a tie,
     // the even one: exactly ECMAScript's choice. Only the layout differs, so re-lay it out.
     let mut buffer = ryu::Buffer::new();
-    let parsed = Digits::parse(buffer.format_finite(value.abs()));
+    let text = buffer.format_finite(value.abs());
+    // Ryu writes plain decimals only where ECMAScript does too, and then in the same layout but
+    // for a trailing ".0" on integers: the common case needs no re-layout.
+    if !text.contains('e') {
+        out.push_str(text.strip_suffix(".0").unwrap_or(text));
+        return Ok(());
+    }
+    let parsed = Digits::parse(text);
     let (digits, n) = (parsed.as_str(), parsed.n);
     let k = digits.len() as i32;
     if k <= n && n <= 21 {

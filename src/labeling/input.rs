@@ -465,7 +465,43 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     Err(format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
+/// Exact powers of ten as doubles (10^22 is the largest exactly representable).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Plain decimals of at most 15 digits (`-12.3456`), by Clinger's fast path: the digits form
+/// an exact integer m < 2^53 and 10^k is exact, so m / 10^k is the correctly rounded value —
+/// the same double `str::parse` returns. Anything else is left to `str::parse`.
+fn fast_decimal(field: &str) -> Option<f64> {
+    let (negative, digits) = match field.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        bytes => (false, bytes),
+    };
+    let (mut mantissa, mut count, mut fraction, mut point) = (0u64, 0u32, 0usize, false);
+    for &c in digits {
+        match c {
+            b'.' if !point => point = true,
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + (c - b'0') as u64;
+                count += 1;
+                fraction += point as usize;
+            }
+            _ => return None,
+        }
+    }
+    if count == 0 || count > 15 {
+        return None;
+    }
+    let value = mantissa as f64 / POW10[fraction];
+    Some(if negative { -value } else { value })
+}
+
 fn parse_number(field: &str, column: &str) -> Result<f64, String> {
+    if let Some(v) = fast_decimal(field) {
+        return Ok(v);
+    }
     match field.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(format!("{column} `{field}` is not a finite number")),
@@ -1175,6 +1211,47 @@ mod tests {
         );
         let err = parse("", EVENTS, false).unwrap_err().to_string();
         assert!(err.starts_with("prices.csv: empty file"), "{err}");
+    }
+
+    #[test]
+    fn the_fast_decimal_path_agrees_with_std_parsing() {
+        let mut rng = crate::rng::Rng::new(9);
+        for _ in 0..200_000 {
+            let int_digits = rng.below(8) as usize;
+            let frac_digits = rng.below(9) as usize;
+            let mut text = String::new();
+            if rng.bernoulli(0.3) {
+                text.push('-');
+            }
+            for _ in 0..int_digits.max(1) {
+                text.push((b'0' + rng.below(10) as u8) as char);
+            }
+            if frac_digits > 0 {
+                text.push('.');
+                for _ in 0..frac_digits {
+                    text.push((b'0' + rng.below(10) as u8) as char);
+                }
+            }
+            let fast = fast_decimal(&text).unwrap();
+            assert_eq!(
+                fast.to_bits(),
+                text.parse::<f64>().unwrap().to_bits(),
+                "{text}"
+            );
+        }
+        for odd in [
+            "1e5",
+            "1.2.3",
+            "",
+            "-",
+            ".",
+            "+1",
+            "0.1234567890123456",
+            "inf",
+            "NaN",
+        ] {
+            assert!(fast_decimal(odd).is_none(), "{odd}");
+        }
     }
 
     #[test]
