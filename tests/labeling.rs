@@ -281,14 +281,11 @@ fn labeling_recovers_what_the_scenario_planted() {
     let days = data.calendar.len();
     let r = returns(&data.prices.close, days);
     let index_r: Vec<Vec<f64>> = data.index_close.iter().map(|c| returns(c, days)).collect();
-    let mut market = Vec::new();
-    for s in 0..data.universe.symbols.len() {
-        market.extend_from_slice(&index_r[data.universe.index_of[s] as usize]);
-    }
     let exposures = data.exposures.as_ref().unwrap();
     let f = neutralize::factor_returns(
         &r,
-        &market,
+        &index_r,
+        &data.universe.index_of,
         days,
         &data.universe.industry_of,
         data.universe.industries.len(),

@@ -143,13 +143,10 @@ pub fn label(data: &Dataset, config: &LabelingConfig) -> Labeled {
     let index_returns: Vec<Vec<f64>> = data.index_close.iter().map(|c| returns(c, days)).collect();
     let exposures = data.exposures.as_ref().filter(|_| config.neutralize);
     let factor_returns = exposures.map(|x| {
-        let mut market = Vec::with_capacity(symbols * days);
-        for s in 0..symbols {
-            market.extend_from_slice(&index_returns[data.universe.index_of[s] as usize]);
-        }
         neutralize::factor_returns(
             &stock_returns,
-            &market,
+            &index_returns,
+            &data.universe.index_of,
             days,
             &data.universe.industry_of,
             data.universe.industries.len(),

@@ -31,10 +31,13 @@ impl FactorReturns {
 }
 
 /// Estimates daily factor returns. `returns` and `market` are symbol-major (symbols × days) stock
-/// returns and the returns of each symbol's index; NaN marks a missing return.
+/// returns; `index_returns[index_of[s]]` are the returns of symbol s's index; NaN marks a
+/// missing return.
+#[allow(clippy::too_many_arguments)]
 pub fn factor_returns(
     returns: &[f64],
-    market: &[f64],
+    index_returns: &[Vec<f64>],
+    index_of: &[u32],
     days: usize,
     industry_of: &[u32],
     industries: usize,
@@ -51,7 +54,7 @@ pub fn factor_returns(
     for s in 0..n {
         let (r, m) = (
             &returns[s * days..(s + 1) * days],
-            &market[s * days..(s + 1) * days],
+            &index_returns[index_of[s] as usize][..],
         );
         xs.clear();
         ys.clear();
