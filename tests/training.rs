@@ -247,3 +247,58 @@ fn the_demo_runs_end_to_end_and_replays_identically() {
             .unwrap(),
     ]);
 }
+
+#[test]
+fn the_demo_runs_on_the_users_own_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    ok(&[
+        "scenario",
+        "--seed",
+        "4",
+        "--symbols",
+        "120",
+        "--days",
+        "280",
+        "--events",
+        "4000",
+        "--out",
+        d,
+    ]);
+    // Events as JSON Lines, as a user might supply them.
+    let csv = std::fs::read_to_string(data.join("events.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let mut jsonl = String::new();
+    for r in reader.records() {
+        let r = r.unwrap();
+        jsonl.push_str(&serde_json::json!({"event_id": &r[0], "timestamp": &r[1], "symbol": &r[2], "event_type": &r[3], "title": &r[4]}).to_string());
+        jsonl.push('\n');
+    }
+    std::fs::remove_file(data.join("events.csv")).unwrap();
+    std::fs::write(data.join("events.jsonl"), jsonl).unwrap();
+    let out = dir.path().join("out");
+    let stdout = ok(&["demo", "--data", d, "--out", out.to_str().unwrap()]);
+    assert!(stdout.contains("# Janus demo summary"), "{stdout}");
+    assert!(
+        !out.join("data").exists(),
+        "the user's data is used in place"
+    );
+    ok(&[
+        "verify",
+        out.join("evaluation-grpo/evidence.json").to_str().unwrap(),
+    ]);
+
+    // A data directory without prices is refused with what is missing.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let res = janus(&[
+        "demo",
+        "--data",
+        empty.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(res.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("prices.csv is missing"));
+}
