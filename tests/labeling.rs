@@ -523,3 +523,74 @@ fn bad_rows_are_skipped_and_counted_or_fatal_in_strict_mode() {
         "nothing written on failure"
     );
 }
+
+#[test]
+fn a_pinned_dataset_hash_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = janus(&[
+        "scenario",
+        "--seed",
+        "2",
+        "--symbols",
+        "30",
+        "--days",
+        "200",
+        "--events",
+        "100",
+        "--out",
+        d,
+    ]);
+    assert!(out.status.success());
+    let first = janus(&["label", "--dataset", d, "--out", &format!("{d}/a")]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let artifact: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("a/event-car.json")).unwrap())
+            .unwrap();
+    let pinned = artifact["lineage"]["dataset_snapshot_hash"]
+        .as_str()
+        .unwrap();
+    let ok = janus(&[
+        "label",
+        "--dataset",
+        d,
+        "--expect-dataset-hash",
+        pinned,
+        "--out",
+        &format!("{d}/b"),
+    ]);
+    assert!(ok.status.success());
+    let wrong = "0".repeat(64);
+    let refused = janus(&[
+        "label",
+        "--dataset",
+        d,
+        "--expect-dataset-hash",
+        &wrong,
+        "--out",
+        &format!("{d}/c"),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "dataset snapshot hash is {pinned}, not the pinned {wrong}"
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("c/event-car.json").exists());
+    let malformed = janus(&[
+        "label",
+        "--dataset",
+        d,
+        "--expect-dataset-hash",
+        "abc",
+        "--out",
+        &format!("{d}/e"),
+    ]);
+    assert_eq!(malformed.status.code(), Some(2), "a usage error from clap");
+}

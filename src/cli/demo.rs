@@ -5,7 +5,7 @@
 //! for paper. Every artifact, the reports and a summary land in the output directory.
 
 use super::evaluate::{EvaluateArgs, evaluate_files};
-use super::label::{LabelInputs, label_files};
+use super::label::{DatasetFiles, label_files};
 use super::reward::{BatchArgs, score_files};
 use super::train::{Checkpoint, predictions_jsonl, write_outputs};
 use super::{CliError, CliResult};
@@ -90,43 +90,14 @@ pub fn run(args: DemoArgs) -> CliResult {
         }
     };
     bar.inc(1);
-    let file = |name: &str| data.join(name);
-    for required in ["prices.csv", "indices.csv", "universe.csv"] {
-        if !file(required).exists() {
-            return Err(CliError::Usage(format!(
-                "{} is missing (see docs/data-formats.md)",
-                file(required).display()
-            )));
-        }
-    }
-    let events = ["events.csv", "events.jsonl"]
-        .into_iter()
-        .map(file)
-        .find(|p| p.exists())
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "no events.csv or events.jsonl in {}",
-                data.display()
-            ))
-        })?;
-    let factors = file("factors.csv");
-    let (prices, indices, universe) = (
-        file("prices.csv"),
-        file("indices.csv"),
-        file("universe.csv"),
-    );
+    let files = DatasetFiles::in_dir(&data)?;
+    let prices = files.prices.clone();
 
     bar.set_message("labeling");
     println!("[2/7] labeling events");
     let event_car_path = out.join("event-car.json");
     let event_car = label_files(
-        &LabelInputs {
-            prices: &prices,
-            indices: &indices,
-            universe: &universe,
-            factors: factors.exists().then_some(factors.as_path()),
-            events: &events,
-        },
+        &files.inputs(None),
         &LabelingConfig::default(),
         false,
         None,

@@ -10,21 +10,25 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct LabelArgs {
+    /// A dataset directory with the standard file names (prices.csv, indices.csv,
+    /// universe.csv, events.csv or events.jsonl, optional factors.csv) instead of the files.
+    #[arg(long, conflicts_with_all = ["prices", "indices", "universe", "factors", "events"])]
+    pub dataset: Option<PathBuf>,
     /// prices.csv: date,symbol,open,close
-    #[arg(long)]
-    pub prices: PathBuf,
+    #[arg(long, required_unless_present = "dataset")]
+    pub prices: Option<PathBuf>,
     /// indices.csv: date,index,close (its dates are the trading calendar)
-    #[arg(long)]
-    pub indices: PathBuf,
+    #[arg(long, required_unless_present = "dataset")]
+    pub indices: Option<PathBuf>,
     /// universe.csv: symbol,index,industry
-    #[arg(long)]
-    pub universe: PathBuf,
+    #[arg(long, required_unless_present = "dataset")]
+    pub universe: Option<PathBuf>,
     /// factors.csv: date,symbol,<factor>... (optional; enables neutralization)
     #[arg(long)]
     pub factors: Option<PathBuf>,
     /// events.csv or events.jsonl: event_id,timestamp,symbol,event_type,title
-    #[arg(long)]
-    pub events: PathBuf,
+    #[arg(long, required_unless_present = "dataset")]
+    pub events: Option<PathBuf>,
     /// Labeling configuration (YAML or JSON); defaults as documented in docs/methodology.md.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -34,9 +38,70 @@ pub struct LabelArgs {
     /// `generated_at` of the artifact (RFC 3339); see docs/contracts/README.md.
     #[arg(long)]
     pub generated_at: Option<DateTime<Utc>>,
+    /// Refuse to label unless the inputs' dataset snapshot hash (the lineage's
+    /// `dataset_snapshot_hash`) is this one: how a run pins its dataset.
+    #[arg(long)]
+    pub expect_dataset_hash: Option<crate::contracts::Sha256Hex>,
     /// Output directory; the artifact is DIR/event-car.json.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// The input files of a dataset, by role.
+#[derive(Debug, Clone)]
+pub struct DatasetFiles {
+    pub prices: PathBuf,
+    pub indices: PathBuf,
+    pub universe: PathBuf,
+    pub factors: Option<PathBuf>,
+    pub events: PathBuf,
+}
+
+impl DatasetFiles {
+    /// The standard file names in `dir` (docs/data-formats.md); missing required files are
+    /// named.
+    pub fn in_dir(dir: &Path) -> Result<Self, CliError> {
+        let file = |name: &str| dir.join(name);
+        for required in ["prices.csv", "indices.csv", "universe.csv"] {
+            if !file(required).exists() {
+                return Err(CliError::Usage(format!(
+                    "{} is missing (see docs/data-formats.md)",
+                    file(required).display()
+                )));
+            }
+        }
+        let events = ["events.csv", "events.jsonl"]
+            .into_iter()
+            .map(file)
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "no events.csv or events.jsonl in {}",
+                    dir.display()
+                ))
+            })?;
+        Ok(Self {
+            prices: file("prices.csv"),
+            indices: file("indices.csv"),
+            universe: file("universe.csv"),
+            factors: Some(file("factors.csv")).filter(|f| f.exists()),
+            events,
+        })
+    }
+
+    pub fn inputs<'a>(
+        &'a self,
+        expected_dataset_hash: Option<&'a crate::contracts::Sha256Hex>,
+    ) -> LabelInputs<'a> {
+        LabelInputs {
+            prices: &self.prices,
+            indices: &self.indices,
+            universe: &self.universe,
+            factors: self.factors.as_deref(),
+            events: &self.events,
+            expected_dataset_hash,
+        }
+    }
 }
 
 /// The input files of a labeling run, by role.
@@ -46,6 +111,8 @@ pub struct LabelInputs<'a> {
     pub universe: &'a Path,
     pub factors: Option<&'a Path>,
     pub events: &'a Path,
+    /// The dataset snapshot hash the inputs must have, when pinned.
+    pub expected_dataset_hash: Option<&'a crate::contracts::Sha256Hex>,
 }
 
 pub fn run(args: LabelArgs) -> CliResult {
@@ -53,13 +120,17 @@ pub fn run(args: LabelArgs) -> CliResult {
         Some(path) => crate::config::load::<LabelingConfig>(path)?,
         None => LabelingConfig::default(),
     };
-    let inputs = LabelInputs {
-        prices: &args.prices,
-        indices: &args.indices,
-        universe: &args.universe,
-        factors: args.factors.as_deref(),
-        events: &args.events,
+    let files = match &args.dataset {
+        Some(dir) => DatasetFiles::in_dir(dir)?,
+        None => DatasetFiles {
+            prices: args.prices.clone().expect("clap requires it"),
+            indices: args.indices.clone().expect("clap requires it"),
+            universe: args.universe.clone().expect("clap requires it"),
+            factors: args.factors.clone(),
+            events: args.events.clone().expect("clap requires it"),
+        },
     };
+    let inputs = files.inputs(args.expect_dataset_hash.as_ref());
     let out = args.out.join("event-car.json");
     let artifact = label_files(&inputs, &config, args.strict, args.generated_at, &out)?;
     print_summary(&artifact);
@@ -143,6 +214,19 @@ pub fn label_files(
         let dataset = Dataset::parse(&sources, strict);
         (dataset, hashing.join().expect("hashing does not panic"))
     });
+    if let Some(expected) = inputs.expected_dataset_hash {
+        let actual = crate::contracts::canonical_hash(&digests).map_err(|source| {
+            artifact::ContractError::Canonical {
+                path: out.to_path_buf(),
+                source,
+            }
+        })?;
+        if &actual != expected {
+            return Err(CliError::Usage(format!(
+                "the inputs' dataset snapshot hash is {actual}, not the pinned {expected}: refusing to label a different dataset"
+            )));
+        }
+    }
     let dataset = dataset.map_err(|e| CliError::Usage(e.to_string()))?;
     for row in &dataset.bad_rows.examples {
         eprintln!("skipped {row}");

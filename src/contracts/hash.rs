@@ -63,6 +63,13 @@ impl Sha256Hex {
 #[error("'{0}' is not a SHA-256 digest (64 lowercase hex characters)")]
 pub struct InvalidDigest(pub String);
 
+impl std::str::FromStr for Sha256Hex {
+    type Err = InvalidDigest;
+    fn from_str(s: &str) -> Result<Self, InvalidDigest> {
+        Self::parse(s)
+    }
+}
+
 impl fmt::Display for Sha256Hex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
