@@ -429,3 +429,256 @@ fn a_candidate_the_operator_did_not_produce_never_has_complete_evidence() {
     assert_eq!(cond(&s, "EvidenceComplete"), ConditionStatus::False);
     assert_eq!(cond(&s, "GatesPassed"), ConditionStatus::False);
 }
+
+// ---------- JanusRun step Jobs ----------
+
+use janus::controller::jobs::{self, Step};
+use janus::crd::{
+    ArtifactsVolume, GrpoSpec, JanusRun, JanusRunSpec, PinnedObject, SftSpec, TrainingSpec,
+};
+
+fn janus_run(
+    name: &str,
+    dataset_sha: janus::contracts::Sha256Hex,
+    trainer_image: Option<&str>,
+) -> JanusRun {
+    let mut run = JanusRun::new(
+        name,
+        JanusRunSpec {
+            dataset: PinnedObject {
+                uri: "datasets/d1".into(),
+                sha256: dataset_sha,
+            },
+            labeling: None,
+            reward: None,
+            training: TrainingSpec {
+                image: trainer_image.map(str::to_string),
+                prompt_template: PinnedObject {
+                    uri: "config/prompt-template.txt".into(),
+                    sha256: janus::contracts::Sha256Hex::of_bytes(b"prompt"),
+                },
+                sft: SftSpec {
+                    seed: 7,
+                    epochs: 2,
+                    learning_rate: 0.005,
+                },
+                grpo: GrpoSpec {
+                    seed: 8,
+                    steps: 20,
+                    group_size: 4,
+                    learning_rate: 0.002,
+                    kl_coef: 0.04,
+                    clip_range: 0.2,
+                    max_grad_norm: 1.0,
+                },
+                resources: None,
+            },
+            evaluation: None,
+            artifacts: ArtifactsVolume {
+                claim_name: "janus-artifacts".into(),
+            },
+            replay: true,
+            held_out_from: "2023-11-01".into(),
+        },
+    );
+    run.metadata.namespace = Some("research".into());
+    run.metadata.uid = Some("0b1f-uid".into());
+    run.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-11-28T08:00:00Z".parse().unwrap(),
+    ));
+    run
+}
+
+#[test]
+fn step_jobs_are_deterministic_owned_and_never_retried() {
+    let run = janus_run(
+        "run-1",
+        janus::contracts::Sha256Hex::of_bytes(b"d"),
+        Some("registry.example/trl-grpo:1"),
+    );
+    for step in Step::ALL {
+        let job = jobs::job(&run, step, "registry.example/janus:0.1.0").unwrap();
+        assert_eq!(
+            job,
+            jobs::job(&run, step, "registry.example/janus:0.1.0").unwrap(),
+            "deterministic"
+        );
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some(format!("run-1-{}", step.name()).as_str())
+        );
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                owner.kind.as_str(),
+                owner.name.as_str(),
+                owner.uid.as_str(),
+                owner.controller
+            ),
+            ("JanusRun", "run-1", "0b1f-uid", Some(true))
+        );
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(step.deadline_seconds()));
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let c = &pod.containers[0];
+        let image = c.image.as_deref().unwrap();
+        match step {
+            Step::Sft | Step::Grpo => assert_eq!(image, "registry.example/trl-grpo:1"),
+            _ => assert_eq!(image, "registry.example/janus:0.1.0"),
+        }
+        let env: BTreeMap<&str, &str> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            env["SOURCE_DATE_EPOCH"], "1795852800",
+            "2026-11-28T08:00:00Z"
+        );
+        assert_eq!(
+            env["JANUS_RUN_CONFIG_HASH"],
+            jobs::run_config_hash(&run).to_string()
+        );
+        assert_eq!(
+            c.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
+    }
+    // Long names stay within 63 characters and distinct.
+    let long_a = jobs::job_name(&"a".repeat(80), Step::Evaluate);
+    let long_b = jobs::job_name(&format!("{}b", "a".repeat(79)), Step::Evaluate);
+    assert!(
+        long_a.len() <= 63 && long_b.len() <= 63 && long_a != long_b,
+        "{long_a} {long_b}"
+    );
+    assert!(long_a.ends_with("-evaluate"));
+    // The config files parse back into the step configurations.
+    let data = jobs::config_map_data(&run);
+    let p = std::path::Path::new("hgrm.yaml");
+    assert_eq!(
+        janus::config::parse::<janus::reward::HgrmConfig>(p, &data["hgrm.yaml"]).unwrap(),
+        janus::reward::HgrmConfig::default()
+    );
+    janus::config::parse::<janus::labeling::LabelingConfig>(p, &data["labeling.yaml"]).unwrap();
+    janus::config::parse::<janus::evaluation::report::EvaluationConfig>(
+        p,
+        &data["evaluation.yaml"],
+    )
+    .unwrap();
+}
+
+/// The Jobs' command lines are real `janus` invocations: run every step locally against a
+/// scratch artifacts directory, as the e2e harness's fake node will.
+#[test]
+fn step_commands_run_the_whole_pipeline_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("artifacts");
+    let config = dir.path().join("run-config");
+    let dataset = artifacts.join("datasets/d1");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_janus"));
+    let run_janus = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let out = run_janus(&[
+        "scenario",
+        "--seed",
+        "12",
+        "--symbols",
+        "80",
+        "--days",
+        "300",
+        "--events",
+        "3000",
+        "--out",
+        dataset.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    // The dataset's pinned digest, as its curator would publish it.
+    let probe = run_janus(&[
+        "label",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--out",
+        dir.path().join("probe").to_str().unwrap(),
+    ]);
+    assert!(probe.status.success());
+    let lineage: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("probe/event-car.json")).unwrap())
+            .unwrap();
+    let pinned = janus::contracts::Sha256Hex::parse(
+        lineage["lineage"]["dataset_snapshot_hash"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+
+    let run = janus_run("run-1", pinned, None);
+    std::fs::create_dir_all(&config).unwrap();
+    for (file, text) in jobs::config_map_data(&run) {
+        std::fs::write(config.join(file), text).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for step in Step::ALL {
+        let command: Vec<String> = jobs::command(&run, step)
+            .into_iter()
+            .map(|a| {
+                a.replace(jobs::ARTIFACTS, artifacts.to_str().unwrap())
+                    .replace(jobs::RUN_CONFIG, config.to_str().unwrap())
+            })
+            .collect();
+        let program = if command[0] == "janus" {
+            bin.to_str().unwrap().to_string()
+        } else {
+            command[0].clone()
+        };
+        let out = std::process::Command::new(program)
+            .args(&command[1..])
+            .env("PATH", &path)
+            .env("SOURCE_DATE_EPOCH", "1795852800")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}\n{}",
+            step.name(),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        if step == Step::Replay {
+            assert!(String::from_utf8_lossy(&out.stdout).contains("\"matched\": true"));
+        }
+    }
+    let runs = artifacts.join("runs/run-1");
+    for f in [
+        "event-car.json",
+        "models/sft/model.onnx",
+        "models/grpo/model.onnx",
+        "evaluation/evidence.json",
+        "replay/evidence.json",
+    ] {
+        assert!(runs.join(f).exists(), "{f}");
+    }
+    // The run's label step refuses a dataset that changed after it was pinned.
+    let mut prices = std::fs::read_to_string(dataset.join("prices.csv")).unwrap();
+    prices.push('\n');
+    std::fs::write(dataset.join("prices.csv"), prices).unwrap();
+    let label: Vec<String> = jobs::command(&run, Step::Label)
+        .into_iter()
+        .map(|a| {
+            a.replace(jobs::ARTIFACTS, artifacts.to_str().unwrap())
+                .replace(jobs::RUN_CONFIG, config.to_str().unwrap())
+        })
+        .collect();
+    let out = std::process::Command::new(bin)
+        .args(&label[1..])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to label a different dataset"));
+}

@@ -3,4 +3,5 @@
 //! results is the only part that talks to the API server.
 
 pub mod candidate;
+pub mod jobs;
 pub mod promotion;
