@@ -7,7 +7,7 @@
 use super::evaluate::{EvaluateArgs, evaluate_files};
 use super::label::{DatasetFiles, label_files};
 use super::reward::{BatchArgs, score_files};
-use super::train::{Checkpoint, predictions_jsonl, write_outputs};
+use super::train::{Checkpoint, completions_jsonl, predictions_jsonl, write_outputs};
 use super::{CliError, CliResult};
 use crate::contracts::artifact::write_atomically;
 use crate::contracts::{Artifact, verify_bytes};
@@ -192,24 +192,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     println!("[5/7] scoring the GRPO policy's outputs with the HGRM reward");
     // The policy's structured outputs, as the completions an LLM would write.
     let completions = out.join("completions-grpo.jsonl");
-    let text = std::fs::read_to_string(&grpo_predictions).map_err(io(&grpo_predictions))?;
-    let mut lines = String::new();
-    for line in text.lines() {
-        let mut v: serde_json::Value = serde_json::from_str(line).expect("written above");
-        let id = v["event_id"].take();
-        let obj = v.as_object_mut().expect("object");
-        obj.remove("event_id");
-        obj.insert(
-            "reasoning".into(),
-            serde_json::json!("Reference policy: event type and headline tokens."),
-        );
-        let _ = writeln!(
-            lines,
-            "{}",
-            serde_json::json!({"event_id": id, "completion": serde_json::Value::Object(obj.clone()).to_string()})
-        );
-    }
-    write_atomically(&completions, lines.as_bytes())?;
+    write_atomically(&completions, &completions_jsonl(&grpo_model, &event_car))?;
     let rewards = score_files(&BatchArgs {
         event_car: event_car_path.clone(),
         completions: completions.clone(),

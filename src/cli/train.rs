@@ -255,6 +255,10 @@ pub struct PredictArgs {
     /// Output JSON Lines of predictions (the format `janus evaluate` reads).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the predictions as model completions (`{"event_id", "completion"}` lines, the
+    /// format `janus reward` scores).
+    #[arg(long)]
+    pub completions: Option<PathBuf>,
 }
 
 /// Predictions of a model for every event of an artifact, as JSON Lines.
@@ -270,10 +274,27 @@ pub fn predictions_jsonl(model: &PolicyModel, artifact: &EventCarArtifact) -> Ve
     out
 }
 
+/// The same predictions as the completions a language model would write under the output
+/// contract (docs/model-output.md), so the HGRM reward scores the policy like any other model.
+pub fn completions_jsonl(model: &PolicyModel, artifact: &EventCarArtifact) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (id, x) in encode_all(artifact, model.buckets) {
+        let mut v = serde_json::to_value(model.predict(&x)).expect("serializes");
+        v["reasoning"] = serde_json::json!("Reference policy: event type and headline tokens.");
+        let line = serde_json::json!({"event_id": id, "completion": v.to_string()});
+        serde_json::to_writer(&mut out, &line).expect("serializes");
+        out.push(b'\n');
+    }
+    out
+}
+
 pub fn predict(args: PredictArgs) -> CliResult {
     let (model, _) = load_model(&args.model)?;
     let artifact: EventCarArtifact = read_artifact(&args.event_car)?;
     write_atomically(&args.out, &predictions_jsonl(&model, &artifact))?;
+    if let Some(path) = &args.completions {
+        write_atomically(path, &completions_jsonl(&model, &artifact))?;
+    }
     println!(
         "wrote {} predictions to {}",
         artifact.records.len(),

@@ -190,9 +190,12 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
                 format!("{dir}/replay")
             };
             let mut script = format!(
-                "set -e; janus predict --model {dir}/models/grpo/model.json --event-car {dir}/event-car.json --out {out}/predictions.jsonl && \
+                "set -e; janus predict --model {dir}/models/grpo/model.json --event-car {dir}/event-car.json \
+                 --out {out}/predictions.jsonl --completions {out}/completions.jsonl && \
+                 janus reward --event-car {dir}/event-car.json --completions {out}/completions.jsonl \
+                 --config {RUN_CONFIG}/hgrm.yaml --out {out} && \
                  janus evaluate --event-car {dir}/event-car.json --predictions {out}/predictions.jsonl --prices {dataset}/prices.csv \
-                 --config {RUN_CONFIG}/evaluation.yaml --from {until} --out {out}"
+                 --rewards {out}/reward.json --config {RUN_CONFIG}/evaluation.yaml --from {until} --out {out}"
             );
             if step == Step::Replay {
                 script.push_str(&format!(
