@@ -36,6 +36,9 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// One word, CamelCase.
     pub reason: String,
+    /// Empty messages are left out: the 1.20 API server's server-side apply reads an empty
+    /// string in an apply patch as null and refuses it for a string field.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// RFC 3339.
     pub last_transition_time: String,
@@ -203,6 +206,8 @@ pub struct JanusRunStatus {
 pub struct StepRecord {
     /// label, sft, grpo, evaluate, replay.
     pub name: String,
+    /// Empty until the step's Job is created (and then left out, see `Condition::message`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub job: String,
     /// Pending, Running, Succeeded, Failed.
     pub phase: String,
@@ -383,6 +388,29 @@ pub fn definitions()
         JanusCandidate::crd(),
         PromotionRequest::crd(),
     ]
+    .into_iter()
+    .map(|crd| {
+        let mut value = serde_json::to_value(&crd).expect("CRDs serialize");
+        drop_null_enum_members(&mut value);
+        serde_json::from_value(value).expect("still a CRD")
+    })
+    .collect()
+}
+
+/// An optional enum's schema lists `null` among its values (beside `nullable: true`); API
+/// servers before 1.2x and kubectl's validation reject a null enum member, and `nullable`
+/// already says it.
+fn drop_null_enum_members(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(members)) = map.get_mut("enum") {
+                members.retain(|m| !m.is_null());
+            }
+            map.values_mut().for_each(drop_null_enum_members);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_enum_members),
+        _ => {}
+    }
 }
 
 /// The CRDs as one YAML stream each: (file name, YAML).
