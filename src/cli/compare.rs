@@ -22,6 +22,14 @@ pub fn run(args: CompareArgs) -> CliResult {
     let a: EvidenceArtifact = read_artifact(&args.first)?;
     let b: EvidenceArtifact = read_artifact(&args.second)?;
     let verdict = compare(&a, &b, args.tolerance);
+    super::termination_message(
+        &serde_json::json!({
+            "step": "replay",
+            "matched": verdict.matched,
+            "evidence_manifest_hash": b.manifest_hash,
+        })
+        .to_string(),
+    );
     println!(
         "{}",
         serde_json::to_string_pretty(&verdict).expect("serializes")

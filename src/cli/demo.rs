@@ -222,6 +222,7 @@ pub fn run(args: DemoArgs) -> CliResult {
                 indices: None,
                 index: None,
                 model_sha256: Some(model.to_string()),
+                model: None,
                 generated_at: None,
                 out: out.join(dir),
             })

@@ -51,8 +51,12 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub index: Option<String>,
     /// SHA-256 of the candidate's model artifact, recorded in the evidence.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model")]
     pub model_sha256: Option<String>,
+    /// The candidate's model artifact (the ONNX graph the decision service runs): its SHA-256
+    /// is recorded in the evidence.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     #[arg(long)]
     pub generated_at: Option<DateTime<Utc>>,
     /// Output directory: evaluation.json, evidence.json, report.md and SVG charts.
@@ -106,6 +110,20 @@ pub fn read_predictions(path: &Path) -> Result<BTreeMap<String, Prediction>, Cli
 pub fn run(args: EvaluateArgs) -> CliResult {
     let (evaluation, evidence) = evaluate_files(&args)?;
     print_table(&evaluation);
+    super::termination_message(
+        &serde_json::json!({
+            "step": "evaluate",
+            "evidence_manifest_hash": evidence.manifest_hash,
+            "reward_manifest_hash": evidence
+                .artifacts
+                .iter()
+                .find(|a| a.schema_version.starts_with("janus-hgrm-reward"))
+                .map(|a| &a.manifest_hash),
+            "model_sha256": evidence.model_sha256,
+            "complete": evidence.summary.complete,
+        })
+        .to_string(),
+    );
     println!(
         "wrote {}, {} (manifest_hash {}), report.md",
         args.out.join("evaluation.json").display(),
@@ -236,12 +254,14 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
         path: evidence_path.clone(),
         source,
     })?;
-    let model_sha256 = args
-        .model_sha256
-        .as_deref()
-        .map(crate::contracts::Sha256Hex::parse)
-        .transpose()
-        .map_err(|e| CliError::Usage(format!("--model-sha256: {e}")))?;
+    let model_sha256 = match (&args.model, args.model_sha256.as_deref()) {
+        (Some(path), _) => Some(digest_file(path).map_err(io(path))?.sha256),
+        (None, Some(hex)) => Some(
+            crate::contracts::Sha256Hex::parse(hex)
+                .map_err(|e| CliError::Usage(format!("--model-sha256: {e}")))?,
+        ),
+        (None, None) => None,
+    };
     let mut evidence = EvidenceArtifact {
         artifacts: parents.clone(),
         baseline_metrics: evaluation.baseline.metric_map(),

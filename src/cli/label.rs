@@ -134,6 +134,16 @@ pub fn run(args: LabelArgs) -> CliResult {
     let out = args.out.join("event-car.json");
     let artifact = label_files(&inputs, &config, args.strict, args.generated_at, &out)?;
     print_summary(&artifact);
+    super::termination_message(
+        &serde_json::json!({
+            "step": "label",
+            "event_car_manifest_hash": artifact.manifest_hash,
+            "dataset_snapshot_hash": artifact.lineage.dataset_snapshot_hash,
+            "events": artifact.summary.events,
+            "labelled": artifact.summary.labelled,
+        })
+        .to_string(),
+    );
     println!(
         "wrote {} (manifest_hash {})",
         out.display(),

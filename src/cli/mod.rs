@@ -57,9 +57,11 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run the lifecycle end to end on one machine (default: a generated scenario).
     Demo(demo::DemoArgs),
+    /// Run the operator: reconcile JanusRuns, JanusCandidates and PromotionRequests.
+    Controller(crate::operator::ControllerArgs),
 }
 
-fn version_string() -> &'static str {
+pub fn version_string() -> &'static str {
     concat!(
         env!("CARGO_PKG_VERSION"),
         " (git ",
@@ -87,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Crd(args) => crd::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Controller(args) => crate::operator::run(args),
     };
     match result {
         Ok(code) => code,

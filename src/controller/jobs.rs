@@ -117,7 +117,7 @@ pub fn run_config_hash(run: &JanusRun) -> Sha256Hex {
 pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
     let spec = &run.spec;
     let name = run.metadata.name.as_deref().unwrap_or_default();
-    let dir = format!("{ARTIFACTS}/runs/{name}");
+    let dir = format!("{ARTIFACTS}/{}", super::run::run_dir(name));
     let dataset = format!("{ARTIFACTS}/{}", spec.dataset.uri.trim_start_matches('/'));
     let s = |v: &str| v.to_string();
     let until = &spec.held_out_from;
@@ -195,7 +195,8 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
                  janus reward --event-car {dir}/event-car.json --completions {out}/completions.jsonl \
                  --config {RUN_CONFIG}/hgrm.yaml --out {out} && \
                  janus evaluate --event-car {dir}/event-car.json --predictions {out}/predictions.jsonl --prices {dataset}/prices.csv \
-                 --rewards {out}/reward.json --config {RUN_CONFIG}/evaluation.yaml --from {until} --out {out}"
+                 --rewards {out}/reward.json --config {RUN_CONFIG}/evaluation.yaml --from {until} \
+                 --model {dir}/models/grpo/model.onnx --out {out}"
             );
             if step == Step::Replay {
                 script.push_str(&format!(
