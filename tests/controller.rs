@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use common::{gate_now, good_evidence};
+use common::{gate_now, good_evidence, janus_run};
 use janus::controller::promotion::{
     KILL_SWITCH_DRILL_AT, PromotionInputs, PromotionPlan, RUNBOOK_VALIDATED, reconcile,
 };
@@ -433,61 +433,7 @@ fn a_candidate_the_operator_did_not_produce_never_has_complete_evidence() {
 // ---------- JanusRun step Jobs ----------
 
 use janus::controller::jobs::{self, Step};
-use janus::crd::{
-    ArtifactsVolume, GrpoSpec, JanusRun, JanusRunSpec, PinnedObject, SftSpec, TrainingSpec,
-};
-
-fn janus_run(
-    name: &str,
-    dataset_sha: janus::contracts::Sha256Hex,
-    trainer_image: Option<&str>,
-) -> JanusRun {
-    let mut run = JanusRun::new(
-        name,
-        JanusRunSpec {
-            dataset: PinnedObject {
-                uri: "datasets/d1".into(),
-                sha256: dataset_sha,
-            },
-            labeling: None,
-            reward: None,
-            training: TrainingSpec {
-                image: trainer_image.map(str::to_string),
-                prompt_template: PinnedObject {
-                    uri: "config/prompt-template.txt".into(),
-                    sha256: janus::contracts::Sha256Hex::of_bytes(b"prompt"),
-                },
-                sft: SftSpec {
-                    seed: 7,
-                    epochs: 2,
-                    learning_rate: 0.005,
-                },
-                grpo: GrpoSpec {
-                    seed: 8,
-                    steps: 20,
-                    group_size: 4,
-                    learning_rate: 0.002,
-                    kl_coef: 0.04,
-                    clip_range: 0.2,
-                    max_grad_norm: 1.0,
-                },
-                resources: None,
-            },
-            evaluation: None,
-            artifacts: ArtifactsVolume {
-                claim_name: "janus-artifacts".into(),
-            },
-            replay: true,
-            held_out_from: "2023-11-01".into(),
-        },
-    );
-    run.metadata.namespace = Some("research".into());
-    run.metadata.uid = Some("0b1f-uid".into());
-    run.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        "2026-11-28T08:00:00Z".parse().unwrap(),
-    ));
-    run
-}
+use janus::controller::run::{JobPhase, ObservedJob, RunInputs};
 
 #[test]
 fn step_jobs_are_deterministic_owned_and_never_retried() {
@@ -624,7 +570,9 @@ fn step_commands_run_the_whole_pipeline_locally() {
         bin.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let mut observed: BTreeMap<&'static str, ObservedJob> = BTreeMap::new();
     for step in Step::ALL {
+        let termination = dir.path().join(format!("termination-{}", step.name()));
         let command: Vec<String> = jobs::command(&run, step)
             .into_iter()
             .map(|a| {
@@ -641,8 +589,17 @@ fn step_commands_run_the_whole_pipeline_locally() {
             .args(&command[1..])
             .env("PATH", &path)
             .env("SOURCE_DATE_EPOCH", "1795852800")
+            .env("TERMINATION_MESSAGE_PATH", &termination)
             .output()
             .unwrap();
+        observed.insert(
+            step.name(),
+            ObservedJob {
+                phase: JobPhase::Succeeded,
+                termination_message: std::fs::read_to_string(&termination).ok(),
+                ..Default::default()
+            },
+        );
         assert!(
             out.status.success(),
             "{}: {}\n{}",
@@ -654,6 +611,49 @@ fn step_commands_run_the_whole_pipeline_locally() {
             assert!(String::from_utf8_lossy(&out.stdout).contains("\"matched\": true"));
         }
     }
+    // Each step's termination message is a result the run's reconcile reads: with all five,
+    // the run succeeds and its candidate pins the ONNX model that is on disk.
+    let mut started = run.clone();
+    started.status = Some(janus::crd::JanusRunStatus {
+        steps: Step::ALL
+            .iter()
+            .map(|s| janus::crd::StepRecord {
+                name: s.name().into(),
+                job: jobs::job_name("run-1", *s),
+                phase: "Running".into(),
+                started_at: None,
+                finished_at: None,
+                result_digest: None,
+                message: None,
+            })
+            .collect(),
+        ..Default::default()
+    });
+    let plan = janus::controller::run::reconcile(&RunInputs {
+        run: &started,
+        jobs: &observed,
+        now: gate_now(),
+    });
+    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"), "{plan:#?}");
+    let (name, candidate) = plan.candidate.expect("a candidate");
+    assert_eq!(name, "run-1-candidate");
+    let onnx = std::fs::read(artifacts.join("runs/run-1/models/grpo/model.onnx")).unwrap();
+    assert_eq!(
+        candidate.model.sha256,
+        janus::contracts::Sha256Hex::of_bytes(&onnx)
+    );
+    let evidence: janus::contracts::evidence::EvidenceArtifact =
+        janus::contracts::read_artifact(&artifacts.join("runs/run-1/evaluation/evidence.json"))
+            .unwrap();
+    assert_eq!(
+        candidate.lineage.evidence_manifest_hash.as_ref(),
+        Some(&evidence.manifest_hash)
+    );
+    assert_eq!(
+        evidence.model_sha256.as_ref(),
+        Some(&candidate.model.sha256)
+    );
+
     let runs = artifacts.join("runs/run-1");
     for f in [
         "event-car.json",

@@ -5,3 +5,4 @@
 pub mod candidate;
 pub mod jobs;
 pub mod promotion;
+pub mod run;

@@ -323,3 +323,56 @@ pub fn good_evidence() -> EvidenceArtifact {
         }),
     }
 }
+
+/// A JanusRun as the API server returns it (name, namespace, uid, creation time set).
+pub fn janus_run(
+    name: &str,
+    dataset_sha: janus::contracts::Sha256Hex,
+    trainer_image: Option<&str>,
+) -> janus::crd::JanusRun {
+    let mut run = janus::crd::JanusRun::new(
+        name,
+        janus::crd::JanusRunSpec {
+            dataset: janus::crd::PinnedObject {
+                uri: "datasets/d1".into(),
+                sha256: dataset_sha,
+            },
+            labeling: None,
+            reward: None,
+            training: janus::crd::TrainingSpec {
+                image: trainer_image.map(str::to_string),
+                prompt_template: janus::crd::PinnedObject {
+                    uri: "config/prompt-template.txt".into(),
+                    sha256: janus::contracts::Sha256Hex::of_bytes(b"prompt"),
+                },
+                sft: janus::crd::SftSpec {
+                    seed: 7,
+                    epochs: 2,
+                    learning_rate: 0.005,
+                },
+                grpo: janus::crd::GrpoSpec {
+                    seed: 8,
+                    steps: 20,
+                    group_size: 4,
+                    learning_rate: 0.002,
+                    kl_coef: 0.04,
+                    clip_range: 0.2,
+                    max_grad_norm: 1.0,
+                },
+                resources: None,
+            },
+            evaluation: None,
+            artifacts: janus::crd::ArtifactsVolume {
+                claim_name: "janus-artifacts".into(),
+            },
+            replay: true,
+            held_out_from: "2023-11-01".into(),
+        },
+    );
+    run.metadata.namespace = Some("research".into());
+    run.metadata.uid = Some("0b1f-uid".into());
+    run.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-11-28T08:00:00Z".parse().unwrap(),
+    ));
+    run
+}

@@ -1,0 +1,477 @@
+//! What a JanusRun's reconcile decides, as a plain function: from the run and the step Jobs
+//! observed in the cluster, its status, the one step Job to create next (if any), the
+//! JanusCandidate to create at the end, and the events of the transitions.
+//!
+//! Three rules keep a run honest:
+//! - a step starts only once: a step whose Job the status records but the cluster no longer
+//!   has fails the run rather than run again;
+//! - the inputs are locked when the first step starts (the run config hash is recorded); a
+//!   changed spec is refused with the `SpecChangeRefused` condition and nothing more starts;
+//! - a step succeeds only with a readable result (termination message) carrying the digest the
+//!   next steps and the candidate rely on.
+
+use super::jobs::{Step, job_name, run_config_hash};
+use super::promotion::set_condition;
+use crate::contracts::Sha256Hex;
+use crate::crd::{
+    ConditionStatus, JanusCandidateSpec, JanusRun, JanusRunStatus, ModelFormat, ModelRef,
+    RunLineage, StepRecord,
+};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A step Job as the cluster shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedJob {
+    pub phase: JobPhase,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The step container's termination message (its compact result, or the log tail of a
+    /// failure).
+    pub termination_message: Option<String>,
+    /// Kubernetes' own reason for a failed Job (e.g. `DeadlineExceeded`).
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobPhase {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// The compact result a step writes to its termination message. Every field is optional and
+/// unknown fields are ignored, so an external trainer's result reads as long as it carries the
+/// digests its step must give (docs/trainer-contract.md).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct StepResult {
+    pub dataset_snapshot_hash: Option<Sha256Hex>,
+    pub event_car_manifest_hash: Option<Sha256Hex>,
+    pub model_sha256: Option<Sha256Hex>,
+    pub onnx_sha256: Option<Sha256Hex>,
+    pub reward_manifest_hash: Option<Sha256Hex>,
+    pub evidence_manifest_hash: Option<Sha256Hex>,
+    pub matched: Option<bool>,
+}
+
+/// The run's working directory on the artifacts volume, relative to its root.
+pub fn run_dir(run: &str) -> String {
+    format!("runs/{run}")
+}
+
+/// Where the evaluate step leaves the evidence (relative to the artifacts root).
+pub fn evidence_path(run: &str) -> String {
+    format!("{}/evaluation/evidence.json", run_dir(run))
+}
+
+/// Where the GRPO step leaves the model the decision service runs (relative to the root).
+pub fn model_path(run: &str) -> String {
+    format!("{}/models/grpo/model.onnx", run_dir(run))
+}
+
+pub fn candidate_name(run: &str) -> String {
+    super::jobs::bounded_name(run, "candidate")
+}
+
+pub struct RunInputs<'a> {
+    pub run: &'a JanusRun,
+    /// The run's step Jobs found in the cluster, by step.
+    pub jobs: &'a BTreeMap<&'static str, ObservedJob>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    pub status: JanusRunStatus,
+    /// The step whose Job must be created now.
+    pub start: Option<Step>,
+    /// The candidate to create (name, spec), once every step succeeded.
+    pub candidate: Option<(String, JanusCandidateSpec)>,
+    /// (reason, message, warning?) of Kubernetes events.
+    pub events: Vec<(String, String, bool)>,
+}
+
+/// The steps this run executes, in order.
+pub fn steps(run: &JanusRun) -> Vec<Step> {
+    Step::ALL
+        .into_iter()
+        .filter(|s| *s != Step::Replay || run.spec.replay)
+        .collect()
+}
+
+fn parse_result(step: Step, message: Option<&str>) -> Result<StepResult, String> {
+    let text = message
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "step {} succeeded without a result in its termination message",
+                step.name()
+            )
+        })?;
+    let result: StepResult = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "step {} left an unreadable result ({e}): {}",
+            step.name(),
+            truncate(text, 200)
+        )
+    })?;
+    let need = |field: &str, present: bool| {
+        if present {
+            Ok(())
+        } else {
+            Err(format!("step {}'s result lacks `{field}`", step.name()))
+        }
+    };
+    match step {
+        Step::Label => need(
+            "event_car_manifest_hash",
+            result.event_car_manifest_hash.is_some(),
+        )?,
+        Step::Sft => need("model_sha256", result.model_sha256.is_some())?,
+        Step::Grpo => need("onnx_sha256", result.onnx_sha256.is_some())?,
+        Step::Evaluate => need(
+            "evidence_manifest_hash",
+            result.evidence_manifest_hash.is_some(),
+        )?,
+        Step::Replay => {
+            need("matched", result.matched.is_some())?;
+            if result.matched != Some(true) {
+                return Err("the replay's evidence does not match the evaluation".into());
+            }
+        }
+    }
+    Ok(result)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// One reconcile of a JanusRun.
+pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
+    let run = input.run;
+    let name = run.metadata.name.as_deref().unwrap_or_default();
+    let generation = run.metadata.generation;
+    let previous = run.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    let mut events = Vec::new();
+    let now = input.now;
+    let hash = run_config_hash(run);
+
+    let started = previous.steps.iter().any(|s| !s.job.is_empty());
+    let mut lineage = previous.lineage.clone().unwrap_or(RunLineage {
+        dataset_snapshot_hash: None,
+        event_car_manifest_hash: None,
+        reward_manifest_hash: None,
+        evidence_manifest_hash: None,
+        run_config_hash: None,
+        generation_code: None,
+    });
+    let locked = lineage.run_config_hash.clone();
+    let refused = started && locked.as_ref().is_some_and(|h| *h != hash);
+    if refused {
+        set_condition(
+            &mut status.conditions,
+            "SpecChangeRefused",
+            ConditionStatus::True,
+            "InputsChanged",
+            format!(
+                "the spec changed after the run started (inputs {} recorded, now {hash}); \
+                 nothing more starts — revert the change, or create a new JanusRun",
+                locked.as_ref().map(|h| h.to_string()).unwrap_or_default()
+            ),
+            now,
+            generation,
+        );
+    } else if status
+        .conditions
+        .0
+        .iter()
+        .any(|c| c.type_ == "SpecChangeRefused")
+    {
+        set_condition(
+            &mut status.conditions,
+            "SpecChangeRefused",
+            ConditionStatus::False,
+            "InputsUnchanged",
+            String::new(),
+            now,
+            generation,
+        );
+    }
+
+    // Observe each step in order; stop at the first that is not done.
+    let plan_steps = steps(run);
+    let mut records: Vec<StepRecord> = Vec::new();
+    let mut results: BTreeMap<&'static str, StepResult> = BTreeMap::new();
+    let mut failure: Option<String> = None;
+    let mut next: Option<Step> = None;
+    let mut current: Option<Step> = None;
+    for step in &plan_steps {
+        let step = *step;
+        let job = job_name(name, step);
+        let recorded = previous.steps.iter().find(|s| s.name == step.name());
+        let mut record = recorded.cloned().unwrap_or(StepRecord {
+            name: step.name().into(),
+            job: String::new(),
+            phase: "Pending".into(),
+            started_at: None,
+            finished_at: None,
+            result_digest: None,
+            message: None,
+        });
+        match input.jobs.get(step.name()) {
+            None if record.job.is_empty() => {
+                next = Some(step);
+                records.push(record);
+                break;
+            }
+            None if record.phase == "Succeeded" || record.phase == "Failed" => {
+                // Finished earlier and its Job has since been cleaned up: keep the record.
+                if record.phase == "Failed" {
+                    failure = record.message.clone();
+                    records.push(record);
+                    break;
+                }
+                if let Some(r) = record
+                    .message
+                    .as_deref()
+                    .and_then(|m| parse_result(step, Some(m)).ok())
+                {
+                    results.insert(step.name(), r);
+                }
+                records.push(record);
+                continue;
+            }
+            None => {
+                let why = format!(
+                    "Job {job} of step {} disappeared before finishing; a step never runs twice — create a new JanusRun",
+                    step.name()
+                );
+                record.phase = "Failed".into();
+                record.message = Some(why.clone());
+                failure = Some(why);
+                records.push(record);
+                break;
+            }
+            Some(observed) => {
+                record.job = job.clone();
+                record.started_at = observed.started_at.clone().or(record.started_at);
+                record.finished_at = observed.finished_at.clone();
+                match observed.phase {
+                    JobPhase::Running => {
+                        record.phase = "Running".into();
+                        current = Some(step);
+                        records.push(record);
+                        break;
+                    }
+                    JobPhase::Failed => {
+                        let why = format!(
+                            "step {} failed{}: {}",
+                            step.name(),
+                            observed
+                                .failure_reason
+                                .as_deref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default(),
+                            observed
+                                .termination_message
+                                .as_deref()
+                                .map(|m| truncate(m.trim(), 1000))
+                                .unwrap_or_else(|| "no termination message".into())
+                        );
+                        record.phase = "Failed".into();
+                        record.message = Some(why.clone());
+                        failure = Some(why);
+                        records.push(record);
+                        break;
+                    }
+                    JobPhase::Succeeded => {
+                        match parse_result(step, observed.termination_message.as_deref()) {
+                            Ok(r) => {
+                                record.phase = "Succeeded".into();
+                                record.message = observed
+                                    .termination_message
+                                    .as_deref()
+                                    .map(|m| m.trim().to_string());
+                                record.result_digest = match step {
+                                    Step::Label => r.event_car_manifest_hash.clone(),
+                                    Step::Sft => r.model_sha256.clone(),
+                                    Step::Grpo => r.onnx_sha256.clone(),
+                                    Step::Evaluate | Step::Replay => {
+                                        r.evidence_manifest_hash.clone()
+                                    }
+                                };
+                                results.insert(step.name(), r);
+                                records.push(record);
+                            }
+                            Err(why) => {
+                                record.phase = "Failed".into();
+                                record.message = Some(why.clone());
+                                failure = Some(why);
+                                records.push(record);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Steps not reached yet keep a Pending record, so `kubectl get -o yaml` shows the plan.
+    for step in &plan_steps {
+        if !records.iter().any(|r| r.name == step.name()) {
+            records.push(StepRecord {
+                name: step.name().into(),
+                job: String::new(),
+                phase: "Pending".into(),
+                started_at: None,
+                finished_at: None,
+                result_digest: None,
+                message: None,
+            });
+        }
+    }
+    for r in &records {
+        let before = previous.steps.iter().find(|p| p.name == r.name);
+        if before.map(|b| &b.phase) != Some(&r.phase) && r.phase != "Pending" {
+            let warning = r.phase == "Failed";
+            events.push((
+                format!("Step{}", r.phase),
+                r.message
+                    .clone()
+                    .filter(|_| warning)
+                    .unwrap_or_else(|| format!("step {} {}", r.name, r.phase.to_lowercase())),
+                warning,
+            ));
+        }
+    }
+
+    // Lineage from the results.
+    if let Some(r) = results.get("label") {
+        lineage.event_car_manifest_hash = r.event_car_manifest_hash.clone();
+        lineage.dataset_snapshot_hash = r
+            .dataset_snapshot_hash
+            .clone()
+            .or_else(|| Some(run.spec.dataset.sha256.clone()));
+    }
+    if let Some(r) = results.get("evaluate") {
+        lineage.evidence_manifest_hash = r.evidence_manifest_hash.clone();
+        lineage.reward_manifest_hash = r.reward_manifest_hash.clone();
+    }
+    lineage.generation_code = Some(crate::cli::version_string().to_string());
+
+    let mut start = None;
+    let mut candidate = None;
+    let phase;
+    if let Some(why) = &failure {
+        phase = "Failed";
+        set_condition(
+            &mut status.conditions,
+            "Succeeded",
+            ConditionStatus::False,
+            "StepFailed",
+            why.clone(),
+            now,
+            generation,
+        );
+    } else if current.is_some() {
+        phase = "Running";
+    } else if let Some(step) = next {
+        if refused {
+            phase = previous.phase.as_deref().map_or("Pending", |p| {
+                if p == "Running" { "Running" } else { "Pending" }
+            });
+        } else {
+            start = Some(step);
+            current = Some(step);
+            phase = "Running";
+            if !started {
+                lineage.run_config_hash = Some(hash.clone());
+            }
+        }
+    } else {
+        // Every step succeeded.
+        phase = "Succeeded";
+        let grpo = results.get("grpo");
+        let cname = candidate_name(name);
+        if let Some(onnx) = grpo.and_then(|r| r.onnx_sha256.clone()) {
+            candidate = Some((
+                cname.clone(),
+                JanusCandidateSpec {
+                    run_ref: name.to_string(),
+                    model: ModelRef {
+                        uri: model_path(name),
+                        sha256: onnx,
+                        format: ModelFormat::Onnx,
+                    },
+                    lineage: lineage.clone(),
+                },
+            ));
+            status.candidate = Some(cname.clone());
+        }
+        set_condition(
+            &mut status.conditions,
+            "Succeeded",
+            ConditionStatus::True,
+            "AllStepsSucceeded",
+            format!("candidate {cname}"),
+            now,
+            generation,
+        );
+    }
+    if phase == "Running" && !status.conditions.0.iter().any(|c| c.type_ == "Succeeded") {
+        set_condition(
+            &mut status.conditions,
+            "Succeeded",
+            ConditionStatus::Unknown,
+            "Running",
+            String::new(),
+            now,
+            generation,
+        );
+    }
+    if previous.phase.as_deref() != Some(phase) && (phase == "Succeeded" || phase == "Failed") {
+        events.push((
+            format!("Run{phase}"),
+            failure
+                .clone()
+                .unwrap_or_else(|| format!("candidate {}", candidate_name(name))),
+            phase == "Failed",
+        ));
+    }
+
+    status.phase = Some(phase.to_string());
+    status.current_step = current.map(|s| s.name().to_string());
+    status.steps = records;
+    if let Some(step) = start {
+        let r = status
+            .steps
+            .iter_mut()
+            .find(|r| r.name == step.name())
+            .expect("every step has a record");
+        r.job = job_name(name, step);
+        r.phase = "Running".into();
+        r.started_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        events.push((
+            "StepStarted".into(),
+            format!("step {} started as Job {}", step.name(), r.job),
+            false,
+        ));
+    }
+    status.lineage = Some(lineage);
+    status.observed_generation = generation;
+    RunPlan {
+        status,
+        start,
+        candidate,
+        events,
+    }
+}
