@@ -10,6 +10,7 @@ pub mod crd;
 pub mod evaluation;
 pub mod gates;
 pub mod labeling;
+pub mod operator;
 pub mod promotion;
 pub mod reward;
 pub mod reward_service;

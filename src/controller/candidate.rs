@@ -40,8 +40,12 @@ fn provenance_problem(input: &CandidateInputs<'_>) -> Option<String> {
     };
     if run.candidate.as_deref() != Some(input.name) {
         return Some(format!(
-            "run `{}` did not produce this candidate (it records {:?})",
-            input.spec.run_ref, run.candidate
+            "run `{}` did not produce this candidate ({})",
+            input.spec.run_ref,
+            match &run.candidate {
+                Some(c) => format!("it produced `{c}`"),
+                None => "it has produced no candidate".to_string(),
+            }
         ));
     }
     let recorded = run

@@ -1,0 +1,133 @@
+//! The operator's Prometheus metrics (OpenMetrics text on `/metrics`). Counter names gain the
+//! `_total` suffix when encoded: `promotion_attempt` is scraped as `promotion_attempt_total`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<Labels, Counter>,
+    reconcile_errors: Family<Labels, Counter>,
+    reconcile_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    promotion_attempts: Family<Labels, Counter>,
+    gate_failures: Family<Labels, Counter>,
+    evidence_complete: Family<Labels, Gauge>,
+    leader: Gauge,
+}
+
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let reconciles = Family::<Labels, Counter>::default();
+        let reconcile_errors = Family::<Labels, Counter>::default();
+        let reconcile_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+                reconcile_histogram,
+            );
+        let promotion_attempts = Family::<Labels, Counter>::default();
+        let gate_failures = Family::<Labels, Counter>::default();
+        let evidence_complete = Family::<Labels, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register("janus_reconcile", "Reconciles by kind", reconciles.clone());
+        registry.register(
+            "janus_reconcile_errors",
+            "Failed reconciles by kind and error",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "janus_reconcile_duration_seconds",
+            "Reconcile durations by kind",
+            reconcile_seconds.clone(),
+        );
+        registry.register(
+            "promotion_attempt",
+            "Promotion reconciles that changed a request's stage or phase, by target, resulting phase and reason",
+            promotion_attempts.clone(),
+        );
+        registry.register(
+            "autonomy_gate_fail",
+            "Gate failures by gate and reason, counted when a decision changes",
+            gate_failures.clone(),
+        );
+        registry.register(
+            "janus_evidence_complete",
+            "1 when a candidate's evidence is complete and verified, 0 otherwise",
+            evidence_complete.clone(),
+        );
+        registry.register(
+            "janus_operator_leader",
+            "1 while this replica holds the leader lease",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_seconds,
+            promotion_attempts,
+            gate_failures,
+            evidence_complete,
+            leader,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, kind: &str, seconds: f64) {
+        let l = labels(&[("kind", kind)]);
+        self.reconciles.get_or_create(&l).inc();
+        self.reconcile_seconds.get_or_create(&l).observe(seconds);
+    }
+    pub fn reconcile_failed(&self, kind: &str, error: &str) {
+        self.reconcile_errors
+            .get_or_create(&labels(&[("kind", kind), ("error", error)]))
+            .inc();
+    }
+    pub fn promotion_attempt(&self, target: &str, status: &str, reason: &str) {
+        self.promotion_attempts
+            .get_or_create(&labels(&[
+                ("target", target),
+                ("status", status),
+                ("reason", reason),
+            ]))
+            .inc();
+    }
+    pub fn gate_failed(&self, gate_id: &str, reason: &str) {
+        self.gate_failures
+            .get_or_create(&labels(&[("gate_id", gate_id), ("reason", reason)]))
+            .inc();
+    }
+    pub fn evidence(&self, namespace: &str, candidate: &str, complete: bool) {
+        self.evidence_complete
+            .get_or_create(&labels(&[
+                ("namespace", namespace),
+                ("candidate", candidate),
+            ]))
+            .set(i64::from(complete));
+    }
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}

@@ -1,0 +1,543 @@
+//! The glue between the API server and the pure reconcile decisions of `crate::controller`:
+//! read what a decision needs, apply what it decides (server-side apply under one field
+//! manager), publish its events, count it. Nothing here decides anything on its own.
+
+use super::Context;
+use crate::contracts::evidence::EvidenceArtifact;
+use crate::contracts::read_artifact;
+use crate::controller::jobs::{self, Step};
+use crate::controller::run::{self as run_plan, JobPhase, ObservedJob};
+use crate::controller::{candidate as candidate_plan, promotion as promotion_plan};
+use crate::crd::{
+    ConditionStatus, JanusCandidate, JanusCandidateStatus, JanusRun, PromotionRequest,
+};
+use crate::gates::RuntimeStats;
+use crate::gates::policy::GatePolicy;
+use crate::promotion::Phase;
+use chrono::Utc;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a reconcile could not finish; it is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ReconcileError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(_) => "kube",
+            ReconcileError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ReconcileError>;
+
+fn namespace<K: ResourceExt>(obj: &K) -> Result<String> {
+    obj.namespace()
+        .ok_or_else(|| ReconcileError::Invalid(format!("{} has no namespace", obj.name_any())))
+}
+
+fn owner<K: Resource<DynamicType = ()>>(obj: &K) -> Option<OwnerReference> {
+    obj.controller_owner_ref(&())
+}
+
+/// Server-side apply of a status: only the fields we write are ours; nothing else is touched.
+async fn apply_status<K, S>(api: &Api<K>, name: &str, ctx: &Context, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(&ctx.config.field_manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    action: &str,
+    events: impl IntoIterator<Item = (String, String, bool)>,
+) {
+    let reference = obj.object_ref(&());
+    for (reason, note, warning) in events {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason,
+            note: Some(note.chars().take(1000).collect()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, "cannot publish an event");
+        }
+    }
+}
+
+/// The gate policy from its ConfigMap, and whether it was readable.
+async fn policy(ctx: &Context) -> std::result::Result<GatePolicy, String> {
+    let (ns, name) = &ctx.config.policy_config_map;
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let cm = api
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("policy ConfigMap {ns}/{name}: {e}"))?
+        .ok_or_else(|| format!("policy ConfigMap {ns}/{name} not found"))?;
+    let text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(super::POLICY_KEY))
+        .ok_or_else(|| format!("policy ConfigMap {ns}/{name} lacks `{}`", super::POLICY_KEY))?;
+    crate::config::parse(
+        Path::new(&format!("configmap/{ns}/{name}/{}", super::POLICY_KEY)),
+        text,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Reads a verified evidence artifact from the artifacts volume.
+fn read_evidence(root: &Path, run: &str) -> std::result::Result<EvidenceArtifact, String> {
+    let path = root.join(run_plan::evidence_path(run));
+    read_artifact::<EvidenceArtifact>(&path).map_err(|e| e.to_string())
+}
+
+/// Runtime statistics of a candidate's shadow or paper window, when some were written to
+/// `candidates/<name>/runtime-<stage>.json` on the artifacts volume.
+fn read_runtime(root: &Path, candidate: &str, stage: &str) -> Option<RuntimeStats> {
+    let path = root.join(runtime_stats_path(candidate, stage));
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(stats) => Some(stats),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "unreadable runtime statistics");
+            None
+        }
+    }
+}
+
+/// Where a candidate's runtime statistics of a stage go (relative to the artifacts root).
+pub fn runtime_stats_path(candidate: &str, stage: &str) -> String {
+    format!("candidates/{candidate}/runtime-{stage}.json")
+}
+
+// ---------- JanusRun ----------
+
+fn observe(job: &Job, pods: &[Pod]) -> ObservedJob {
+    let status = job.status.clone().unwrap_or_default();
+    let conditions = status.conditions.unwrap_or_default();
+    let condition = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == t && c.status == "True")
+    };
+    let failed = condition("Failed");
+    let phase = if condition("Complete").is_some() {
+        JobPhase::Succeeded
+    } else if failed.is_some() {
+        JobPhase::Failed
+    } else {
+        JobPhase::Running
+    };
+    let time = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| {
+        chrono::DateTime::from_timestamp(t.0.as_second(), 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    // The newest pod's step container carries the termination message.
+    let message = pods
+        .iter()
+        .filter_map(|p| {
+            let started = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
+            let terminated = statuses
+                .iter()
+                .find_map(|c| c.state.as_ref()?.terminated.as_ref())?;
+            Some((started, terminated.message.clone()))
+        })
+        .max_by_key(|(t, _)| *t)
+        .and_then(|(_, m)| m);
+    ObservedJob {
+        phase,
+        started_at: status.start_time.as_ref().and_then(time),
+        finished_at: status
+            .completion_time
+            .as_ref()
+            .and_then(time)
+            .or_else(|| failed.and_then(|c| c.last_transition_time.as_ref().and_then(time))),
+        termination_message: message,
+        failure_reason: failed.and_then(|c| {
+            Some(match (&c.reason, &c.message) {
+                (Some(r), Some(m)) => format!("{r}: {m}"),
+                (Some(r), None) => r.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => return None,
+            })
+        }),
+    }
+}
+
+pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let ns = namespace(run.as_ref())?;
+    let name = run.name_any();
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let runs: Api<JanusRun> = Api::namespaced(ctx.client.clone(), &ns);
+
+    // Read every step Job straight from the API (not a cache): "does this Job exist" decides
+    // whether a step starts, and must not be answered by a stale view.
+    let mut observed: BTreeMap<&'static str, ObservedJob> = BTreeMap::new();
+    for step in Step::ALL {
+        let job_name = jobs::job_name(&name, step);
+        if let Some(job) = jobs_api.get_opt(&job_name).await? {
+            let pods = pods_api
+                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .await?
+                .items;
+            observed.insert(step.name(), observe(&job, &pods));
+        }
+    }
+    let plan = run_plan::reconcile(&run_plan::RunInputs {
+        run: run.as_ref(),
+        jobs: &observed,
+        now: Utc::now(),
+    });
+
+    if let Some(step) = plan.start {
+        // The run's configuration first, then the Job that mounts it.
+        let mut cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(jobs::config_map_name(&name)),
+                namespace: Some(ns.clone()),
+                owner_references: owner(run.as_ref()).map(|o| vec![o]),
+                ..Default::default()
+            },
+            data: Some(jobs::config_map_data(run.as_ref())),
+            ..Default::default()
+        };
+        cm.metadata.labels = Some(BTreeMap::from([(
+            "app.kubernetes.io/name".to_string(),
+            "janus".to_string(),
+        )]));
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+            .patch(
+                &jobs::config_map_name(&name),
+                &PatchParams::apply(&ctx.config.field_manager).force(),
+                &Patch::Apply(&cm),
+            )
+            .await?;
+        let job = jobs::job(run.as_ref(), step, &ctx.config.operator_image)
+            .ok_or_else(|| ReconcileError::Invalid(format!("run {name} lacks a uid or name")))?;
+        // Create, never update: a Job that already exists (a restart between creating it and
+        // recording it) is the same step, and is left as it is.
+        match jobs_api.create(&PostParams::default(), &job).await {
+            Ok(_) => tracing::info!(run = %name, step = step.name(), "created step Job"),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::info!(run = %name, step = step.name(), "step Job already exists")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some((cname, spec)) = &plan.candidate {
+        let candidate = serde_json::json!({
+            "apiVersion": JanusCandidate::api_version(&()),
+            "kind": JanusCandidate::kind(&()),
+            "metadata": {
+                "name": cname,
+                "namespace": ns,
+                "ownerReferences": owner(run.as_ref()).map(|o| vec![o]),
+                "labels": {"janus.torghut.io/run": jobs::bounded_name(&name, "run")},
+            },
+            "spec": spec,
+        });
+        Api::<JanusCandidate>::namespaced(ctx.client.clone(), &ns)
+            .patch(
+                cname,
+                &PatchParams::apply(&ctx.config.field_manager).force(),
+                &Patch::Apply(&candidate),
+            )
+            .await?;
+    }
+    if run.status.as_ref() != Some(&plan.status) {
+        apply_status(&runs, &name, &ctx, &plan.status).await?;
+    }
+    publish(&ctx, run.as_ref(), "Reconcile", plan.events).await;
+    ctx.metrics
+        .reconciled("JanusRun", started.elapsed().as_secs_f64());
+    Ok(match plan.status.phase.as_deref() {
+        Some("Succeeded") | Some("Failed") => Action::await_change(),
+        _ => Action::requeue(Duration::from_secs(30)),
+    })
+}
+
+// ---------- JanusCandidate ----------
+
+pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let ns = namespace(cand.as_ref())?;
+    let name = cand.name_any();
+    let candidates: Api<JanusCandidate> = Api::namespaced(ctx.client.clone(), &ns);
+    let run = Api::<JanusRun>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&cand.spec.run_ref)
+        .await?;
+    let policy = match policy(&ctx).await {
+        Ok(p) => p,
+        Err(why) => {
+            // Without a policy nothing passes; say so on the candidate and retry.
+            let mut status = cand.status.clone().unwrap_or_default();
+            promotion_plan::set_condition(
+                &mut status.conditions,
+                "GatesPassed",
+                ConditionStatus::False,
+                "PolicyUnavailable",
+                why.clone(),
+                Utc::now(),
+                cand.metadata.generation,
+            );
+            apply_status(&candidates, &name, &ctx, &status).await?;
+            return Err(ReconcileError::Invalid(why));
+        }
+    };
+    let evidence = read_evidence(&ctx.config.artifacts_root, &cand.spec.run_ref);
+    let runtime = read_runtime(&ctx.config.artifacts_root, &name, "shadow");
+    let before = cand.status.clone();
+    let status = candidate_plan::reconcile(&candidate_plan::CandidateInputs {
+        name: &name,
+        generation: cand.metadata.generation,
+        spec: &cand.spec,
+        status: before.as_ref(),
+        run: run.as_ref().and_then(|r| r.status.as_ref()),
+        evidence: evidence.as_ref().map_err(Clone::clone),
+        runtime: runtime.as_ref(),
+        policy: &policy,
+        now: Utc::now(),
+    });
+    let complete = condition_true(&status, "EvidenceComplete");
+    ctx.metrics.evidence(&ns, &name, complete);
+    if before.as_ref() != Some(&status) {
+        let changed = |t: &str| {
+            before
+                .as_ref()
+                .map(|b| condition_true(b, t))
+                .unwrap_or(false)
+                != condition_true(&status, t)
+                || before.is_none()
+        };
+        let mut events = Vec::new();
+        for t in ["EvidenceComplete", "Reproducible", "GatesPassed"] {
+            if changed(t) {
+                let c = status.conditions.0.iter().find(|c| c.type_ == t);
+                events.push((
+                    c.map(|c| c.reason.clone()).unwrap_or_default(),
+                    c.map(|c| format!("{t}={:?}: {}", c.status, c.message))
+                        .unwrap_or_default(),
+                    !condition_true(&status, t),
+                ));
+            }
+        }
+        apply_status(&candidates, &name, &ctx, &status).await?;
+        publish(&ctx, cand.as_ref(), "Evaluate", events).await;
+    }
+    ctx.metrics
+        .reconciled("JanusCandidate", started.elapsed().as_secs_f64());
+    // Drills and runtime statistics age and arrive without an event: look again regularly.
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+fn condition_true(status: &JanusCandidateStatus, t: &str) -> bool {
+    status
+        .conditions
+        .0
+        .iter()
+        .any(|c| c.type_ == t && c.status == ConditionStatus::True)
+}
+
+// ---------- PromotionRequest ----------
+
+/// Who changed the request last: the approver's annotation, else the newest field manager.
+fn actor(pr: &PromotionRequest) -> String {
+    let managed = pr.metadata.managed_fields.clone().unwrap_or_default();
+    managed
+        .iter()
+        .filter(|m| m.subresource.as_deref().unwrap_or("").is_empty())
+        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
+        .and_then(|m| m.manager.clone())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let ns = namespace(pr.as_ref())?;
+    let name = pr.name_any();
+    let requests: Api<PromotionRequest> = Api::namespaced(ctx.client.clone(), &ns);
+    let candidate = Api::<JanusCandidate>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&pr.spec.candidate)
+        .await?;
+    // Without a readable policy only the kill switch may act (the stage machine takes it first,
+    // whatever the gates say); anything else waits.
+    let policy = match policy(&ctx).await {
+        Ok(p) => p,
+        Err(why) if pr.spec.kill_switch => {
+            tracing::warn!(error = %why, "kill switch acted on without a readable policy");
+            GatePolicy::default()
+        }
+        Err(why) => return Err(ReconcileError::Invalid(why)),
+    };
+    // The candidate's evidence counts only as the operator verified it on the candidate.
+    let evidence: std::result::Result<EvidenceArtifact, String> = match &candidate {
+        None => Err(format!("candidate `{}` not found", pr.spec.candidate)),
+        Some(c) => {
+            let status = c.status.clone().unwrap_or_default();
+            if !condition_true(&status, "EvidenceComplete") {
+                Err(format!(
+                    "candidate `{}` has no complete, verified evidence",
+                    pr.spec.candidate
+                ))
+            } else {
+                read_evidence(&ctx.config.artifacts_root, &c.spec.run_ref).and_then(|e| {
+                    if Some(&e.manifest_hash) == status.evidence_manifest_hash.as_ref() {
+                        Ok(e)
+                    } else {
+                        Err(format!(
+                            "the evidence on disk ({}) is not the evidence verified on candidate `{}`",
+                            e.manifest_hash, pr.spec.candidate
+                        ))
+                    }
+                })
+            }
+        }
+    };
+    // The stage the candidate holds: the highest stage another request promoted it to.
+    let candidate_stage = requests
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|o| o.spec.candidate == pr.spec.candidate && o.name_any() != name)
+        .filter_map(|o| o.status)
+        .filter(|s| s.phase == Some(Phase::Promoted))
+        .filter_map(|s| s.stage)
+        .max();
+    let runtime_stage = match pr.spec.target {
+        crate::gates::Target::Paper => "shadow",
+        crate::gates::Target::Canary => "paper",
+    };
+    let runtime = read_runtime(
+        &ctx.config.artifacts_root,
+        &pr.spec.candidate,
+        runtime_stage,
+    );
+    let annotations = pr.annotations().clone();
+    let actor = annotations
+        .get(crate::crd::APPROVED_BY)
+        .cloned()
+        .unwrap_or_else(|| actor(pr.as_ref()));
+    let plan = promotion_plan::reconcile(&promotion_plan::PromotionInputs {
+        name: &name,
+        generation: pr.metadata.generation,
+        spec: &pr.spec,
+        annotations: &annotations,
+        status: pr.status.as_ref(),
+        candidate_stage,
+        model: candidate.as_ref().map(|c| &c.spec.model),
+        evidence: evidence.as_ref().map_err(Clone::clone),
+        runtime: runtime.as_ref(),
+        policy: &policy,
+        actor: &actor,
+        now: Utc::now(),
+    });
+
+    // The runtime ConfigMap first: a kill switch must reach the decision service even if the
+    // status write that follows fails.
+    if let Some(data) = &plan.runtime_config {
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(runtime_config_map_name(&name)),
+                namespace: Some(ns.clone()),
+                owner_references: owner(pr.as_ref()).map(|o| vec![o]),
+                labels: Some(BTreeMap::from([
+                    ("app.kubernetes.io/name".to_string(), "janus".to_string()),
+                    (
+                        "app.kubernetes.io/component".to_string(),
+                        "runtime-config".to_string(),
+                    ),
+                ])),
+                ..Default::default()
+            },
+            data: Some(data.clone()),
+            ..Default::default()
+        };
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+            .patch(
+                &runtime_config_map_name(&name),
+                &PatchParams::apply(&ctx.config.field_manager).force(),
+                &Patch::Apply(&cm),
+            )
+            .await?;
+    }
+    let previous = pr.status.clone().unwrap_or_default();
+    if pr.status.as_ref() != Some(&plan.status) {
+        apply_status(&requests, &name, &ctx, &plan.status).await?;
+    }
+    let (stage, phase) = (plan.status.stage, plan.status.phase);
+    if (previous.stage, previous.phase) != (stage, phase) {
+        let target = format!("{:?}", pr.spec.target).to_lowercase();
+        let status = phase.map(|p| format!("{p:?}")).unwrap_or_default();
+        let reason = plan
+            .events
+            .first()
+            .map(|(r, _)| r.clone())
+            .unwrap_or_default();
+        ctx.metrics.promotion_attempt(&target, &status, &reason);
+        if let Some(report) = &plan.status.gate_report {
+            for gate in report.failed() {
+                for r in &gate.reasons {
+                    ctx.metrics.gate_failed(&gate.id, &r.code);
+                }
+            }
+        }
+    }
+    let warn = matches!(phase, Some(Phase::Blocked | Phase::Halted));
+    publish(
+        &ctx,
+        pr.as_ref(),
+        "Promote",
+        plan.events.into_iter().map(|(r, m)| (r, m, warn)),
+    )
+    .await;
+    ctx.metrics
+        .reconciled("PromotionRequest", started.elapsed().as_secs_f64());
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// The runtime ConfigMap a PromotionRequest writes for the decision service.
+pub fn runtime_config_map_name(promotion_request: &str) -> String {
+    jobs::bounded_name(promotion_request, "runtime")
+}
