@@ -1,0 +1,15 @@
+{{- define "janus.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+{{- define "janus.namespace" -}}{{ default .Release.Namespace .Values.watchNamespace }}{{- end -}}
+{{- define "janus.serviceAccount" -}}{{ default (include "janus.fullname" .) .Values.serviceAccount.name }}{{- end -}}
+{{- define "janus.labels" -}}
+app.kubernetes.io/name: janus-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+{{- define "janus.selector" -}}
+app.kubernetes.io/name: janus-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

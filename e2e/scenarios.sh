@@ -1,0 +1,263 @@
+# The e2e scenarios, sourced by e2e/run. Each runs in a subshell with `set -e`; state shared
+# between scenarios goes through files in $E2E. The kubectl commands here are the runbooks'
+# (docs/runbooks/).
+
+k() { kubectl -n "$NS" "$@"; }
+fail() { echo "FAIL: $*"; exit 1; }
+jp() { k get "$1" -o "jsonpath=$2"; }
+# eventually SECONDS COMMAND...: retries COMMAND every 0.1 s until it succeeds.
+eventually() {
+  local until=$(($(date +%s) + $1)); shift
+  while ! "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$until" ] || { echo "timed out: $*"; return 1; }
+    sleep 0.1
+  done
+}
+now_ms() { date +%s%3N; }
+has_phase() { [ -n "$(jp "promotionrequest/$1" '{.status.phase}')" ]; }
+rfc3339_ago() { date -u -d "$1 hours ago" +%Y-%m-%dT%H:%M:%SZ; }
+
+write_run() { # write_run NAME SFT_SEED
+  cat <<YAML
+apiVersion: janus.torghut.io/v1alpha1
+kind: JanusRun
+metadata:
+  name: $1
+spec:
+  dataset: {uri: datasets/d1, sha256: $(cat "$E2E/dataset-sha")}
+  training:
+    promptTemplate: {uri: config/prompt-template.txt, sha256: $(cat "$E2E/prompt-sha")}
+    sft: {seed: $2, epochs: 2, learningRate: 0.005}
+    grpo: {seed: $(($2 + 1)), steps: 20, groupSize: 4, learningRate: 0.002, klCoef: 0.04, clipRange: 0.2, maxGradNorm: 1.0}
+  artifacts: {claimName: janus-artifacts}
+  heldOutFrom: "2023-09-01"
+YAML
+}
+
+# Runtime statistics of a completed stability window, as the decision service reports them.
+write_runtime_stats() { # write_runtime_stats CANDIDATE STAGE
+  mkdir -p "$ART/candidates/$1"
+  cat >"$ART/candidates/$1/runtime-$2.json" <<JSON
+{"stage": "$2", "window_start": "$(rfc3339_ago 100)", "window_end": "$(rfc3339_ago 1)", "completed": true,
+ "decisions": 5000, "feature_schema_version": "janus-event-car-v1", "null_rate": 0.0, "staleness_p95_ms": 500,
+ "symbol_coverage": 1.0, "error_ratio": 0.0, "fallback_ratio": 0.01, "latency_p95_ms": 10, "timeout_ratio": 0.0}
+JSON
+}
+
+s1_run_to_candidate() {
+  janus scenario --seed 12 --symbols 80 --days 300 --events 3000 --out "$ART/datasets/d1" >/dev/null
+  # The dataset's pinned digest, as its curator publishes it.
+  janus label --dataset "$ART/datasets/d1" --out "$E2E/probe" >/dev/null
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lineage"]["dataset_snapshot_hash"])' \
+    "$E2E/probe/event-car.json" >"$E2E/dataset-sha"
+  mkdir -p "$ART/config"
+  cp "$ROOT/config/prompt-template.txt" "$ART/config/"
+  sha256sum "$ART/config/prompt-template.txt" | cut -d' ' -f1 >"$E2E/prompt-sha"
+
+  write_run r1 7 | k apply -f -
+  k wait janusrun/r1 --for=condition=Succeeded --timeout=300s
+  k get janusrun r1
+  [ "$(jp janusrun/r1 '{.status.phase}')" = Succeeded ] || fail "run phase"
+  [ "$(jp janusrun/r1 '{.status.candidate}')" = r1-candidate ] || fail "run names no candidate"
+  k wait januscandidate/r1-candidate --for=condition=EvidenceComplete --timeout=60s || { k get januscandidate r1-candidate -o yaml; exit 1; }
+  k wait januscandidate/r1-candidate --for=condition=Reproducible --timeout=60s
+  k get januscandidate r1-candidate
+  # Five step Jobs, each with one pod, and lineage that matches the artifacts on disk.
+  [ "$(k get jobs -l janus.torghut.io/run=r1-run -o name | wc -l)" = 5 ] || fail "not 5 Jobs"
+  local evidence_hash onnx_sha
+  evidence_hash="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifest_hash"])' "$ART/runs/r1/evaluation/evidence.json")"
+  [ "$(jp januscandidate/r1-candidate '{.spec.lineage.evidenceManifestHash}')" = "$evidence_hash" ] || fail "candidate lineage: evidence hash"
+  [ "$(jp januscandidate/r1-candidate '{.status.evidenceManifestHash}')" = "$evidence_hash" ] || fail "candidate status: evidence hash"
+  onnx_sha="$(sha256sum "$ART/runs/r1/models/grpo/model.onnx" | cut -d' ' -f1)"
+  [ "$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" = "$onnx_sha" ] || fail "candidate model digest"
+  [ "$(jp janusrun/r1 '{.status.lineage.datasetSnapshotHash}')" = "$(cat "$E2E/dataset-sha")" ] || fail "dataset hash"
+  k get events --field-selector involvedObject.name=r1 -o custom-columns=REASON:.reason --no-headers | sort | uniq -c
+}
+
+s2_promotions() {
+  # The shadow window's statistics (the decision service's report) for the paper gates.
+  write_runtime_stats r1-candidate shadow
+  cat <<YAML | k apply -f -
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: r1-paper}
+spec: {candidate: r1-candidate, target: paper}
+YAML
+  k wait promotionrequest/r1-paper --for=condition=Promoted --timeout=60s || { k get promotionrequest r1-paper -o yaml; exit 1; }
+  eventually 10 k get configmap r1-paper-runtime
+  [ "$(jp configmap/r1-paper-runtime '{.data.stage}')" = paper ] || fail "runtime stage"
+  [ "$(jp configmap/r1-paper-runtime '{.data.tradingEnabled}')" = true ] || fail "trading not enabled"
+  [ "$(jp configmap/r1-paper-runtime '{.data.modelSha256}')" = "$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" ] || fail "runtime model digest"
+
+  # Canary: the paper window's statistics, but no approval yet.
+  write_runtime_stats r1-candidate paper
+  cat <<YAML | k apply -f -
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: r1-canary}
+spec:
+  candidate: r1-candidate
+  target: canary
+  canary: {symbols: ["600000.SH"], maxOrderNotional: 100000, maxGrossNotional: 1000000, maxNetNotional: 250000}
+YAML
+  k wait promotionrequest/r1-canary --for=jsonpath='{.status.phase}'=Blocked --timeout=60s
+  k wait promotionrequest/r1-canary --for=condition=Approved=False --timeout=10s
+  echo "blocked without approval: $(jp promotionrequest/r1-canary '{.status.blockers}')"
+  # Approval on record, drills done, but the rollback drill is 100 h old (policy: 72 h).
+  k annotate promotionrequest r1-canary \
+    janus.torghut.io/approved-by=alice@example.com janus.torghut.io/approval-token=e2e-token \
+    janus.torghut.io/kill-switch-drill-at="$(rfc3339_ago 2)" janus.torghut.io/runbook-validated=true \
+    janus.torghut.io/rollback-drill-at="$(rfc3339_ago 100)"
+  k wait promotionrequest/r1-canary --for=condition=Approved --timeout=30s
+  k wait promotionrequest/r1-canary --for=condition=RollbackDrillFresh=False --timeout=10s
+  [ "$(jp promotionrequest/r1-canary '{.status.phase}')" = Blocked ] || fail "promoted with a stale drill"
+  echo "blocked with a stale drill: $(jp promotionrequest/r1-canary '{.status.blockers}')"
+  # A fresh rollback drill (docs/runbooks/rollback-drill.md records it this way).
+  k annotate --overwrite promotionrequest r1-canary janus.torghut.io/rollback-drill-at="$(rfc3339_ago 1)"
+  k wait promotionrequest/r1-canary --for=condition=Promoted --timeout=30s
+  [ "$(jp promotionrequest/r1-canary '{.status.stage}')" = canary ] || fail "stage"
+  eventually 10 k get configmap r1-canary-runtime
+  jp configmap/r1-canary-runtime '{.data.canaryLimits}' | grep -q maxGrossNotional || fail "canary limits"
+  k get promotionrequests
+}
+
+s3_kill_switch() {
+  [ "$(jp configmap/r1-canary-runtime '{.data.tradingEnabled}')" = true ] || fail "canary not trading before the drill"
+  local t0 t1
+  t0=$(now_ms)
+  k patch promotionrequest r1-canary --type merge -p '{"spec":{"killSwitch":true}}'
+  until [ "$(jp configmap/r1-canary-runtime '{.data.tradingEnabled}')" = false ]; do
+    [ $(($(now_ms) - t0)) -lt 10000 ] || fail "trading still enabled after 10 s"
+    sleep 0.05
+  done
+  t1=$(now_ms)
+  local ms=$((t1 - t0))
+  echo "${ms} ms" >"$E2E/kill-switch-latency"
+  echo "kill switch → tradingEnabled=false in ${ms} ms"
+  [ "$(jp configmap/r1-canary-runtime '{.data.forceFallback}')" = true ] || fail "fallback not forced"
+  k wait promotionrequest/r1-canary --for=condition=KillSwitchEngaged --timeout=10s
+  k wait promotionrequest/r1-canary --for=jsonpath='{.status.phase}'=Halted --timeout=10s
+  [ "$ms" -lt 2000 ] || fail "kill switch took ${ms} ms (> 2 s)"
+  # Clearing the switch does not re-promote: the request stays halted.
+  k patch promotionrequest r1-canary --type merge -p '{"spec":{"killSwitch":false}}'
+  sleep 2
+  [ "$(jp promotionrequest/r1-canary '{.status.phase}')" = Halted ] || fail "clearing the switch re-promoted"
+  [ "$(jp configmap/r1-canary-runtime '{.data.tradingEnabled}')" = false ] || fail "trading re-enabled"
+}
+
+s4_restart() {
+  echo 3 >"$E2E_STEP_DELAY_FILE"
+  write_run r2 11 | k apply -f -
+  eventually 60 k get job r2-label
+  # Kill the leader while the label step runs, before it can record anything more.
+  kill -9 "$(cat "$E2E/pid-op-a")"
+  echo "killed op-a while $(jp janusrun/r2 '{.status.currentStep}') ran"
+  echo 0 >"$E2E_STEP_DELAY_FILE"
+  start_operator op-b
+  wait_leader op-b || fail "op-b never took the lease"
+  k wait janusrun/r2 --for=condition=Succeeded --timeout=300s
+  k get jobs -l janus.torghut.io/run=r2-run
+  [ "$(k get jobs -l janus.torghut.io/run=r2-run -o name | wc -l)" = 5 ] || fail "not exactly 5 Jobs"
+  [ "$(k get pods -l janus.torghut.io/run=r2-run -o name | wc -l)" = 5 ] || fail "a step ran twice"
+  k wait januscandidate/r2-candidate --for=condition=EvidenceComplete --timeout=60s
+}
+
+s5_malformed() {
+  local out
+  if out=$(cat <<YAML | k apply -f - 2>&1
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: bad-target}
+spec: {candidate: r1-candidate, target: live}
+YAML
+  ); then fail "unknown target accepted"; fi
+  echo "unknown target: $out"
+  if out=$(cat <<YAML | k apply -f - 2>&1
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: bad-limits}
+spec:
+  candidate: r1-candidate
+  target: canary
+  canary: {symbols: ["600000.SH"], maxOrderNotional: -1, maxGrossNotional: 1000000, maxNetNotional: 250000}
+YAML
+  ); then fail "negative limit accepted"; fi
+  echo "negative limit: $out"
+  if out=$(write_run bad-hash 7 | sed 's/sha256: [0-9a-f]\{64\}}/sha256: not-a-hash}/' | k apply -f - 2>&1); then
+    fail "bad hash accepted"
+  fi
+  echo "bad hash: $out"
+
+  # A hand-made candidate (no run produced it) never has complete evidence.
+  cat <<YAML | k apply -f -
+apiVersion: janus.torghut.io/v1alpha1
+kind: JanusCandidate
+metadata: {name: forged}
+spec:
+  runRef: r1
+  model: {uri: runs/r1/models/grpo/model.onnx, sha256: $(jp januscandidate/r1-candidate '{.spec.model.sha256}'), format: onnx}
+  lineage: {}
+YAML
+  k wait januscandidate/forged --for=condition=EvidenceComplete=False --timeout=60s
+  echo "forged: $(jp januscandidate/forged '{.status.conditions[?(@.type=="EvidenceComplete")].message}')"
+  cat <<YAML | k apply -f -
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: forged-paper}
+spec: {candidate: forged, target: paper}
+YAML
+  k wait promotionrequest/forged-paper --for=jsonpath='{.status.phase}'=Blocked --timeout=60s
+
+  # Tamper with r2's evidence on the volume: the candidate loses it, and is never promoted.
+  python3 - "$ART/runs/r2/evaluation/evidence.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+e = json.load(open(p))
+e["metrics"]["sr"] = 9.99
+open(p, "w").write(json.dumps(e))
+PY
+  write_runtime_stats r2-candidate shadow
+  k annotate januscandidate r2-candidate e2e/poke="$(date +%s)" --overwrite
+  k wait januscandidate/r2-candidate --for=condition=EvidenceComplete=False --timeout=60s
+  echo "tampered: $(jp januscandidate/r2-candidate '{.status.conditions[?(@.type=="EvidenceComplete")].message}')"
+  cat <<YAML | k apply -f -
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: r2-paper}
+spec: {candidate: r2-candidate, target: paper}
+YAML
+  k wait promotionrequest/r2-paper --for=jsonpath='{.status.phase}'=Blocked --timeout=60s
+  sleep 2
+  [ "$(jp promotionrequest/r2-paper '{.status.phase}')" = Blocked ] || fail "tampered candidate promoted"
+  ! k get configmap r2-paper-runtime 2>/dev/null || fail "runtime ConfigMap written for a tampered candidate"
+}
+
+s6_two_replicas() {
+  start_operator op-c
+  local standby_port leader_port
+  standby_port=$(cat "$E2E/port-op-c")
+  leader_port=$(cat "$E2E/port-op-b")
+  eventually 20 curl -fsS "http://127.0.0.1:$standby_port/readyz"
+  sleep 2
+  [ "$(leader)" = op-b ] || fail "the leader changed when a standby started"
+  curl -fsS "http://127.0.0.1:$standby_port/metrics" | grep -q '^janus_operator_leader 0' || fail "standby claims to lead"
+  if curl -fsS "http://127.0.0.1:$standby_port/metrics" | grep -q '^janus_reconcile_total'; then fail "the standby reconciled"; fi
+  curl -fsS "http://127.0.0.1:$leader_port/metrics" | grep -q '^janus_reconcile_total' || fail "the leader has no reconciles"
+  curl -fsS "http://127.0.0.1:$leader_port/metrics" | grep '^promotion_attempt_total' || true
+  local t0 t1
+  t0=$(now_ms)
+  kill -9 "$(cat "$E2E/pid-op-b")"
+  wait_leader op-c || fail "op-c never took over"
+  t1=$(now_ms)
+  echo "$((t1 - t0)) ms" >"$E2E/handover-latency"
+  echo "handover in $((t1 - t0)) ms"
+  # The new leader reconciles: a new request is decided.
+  cat <<YAML | k apply -f -
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: after-handover}
+spec: {candidate: r1-candidate, target: paper}
+YAML
+  eventually 30 has_phase after-handover
+  echo "after handover: $(jp promotionrequest/after-handover '{.status.phase}') $(jp promotionrequest/after-handover '{.status.blockers}')"
+}
