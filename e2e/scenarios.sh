@@ -261,3 +261,35 @@ YAML
   eventually 30 has_phase after-handover
   echo "after handover: $(jp promotionrequest/after-handover '{.status.phase}') $(jp promotionrequest/after-handover '{.status.blockers}')"
 }
+
+s7_failed_run() {
+  # A run pinned to a dataset digest the files do not have: its label step refuses, and the run
+  # fails with that reason (docs/runbooks/stuck-run.md reads it this way).
+  write_run r-bad-pin 21 | sed "s/sha256: $(cat "$E2E/dataset-sha")/sha256: $(printf '0%.0s' $(seq 64))/" | k apply -f -
+  k wait janusrun/r-bad-pin --for=condition=Succeeded=False --timeout=120s
+  k get janusrun r-bad-pin
+  local why
+  why="$(jp janusrun/r-bad-pin '{.status.conditions[?(@.type=="Succeeded")].message}')"
+  echo "reason: $why"
+  echo "$why" | grep -q "step label failed" || fail "reason does not name the step"
+  echo "$why" | grep -q "refusing to label a different dataset" || fail "reason does not say why"
+  [ "$(jp janusrun/r-bad-pin '{.status.phase}')" = Failed ] || fail "phase"
+  [ "$(k get jobs -l janus.torghut.io/run=r-bad-pin-run -o name | wc -l)" = 1 ] || fail "steps after a failure"
+  ! k get januscandidate r-bad-pin-candidate 2>/dev/null || fail "a failed run produced a candidate"
+  k get events --field-selector involvedObject.name=r-bad-pin,type=Warning -o custom-columns=REASON:.reason --no-headers | grep -q StepFailed || fail "no warning event"
+}
+
+s8_rollback_drill() {
+  # docs/runbooks/rollback-drill.md: roll the paper request back one stage, see trading stop,
+  # and record the drill's time where gate4 reads it.
+  [ "$(jp configmap/r1-paper-runtime '{.data.tradingEnabled}')" = true ] || fail "paper not trading before the drill"
+  k annotate promotionrequest r1-paper janus.torghut.io/rollback-reason="drill: rollback rehearsal $(date -u +%F)"
+  k wait promotionrequest/r1-paper --for=jsonpath='{.status.phase}'=RolledBack --timeout=30s
+  [ "$(jp promotionrequest/r1-paper '{.status.stage}')" = shadow ] || fail "not one stage down"
+  eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap r1-paper-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]"
+  jp promotionrequest/r1-paper '{.status.history[-1]}'; echo
+  jp promotionrequest/r1-paper '{.status.history[-1].reason}' | grep -q "drill: rollback rehearsal" || fail "history lacks the reason"
+  # Final for this request: nothing re-promotes it.
+  sleep 2
+  [ "$(jp promotionrequest/r1-paper '{.status.phase}')" = RolledBack ] || fail "re-promoted after a rollback"
+}

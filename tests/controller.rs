@@ -272,6 +272,64 @@ fn the_kill_switch_halts_in_the_same_reconcile() {
 }
 
 #[test]
+fn a_rollback_annotation_demotes_once_stops_trading_and_is_final() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    let paper = run(&spec(Target::Paper, false), &none, None, now);
+    assert_eq!(paper.status.phase, Some(Phase::Promoted));
+    let ask = BTreeMap::from([(
+        janus::crd::ROLLBACK_REASON.to_string(),
+        "drill: rollback rehearsal".to_string(),
+    )]);
+    let rolled = run(&spec(Target::Paper, false), &ask, Some(&paper.status), now);
+    assert_eq!(rolled.status.phase, Some(Phase::RolledBack));
+    assert_eq!(rolled.status.stage, Some(Stage::Shadow));
+    let last = rolled.status.history.last().unwrap();
+    assert_eq!(
+        (
+            last.from,
+            last.to,
+            last.reason.as_str(),
+            last.actor.as_str()
+        ),
+        (
+            Stage::Paper,
+            Stage::Shadow,
+            "drill: rollback rehearsal",
+            "alice"
+        )
+    );
+    let cm = rolled
+        .runtime_config
+        .as_ref()
+        .expect("the runtime learns of it");
+    assert_eq!(cm["tradingEnabled"], "false");
+    assert_eq!(condition(&rolled, "Promoted"), ConditionStatus::False);
+    assert_eq!(rolled.events[0].0, "RolledBack");
+    // Final: the gates still pass, yet the request neither re-promotes nor rolls back again.
+    for annotations in [&ask, &none] {
+        let again = run(
+            &spec(Target::Paper, false),
+            annotations,
+            Some(&rolled.status),
+            now,
+        );
+        assert_eq!(again.status.phase, Some(Phase::RolledBack));
+        assert_eq!(again.status.history, rolled.status.history);
+        assert_eq!(
+            again.runtime_config.as_ref().unwrap()["tradingEnabled"],
+            "false"
+        );
+    }
+    // The kill switch still acts on it.
+    let halted = run(&spec(Target::Paper, true), &none, Some(&rolled.status), now);
+    assert_eq!(halted.status.phase, Some(Phase::Halted));
+    // A rollback asked of a request that was never promoted changes nothing.
+    let fresh_blocked = run(&spec(Target::Canary, false), &ask, None, now);
+    assert_ne!(fresh_blocked.status.phase, Some(Phase::RolledBack));
+}
+
+#[test]
 fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
     let now = gate_now();
     let paper = run(&spec(Target::Paper, false), &BTreeMap::new(), None, now);

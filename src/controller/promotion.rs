@@ -8,11 +8,11 @@ use crate::contracts::Sha256Hex;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::crd::{
     APPROVAL_TOKEN, APPROVED_BY, ApprovalRecord, Condition, ConditionStatus, Conditions, ModelRef,
-    PromotionRequestSpec, PromotionRequestStatus, ROLLBACK_DRILL_AT,
+    PromotionRequestSpec, PromotionRequestStatus, ROLLBACK_DRILL_AT, ROLLBACK_REASON,
 };
 use crate::gates::policy::GatePolicy;
 use crate::gates::{Approval, GateInputs, Operations, RuntimeStats, Target, evaluate};
-use crate::promotion::{Phase, PromotionState, Stage, step};
+use crate::promotion::{Phase, PromotionState, Stage, rollback, step};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -162,6 +162,20 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     );
     let usable = blockers.is_empty().then_some(&decision);
     let before = (state.stage, state.phase);
+    // A rollback asked for on a promoted request (the kill switch still comes first).
+    let rollback_reason = input
+        .annotations
+        .get(ROLLBACK_REASON)
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty());
+    if let (Some(reason), false, Phase::Promoted) =
+        (rollback_reason, input.spec.kill_switch, state.phase)
+    {
+        match rollback(&state, reason, input.actor, input.now) {
+            Ok(next) => state = next,
+            Err(e) => blockers.push(format!("rollback refused: {e}")),
+        }
+    }
     state = step(
         &state,
         input.spec.target,
@@ -280,9 +294,10 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     );
 
     let flags = state.runtime_flags();
+    // Written while a stage is being served and whenever trading must stop (halt, rollback).
     let runtime_config = match (state.phase, input.model) {
-        (Phase::Promoted | Phase::Halted, Some(model))
-            if state.stage != Stage::Shadow || state.phase == Phase::Halted =>
+        (Phase::Promoted | Phase::Halted | Phase::RolledBack, Some(model))
+            if state.stage != Stage::Shadow || state.phase != Phase::Promoted =>
         {
             let mut data = BTreeMap::from([
                 (

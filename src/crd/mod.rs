@@ -23,6 +23,8 @@ pub const GROUP: &str = "janus.torghut.io";
 pub const APPROVED_BY: &str = "janus.torghut.io/approved-by";
 pub const APPROVAL_TOKEN: &str = "janus.torghut.io/approval-token";
 pub const ROLLBACK_DRILL_AT: &str = "janus.torghut.io/rollback-drill-at";
+/// Set on a promoted request to roll it back one stage (the value is the reason, recorded).
+pub const ROLLBACK_REASON: &str = "janus.torghut.io/rollback-reason";
 
 // ---------- shared ----------
 

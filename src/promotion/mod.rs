@@ -146,6 +146,11 @@ pub fn step(
         }
         return next;
     }
+    if state.phase == Phase::RolledBack {
+        // Like a halt, a rollback is final for this request.
+        next.reasons = vec!["rolled back; resuming needs a new promotion request".into()];
+        return next;
+    }
     if state.phase == Phase::Halted {
         // Clearing the switch leaves the request halted: resuming takes a new request.
         next.reasons = vec![
