@@ -265,7 +265,7 @@ YAML
 s7_failed_run() {
   # A run pinned to a dataset digest the files do not have: its label step refuses, and the run
   # fails with that reason (docs/runbooks/stuck-run.md reads it this way).
-  write_run r-bad-pin 21 | sed "s/sha256: $(cat "$E2E/dataset-sha")/sha256: $(printf '0%.0s' $(seq 64))/" | k apply -f -
+  write_run r-bad-pin 21 | sed "s/sha256: $(cat "$E2E/dataset-sha")/sha256: $(printf 'f%.0s' $(seq 64))/" | k apply -f -
   k wait janusrun/r-bad-pin --for=condition=Succeeded=False --timeout=120s
   k get janusrun r-bad-pin
   local why
