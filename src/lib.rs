@@ -17,5 +17,6 @@ pub mod reward_service;
 pub mod rng;
 pub mod runtime;
 pub mod scenario;
+pub mod serve;
 pub mod taxonomy;
 pub mod training;

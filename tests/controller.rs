@@ -84,6 +84,7 @@ fn run_at(
         status,
         candidate_stage,
         model: Some(&m),
+        history_uri: Some("runs/run-1/event-car.json"),
         evidence: Ok(&evidence),
         runtime: Some(&stats),
         policy: &GatePolicy::default(),
@@ -249,6 +250,15 @@ fn the_kill_switch_halts_in_the_same_reconcile() {
     let cm = halted.runtime_config.as_ref().unwrap();
     assert_eq!(cm["tradingEnabled"], "false");
     assert_eq!(cm["forceFallback"], "true");
+    // What the operator writes is what the decision service reads, field for field.
+    let read = janus::runtime::config::RuntimeConfig::from_data(cm).unwrap();
+    assert!(!read.trading_enabled && read.force_fallback);
+    assert_eq!(read.model_sha256, model().sha256);
+    assert_eq!(
+        read.history_uri.as_deref(),
+        Some("runs/run-1/event-car.json")
+    );
+    assert_eq!(&read.to_data(), cm);
     assert_eq!(halted.events[0].0, "KillSwitchEngaged");
     // Even a fresh request with the switch on halts before anything is promoted.
     let fresh = run(&spec(Target::Paper, true), &BTreeMap::new(), None, now);
@@ -355,6 +365,7 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
         status: None,
         candidate_stage: None,
         model: None,
+        history_uri: None,
         evidence: Ok(&evidence),
         runtime: None,
         policy: &GatePolicy::default(),

@@ -59,6 +59,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run the operator: reconcile JanusRuns, JanusCandidates and PromotionRequests.
     Controller(crate::operator::ControllerArgs),
+    /// The decision service: the promoted model behind a time budget, the fallback, the kill
+    /// switch and canary limits (POST /v1/decide).
+    Serve(crate::serve::ServeArgs),
 }
 
 pub fn version_string() -> &'static str {
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Controller(args) => crate::operator::run(args),
+        Command::Serve(args) => crate::serve::run(args),
     };
     match result {
         Ok(code) => code,

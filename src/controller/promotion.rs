@@ -13,6 +13,7 @@ use crate::crd::{
 use crate::gates::policy::GatePolicy;
 use crate::gates::{Approval, GateInputs, Operations, RuntimeStats, Target, evaluate};
 use crate::promotion::{Phase, PromotionState, Stage, rollback, step};
+use crate::runtime::config::RuntimeConfig;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -32,6 +33,8 @@ pub struct PromotionInputs<'a> {
     pub candidate_stage: Option<Stage>,
     /// The candidate's model, when the candidate exists.
     pub model: Option<&'a ModelRef>,
+    /// The labelled events of the candidate's run (the fallback's history), for the runtime.
+    pub history_uri: Option<&'a str>,
     /// The candidate's verified evidence, or why it could not be had.
     pub evidence: Result<&'a EvidenceArtifact, String>,
     pub runtime: Option<&'a RuntimeStats>,
@@ -299,32 +302,21 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
         (Phase::Promoted | Phase::Halted | Phase::RolledBack, Some(model))
             if state.stage != Stage::Shadow || state.phase != Phase::Promoted =>
         {
-            let mut data = BTreeMap::from([
-                (
-                    "stage".to_string(),
-                    format!("{:?}", state.stage).to_lowercase(),
-                ),
-                ("candidate".to_string(), input.spec.candidate.clone()),
-                ("promotionRequest".to_string(), input.name.to_string()),
-                ("modelUri".to_string(), model.uri.clone()),
-                ("modelSha256".to_string(), model.sha256.to_string()),
-                (
-                    "tradingEnabled".to_string(),
-                    flags.trading_enabled.to_string(),
-                ),
-                (
-                    "forceFallback".to_string(),
-                    flags.force_fallback.to_string(),
-                ),
-                ("policyHash".to_string(), decision.policy_hash.to_string()),
-            ]);
-            if let Some(c) = &input.spec.canary {
-                data.insert(
-                    "canaryLimits".into(),
-                    serde_json::to_string(c).expect("serializes"),
-                );
-            }
-            Some(data)
+            Some(
+                RuntimeConfig {
+                    stage: format!("{:?}", state.stage).to_lowercase(),
+                    candidate: input.spec.candidate.clone(),
+                    promotion_request: input.name.to_string(),
+                    model_uri: model.uri.clone(),
+                    model_sha256: model.sha256.clone(),
+                    history_uri: input.history_uri.map(str::to_string),
+                    trading_enabled: flags.trading_enabled,
+                    force_fallback: flags.force_fallback,
+                    policy_hash: Some(decision.policy_hash.clone()),
+                    canary_limits: input.spec.canary.clone(),
+                }
+                .to_data(),
+            )
         }
         _ => None,
     };

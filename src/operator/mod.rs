@@ -83,7 +83,7 @@ pub struct Context {
     ready: AtomicBool,
 }
 
-fn init_logs(format: &str) {
+pub fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn"));
     let builder = tracing_subscriber::fmt()
@@ -159,7 +159,7 @@ async fn serve_http(listen: String, ctx: Arc<Context>) -> std::io::Result<()> {
     axum::serve(listener, app).await
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installs a SIGTERM handler");
     tokio::select! {

@@ -454,6 +454,9 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         &pr.spec.candidate,
         runtime_stage,
     );
+    let history_uri = candidate
+        .as_ref()
+        .map(|c| format!("{}/event-car.json", run_plan::run_dir(&c.spec.run_ref)));
     let annotations = pr.annotations().clone();
     let actor = annotations
         .get(crate::crd::APPROVED_BY)
@@ -467,6 +470,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         status: pr.status.as_ref(),
         candidate_stage,
         model: candidate.as_ref().map(|c| &c.spec.model),
+        history_uri: history_uri.as_deref(),
         evidence: evidence.as_ref().map_err(Clone::clone),
         runtime: runtime.as_ref(),
         policy: &policy,

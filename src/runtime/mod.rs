@@ -1,3 +1,6 @@
-//! The decision service's pieces. For now: running an exported policy through ONNX Runtime.
+//! The decision service's pieces: the runtime configuration it obeys, the decision rules, and
+//! running an exported policy through ONNX Runtime.
 
+pub mod config;
+pub mod decision;
 pub mod onnx;

@@ -82,6 +82,58 @@ impl OnnxPolicy {
         Ok(Self { session, dim })
     }
 
+    /// Loads the model bytes, reading the feature dimension from its `features` input.
+    pub fn load_inferring_dim(model: &[u8]) -> Result<Self, String> {
+        let env = environment()?;
+        let session = Session::builder(env)
+            .and_then(|mut b| b.commit_from_memory(model))
+            .map_err(|e| format!("ONNX Runtime refused the model: {e}"))?;
+        let dim = session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == "features")
+            .and_then(|i| i.dtype().tensor_shape().and_then(|s| s.last().copied()))
+            .filter(|d| *d > 0)
+            .ok_or("the model has no `features` input of a known width")?;
+        Ok(Self {
+            session,
+            dim: dim as usize,
+        })
+    }
+
+    /// The feature dimension the graph expects.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The greedy prediction for one event's features (the same reading of the heads as the
+    /// trainer's own `PolicyModel::predict`).
+    pub fn predict(
+        &mut self,
+        features: &[f32],
+    ) -> Result<crate::contracts::label::Prediction, String> {
+        use crate::training::policy::{DIRECTIONS, STRENGTHS, argmax};
+        let out = self.run(features, 1)?;
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if out.direction.len() != 3
+            || out.event_type.len() != 10
+            || out.strength.len() != 2
+            || out.car.len() != 1
+            || !finite(&out.direction)
+            || !finite(&out.event_type)
+            || !finite(&out.strength)
+            || !finite(&out.car)
+        {
+            return Err("the model's outputs have the wrong shape or are not finite".into());
+        }
+        Ok(crate::contracts::label::Prediction {
+            direction: DIRECTIONS[argmax(&out.direction)],
+            event_type: Some(crate::taxonomy::EventType::KNOWN[argmax(&out.event_type)]),
+            strength: STRENGTHS[argmax(&out.strength)],
+            car_estimate: out.car[0] as f64,
+        })
+    }
+
     /// Runs a batch of dense feature rows (`rows × dim`).
     pub fn run(&mut self, features: &[f32], rows: usize) -> Result<PolicyOutputs, String> {
         if features.len() != rows * self.dim {

@@ -1,0 +1,126 @@
+//! The decision service's Prometheus metrics, with the names of the production plan.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub struct ServeMetrics {
+    registry: Registry,
+    events: Counter,
+    decisions: Family<Labels, Counter>,
+    latency: Histogram,
+    fallback_ratio: Gauge<f64, AtomicU64>,
+    model_errors: Family<Labels, Counter>,
+    limit_actions: Family<Labels, Counter>,
+    trading_enabled: Gauge,
+    decided: AtomicU64,
+    fell_back: AtomicU64,
+}
+
+impl Default for ServeMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let events = Counter::default();
+        let decisions = Family::<Labels, Counter>::default();
+        // 0.05 ms to ~100 ms: the budget is 50 ms by default.
+        let latency = Histogram::new([0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]);
+        let fallback_ratio = Gauge::<f64, AtomicU64>::default();
+        let model_errors = Family::<Labels, Counter>::default();
+        let limit_actions = Family::<Labels, Counter>::default();
+        let trading_enabled = Gauge::default();
+        registry.register("janus_event_count", "Events received", events.clone());
+        registry.register(
+            "janus_decisions",
+            "Decisions by source (model, fallback, suppressed, halted) and reason",
+            decisions.clone(),
+        );
+        registry.register(
+            "autonomy_inference_latency_ms",
+            "Time from request to decision, in milliseconds",
+            latency.clone(),
+        );
+        registry.register(
+            "autonomy_fallback_ratio",
+            "Fallback decisions over model and fallback decisions since start",
+            fallback_ratio.clone(),
+        );
+        registry.register(
+            "janus_model_errors",
+            "Model load and inference failures by reason (digest_mismatch, load_failed, inference_timeout, inference_error)",
+            model_errors.clone(),
+        );
+        registry.register(
+            "janus_limit_actions",
+            "Orders reduced or refused by a canary limit",
+            limit_actions.clone(),
+        );
+        registry.register(
+            "janus_trading_enabled",
+            "1 while the runtime configuration allows trading",
+            trading_enabled.clone(),
+        );
+        Self {
+            registry,
+            events,
+            decisions,
+            latency,
+            fallback_ratio,
+            model_errors,
+            limit_actions,
+            trading_enabled,
+            decided: AtomicU64::new(0),
+            fell_back: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ServeMetrics {
+    pub fn event(&self) {
+        self.events.inc();
+    }
+    pub fn decision(&self, source: &str, reason: &str, latency_ms: f64) {
+        self.decisions
+            .get_or_create(&labels(&[("source", source), ("reason", reason)]))
+            .inc();
+        self.latency.observe(latency_ms);
+        if source == "model" || source == "fallback" {
+            let n = self.decided.fetch_add(1, Ordering::Relaxed) + 1;
+            let f = self.fell_back.load(Ordering::Relaxed) + u64::from(source == "fallback");
+            if source == "fallback" {
+                self.fell_back.fetch_add(1, Ordering::Relaxed);
+            }
+            self.fallback_ratio.set(f as f64 / n as f64);
+        }
+    }
+    pub fn model_error(&self, reason: &str) {
+        self.model_errors
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+    pub fn limit(&self, limit: &str, action: &str) {
+        self.limit_actions
+            .get_or_create(&labels(&[("limit", limit), ("action", action)]))
+            .inc();
+    }
+    pub fn trading(&self, enabled: bool) {
+        self.trading_enabled.set(i64::from(enabled));
+    }
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}

@@ -1,0 +1,361 @@
+//! The decision service end to end over HTTP on 127.0.0.1, with a model trained here: model
+//! decisions, malformed requests, stale events, canary limits, a model whose digest does not
+//! match (refused, fallback, counted), forced fallback, the kill switch taking effect on the
+//! next decision, and an inference slower than its budget.
+
+mod common;
+
+use common::http;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const JANUS: &str = env!("CARGO_BIN_EXE_janus");
+
+fn janus(args: &[&str]) {
+    let out = Command::new(JANUS).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "janus {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A small dataset, its labels and an SFT model with its ONNX export, in `dir`.
+fn train(dir: &Path) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    janus(&[
+        "scenario",
+        "--seed",
+        "5",
+        "--symbols",
+        "60",
+        "--days",
+        "260",
+        "--events",
+        "2500",
+        "--out",
+        &p("data"),
+    ]);
+    janus(&["label", "--dataset", &p("data"), "--out", &p(".")]);
+    janus(&[
+        "train",
+        "sft",
+        "--event-car",
+        &p("event-car.json"),
+        "--out",
+        &p("model"),
+    ]);
+}
+
+fn sha256(path: &Path) -> String {
+    janus::contracts::Sha256Hex::of_bytes(&std::fs::read(path).unwrap()).to_string()
+}
+
+struct Runtime {
+    trading: bool,
+    fallback: bool,
+    sha: String,
+}
+
+fn write_runtime(dir: &Path, r: &Runtime) {
+    let limits = serde_json::json!({"symbols": ["600000.SH", "600004.SH", "600006.SH", "600007.SH"],
+        "maxOrderNotional": 100000.0, "maxGrossNotional": 250000.0, "maxNetNotional": 150000.0});
+    let data = serde_json::json!({
+        "stage": "canary", "candidate": "c1", "promotionRequest": "p1",
+        "modelUri": "model/model.onnx", "modelSha256": r.sha, "historyUri": "event-car.json",
+        "tradingEnabled": r.trading.to_string(), "forceFallback": r.fallback.to_string(),
+        "canaryLimits": limits.to_string(),
+    });
+    let tmp = dir.join("runtime.json.tmp");
+    std::fs::write(&tmp, data.to_string()).unwrap();
+    std::fs::rename(tmp, dir.join("runtime.json")).unwrap();
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(JANUS)
+        .args([
+            "serve",
+            "--runtime-file",
+            dir.join("runtime.json").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--unit-notional",
+            "1000000",
+            "--log-format",
+            "text",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let server = Server { child, addr };
+    wait_until(|| {
+        let r = runtime(&server);
+        r["model"] == "loaded"
+            || r["model_error"]
+                .as_str()
+                .is_some_and(|e| e != "loading the model")
+    });
+    server
+}
+
+fn runtime(s: &Server) -> serde_json::Value {
+    let (status, body) = http(&s.addr, "GET", "/v1/runtime", b"");
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+fn wait_until(mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn event(id: &str, symbol: &str, age_s: i64, event_type: &str, title: &str) -> Vec<u8> {
+    let ts = chrono::Utc::now() - chrono::Duration::seconds(age_s);
+    serde_json::to_vec(&serde_json::json!({"event": {
+        "event_id": id, "timestamp": ts.to_rfc3339(), "symbol": symbol,
+        "event_type": event_type, "title": title, "features": {"ret_5d": 0.01}
+    }}))
+    .unwrap()
+}
+
+fn decide(s: &Server, body: &[u8]) -> serde_json::Value {
+    let (status, text) = http(&s.addr, "POST", "/v1/decide", body);
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The dataset's own events (type and title), which the model learned to call.
+fn dataset_events(dir: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("data/events.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let (t, title) = (col("event_type"), col("title"));
+    reader
+        .records()
+        .take(300)
+        .map(|r| {
+            let r = r.unwrap();
+            (r[t].to_string(), r[title].to_string())
+        })
+        .collect()
+}
+
+fn metric(s: &Server, prefix: &str) -> f64 {
+    let (_, text) = http(&s.addr, "GET", "/metrics", b"");
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn the_decision_service_obeys_its_runtime_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().to_path_buf();
+    train(&dir);
+    let sha = sha256(&dir.join("model/model.onnx"));
+    write_runtime(
+        &dir,
+        &Runtime {
+            trading: true,
+            fallback: false,
+            sha: sha.clone(),
+        },
+    );
+    let s = start(&dir, &[]);
+    assert_eq!(runtime(&s)["model"], "loaded", "{}", runtime(&s));
+    assert_eq!(http(&s.addr, "GET", "/readyz", b"").0, 200);
+
+    // Malformed requests: 4xx with the reason.
+    for (body, status, says) in [
+        (b"not json".to_vec(), 400, "not JSON"),
+        (b"{}".to_vec(), 422, "event"),
+        (br#"{"event": {"event_id": "x"}}"#.to_vec(), 422, "missing field"),
+        (
+            br#"{"event": {"event_id": "x", "timestamp": "yesterday", "symbol": "A", "title": "t"}}"#.to_vec(),
+            422,
+            "event.timestamp",
+        ),
+        (
+            br#"{"event": {"event_id": "x", "timestamp": "2026-11-28T00:00:00Z", "symbol": "A", "title": "t", "size": 1}}"#.to_vec(),
+            422,
+            "unknown field",
+        ),
+        (event("", "600000.SH", 0, "dividend", "t"), 422, "event.event_id is empty"),
+        (vec![b' '; 70 * 1024], 413, ""),
+    ] {
+        let (got, text) = http(&s.addr, "POST", "/v1/decide", &body);
+        assert_eq!(got, status, "{text}");
+        assert!(text.contains(says), "{says}: {text}");
+    }
+
+    // The model decides; every order stays within the canary limits.
+    let events = dataset_events(&dir);
+    let symbols = [
+        "600000.SH",
+        "600004.SH",
+        "600006.SH",
+        "600007.SH",
+        "000001.SZ",
+    ];
+    let (mut gross, mut net, mut trades, mut reduced, mut refused_symbol) = (0.0, 0.0, 0, 0, 0);
+    for (i, (t, title)) in events.iter().enumerate() {
+        let symbol = symbols[i % symbols.len()];
+        let d = decide(&s, &event(&format!("e{i}"), symbol, 1, t, title));
+        assert_eq!(d["source"], "model", "{d}");
+        assert_eq!(d["model_sha256"], sha.as_str());
+        assert_eq!(d["candidate"], "c1");
+        let n = d["notional"].as_f64().unwrap();
+        let reason = d["reason"].as_str().unwrap();
+        if symbol == "000001.SZ" {
+            assert_eq!(n, 0.0, "{d}");
+            refused_symbol += usize::from(reason == "symbol_allowlist_refused");
+            continue;
+        }
+        assert!(n.abs() <= 100_000.0, "{d}");
+        reduced += usize::from(reason.ends_with("_reduced"));
+        if n != 0.0 {
+            trades += 1;
+            gross += n.abs();
+            net += n;
+        }
+        assert!(
+            gross <= 250_000.0 + 1e-6 && net.abs() <= 150_000.0 + 1e-6,
+            "{d}"
+        );
+    }
+    assert!(trades > 0, "the model never traded");
+    assert!(reduced > 0, "a 1,000,000 order was never reduced");
+    assert!(
+        refused_symbol > 0,
+        "a call on a symbol outside the allowlist was never refused"
+    );
+    assert!(metric(&s, "janus_limit_actions_total") > 0.0);
+
+    // Stale and future events are suppressed.
+    let d = decide(&s, &event("old", "600000.SH", 3600, "dividend", "t"));
+    assert_eq!(
+        (d["source"].as_str(), d["reason"].as_str()),
+        (Some("suppressed"), Some("stale_event"))
+    );
+    let d = decide(&s, &event("future", "600000.SH", -600, "dividend", "t"));
+    assert_eq!(d["reason"], "future_event");
+
+    // Forced fallback: the baseline decides.
+    write_runtime(
+        &dir,
+        &Runtime {
+            trading: true,
+            fallback: true,
+            sha: sha.clone(),
+        },
+    );
+    wait_until(|| decide(&s, &event("f", "600000.SH", 1, "dividend", "t"))["source"] == "fallback");
+    let d = decide(&s, &event("f2", "600000.SH", 1, "dividend", "t"));
+    assert_eq!(d["reason"], "force_fallback");
+
+    // The kill switch: the next decision after the change is seen is halted.
+    write_runtime(
+        &dir,
+        &Runtime {
+            trading: false,
+            fallback: true,
+            sha: sha.clone(),
+        },
+    );
+    let flipped = Instant::now();
+    wait_until(|| decide(&s, &event("k", "600000.SH", 1, "dividend", "t"))["source"] == "halted");
+    eprintln!(
+        "kill switch seen after {:?} (file polled every 100 ms)",
+        flipped.elapsed()
+    );
+    let d = decide(&s, &event("k2", "600000.SH", 1, "dividend", "t"));
+    assert_eq!(
+        (d["notional"].as_f64(), d["reason"].as_str()),
+        (Some(0.0), Some("trading_disabled"))
+    );
+    assert!(metric(&s, "janus_trading_enabled") == 0.0);
+
+    // A model whose digest is not the pinned one is refused: fallback, with the reason, counted.
+    let wrong = janus::contracts::Sha256Hex::of_bytes(b"another model").to_string();
+    write_runtime(
+        &dir,
+        &Runtime {
+            trading: true,
+            fallback: false,
+            sha: wrong,
+        },
+    );
+    wait_until(|| {
+        runtime(&s)["model_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("hashes to"))
+    });
+    let d = decide(&s, &event("m", "600000.SH", 1, "dividend", "t"));
+    assert_eq!(
+        (d["source"].as_str(), d["reason"].as_str()),
+        (Some("fallback"), Some("model_unavailable"))
+    );
+    assert!(d["detail"].as_str().unwrap().contains("refused"), "{d}");
+    assert!(metric(&s, "janus_model_errors_total{reason=\"digest_mismatch\"}") >= 1.0);
+
+    // A broken runtime file halts trading rather than guessing.
+    std::fs::write(dir.join("runtime.json"), "{\"stage\": \"canary\"").unwrap();
+    wait_until(|| {
+        decide(&s, &event("b", "600000.SH", 1, "dividend", "t"))["reason"] == "no_runtime_config"
+    });
+    drop(s);
+
+    // An inference slower than its budget: the fallback answers within the budget.
+    write_runtime(
+        &dir,
+        &Runtime {
+            trading: true,
+            fallback: false,
+            sha,
+        },
+    );
+    let slow = start(
+        &dir,
+        &["--timeout-ms", "20", "--inject-inference-delay-ms", "300"],
+    );
+    let d = decide(&slow, &event("slow", "600000.SH", 1, "dividend", "t"));
+    assert_eq!(
+        (d["source"].as_str(), d["reason"].as_str()),
+        (Some("fallback"), Some("inference_timeout")),
+        "{d}"
+    );
+    assert!(d["latency_ms"].as_f64().unwrap() < 300.0, "{d}");
+    assert!(
+        metric(
+            &slow,
+            "janus_model_errors_total{reason=\"inference_timeout\"}"
+        ) >= 1.0
+    );
+    assert!(metric(&slow, "autonomy_fallback_ratio") > 0.0);
+}
