@@ -54,6 +54,7 @@ fn sha256(path: &Path) -> String {
 }
 
 struct Runtime {
+    stage: &'static str,
     trading: bool,
     fallback: bool,
     sha: String,
@@ -63,7 +64,7 @@ fn write_runtime(dir: &Path, r: &Runtime) {
     let limits = serde_json::json!({"symbols": ["600000.SH", "600004.SH", "600006.SH", "600007.SH"],
         "maxOrderNotional": 100000.0, "maxGrossNotional": 250000.0, "maxNetNotional": 150000.0});
     let data = serde_json::json!({
-        "stage": "canary", "candidate": "c1", "promotionRequest": "p1",
+        "stage": r.stage, "candidate": "c1", "promotionRequest": "p1",
         "modelUri": "model/model.onnx", "modelSha256": r.sha, "historyUri": "event-car.json",
         "tradingEnabled": r.trading.to_string(), "forceFallback": r.fallback.to_string(),
         "canaryLimits": limits.to_string(),
@@ -182,6 +183,7 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     write_runtime(
         &dir,
         &Runtime {
+            stage: "canary",
             trading: true,
             fallback: false,
             sha: sha.clone(),
@@ -257,6 +259,40 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     );
     assert!(metric(&s, "janus_limit_actions_total") > 0.0);
 
+    // Shadow: the model decides, nothing is placed.
+    write_runtime(
+        &dir,
+        &Runtime {
+            stage: "shadow",
+            trading: false,
+            fallback: false,
+            sha: sha.clone(),
+        },
+    );
+    wait_until(|| decide(&s, &event("s", "600000.SH", 1, "dividend", "t"))["stage"] == "shadow");
+    for (i, (t, title)) in events.iter().take(40).enumerate() {
+        let d = decide(&s, &event(&format!("s{i}"), "600000.SH", 1, t, title));
+        assert_eq!(
+            (
+                d["source"].as_str(),
+                d["reason"].as_str(),
+                d["notional"].as_f64()
+            ),
+            (Some("model"), Some("shadow"), Some(0.0)),
+            "{d}"
+        );
+    }
+    write_runtime(
+        &dir,
+        &Runtime {
+            stage: "canary",
+            trading: true,
+            fallback: false,
+            sha: sha.clone(),
+        },
+    );
+    wait_until(|| decide(&s, &event("c", "600000.SH", 1, "dividend", "t"))["stage"] == "canary");
+
     // Stale and future events are suppressed.
     let d = decide(&s, &event("old", "600000.SH", 3600, "dividend", "t"));
     assert_eq!(
@@ -270,6 +306,7 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     write_runtime(
         &dir,
         &Runtime {
+            stage: "canary",
             trading: true,
             fallback: true,
             sha: sha.clone(),
@@ -283,6 +320,7 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     write_runtime(
         &dir,
         &Runtime {
+            stage: "canary",
             trading: false,
             fallback: true,
             sha: sha.clone(),
@@ -306,6 +344,7 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     write_runtime(
         &dir,
         &Runtime {
+            stage: "canary",
             trading: true,
             fallback: false,
             sha: wrong,
@@ -335,6 +374,7 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     write_runtime(
         &dir,
         &Runtime {
+            stage: "canary",
             trading: true,
             fallback: false,
             sha,

@@ -232,11 +232,25 @@ fn the_demo_runs_end_to_end_and_replays_identically() {
         "models/grpo/model.onnx",
         "gates-paper.json",
         "summary.md",
+        "runtime.json",
     ] {
         let a = std::fs::read(dir.path().join("a").join(f)).unwrap();
         let b = std::fs::read(dir.path().join("b").join(f)).unwrap();
         assert!(a == b, "{f} differs between two runs with the same seed");
     }
+    // runtime.json is the runtime ConfigMap's data for the demo's candidate, pinning its ONNX.
+    let data: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("a/runtime.json")).unwrap()).unwrap();
+    let runtime = janus::runtime::config::RuntimeConfig::from_data(&data).unwrap();
+    let onnx = std::fs::read(dir.path().join("a").join(&runtime.model_uri)).unwrap();
+    assert_eq!(
+        runtime.model_sha256,
+        janus::contracts::Sha256Hex::of_bytes(&onnx)
+    );
+    assert_eq!(
+        (runtime.stage.as_str(), runtime.trading_enabled),
+        ("shadow", false)
+    );
     ok(&[
         "verify",
         dir.path().join("a/event-car.json").to_str().unwrap(),

@@ -254,6 +254,25 @@ pub fn run(args: DemoArgs) -> CliResult {
     bar.inc(1);
     bar.finish_and_clear();
 
+    // The runtime configuration of the GRPO candidate in shadow (the stage every candidate
+    // starts in: the model decides, nothing trades), for `janus serve --runtime-file`.
+    let onnx = std::fs::read(grpo_dir.join("model.onnx")).map_err(io(&grpo_dir))?;
+    let runtime = crate::runtime::config::RuntimeConfig {
+        stage: "shadow".into(),
+        candidate: "demo-grpo".into(),
+        promotion_request: String::new(),
+        model_uri: "models/grpo/model.onnx".into(),
+        model_sha256: crate::contracts::Sha256Hex::of_bytes(&onnx),
+        history_uri: Some("event-car.json".into()),
+        trading_enabled: false,
+        force_fallback: false,
+        policy_hash: Some(decision.policy_hash.clone()),
+        canary_limits: None,
+    };
+    let mut runtime_bytes = serde_json::to_vec_pretty(&runtime.to_data()).expect("serializes");
+    runtime_bytes.push(b'\n');
+    write_atomically(&out.join("runtime.json"), &runtime_bytes)?;
+
     let summary = summary_markdown(held_out_from, &sft_eval, &grpo_eval, &decision);
     write_atomically(&out.join("summary.md"), summary.as_bytes())?;
     println!("\n{summary}");

@@ -158,6 +158,12 @@ impl Default for Rules {
     }
 }
 
+/// Whether decisions are computed but not traded: the shadow stage, unless the kill switch
+/// forced the fallback.
+pub fn is_shadow(config: &RuntimeConfig) -> bool {
+    config.stage == "shadow" && !config.trading_enabled && !config.force_fallback
+}
+
 /// Why an event may not trade at all, before any model runs: (source, reason, detail).
 pub fn admission(
     config: Result<&RuntimeConfig, &str>,
@@ -175,7 +181,8 @@ pub fn admission(
         }
         Ok(c) => c,
     };
-    if !config.trading_enabled {
+    // Shadow: the model decides, nothing trades (the stage's runtime statistics come from it).
+    if !config.trading_enabled && !is_shadow(config) {
         return Some((
             Source::Halted,
             "trading_disabled",

@@ -285,6 +285,15 @@ impl Service {
             let prediction = prediction
                 .unwrap_or_else(|| decision::fallback(&loaded.fallback, event_type, &self.rules));
             let wanted = decision::order(&prediction, &self.rules);
+            if decision::is_shadow(config) {
+                // A fallback keeps its reason (timeouts matter in shadow statistics too).
+                let reason = if reason == "ok" { "shadow" } else { reason };
+                let mut d = base(source, reason, detail, 0.0, prediction.direction);
+                d.detail = format!("{}; shadow stage: order {wanted} not placed", d.detail);
+                d.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+                self.metrics.decision(d.source.name(), reason, d.latency_ms);
+                return d;
+            }
             let (notional, actions) = self.book.lock().expect("not poisoned").place(
                 config.canary_limits.as_ref(),
                 &event.symbol,
