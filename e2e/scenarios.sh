@@ -121,9 +121,27 @@ YAML
   k get promotionrequests
 }
 
+# decide PORT: one decision from the decision service, as "source reason".
+decide() {
+  curl -fsS -X POST "http://127.0.0.1:$1/v1/decide" -d "{\"event\": {\"event_id\": \"e$RANDOM\", \"timestamp\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"symbol\": \"600000.SH\", \"event_type\": \"dividend\", \"title\": \"600000.SH raises its dividend\"}}" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["source"], d["reason"])'
+}
+
 s3_kill_switch() {
   [ "$(jp configmap/r1-canary-runtime '{.data.tradingEnabled}')" = true ] || fail "canary not trading before the drill"
-  local t0 t1
+  # The decision service, watching the canary's runtime ConfigMap through the API.
+  local port
+  port=$(free_port)
+  janus serve --runtime-config "$NS/r1-canary-runtime" --artifacts-root "$ART" --listen "127.0.0.1:$port" \
+    --log-format text >"$LOGS/serve.log" 2>&1 &
+  echo $! >>"$PIDFILE"
+  eventually 30 sh -c "curl -fsS http://127.0.0.1:$port/v1/runtime | grep -q '\"model\":\"loaded\"'"
+  local before
+  before="$(decide "$port")"
+  echo "before: $before"
+  case "$before" in model*|fallback*) ;; *) fail "the service is not deciding before the kill switch: $before" ;; esac
+
+  local t0 t1 t2
   t0=$(now_ms)
   k patch promotionrequest r1-canary --type merge -p '{"spec":{"killSwitch":true}}'
   until [ "$(jp configmap/r1-canary-runtime '{.data.tradingEnabled}')" = false ]; do
@@ -131,9 +149,15 @@ s3_kill_switch() {
     sleep 0.05
   done
   t1=$(now_ms)
+  until [ "$(decide "$port" | cut -d' ' -f1)" = halted ]; do
+    [ $(($(now_ms) - t0)) -lt 10000 ] || fail "the decision service still trades 10 s after the kill switch"
+    sleep 0.02
+  done
+  t2=$(now_ms)
   local ms=$((t1 - t0))
-  echo "${ms} ms" >"$E2E/kill-switch-latency"
-  echo "kill switch → tradingEnabled=false in ${ms} ms"
+  echo "${ms} ms to the runtime ConfigMap, $((t2 - t0)) ms to the decision service's first halted decision" >"$E2E/kill-switch-latency"
+  echo "kill switch → tradingEnabled=false in ${ms} ms; decisions halted after $((t2 - t0)) ms"
+  [ $((t2 - t0)) -lt 2000 ] || fail "the decision service halted after $((t2 - t0)) ms (> 2 s)"
   [ "$(jp configmap/r1-canary-runtime '{.data.forceFallback}')" = true ] || fail "fallback not forced"
   k wait promotionrequest/r1-canary --for=condition=KillSwitchEngaged --timeout=10s
   k wait promotionrequest/r1-canary --for=jsonpath='{.status.phase}'=Halted --timeout=10s

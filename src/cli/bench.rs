@@ -40,6 +40,23 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 7)]
         runs: usize,
     },
+    /// Open-loop load on `janus serve` (127.0.0.1) with the reference model: latency
+    /// percentiles, timeout/fallback/error ratios, and the time for a kill switch to stop
+    /// decisions.
+    Serve {
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Flip the kill switch (tradingEnabled=false in the runtime file) at this second.
+        #[arg(long)]
+        kill_at: Option<f64>,
+        /// The service's inference budget.
+        #[arg(long, default_value_t = 50)]
+        timeout_ms: u64,
+    },
 }
 
 pub fn run(args: BenchArgs) -> CliResult {
@@ -47,6 +64,19 @@ pub fn run(args: BenchArgs) -> CliResult {
         BenchTarget::Label { data, runs } => bench_label(data, runs.max(1)),
         BenchTarget::Reward { samples, runs } => bench_reward(samples.max(1), runs.max(1)),
         BenchTarget::Bootstrap { runs } => bench_bootstrap(runs.max(1)),
+        BenchTarget::Serve {
+            rate,
+            seconds,
+            connections,
+            kill_at,
+            timeout_ms,
+        } => super::bench_serve::bench_serve(
+            rate.max(1),
+            seconds.max(1),
+            connections,
+            kill_at,
+            timeout_ms,
+        ),
     }
 }
 

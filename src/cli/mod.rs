@@ -1,6 +1,7 @@
 //! The `janus` command line: one binary, one subcommand per step or service.
 
 mod bench;
+mod bench_serve;
 mod compare;
 mod crd;
 mod demo;
