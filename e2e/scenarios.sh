@@ -264,10 +264,14 @@ s6_two_replicas() {
   eventually 20 curl -fsS "http://127.0.0.1:$standby_port/readyz"
   sleep 2
   [ "$(leader)" = op-b ] || fail "the leader changed when a standby started"
-  curl -fsS "http://127.0.0.1:$standby_port/metrics" | grep -q '^janus_operator_leader 0' || fail "standby claims to lead"
-  if curl -fsS "http://127.0.0.1:$standby_port/metrics" | grep -q '^janus_reconcile_total'; then fail "the standby reconciled"; fi
-  curl -fsS "http://127.0.0.1:$leader_port/metrics" | grep -q '^janus_reconcile_total' || fail "the leader has no reconciles"
-  curl -fsS "http://127.0.0.1:$leader_port/metrics" | grep '^promotion_attempt_total' || true
+  # (Read whole, then searched: `curl | grep -q` fails under pipefail when grep stops early.)
+  local standby_metrics leader_metrics
+  standby_metrics="$(curl -fsS "http://127.0.0.1:$standby_port/metrics")"
+  leader_metrics="$(curl -fsS "http://127.0.0.1:$leader_port/metrics")"
+  grep -q '^janus_operator_leader 0' <<<"$standby_metrics" || fail "standby claims to lead"
+  if grep -q '^janus_reconcile_total' <<<"$standby_metrics"; then fail "the standby reconciled"; fi
+  grep -q '^janus_reconcile_total' <<<"$leader_metrics" || fail "the leader has no reconciles"
+  grep '^promotion_attempt_total' <<<"$leader_metrics" || true
   local t0 t1
   t0=$(now_ms)
   kill -9 "$(cat "$E2E/pid-op-b")"
