@@ -7,8 +7,10 @@ mod crd;
 mod demo;
 pub mod evaluate;
 mod gates;
+mod http_client;
 pub mod label;
 mod metrics;
+mod paper;
 pub mod progress;
 pub mod reward;
 pub mod scenario;
@@ -63,6 +65,9 @@ pub enum Command {
     /// The decision service: the promoted model behind a time budget, the fallback, the kill
     /// switch and canary limits (POST /v1/decide).
     Serve(crate::serve::ServeArgs),
+    /// Replay events through a running decision service as a paper broker: fills, PnL, and the
+    /// paper window's runtime statistics (runtime-paper.json) that gate3 reads.
+    Paper(paper::PaperArgs),
 }
 
 pub fn version_string() -> &'static str {
@@ -95,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Controller(args) => crate::operator::run(args),
         Command::Serve(args) => crate::serve::run(args),
+        Command::Paper(args) => paper::run(args),
     };
     match result {
         Ok(code) => code,
