@@ -466,3 +466,110 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     );
     assert!(metric(&slow, "autonomy_fallback_ratio") > 0.0);
 }
+
+/// A stand-in OTLP/HTTP collector: records (path, body) of every request and answers 200.
+fn fake_collector() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + length {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    let body = buf[end + 4..end + 4 + length].to_vec();
+                    buf.drain(..end + 4 + length);
+                    let _ = tx.send((path, body));
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn decisions_are_traced_over_otlp_when_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    train(&dir);
+    let sha = sha256(&dir.join("model/model.onnx"));
+    write_runtime(
+        &dir,
+        &Runtime {
+            stage: "paper",
+            trading: true,
+            fallback: false,
+            sha,
+        },
+    );
+    let (collector, received) = fake_collector();
+    let mut child = Command::new(JANUS)
+        .args([
+            "serve",
+            "--runtime-file",
+            dir.join("runtime.json").to_str().unwrap(),
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let s = Server {
+        addr: line.trim().rsplit("http://").next().unwrap().to_string(),
+        child,
+    };
+    wait_until(|| runtime(&s)["model"] == "loaded");
+    decide(
+        &s,
+        &event("traced-1", "600000.SH", 1, "dividend", "dividend raised"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (path, body) = received
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no OTLP export arrived");
+        let text = String::from_utf8_lossy(&body);
+        if path == "/v1/traces" && text.contains("traced-1") {
+            assert!(
+                text.contains("janus-decision-service"),
+                "the resource names the service"
+            );
+            assert!(text.contains("decide"));
+            break;
+        }
+    }
+}

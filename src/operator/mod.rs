@@ -83,16 +83,75 @@ pub struct Context {
     ready: AtomicBool,
 }
 
-pub fn init_logs(format: &str) {
+/// JSON (or text) logs on stderr and, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, the same spans exported as OpenTelemetry traces
+/// over OTLP/HTTP (protobuf), batched on a background thread. `service` names the resource.
+pub fn init_logs(format: &str, service: &'static str) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "text" {
-        builder.init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if format == "text" {
+        fmt.boxed()
     } else {
-        builder.json().flatten_event(true).init();
+        fmt.json().flatten_event(true).boxed()
+    };
+    let otlp_configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    let (otel, error) = if otlp_configured {
+        match otlp_tracer(service) {
+            Ok(tracer) => (
+                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+    if let Some(e) = error {
+        tracing::error!(error = %e, "OpenTelemetry export is configured but could not start");
+    }
+}
+
+static TRACER_PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+    std::sync::OnceLock::new();
+
+fn otlp_tracer(service: &'static str) -> Result<opentelemetry_sdk::trace::Tracer, String> {
+    use opentelemetry::trace::TracerProvider;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("janus");
+    let _ = TRACER_PROVIDER.set(provider);
+    Ok(tracer)
+}
+
+/// Sends the spans still batched (on shutdown).
+pub fn flush_traces() {
+    if let Some(p) = TRACER_PROVIDER.get() {
+        let _ = p.force_flush();
+        let _ = p.shutdown();
     }
 }
 
@@ -169,7 +228,7 @@ pub async fn shutdown_signal() {
 }
 
 pub fn run(args: ControllerArgs) -> crate::cli::CliResult {
-    init_logs(&args.log_format);
+    init_logs(&args.log_format, "janus-operator");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -359,6 +418,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
     }
     ctx.metrics.set_leader(false);
     tracing::info!("stopped");
+    flush_traces();
     http.abort();
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -203,6 +203,7 @@ fn observe(job: &Job, pods: &[Pod]) -> ObservedJob {
     }
 }
 
+#[tracing::instrument(name = "reconcile JanusRun", skip_all, fields(name = %run.name_any()))]
 pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let ns = namespace(run.as_ref())?;
@@ -299,6 +300,7 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
 
 // ---------- JanusCandidate ----------
 
+#[tracing::instrument(name = "reconcile JanusCandidate", skip_all, fields(name = %cand.name_any()))]
 pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let ns = namespace(cand.as_ref())?;
@@ -392,6 +394,7 @@ fn actor(pr: &PromotionRequest) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+#[tracing::instrument(name = "reconcile PromotionRequest", skip_all, fields(name = %pr.name_any()))]
 pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let ns = namespace(pr.as_ref())?;

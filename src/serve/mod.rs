@@ -239,6 +239,7 @@ impl Service {
     }
 
     /// One decision.
+    #[tracing::instrument(name = "decide", skip_all, fields(event_id = %request.event.event_id, symbol = %request.event.symbol))]
     pub async fn decide(&self, request: DecideRequest) -> Decision {
         let started = Instant::now();
         self.metrics.event();
@@ -563,7 +564,7 @@ async fn watch_config_map(service: Arc<Service>, namespace: String, name: String
 }
 
 pub fn run(args: ServeArgs) -> crate::cli::CliResult {
-    crate::operator::init_logs(&args.log_format);
+    crate::operator::init_logs(&args.log_format, "janus-decision-service");
     let fail = crate::cli::CliError::Usage;
     let service = Arc::new(Service::new(&args).map_err(fail)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -602,6 +603,7 @@ pub fn run(args: ServeArgs) -> crate::cli::CliResult {
             })
             .await
             .map_err(|e| fail(format!("serving: {e}")))?;
+        crate::operator::flush_traces();
         Ok(std::process::ExitCode::SUCCESS)
     })
 }
