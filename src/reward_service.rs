@@ -30,6 +30,22 @@ pub struct RewardService {
     pub unlabelled: std::collections::HashSet<String>,
     pub config: HgrmConfig,
     pub trace: Mutex<tokio::fs::File>,
+    pub metrics: RewardMetrics,
+}
+
+/// `/metrics` of the reward service: `janus_reward_count_total`, rewards scored.
+pub struct RewardMetrics {
+    registry: prometheus_client::registry::Registry,
+    rewards: prometheus_client::metrics::counter::Counter,
+}
+
+impl Default for RewardMetrics {
+    fn default() -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let rewards = prometheus_client::metrics::counter::Counter::default();
+        registry.register("janus_reward_count", "HGRM rewards scored", rewards.clone());
+        Self { registry, rewards }
+    }
 }
 
 #[derive(Deserialize)]
@@ -63,6 +79,21 @@ pub fn router(service: Arc<RewardService>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/rewards", post(rewards))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<RewardService>>| async move {
+                let mut text = String::new();
+                prometheus_client::encoding::text::encode(&mut text, &s.metrics.registry)
+                    .expect("writing to a String cannot fail");
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    text,
+                )
+            }),
+        )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(service)
 }
@@ -137,6 +168,7 @@ async fn rewards(State(service): State<Arc<RewardService>>, body: Bytes) -> Resp
             );
         }
     }
+    service.metrics.rewards.inc_by(rewards.len() as u64);
     axum::Json(RewardResponse { rewards }).into_response()
 }
 

@@ -439,8 +439,20 @@ fn the_reward_service_survives_malformed_bursts_and_shuts_down_gracefully() {
             });
         }
     });
+    let scored = |addr: &str| -> u64 {
+        let (_, text) = http(addr, "GET", "/metrics", b"");
+        text.lines()
+            .find_map(|l| l.strip_prefix("janus_reward_count_total "))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let before = scored(&addr);
     let (status, body) = http(&addr, "POST", "/v1/rewards", &valid);
     assert_eq!(status, 200);
+    assert_eq!(
+        scored(&addr),
+        before + 3,
+        "janus_reward_count counts scored rewards"
+    );
     let response: serde_json::Value = serde_json::from_str(&body).unwrap();
     let ids: Vec<&str> = response["rewards"]
         .as_array()

@@ -272,6 +272,7 @@ fn serve(
             unlabelled,
             config,
             trace: tokio::sync::Mutex::new(trace_file),
+            metrics: Default::default(),
         });
         println!(
             "serving HGRM rewards for {} labelled events on http://{local}",
