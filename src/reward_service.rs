@@ -82,16 +82,7 @@ pub fn router(service: Arc<RewardService>, max_body_bytes: usize) -> Router {
         .route(
             "/metrics",
             get(|State(s): State<Arc<RewardService>>| async move {
-                let mut text = String::new();
-                prometheus_client::encoding::text::encode(&mut text, &s.metrics.registry)
-                    .expect("writing to a String cannot fail");
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    text,
-                )
+                crate::operator::metrics::openmetrics(&s.metrics.registry)
             }),
         )
         .layer(DefaultBodyLimit::max(max_body_bytes))

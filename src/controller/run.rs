@@ -147,6 +147,19 @@ fn parse_result(step: Step, message: Option<&str>) -> Result<StepResult, String>
     Ok(result)
 }
 
+/// The record of a step that has not started.
+fn pending(step: Step) -> StepRecord {
+    StepRecord {
+        name: step.name().into(),
+        job: String::new(),
+        phase: "Pending".into(),
+        started_at: None,
+        finished_at: None,
+        result_digest: None,
+        message: None,
+    }
+}
+
 fn truncate(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
         Some((i, _)) => format!("{}…", &s[..i]),
@@ -218,15 +231,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
         let step = *step;
         let job = job_name(name, step);
         let recorded = previous.steps.iter().find(|s| s.name == step.name());
-        let mut record = recorded.cloned().unwrap_or(StepRecord {
-            name: step.name().into(),
-            job: String::new(),
-            phase: "Pending".into(),
-            started_at: None,
-            finished_at: None,
-            result_digest: None,
-            message: None,
-        });
+        let mut record = recorded.cloned().unwrap_or_else(|| pending(step));
         match input.jobs.get(step.name()) {
             None if record.job.is_empty() => {
                 next = Some(step);
@@ -328,15 +333,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
     // Steps not reached yet keep a Pending record, so `kubectl get -o yaml` shows the plan.
     for step in &plan_steps {
         if !records.iter().any(|r| r.name == step.name()) {
-            records.push(StepRecord {
-                name: step.name().into(),
-                job: String::new(),
-                phase: "Pending".into(),
-                started_at: None,
-                finished_at: None,
-                result_digest: None,
-                message: None,
-            });
+            records.push(pending(*step));
         }
     }
     for r in &records {

@@ -10,7 +10,7 @@ pub mod reconcile;
 use crate::crd::{JanusCandidate, JanusRun, PromotionRequest};
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use clap::Args;
@@ -193,13 +193,7 @@ macro_rules! with_reset {
 
 async fn serve_http(listen: String, ctx: Arc<Context>) -> std::io::Result<()> {
     async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            ctx.metrics.render(),
-        )
+        ctx.metrics.response()
     }
     async fn ready(State(ctx): State<Arc<Context>>) -> StatusCode {
         if ctx.ready.load(Ordering::Relaxed) {

@@ -1,6 +1,5 @@
 //! The decision service's Prometheus metrics, with the names of the production plan.
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -8,14 +7,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-type Labels = Vec<(String, String)>;
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::operator::metrics::{Labels, labels, openmetrics};
 
 pub struct ServeMetrics {
     registry: Registry,
@@ -118,9 +110,7 @@ impl ServeMetrics {
     pub fn trading(&self, enabled: bool) {
         self.trading_enabled.set(i64::from(enabled));
     }
-    pub fn render(&self) -> String {
-        let mut text = String::new();
-        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
-        text
+    pub fn response(&self) -> impl axum::response::IntoResponse + use<> {
+        openmetrics(&self.registry)
     }
 }

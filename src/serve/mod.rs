@@ -471,13 +471,7 @@ async fn runtime_handler(State(service): State<Arc<Service>>) -> Response {
 
 pub fn router(service: Arc<Service>) -> Router {
     async fn metrics(State(s): State<Arc<Service>>) -> impl IntoResponse {
-        (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            s.metrics.render(),
-        )
+        s.metrics.response()
     }
     async fn ready(State(s): State<Arc<Service>>) -> StatusCode {
         if s.ready.load(Ordering::Relaxed) {
