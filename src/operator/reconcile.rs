@@ -57,17 +57,32 @@ fn owner<K: Resource<DynamicType = ()>>(obj: &K) -> Option<OwnerReference> {
     obj.controller_owner_ref(&())
 }
 
+/// Drops null members: an absent field in an apply patch is one this manager no longer sets
+/// (so the server removes it), whereas an explicit null is refused by 1.20-era API servers for
+/// object fields (found by e2e: a candidate whose evidence became unusable could not say so).
+pub fn strip_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
 /// Server-side apply of a status: only the fields we write are ours; nothing else is touched.
 async fn apply_status<K, S>(api: &Api<K>, name: &str, ctx: &Context, status: &S) -> Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     S: Serialize,
 {
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
+    strip_nulls(&mut patch);
     api.patch_status(
         name,
         &PatchParams::apply(&ctx.config.field_manager).force(),
@@ -267,7 +282,7 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
         }
     }
     if let Some((cname, spec)) = &plan.candidate {
-        let candidate = serde_json::json!({
+        let mut candidate = serde_json::json!({
             "apiVersion": JanusCandidate::api_version(&()),
             "kind": JanusCandidate::kind(&()),
             "metadata": {
@@ -278,6 +293,7 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
             },
             "spec": spec,
         });
+        strip_nulls(&mut candidate);
         Api::<JanusCandidate>::namespaced(ctx.client.clone(), &ns)
             .patch(
                 cname,
@@ -547,4 +563,14 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
 /// The runtime ConfigMap a PromotionRequest writes for the decision service.
 pub fn runtime_config_map_name(promotion_request: &str) -> String {
     jobs::bounded_name(promotion_request, "runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn apply_patches_carry_no_nulls() {
+        let mut v = serde_json::json!({"status": {"a": null, "b": {"c": null, "d": 1}, "e": [{"f": null}]}});
+        super::strip_nulls(&mut v);
+        assert_eq!(v, serde_json::json!({"status": {"b": {"d": 1}, "e": [{}]}}));
+    }
 }
