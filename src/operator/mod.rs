@@ -172,8 +172,12 @@ fn error_policy<K: ResourceExt>(
         .rsplit("::")
         .next()
         .unwrap_or("?");
-    tracing::warn!(kind, name = %obj.name_any(), error = %error, "reconcile failed; retrying");
     ctx.metrics.reconcile_failed(kind, error.label());
+    if error.is_conflict() {
+        tracing::debug!(kind, name = %obj.name_any(), "changed since read; deciding again");
+        return Action::requeue(Duration::from_millis(100));
+    }
+    tracing::warn!(kind, name = %obj.name_any(), error = %error, "reconcile failed; retrying");
     backoff(&ctx, format!("{kind}/{}", obj.name_any()))
 }
 

@@ -40,9 +40,16 @@ pub enum ReconcileError {
 impl ReconcileError {
     pub fn label(&self) -> &'static str {
         match self {
+            _ if self.is_conflict() => "conflict",
             ReconcileError::Kube(_) => "kube",
             ReconcileError::Invalid(_) => "invalid",
         }
+    }
+
+    /// The object changed since it was read (a status write's resourceVersion did not match):
+    /// read it again and decide again, at once.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ReconcileError::Kube(kube::Error::Api(e)) if e.code == 409)
     }
 }
 
@@ -57,9 +64,7 @@ fn owner<K: Resource<DynamicType = ()>>(obj: &K) -> Option<OwnerReference> {
     obj.controller_owner_ref(&())
 }
 
-/// Drops null members: an absent field in an apply patch is one this manager no longer sets
-/// (so the server removes it), whereas an explicit null is refused by 1.20-era API servers for
-/// object fields (found by e2e: a candidate whose evidence became unusable could not say so).
+/// Drops null members from an apply patch (an absent field is one this manager does not set).
 pub fn strip_nulls(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
@@ -71,22 +76,23 @@ pub fn strip_nulls(value: &mut serde_json::Value) {
     }
 }
 
-/// Server-side apply of a status: only the fields we write are ours; nothing else is touched.
-async fn apply_status<K, S>(api: &Api<K>, name: &str, ctx: &Context, status: &S) -> Result<()>
+/// Writes a status as a JSON merge patch carrying the resourceVersion that was read, so a
+/// concurrent change makes it fail (409, retried) instead of being overwritten. Not server-side
+/// apply: a 1.20 API server turns a nested object the apply no longer sets into a husk of nulls
+/// and then refuses it (found by e2e), whereas a merge patch removes it with an explicit null.
+async fn write_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     S: Serialize,
 {
-    let mut patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": obj.meta().resource_version},
         "status": status,
     });
-    strip_nulls(&mut patch);
     api.patch_status(
-        name,
-        &PatchParams::apply(&ctx.config.field_manager).force(),
-        &Patch::Apply(&patch),
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
     )
     .await?;
     Ok(())
@@ -303,7 +309,7 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
             .await?;
     }
     if run.status.as_ref() != Some(&plan.status) {
-        apply_status(&runs, &name, &ctx, &plan.status).await?;
+        write_status(&runs, run.as_ref(), &plan.status).await?;
     }
     publish(&ctx, run.as_ref(), "Reconcile", plan.events).await;
     ctx.metrics
@@ -339,7 +345,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
                 Utc::now(),
                 cand.metadata.generation,
             );
-            apply_status(&candidates, &name, &ctx, &status).await?;
+            write_status(&candidates, cand.as_ref(), &status).await?;
             return Err(ReconcileError::Invalid(why));
         }
     };
@@ -380,7 +386,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
                 ));
             }
         }
-        apply_status(&candidates, &name, &ctx, &status).await?;
+        write_status(&candidates, cand.as_ref(), &status).await?;
         publish(&ctx, cand.as_ref(), "Evaluate", events).await;
     }
     ctx.metrics
@@ -527,7 +533,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     }
     let previous = pr.status.clone().unwrap_or_default();
     if pr.status.as_ref() != Some(&plan.status) {
-        apply_status(&requests, &name, &ctx, &plan.status).await?;
+        write_status(&requests, pr.as_ref(), &plan.status).await?;
     }
     let (stage, phase) = (plan.status.stage, plan.status.phase);
     if (previous.stage, previous.phase) != (stage, phase) {
