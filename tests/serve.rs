@@ -91,6 +91,10 @@ impl Drop for Server {
 }
 
 fn start(dir: &Path, extra: &[&str]) -> Server {
+    start_with_env(dir, extra, &[])
+}
+
+fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, String)]) -> Server {
     let mut child = Command::new(JANUS)
         .args([
             "serve",
@@ -104,6 +108,7 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
             "text",
         ])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -533,27 +538,14 @@ fn decisions_are_traced_over_otlp_when_configured() {
         },
     );
     let (collector, received) = fake_collector();
-    let mut child = Command::new(JANUS)
-        .args([
-            "serve",
-            "--runtime-file",
-            dir.join("runtime.json").to_str().unwrap(),
-        ])
-        .args(["--listen", "127.0.0.1:0"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let s = Server {
-        addr: line.trim().rsplit("http://").next().unwrap().to_string(),
-        child,
-    };
+    let s = start_with_env(
+        &dir,
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}")),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+        ],
+    );
     wait_until(|| runtime(&s)["model"] == "loaded");
     decide(
         &s,
