@@ -106,17 +106,67 @@ fn golden_decompositions() {
     close(r.components.pnl, 0.0485 * 0.5);
     close(r.final_reward, -0.2 + 10.0 * 0.02425 + 0.5 + 0.1);
 
-    // Missing type, hold, weak on a strong label: −λ_miss, no trade, idle penalty.
+    // Missing type, hold on a strong label: −λ_hold (not a gate: the rest counts), −λ_miss,
+    // no trade, idle penalty — whatever strength a hold claims, it does not trade.
+    for strength in [Strength::Weak, Strength::Strong] {
+        let r = score(
+            "d",
+            Ok(&output(Direction::Hold, None, strength, 0.0)),
+            &dividend,
+            &c,
+        );
+        assert!(r.direction_gate_passed && r.gated_out.is_empty());
+        assert_eq!(r.event_type_gate, TypeGate::Missing);
+        close(r.components.direction, -0.75);
+        close(r.components.pnl, 0.0);
+        close(r.components.strength, -0.1);
+        close(r.components.magnitude, (-3.125f64).exp());
+        close(
+            r.final_reward,
+            -0.75 - 0.3 - 0.1 + 0.5 * (-3.125f64).exp() + 0.1,
+        );
+    }
+
+    // A hold that claims strength on a weak label trades nothing, so it is not penalized for
+    // trading; on a neutral label a hold is the right call and costs nothing.
     let r = score(
-        "d",
-        Ok(&output(Direction::Hold, None, Strength::Weak, 0.0)),
-        &dividend,
+        "d2",
+        Ok(&output(
+            Direction::Hold,
+            Some(EventType::Dividend),
+            Strength::Strong,
+            0.005,
+        )),
+        &label(0.005, EventType::Dividend),
         &c,
     );
-    assert_eq!(r.event_type_gate, TypeGate::Missing);
-    close(r.components.strength, -0.1);
-    close(r.components.magnitude, (-3.125f64).exp());
-    close(r.final_reward, -0.3 - 0.1 + 0.5 * (-3.125f64).exp() + 0.1);
+    close(r.components.strength, 0.0);
+    close(r.final_reward, -0.75 + 0.5 + 0.1);
+    let r = score(
+        "d3",
+        Ok(&output(
+            Direction::Hold,
+            Some(EventType::Dividend),
+            Strength::Weak,
+            0.0,
+        )),
+        &label(0.0, EventType::Dividend),
+        &c,
+    );
+    close(r.components.direction, 0.0);
+    close(r.final_reward, 0.5 + 0.1);
+    // λ_hold = 0 is the paper read literally: abstaining is free.
+    let literal = HgrmConfig {
+        lambda_hold: 0.0,
+        ..HgrmConfig::default()
+    };
+    let r = score(
+        "d4",
+        Ok(&output(Direction::Hold, None, Strength::Weak, 0.0)),
+        &dividend,
+        &literal,
+    );
+    close(r.components.direction, 0.0);
 
     // A loss after costs is not discounted by a wrong type; trading a weak label is penalized.
     let weak = label(0.001, EventType::Dividend);
@@ -303,8 +353,10 @@ proptest! {
             prop_assert!(r.final_reward >= config.bounds.min && r.final_reward <= config.bounds.max);
             prop_assert_eq!(r.clipped, r.final_reward != r.unclipped_reward);
         }
-        // A wrong direction never scores above a right one.
+        // A wrong direction never scores above a right one, nor above abstaining.
         prop_assert!(r_wrong.final_reward <= r_right.final_reward);
+        let r_hold = score("x", Ok(&make(Direction::Hold, t, estimate)), &l, &config);
+        prop_assert!(r_wrong.final_reward <= r_hold.final_reward);
 
         // The right type scores at least as much as a missing or wrong one.
         let wrong_type = EventType::KNOWN.into_iter().find(|x| *x != label_type).unwrap();
@@ -495,5 +547,12 @@ fn the_shipped_config_file_is_the_default() {
             "{}: key `lambda_dir`: must be a finite number > 1",
             path.display()
         )
+    );
+    // Abstaining may never cost more than a wrong call.
+    let err = janus::config::parse::<HgrmConfig>(path, "lambda_hold: 2.0\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("key `lambda_hold`: must be a finite number between 0 and lambda_dir"),
+        "{err}"
     );
 }

@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
 pub struct HgrmConfig {
     /// λ_dir (> 1): the reward of an opposite direction is −λ_dir.
     pub lambda_dir: f64,
+    /// λ_hold (0 ≤ λ_hold ≤ λ_dir): the direction term of a `hold` on a label that has a
+    /// direction. Not a gate — the terms below still count. At 0 (the paper read literally)
+    /// abstaining is free while a wrong call costs λ_dir, so on weak signals GRPO learns to
+    /// hold everything; the default λ_dir / 2 prices abstaining at a coin flip's expected
+    /// penalty, so the policy holds only where it has no edge (docs/methodology.md §2).
+    pub lambda_hold: f64,
     /// λ_evt: penalty for a wrong event type.
     pub lambda_evt: f64,
     /// λ_miss: penalty for a missing event type.
@@ -98,6 +104,7 @@ impl Default for HgrmConfig {
     fn default() -> Self {
         Self {
             lambda_dir: 1.5,
+            lambda_hold: 0.75,
             lambda_evt: 0.2,
             lambda_miss: 0.3,
             m_evt: 0.5,
@@ -184,6 +191,11 @@ impl Validate for HgrmConfig {
             self.lambda_dir.is_finite() && self.lambda_dir > 1.0,
             "lambda_dir",
             "must be a finite number > 1",
+        )?;
+        check(
+            self.lambda_hold.is_finite() && (0.0..=self.lambda_dir).contains(&self.lambda_hold),
+            "lambda_hold",
+            "must be a finite number between 0 and lambda_dir",
         )?;
         check(
             self.m_evt > 0.0 && self.m_evt < 1.0,
@@ -284,6 +296,8 @@ pub fn score(
     }
     if !on.direction_gate {
         gated_out.push("direction".into());
+    } else if prediction.direction == Direction::Hold && label.direction != Sign::Neutral {
+        components.direction = -config.lambda_hold;
     }
 
     // 2. Soft event-type gate.
@@ -304,9 +318,12 @@ pub fn score(
         }
     };
 
-    // 3. Cost-aware PnL on traded (strong) calls, and the asymmetric strength regularizer.
+    // 3. Cost-aware PnL on traded calls (strong, not hold), and the asymmetric strength
+    // regularizer on whether the call trades against whether the label says it should.
     if on.pnl {
-        if prediction.strength == Strength::Strong && prediction.direction != Direction::Hold {
+        let traded =
+            prediction.strength == Strength::Strong && prediction.direction != Direction::Hold;
+        if traded {
             let raw = prediction.direction.position() * label.car - config.kappa;
             let clipped = raw.clamp(-config.rho, config.rho);
             // m_evt discounts gains only: a loss counts in full, so a wrong or missing type
@@ -317,9 +334,10 @@ pub fn score(
                 clipped
             };
         }
-        components.strength = match (prediction.strength, label.strength) {
-            (Strength::Strong, Strength::Weak) => -config.eta_trade_when_weak,
-            (Strength::Weak, Strength::Strong) => -config.eta_idle_when_strong,
+        let should_trade = label.strength == Strength::Strong && label.direction != Sign::Neutral;
+        components.strength = match (traded, should_trade) {
+            (true, false) => -config.eta_trade_when_weak,
+            (false, true) => -config.eta_idle_when_strong,
             _ => 0.0,
         };
     } else {
@@ -439,7 +457,12 @@ pub fn summarize(
         ),
         hard_gate_failures: records
             .iter()
-            .filter(|r| r.prediction.is_some() && r.components.direction < 0.0)
+            .filter(|r| {
+                // Stopped by the gate: an opposite call while the gate is on.
+                r.prediction.is_some()
+                    && !r.direction_gate_passed
+                    && !r.gated_out.iter().any(|g| g == "direction")
+            })
             .count() as u64,
         type_match_ratio: ratio(
             records
