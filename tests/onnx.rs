@@ -26,7 +26,7 @@ fn onnx_runtime_matches_the_trainers_forward_pass() {
         let car = if i % 3 == 0 { -0.03 } else { 0.025 };
         examples.push(Example {
             event_id: format!("e{i}"),
-            x: encode(t, titles[i % titles.len()], 512),
+            x: encode(t, "600000.SH", titles[i % titles.len()], 512),
             label: Label {
                 car,
                 direction: if car > 0.0 {
@@ -37,6 +37,8 @@ fn onnx_runtime_matches_the_trainers_forward_pass() {
                 strength: Strength::Strong,
                 event_type: t,
             },
+            known_on: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()
+                + chrono::Days::new(i as u64),
         });
     }
     let (model, _) = train(

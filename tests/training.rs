@@ -92,6 +92,29 @@ fn training_is_deterministic_and_learns() {
     let (first, last) = (mean(&gtrace[..40]), mean(&gtrace[gtrace.len() - 40..]));
     assert!(last > first, "sampled reward {first} → {last}");
     assert!(gtrace.iter().all(|s| s.kl.is_finite() && s.kl >= 0.0));
+    // It does not learn to dodge the direction gate by holding: abstaining is priced
+    // (λ_hold), so the policy still takes a view on almost every event.
+    let holds = |m: &janus::training::policy::PolicyModel| {
+        data.iter()
+            .filter(|e| m.predict(&e.x).direction == janus::contracts::label::Direction::Hold)
+            .count()
+    };
+    assert!(holds(&g1) * 20 < data.len(), "{} holds", holds(&g1));
+    // Even with a weak pull to the reference (β = 0.04). With abstaining free (λ_hold = 0,
+    // the paper read literally) the same run learns to hold instead of taking a view.
+    let loose = GrpoConfig {
+        kl_coef: 0.04,
+        learning_rate: 0.002,
+        ..grpo_config
+    };
+    let literal = HgrmConfig {
+        lambda_hold: 0.0,
+        ..HgrmConfig::default()
+    };
+    let (priced, _) = grpo::train(&a, &data, &HgrmConfig::default(), &loose);
+    let (free, _) = grpo::train(&a, &data, &literal, &loose);
+    assert!(holds(&priced) * 20 < data.len(), "{} holds", holds(&priced));
+    assert!(holds(&free) * 2 > data.len(), "{} holds", holds(&free));
 }
 
 #[test]

@@ -43,10 +43,21 @@ pub enum TrainStage {
     Sft {
         #[command(flatten)]
         common: Common,
-        #[arg(long, default_value_t = 6)]
+        /// The most epochs; training stops earlier when the validation loss stops falling.
+        #[arg(long, default_value_t = SftConfig::default().epochs)]
         epochs: u32,
-        #[arg(long, default_value_t = 0.005)]
+        #[arg(long, default_value_t = SftConfig::default().learning_rate)]
         learning_rate: f32,
+        /// Decoupled weight decay on the weight matrices.
+        #[arg(long, default_value_t = SftConfig::default().weight_decay)]
+        weight_decay: f32,
+        /// Share of the training events (the most recent) held back to choose the epoch; 0
+        /// trains on all of them for --epochs.
+        #[arg(long, default_value_t = SftConfig::default().validation_fraction)]
+        validation_fraction: f64,
+        /// Stop after this many epochs without a lower validation loss.
+        #[arg(long, default_value_t = SftConfig::default().patience)]
+        patience: u32,
     },
     /// GRPO from an SFT policy under the HGRM reward.
     Grpo {
@@ -58,17 +69,22 @@ pub enum TrainStage {
         /// HGRM configuration (config/hgrm.yaml); defaults when omitted.
         #[arg(long)]
         reward_config: Option<PathBuf>,
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = GrpoConfig::default().steps)]
         steps: u32,
-        #[arg(long, default_value_t = 4)]
+        /// Events per step.
+        #[arg(long, default_value_t = GrpoConfig::default().batch_size)]
+        batch_size: usize,
+        /// G: sampled outputs per event.
+        #[arg(long, default_value_t = GrpoConfig::default().group_size)]
         group_size: usize,
-        #[arg(long, default_value_t = 0.002)]
+        #[arg(long, default_value_t = GrpoConfig::default().learning_rate)]
         learning_rate: f32,
-        #[arg(long, default_value_t = 0.04)]
+        /// β of the KL penalty to the SFT reference.
+        #[arg(long, default_value_t = GrpoConfig::default().kl_coef)]
         kl_coef: f32,
-        #[arg(long, default_value_t = 0.2)]
+        #[arg(long, default_value_t = GrpoConfig::default().clip_range)]
         clip_range: f32,
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = GrpoConfig::default().max_grad_norm)]
         max_grad_norm: f32,
     },
 }
@@ -146,12 +162,23 @@ pub fn run(args: TrainArgs) -> CliResult {
             common,
             epochs,
             learning_rate,
+            weight_decay,
+            validation_fraction,
+            patience,
         } => {
+            if !(0.0..=0.5).contains(&validation_fraction) {
+                return Err(CliError::Usage(
+                    "--validation-fraction must lie between 0 and 0.5".into(),
+                ));
+            }
             let artifact: EventCarArtifact = read_artifact(&common.event_car)?;
             let config = SftConfig {
                 seed: common.seed,
                 epochs,
                 learning_rate,
+                weight_decay,
+                validation_fraction,
+                patience,
                 ..SftConfig::default()
             };
             let data = examples(&artifact, config.buckets, common.until);
@@ -177,12 +204,20 @@ pub fn run(args: TrainArgs) -> CliResult {
                 },
                 &trace,
             )?;
-            let last = trace.last().expect("at least one epoch");
+            let kept = trace.iter().find(|e| e.kept).expect("one epoch is kept");
+            let validation = match (kept.validation_loss, kept.validation_direction_accuracy) {
+                (Some(loss), Some(accuracy)) => {
+                    format!(", validation loss {loss:.4}, direction accuracy {accuracy:.3}")
+                }
+                _ => String::new(),
+            };
             println!(
-                "SFT on {} events: loss {:.4}, direction accuracy {:.3}; model {digest}",
+                "SFT on {} events: kept epoch {} of {}: loss {:.4}, direction accuracy {:.3}{validation}; model {digest}",
                 data.len(),
-                last.loss,
-                last.direction_accuracy
+                kept.epoch + 1,
+                trace.len(),
+                kept.loss,
+                kept.direction_accuracy
             );
         }
         TrainStage::Grpo {
@@ -190,6 +225,7 @@ pub fn run(args: TrainArgs) -> CliResult {
             init,
             reward_config,
             steps,
+            batch_size,
             group_size,
             learning_rate,
             kl_coef,
@@ -205,6 +241,7 @@ pub fn run(args: TrainArgs) -> CliResult {
             let config = GrpoConfig {
                 seed: common.seed,
                 steps,
+                batch_size,
                 group_size,
                 learning_rate,
                 kl_coef,

@@ -281,7 +281,10 @@ impl Service {
                     "forceFallback=true in the runtime configuration".to_string(),
                 ),
                 (Err(e), false) => (None, Source::Fallback, "model_unavailable", e.clone()),
-                (Ok(model), false) => self.infer(model.clone(), event_type, &event.title).await,
+                (Ok(model), false) => {
+                    self.infer(model.clone(), event_type, &event.symbol, &event.title)
+                        .await
+                }
             };
             let prediction = prediction
                 .unwrap_or_else(|| decision::fallback(&loaded.fallback, event_type, &self.rules));
@@ -335,6 +338,7 @@ impl Service {
         &self,
         model: Arc<Mutex<OnnxPolicy>>,
         event_type: EventType,
+        symbol: &str,
         title: &str,
     ) -> (
         Option<crate::contracts::label::Prediction>,
@@ -342,7 +346,7 @@ impl Service {
         &'static str,
         String,
     ) {
-        let title = title.to_string();
+        let (symbol, title) = (symbol.to_string(), title.to_string());
         let delay = self.inject_delay;
         let task = tokio::task::spawn_blocking(move || {
             if !delay.is_zero() {
@@ -354,7 +358,7 @@ impl Service {
             let dim = m.dim();
             let buckets = dim.saturating_sub(crate::training::features::HASH_OFFSET);
             let mut dense = vec![0f32; dim];
-            for (i, v) in crate::training::features::encode(event_type, &title, buckets) {
+            for (i, v) in crate::training::features::encode(event_type, &symbol, &title, buckets) {
                 if let Some(x) = dense.get_mut(i as usize) {
                     *x += v;
                 }

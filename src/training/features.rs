@@ -1,7 +1,9 @@
 //! Event features of the reference policy: the normalized event type (one-hot) and the title's
 //! tokens hashed into a fixed number of buckets (words split on whitespace and punctuation, plus
 //! character bigrams of CJK runs, so Chinese headlines need no segmenter). Sparse: a handful
-//! of active indices per event.
+//! of active indices per event. The event's own symbol is masked out of the title: a stock
+//! code identifies the company but says nothing about the news, and a policy that can see it
+//! memorizes each stock's past returns instead of learning what headlines mean.
 
 use crate::taxonomy::EventType;
 
@@ -68,12 +70,13 @@ pub fn tokens(title: &str) -> Vec<String> {
     out
 }
 
-/// Features of one event.
-pub fn encode(event_type: EventType, title: &str, buckets: usize) -> Sparse {
+/// Features of one event about `symbol`.
+pub fn encode(event_type: EventType, symbol: &str, title: &str, buckets: usize) -> Sparse {
     let mut x: Vec<(u32, f32)> = Vec::with_capacity(16);
     x.push((event_type.index().unwrap_or(10) as u32, 1.0));
     x.push((BIAS_SLOT as u32, 1.0));
-    for t in tokens(title) {
+    let masked = tokens(symbol);
+    for t in tokens(title).into_iter().filter(|t| !masked.contains(t)) {
         x.push((
             (HASH_OFFSET as u64 + fnv1a(t.as_bytes()) % buckets as u64) as u32,
             1.0,
@@ -109,13 +112,33 @@ mod tests {
 
     #[test]
     fn encoding_is_sparse_sorted_and_deterministic() {
-        let x = encode(EventType::Dividend, "分红 分红", 64);
-        assert_eq!(x, encode(EventType::Dividend, "分红 分红", 64));
+        let x = encode(EventType::Dividend, "600000.SH", "分红 分红", 64);
+        assert_eq!(x, encode(EventType::Dividend, "600000.SH", "分红 分红", 64));
         assert!(x.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(
             x.iter()
                 .any(|(i, v)| *i as usize >= HASH_OFFSET && *v == 2.0)
         );
         assert_eq!(x[0], (EventType::Dividend.index().unwrap() as u32, 1.0));
+    }
+
+    #[test]
+    fn the_events_own_symbol_is_masked() {
+        let plain = encode(EventType::Dividend, "600000.SH", "分红：增持", 4096);
+        let named = encode(
+            EventType::Dividend,
+            "600000.SH",
+            "600000.SH 分红：增持",
+            4096,
+        );
+        assert_eq!(plain, named);
+        // Another company named in the title is content, not identity.
+        let other = encode(
+            EventType::Dividend,
+            "600000.SH",
+            "600001.SH 分红：增持",
+            4096,
+        );
+        assert_eq!(other.len(), plain.len() + 1);
     }
 }

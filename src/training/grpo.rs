@@ -38,11 +38,11 @@ impl Default for GrpoConfig {
     fn default() -> Self {
         Self {
             seed: 11,
-            steps: 300,
-            batch_size: 32,
-            group_size: 4,
-            learning_rate: 0.002,
-            kl_coef: 0.04,
+            steps: 1000,
+            batch_size: 64,
+            group_size: 8,
+            learning_rate: 0.0005,
+            kl_coef: 0.3,
             clip_range: 0.2,
             max_grad_norm: 1.0,
             inner_iterations: 2,

@@ -19,6 +19,9 @@ pub struct Example {
     pub event_id: String,
     pub x: Sparse,
     pub label: Label,
+    /// The last day of the label window: when the label became known (orders a validation
+    /// split in time, so validation never precedes what it validates).
+    pub known_on: NaiveDate,
 }
 
 /// Labelled events whose whole label window ends before `until` (so nothing of a held-out
@@ -39,8 +42,9 @@ pub fn examples(
             }
             Some(Example {
                 event_id: r.event_id.clone(),
-                x: encode(r.event_type, &r.title, buckets),
+                x: encode(r.event_type, &r.symbol, &r.title, buckets),
                 label,
+                known_on: last_day,
             })
         })
         .collect()
@@ -51,6 +55,11 @@ pub fn encode_all(artifact: &EventCarArtifact, buckets: usize) -> Vec<(String, S
     artifact
         .records
         .iter()
-        .map(|r| (r.event_id.clone(), encode(r.event_type, &r.title, buckets)))
+        .map(|r| {
+            (
+                r.event_id.clone(),
+                encode(r.event_type, &r.symbol, &r.title, buckets),
+            )
+        })
         .collect()
 }

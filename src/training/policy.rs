@@ -64,6 +64,13 @@ impl Layout {
             len: at,
         }
     }
+
+    /// The weight matrices (not the biases): what weight decay shrinks.
+    pub fn weight_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        std::iter::once(self.w1..self.b1)
+            .chain(self.heads.iter().map(|&(w, b, _)| w..b))
+            .collect()
+    }
 }
 
 /// Derivatives of a loss with respect to each head's logits (and the raw, unscaled car output).
@@ -241,13 +248,15 @@ impl PolicyModel {
     }
 }
 
-/// Adam with global-norm gradient clipping.
+/// Adam with global-norm gradient clipping and optional decoupled weight decay (AdamW).
 #[derive(Debug, Clone)]
 pub struct Adam {
     pub lr: f32,
     m: Vec<f32>,
     v: Vec<f32>,
     t: i32,
+    /// (λ, parameter ranges it applies to): each step shrinks those parameters by lr·λ.
+    decay: Option<(f32, Vec<std::ops::Range<usize>>)>,
 }
 
 impl Adam {
@@ -257,7 +266,14 @@ impl Adam {
             m: vec![0.0; len],
             v: vec![0.0; len],
             t: 0,
+            decay: None,
         }
+    }
+
+    /// AdamW: decoupled weight decay λ on `ranges` (the weights; biases are left alone).
+    pub fn with_weight_decay(mut self, lambda: f32, ranges: Vec<std::ops::Range<usize>>) -> Self {
+        self.decay = (lambda > 0.0).then_some((lambda, ranges));
+        self
     }
 
     /// One descent step on `params` along `grad` (scaled to `max_norm` when longer). Returns
@@ -279,6 +295,14 @@ impl Adam {
             self.v[i] = b2 * self.v[i] + (1.0 - b2) * g * g;
             params[i] -= self.lr * (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + eps);
         }
+        if let Some((lambda, ranges)) = &self.decay {
+            let shrink = 1.0 - self.lr * lambda;
+            for r in ranges {
+                for p in &mut params[r.clone()] {
+                    *p *= shrink;
+                }
+            }
+        }
         norm
     }
 }
@@ -292,7 +316,7 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let model = PolicyModel::init(32, 6, 0.03, 1);
-        let x = encode(EventType::Dividend, "分红 增长 profit", 32);
+        let x = encode(EventType::Dividend, "600000.SH", "分红 增长 profit", 32);
         // Loss: CE(direction = 1) + CE(type = 4) + CE(strength = 0) + (raw car − 0.5)².
         let loss = |m: &PolicyModel| -> f64 {
             let f = m.forward(&x);
