@@ -4,7 +4,7 @@
 //! against the baseline on the held-out window with bootstrap intervals, and evaluate the gates
 //! for paper. Every artifact, the reports and a summary land in the output directory.
 
-use super::evaluate::{EvaluateArgs, evaluate_files};
+use super::evaluate::{EvaluateArgs, compare_predictions, evaluate_files};
 use super::label::{DatasetFiles, label_files};
 use super::reward::{BatchArgs, score_files};
 use super::train::{Checkpoint, completions_jsonl, predictions_jsonl, write_outputs};
@@ -209,9 +209,9 @@ pub fn run(args: DemoArgs) -> CliResult {
 
     bar.set_message("evaluating on the held-out window");
     println!("[6/7] evaluating both models against the baseline from {held_out_from}");
-    let eval =
+    let args =
         |predictions: &Path, dir: &str, with_rewards: bool, model: &crate::contracts::Sha256Hex| {
-            evaluate_files(&EvaluateArgs {
+            EvaluateArgs {
                 event_car: event_car_path.clone(),
                 predictions: predictions.to_path_buf(),
                 prices: prices.clone(),
@@ -225,10 +225,21 @@ pub fn run(args: DemoArgs) -> CliResult {
                 model: None,
                 generated_at: None,
                 out: out.join(dir),
-            })
+            }
         };
-    let (sft_eval, _) = eval(&sft_predictions, "evaluation-sft", false, &sft_digest)?;
-    let (grpo_eval, evidence) = eval(&grpo_predictions, "evaluation-grpo", true, &grpo_digest)?;
+    let (sft_eval, _) = evaluate_files(&args(
+        &sft_predictions,
+        "evaluation-sft",
+        false,
+        &sft_digest,
+    ))?;
+    let grpo_args = args(&grpo_predictions, "evaluation-grpo", true, &grpo_digest);
+    let (grpo_eval, evidence) = evaluate_files(&grpo_args)?;
+    // Does GRPO improve on its own SFT parent? Paired on the same days and events.
+    let grpo_vs_sft = compare_predictions(&grpo_args, &sft_predictions)?;
+    let mut comparison = serde_json::to_vec_pretty(&grpo_vs_sft).expect("serializes");
+    comparison.push(b'\n');
+    write_atomically(&out.join("comparison-grpo-vs-sft.json"), &comparison)?;
     bar.inc(1);
 
     bar.set_message("gates for paper");
@@ -273,7 +284,13 @@ pub fn run(args: DemoArgs) -> CliResult {
     runtime_bytes.push(b'\n');
     write_atomically(&out.join("runtime.json"), &runtime_bytes)?;
 
-    let summary = summary_markdown(held_out_from, &sft_eval, &grpo_eval, &decision);
+    let summary = summary_markdown(
+        held_out_from,
+        &sft_eval,
+        &grpo_eval,
+        &grpo_vs_sft,
+        &decision,
+    );
     write_atomically(&out.join("summary.md"), summary.as_bytes())?;
     println!("\n{summary}");
     println!("artifacts, reports and charts are in {}", out.display());
@@ -284,6 +301,7 @@ fn summary_markdown(
     from: chrono::NaiveDate,
     sft: &Evaluation,
     grpo: &Evaluation,
+    grpo_vs_sft: &Evaluation,
     decision: &crate::gates::Decision,
 ) -> String {
     let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
@@ -316,9 +334,13 @@ fn summary_markdown(
     let conf = grpo.significance.confidence * 100.0;
     let _ = writeln!(
         md,
-        "\nDeltas against the baseline ({conf:.0}% bootstrap intervals, one-sided p of Δ ≤ 0):\n\n| model | ΔSR | ΔDA |\n| --- | --- | --- |"
+        "\nDeltas ({conf:.0}% bootstrap intervals, one-sided p of Δ ≤ 0; paired on the same days and events):\n\n| comparison | ΔSR | ΔDA |\n| --- | --- | --- |"
     );
-    for (name, e) in [("SFT", sft), ("SFT → GRPO", grpo)] {
+    for (name, e) in [
+        ("SFT − baseline", sft),
+        ("GRPO − baseline", grpo),
+        ("GRPO − SFT", grpo_vs_sft),
+    ] {
         let _ = writeln!(
             md,
             "| {name} | {:+.4} [{:+.4}, {:+.4}] p={:.3} | {:+.4} [{:+.4}, {:+.4}] p={:.3} |",

@@ -11,7 +11,9 @@ use crate::contracts::{
 };
 use crate::evaluation::backtest::{EventSlot, PricePanel};
 use crate::evaluation::charts;
-use crate::evaluation::report::{Evaluation, EvaluationConfig, EvaluationInput, METRICS, evaluate};
+use crate::evaluation::report::{
+    Evaluation, EvaluationConfig, EvaluationInput, METRICS, evaluate, evaluate_against,
+};
 use crate::labeling::input::parse_price_panel;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
@@ -134,76 +136,140 @@ pub fn run(args: EvaluateArgs) -> CliResult {
 }
 
 /// Runs an evaluation and writes evaluation.json, evidence.json, report.md and the charts.
+/// What an evaluation reads, parsed and aligned: events with a known d0 and symbol, their
+/// labels, and the trading calendar's prices.
+struct Loaded {
+    config: EvaluationConfig,
+    event_car: EventCarArtifact,
+    /// Event ids in the order of `events`.
+    ids: Vec<String>,
+    events: Vec<EventSlot>,
+    labels: Vec<Option<Label>>,
+    /// The trading calendar.
+    dates: Vec<NaiveDate>,
+    days: usize,
+    open: Vec<f64>,
+    close: Vec<f64>,
+    start: usize,
+    regime_labels: Option<Vec<Option<String>>>,
+    market_returns: Option<Vec<f64>>,
+}
+
+impl Loaded {
+    fn read(args: &EvaluateArgs) -> Result<Self, CliError> {
+        let config: EvaluationConfig = match &args.config {
+            Some(p) => crate::config::load(p)?,
+            None => EvaluationConfig::default(),
+        };
+        let event_car: EventCarArtifact = read_artifact(&args.event_car)?;
+        let price_bytes = std::fs::read(&args.prices).map_err(io(&args.prices))?;
+        let (calendar, universe, prices, bad) =
+            parse_price_panel((&args.prices.display().to_string(), &price_bytes), false)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+        if bad.total() > 0 {
+            eprintln!("skipped {} bad price rows", bad.total());
+        }
+        let days = calendar.len();
+        let (mut ids, mut events, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &event_car.records {
+            let (Some(d0), Some(&symbol)) = (r.d0, universe.lookup.get(&r.symbol)) else {
+                continue;
+            };
+            let Some(d0) = calendar.index(d0) else {
+                continue;
+            };
+            events.push(EventSlot {
+                symbol: symbol as usize,
+                d0,
+                event_type: r.event_type,
+            });
+            labels.push(r.label.clone());
+            ids.push(r.event_id.clone());
+        }
+        let start = args
+            .from
+            .and_then(|d| calendar.first_on_or_after(d))
+            .unwrap_or(0);
+        if start + 2 > days {
+            return Err(CliError::Usage(format!(
+                "--from leaves fewer than 2 trading days in {}",
+                args.prices.display()
+            )));
+        }
+        let regime_labels = args
+            .regimes
+            .as_deref()
+            .map(|p| read_regimes(p, &calendar))
+            .transpose()?;
+        let market_returns = args
+            .indices
+            .as_deref()
+            .map(|p| read_index_returns(p, args.index.as_deref(), &calendar))
+            .transpose()?;
+        Ok(Self {
+            config,
+            event_car,
+            ids,
+            events,
+            labels,
+            dates: calendar.dates,
+            days,
+            open: prices.open,
+            close: prices.close,
+            start,
+            regime_labels,
+            market_returns,
+        })
+    }
+
+    fn input(&self) -> EvaluationInput<'_> {
+        EvaluationInput {
+            market_returns: self.market_returns.as_deref(),
+            regime_labels: self.regime_labels.as_deref(),
+            prices: PricePanel {
+                days: self.days,
+                open: &self.open,
+                close: &self.close,
+            },
+            events: &self.events,
+            labels: &self.labels,
+            horizon: self.event_car.method.event_window as usize,
+            start: self.start,
+        }
+    }
+
+    /// A predictions file's calls, aligned with `events`.
+    fn calls(&self, path: &Path) -> Result<Vec<Option<Prediction>>, CliError> {
+        let predictions = read_predictions(path)?;
+        Ok(self
+            .ids
+            .iter()
+            .map(|id| predictions.get(id).cloned())
+            .collect())
+    }
+}
+
+/// Compares the predictions of `args` with another model's (`reference`) on the same window:
+/// the evaluation's baseline is that model, so its deltas say whether the candidate beats it.
+/// Writes nothing; evidence for the gates always compares with the type-sign baseline.
+pub fn compare_predictions(args: &EvaluateArgs, reference: &Path) -> Result<Evaluation, CliError> {
+    let loaded = Loaded::read(args)?;
+    let (candidate, reference) = (loaded.calls(&args.predictions)?, loaded.calls(reference)?);
+    Ok(evaluate_against(
+        &loaded.input(),
+        &candidate,
+        &reference,
+        &loaded.config,
+    ))
+}
+
 pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifact), CliError> {
-    let config: EvaluationConfig = match &args.config {
-        Some(p) => crate::config::load(p)?,
-        None => EvaluationConfig::default(),
-    };
-    let event_car: EventCarArtifact = read_artifact(&args.event_car)?;
+    let loaded = Loaded::read(args)?;
     let rewards: Option<HgrmRewardArtifact> =
         args.rewards.as_deref().map(read_artifact).transpose()?;
-    let predictions = read_predictions(&args.predictions)?;
-    let price_bytes = std::fs::read(&args.prices).map_err(io(&args.prices))?;
-    let (calendar, universe, prices, bad) =
-        parse_price_panel((&args.prices.display().to_string(), &price_bytes), false)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-    if bad.total() > 0 {
-        eprintln!("skipped {} bad price rows", bad.total());
-    }
-    let days = calendar.len();
-
-    let mut events = Vec::new();
-    let mut labels: Vec<Option<Label>> = Vec::new();
-    let mut calls = Vec::new();
-    for r in &event_car.records {
-        let (Some(d0), Some(&symbol)) = (r.d0, universe.lookup.get(&r.symbol)) else {
-            continue;
-        };
-        let Some(d0) = calendar.index(d0) else {
-            continue;
-        };
-        events.push(EventSlot {
-            symbol: symbol as usize,
-            d0,
-            event_type: r.event_type,
-        });
-        labels.push(r.label.clone());
-        calls.push(predictions.get(&r.event_id).cloned());
-    }
-    let start = args
-        .from
-        .and_then(|d| calendar.first_on_or_after(d))
-        .unwrap_or(0);
-    if start + 2 > days {
-        return Err(CliError::Usage(format!(
-            "--from leaves fewer than 2 trading days in {}",
-            args.prices.display()
-        )));
-    }
-    let regime_labels = args
-        .regimes
-        .as_deref()
-        .map(|p| read_regimes(p, &calendar))
-        .transpose()?;
-    let market_returns = args
-        .indices
-        .as_deref()
-        .map(|p| read_index_returns(p, args.index.as_deref(), &calendar))
-        .transpose()?;
-    let input = EvaluationInput {
-        market_returns: market_returns.as_deref(),
-        regime_labels: regime_labels.as_deref(),
-        prices: PricePanel {
-            days,
-            open: &prices.open,
-            close: &prices.close,
-        },
-        events: &events,
-        labels: &labels,
-        horizon: event_car.method.event_window as usize,
-        start,
-    };
-    let evaluation = evaluate(&input, &calls, &config);
+    let calls = loaded.calls(&args.predictions)?;
+    let (config, event_car) = (&loaded.config, &loaded.event_car);
+    let evaluation = evaluate(&loaded.input(), &calls, config);
 
     std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
     let mut report = serde_json::to_vec_pretty(&evaluation).expect("evaluation serializes");
@@ -296,7 +362,7 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     };
     write_artifact(&evidence_path, &mut evidence)?;
 
-    write_report(&args.out, &evaluation, &calendar.dates[start..])?;
+    write_report(&args.out, &evaluation, &loaded.dates[loaded.start..])?;
     Ok((evaluation, evidence))
 }
 

@@ -380,9 +380,20 @@ pub fn evaluate(
     candidate: &[Option<Prediction>],
     config: &EvaluationConfig,
 ) -> Evaluation {
-    let baseline_calls = baseline_calls(input, config);
+    evaluate_against(input, candidate, &baseline_calls(input, config), config)
+}
+
+/// The same evaluation with another model's calls in the baseline's place (e.g. a GRPO policy
+/// against its SFT parent): every delta is then candidate − that model, paired on the same
+/// days and events.
+pub fn evaluate_against(
+    input: &EvaluationInput<'_>,
+    candidate: &[Option<Prediction>],
+    baseline_calls: &[Option<Prediction>],
+    config: &EvaluationConfig,
+) -> Evaluation {
     let cand = model_result(input, candidate, config);
-    let base = model_result(input, &baseline_calls, config);
+    let base = model_result(input, baseline_calls, config);
     let returns = |nav: &[f64]| -> Vec<f64> { nav.windows(2).map(|w| w[1] / w[0] - 1.0).collect() };
     let (rc, rb) = (returns(&cand.nav), returns(&base.nav));
     let boot = config.bootstrap.config();
