@@ -145,6 +145,8 @@ pub struct TrainingSpec {
 pub struct SftSpec {
     #[schemars(range(min = 0, max = 9007199254740991u64))]
     pub seed: u64,
+    /// The most epochs: the reference trainer stops earlier once its validation loss stops
+    /// falling, and keeps the best epoch's model.
     #[schemars(range(min = 1, max = 1000))]
     pub epochs: u32,
     #[schemars(range(min = 0.0, max = 1.0))]

@@ -39,10 +39,10 @@ impl Default for GrpoConfig {
         Self {
             seed: 11,
             steps: 1000,
-            batch_size: 64,
+            batch_size: 256,
             group_size: 8,
             learning_rate: 0.0005,
-            kl_coef: 0.3,
+            kl_coef: 0.1,
             clip_range: 0.2,
             max_grad_norm: 1.0,
             inner_iterations: 2,
