@@ -13,3 +13,16 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 app.kubernetes.io/name: janus-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+{{- define "janus.decision.name" -}}{{ include "janus.fullname" . | trunc 54 | trimSuffix "-" }}-decision{{- end -}}
+{{- define "janus.decision.selector" -}}
+app.kubernetes.io/name: janus-decision
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+{{- define "janus.decision.labels" -}}
+{{ include "janus.decision.selector" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+{{- define "janus.decision.runtimeConfigMap" -}}
+{{- required "decisionService.promotionRequest names the PromotionRequest to serve" .Values.decisionService.promotionRequest }}-runtime
+{{- end -}}
