@@ -129,11 +129,18 @@ decide() {
 
 s3_kill_switch() {
   [ "$(jp configmap/r1-canary-runtime '{.data.tradingEnabled}')" = true ] || fail "canary not trading before the drill"
-  # The decision service, watching the canary's runtime ConfigMap through the API.
+  # The decision service, watching the canary's runtime ConfigMap through the API as the
+  # chart's decision-service ServiceAccount, which may read that ConfigMap and nothing else.
+  if kubectl --kubeconfig "$E2E/decision.kubeconfig" -n "$NS" get configmap janus-gate-policy >/dev/null 2>&1; then
+    fail "the decision service's ServiceAccount can read other ConfigMaps"
+  fi
+  if kubectl --kubeconfig "$E2E/decision.kubeconfig" -n "$NS" get configmaps >/dev/null 2>&1; then
+    fail "the decision service's ServiceAccount can list every ConfigMap"
+  fi
   local port
   port=$(free_port)
-  janus serve --runtime-config "$NS/r1-canary-runtime" --artifacts-root "$ART" --listen "127.0.0.1:$port" \
-    --log-format text >"$LOGS/serve.log" 2>&1 &
+  KUBECONFIG="$E2E/decision.kubeconfig" janus serve --runtime-config "$NS/r1-canary-runtime" \
+    --artifacts-root "$ART" --listen "127.0.0.1:$port" --log-format text >"$LOGS/serve.log" 2>&1 &
   echo $! >>"$PIDFILE"
   eventually 30 sh -c "curl -fsS http://127.0.0.1:$port/v1/runtime | grep -q '\"model\":\"loaded\"'"
   local before
@@ -320,4 +327,25 @@ s8_rollback_drill() {
   # Final for this request: nothing re-promotes it.
   sleep 2
   [ "$(jp promotionrequest/r1-paper '{.status.phase}')" = RolledBack ] || fail "re-promoted after a rollback"
+}
+
+s9_unbacked_trading() {
+  # The leader audits runtime ConfigMaps (every second here): trading enabled by a ConfigMap
+  # no promoted request wrote is a gate bypass, counted in janus_runtime_unbacked_trading.
+  local port
+  port=$(cat "$E2E/port-$(leader)")
+  unbacked() { curl -fsS "http://127.0.0.1:$port/metrics" | awk '$1 == "janus_runtime_unbacked_trading" {print $2}'; }
+  wait_unbacked() { # wait_unbacked VALUE
+    for _ in $(seq 100); do [ "$(unbacked)" = "$1" ] && return 0; sleep 0.1; done
+    fail "janus_runtime_unbacked_trading is $(unbacked), expected $1"
+  }
+  wait_unbacked 0
+  k create configmap ghost-runtime --from-literal=stage=canary --from-literal=candidate=r1-candidate \
+    --from-literal=promotionRequest=ghost --from-literal=modelUri=runs/r1/model.onnx \
+    --from-literal=modelSha256="$(printf 'a%.0s' $(seq 64))" --from-literal=tradingEnabled=true \
+    --from-literal=forceFallback=false
+  wait_unbacked 1
+  grep -h "ghost-runtime" "$LOGS"/operator-*.log | tail -1 | grep -q "does not exist" || fail "the operator did not say why"
+  k delete configmap ghost-runtime
+  wait_unbacked 0
 }

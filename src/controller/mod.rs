@@ -2,6 +2,7 @@
 //! over the resources and the domain; the Kubernetes glue that reads inputs and applies the
 //! results is the only part that talks to the API server.
 
+pub mod audit;
 pub mod candidate;
 pub mod jobs;
 pub mod promotion;

@@ -354,3 +354,8 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
         events,
     }
 }
+
+/// The runtime ConfigMap a PromotionRequest writes for the decision service.
+pub fn runtime_config_map_name(promotion_request: &str) -> String {
+    super::jobs::bounded_name(promotion_request, "runtime")
+}

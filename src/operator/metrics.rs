@@ -40,6 +40,7 @@ pub struct Metrics {
     gate_failures: Family<Labels, Counter>,
     evidence_complete: Family<Labels, Gauge>,
     leader: Gauge,
+    unbacked_trading: Gauge,
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -59,6 +60,7 @@ impl Default for Metrics {
         let gate_failures = Family::<Labels, Counter>::default();
         let evidence_complete = Family::<Labels, Gauge>::default();
         let leader = Gauge::default();
+        let unbacked_trading = Gauge::default();
         registry.register("janus_reconcile", "Reconciles by kind", reconciles.clone());
         registry.register(
             "janus_reconcile_errors",
@@ -90,6 +92,11 @@ impl Default for Metrics {
             "1 while this replica holds the leader lease",
             leader.clone(),
         );
+        registry.register(
+            "janus_runtime_unbacked_trading",
+            "Runtime ConfigMaps that enable trading without a promoted PromotionRequest behind them (the leader's last audit)",
+            unbacked_trading.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -99,6 +106,7 @@ impl Default for Metrics {
             gate_failures,
             evidence_complete,
             leader,
+            unbacked_trading,
         }
     }
 }
@@ -135,6 +143,9 @@ impl Metrics {
                 ("candidate", candidate),
             ]))
             .set(i64::from(complete));
+    }
+    pub fn set_unbacked_trading(&self, count: usize) {
+        self.unbacked_trading.set(count as i64);
     }
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));

@@ -57,6 +57,10 @@ pub struct ControllerArgs {
     /// How long a leader's lease lasts without renewal (it renews every fifth of it).
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: u64,
+    /// How often the leader audits runtime ConfigMaps for trading without a promoted request
+    /// behind it (`janus_runtime_unbacked_trading`).
+    #[arg(long, default_value_t = 15)]
+    pub audit_seconds: u64,
     /// This replica's identity in the Lease (default: POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -409,7 +413,24 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    tokio::join!(runs, candidates, promotions);
+    // The gate-bypass audit, while this replica leads.
+    let audit = {
+        let ctx = ctx.clone();
+        let ns = args.namespace.clone();
+        let every = Duration::from_secs(args.audit_seconds.max(1));
+        async move {
+            loop {
+                if let Err(e) = reconcile::audit_runtime(&ctx, &ns).await {
+                    tracing::warn!(error = %e, "runtime audit");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {},
+                    _ = stopped() => return,
+                }
+            }
+        }
+    };
+    tokio::join!(runs, candidates, promotions, audit);
     keeper.abort();
     if let Err(e) = elector.release().await {
         tracing::warn!(error = %e, "cannot release the lease");

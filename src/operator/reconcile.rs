@@ -508,7 +508,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     if let Some(data) = &plan.runtime_config {
         let cm = ConfigMap {
             metadata: ObjectMeta {
-                name: Some(runtime_config_map_name(&name)),
+                name: Some(promotion_plan::runtime_config_map_name(&name)),
                 namespace: Some(ns.clone()),
                 owner_references: owner(pr.as_ref()).map(|o| vec![o]),
                 labels: Some(BTreeMap::from([
@@ -525,7 +525,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         };
         Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
             .patch(
-                &runtime_config_map_name(&name),
+                &promotion_plan::runtime_config_map_name(&name),
                 &PatchParams::apply(&ctx.config.field_manager).force(),
                 &Patch::Apply(&cm),
             )
@@ -566,9 +566,56 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// The runtime ConfigMap a PromotionRequest writes for the decision service.
-pub fn runtime_config_map_name(promotion_request: &str) -> String {
-    jobs::bounded_name(promotion_request, "runtime")
+/// The gate-bypass audit (controller::audit) over the namespace's ConfigMaps, requests and
+/// candidates: logs every runtime ConfigMap that enables trading without a promoted request
+/// behind it and exports their count. Returns the count.
+pub async fn audit_runtime(ctx: &Context, ns: &str) -> Result<usize> {
+    use crate::controller::audit::{RequestView, unbacked_trading};
+    let all = ListParams::default();
+    let config_maps = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
+        .list(&all)
+        .await?;
+    let requests = Api::<PromotionRequest>::namespaced(ctx.client.clone(), ns)
+        .list(&all)
+        .await?;
+    let candidates = Api::<JanusCandidate>::namespaced(ctx.client.clone(), ns)
+        .list(&all)
+        .await?;
+    let views: Vec<RequestView> = requests
+        .items
+        .iter()
+        .map(|r| {
+            let status = r.status.clone().unwrap_or_default();
+            RequestView {
+                name: r.name_any(),
+                candidate: r.spec.candidate.clone(),
+                kill_switch: r.spec.kill_switch,
+                stage: status.stage,
+                phase: status.phase,
+                model_sha256: candidates
+                    .items
+                    .iter()
+                    .find(|c| c.name_any() == r.spec.candidate)
+                    .map(|c| c.spec.model.sha256.clone()),
+            }
+        })
+        .collect();
+    let empty = BTreeMap::new();
+    let found = unbacked_trading(
+        config_maps.items.iter().map(|cm| {
+            (
+                cm.metadata.name.as_deref().unwrap_or_default(),
+                cm.data.as_ref().unwrap_or(&empty),
+            )
+        }),
+        &views,
+    );
+    for u in &found {
+        tracing::warn!(namespace = %ns, config_map = %u.config_map, reason = %u.reason,
+            "a runtime ConfigMap enables trading without a promoted request behind it");
+    }
+    ctx.metrics.set_unbacked_trading(found.len());
+    Ok(found.len())
 }
 
 #[cfg(test)]
