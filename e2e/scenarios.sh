@@ -311,7 +311,9 @@ s7_failed_run() {
   [ "$(jp janusrun/r-bad-pin '{.status.phase}')" = Failed ] || fail "phase"
   [ "$(k get jobs -l janus.torghut.io/run=r-bad-pin-run -o name | wc -l)" = 1 ] || fail "steps after a failure"
   ! k get januscandidate r-bad-pin-candidate 2>/dev/null || fail "a failed run produced a candidate"
-  k get events --field-selector involvedObject.name=r-bad-pin,type=Warning -o custom-columns=REASON:.reason --no-headers | grep -q StepFailed || fail "no warning event"
+  # The Event follows the status write (events are best effort), so it may land a moment later.
+  eventually 10 sh -c "kubectl -n $NS get events --field-selector involvedObject.name=r-bad-pin,type=Warning \
+    -o custom-columns=REASON:.reason --no-headers | grep -q StepFailed" || fail "no warning event"
 }
 
 s8_rollback_drill() {
