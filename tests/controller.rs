@@ -629,7 +629,31 @@ fn step_commands_run_the_whole_pipeline_locally() {
     )
     .unwrap();
 
-    let run = janus_run("run-1", pinned, None);
+    // Unset optional hyperparameters leave the spec (and so its locked hash) and the command
+    // lines as they were; set ones reach the trainer as flags it accepts.
+    let plain = janus_run("run-1", pinned.clone(), None);
+    let sft = serde_json::to_value(&plain.spec.training.sft).unwrap();
+    assert_eq!(
+        sft.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["epochs", "learningRate", "seed"]
+    );
+    assert!(!jobs::command(&plain, Step::Sft).contains(&"--patience".to_string()));
+    assert!(!jobs::command(&plain, Step::Grpo).contains(&"--batch-size".to_string()));
+    let mut run = plain;
+    run.spec.training.sft.weight_decay = Some(0.05);
+    run.spec.training.sft.validation_fraction = Some(0.1);
+    run.spec.training.sft.patience = Some(2);
+    run.spec.training.grpo.batch_size = Some(16);
+    let sft_command = jobs::command(&run, Step::Sft).join(" ");
+    assert!(
+        sft_command.contains("--weight-decay 0.05 --validation-fraction 0.1 --patience 2"),
+        "{sft_command}"
+    );
+    assert!(
+        jobs::command(&run, Step::Grpo)
+            .join(" ")
+            .contains("--batch-size 16")
+    );
     std::fs::create_dir_all(&config).unwrap();
     for (file, text) in jobs::config_map_data(&run) {
         std::fs::write(config.join(file), text).unwrap();

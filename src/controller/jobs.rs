@@ -114,6 +114,13 @@ pub fn run_config_hash(run: &JanusRun) -> Sha256Hex {
 }
 
 /// The step's command line (`janus ...`, or a shell chain of `janus` calls).
+/// Appends `flag value` when the value is set.
+fn optional_flag<T: ToString>(args: &mut Vec<String>, flag: &str, value: Option<T>) {
+    if let Some(v) = value {
+        args.extend([flag.to_string(), v.to_string()]);
+    }
+}
+
 pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
     let spec = &run.spec;
     let name = run.metadata.name.as_deref().unwrap_or_default();
@@ -134,26 +141,34 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
             s("--out"),
             dir,
         ],
-        Step::Sft => vec![
-            s("janus"),
-            s("train"),
-            s("sft"),
-            s("--event-car"),
-            format!("{dir}/event-car.json"),
-            s("--until"),
-            until.clone(),
-            s("--seed"),
-            spec.training.sft.seed.to_string(),
-            s("--epochs"),
-            spec.training.sft.epochs.to_string(),
-            s("--learning-rate"),
-            spec.training.sft.learning_rate.to_string(),
-            s("--out"),
-            format!("{dir}/models/sft"),
-        ],
+        Step::Sft => {
+            let t = &spec.training.sft;
+            let mut args = vec![
+                s("janus"),
+                s("train"),
+                s("sft"),
+                s("--event-car"),
+                format!("{dir}/event-car.json"),
+                s("--until"),
+                until.clone(),
+                s("--seed"),
+                t.seed.to_string(),
+                s("--epochs"),
+                t.epochs.to_string(),
+                s("--learning-rate"),
+                t.learning_rate.to_string(),
+            ];
+            // Optional hyperparameters are passed only when set, so a trainer image that
+            // does not know them still runs a spec that does not use them.
+            optional_flag(&mut args, "--weight-decay", t.weight_decay);
+            optional_flag(&mut args, "--validation-fraction", t.validation_fraction);
+            optional_flag(&mut args, "--patience", t.patience);
+            args.extend([s("--out"), format!("{dir}/models/sft")]);
+            args
+        }
         Step::Grpo => {
             let g = &spec.training.grpo;
-            vec![
+            let mut args = vec![
                 s("janus"),
                 s("train"),
                 s("grpo"),
@@ -169,6 +184,9 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
                 g.seed.to_string(),
                 s("--steps"),
                 g.steps.to_string(),
+            ];
+            optional_flag(&mut args, "--batch-size", g.batch_size);
+            args.extend([
                 s("--group-size"),
                 g.group_size.to_string(),
                 s("--learning-rate"),
@@ -181,7 +199,8 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
                 g.max_grad_norm.to_string(),
                 s("--out"),
                 format!("{dir}/models/grpo"),
-            ]
+            ]);
+            args
         }
         Step::Evaluate | Step::Replay => {
             let out = if step == Step::Evaluate {

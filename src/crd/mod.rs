@@ -151,6 +151,20 @@ pub struct SftSpec {
     pub epochs: u32,
     #[schemars(range(min = 0.0, max = 1.0))]
     pub learning_rate: f64,
+    /// Decoupled weight decay on the weight matrices (trainer default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub weight_decay: Option<f64>,
+    /// Share of the training events, the most recent, held back to choose the epoch; 0 trains
+    /// on all of them for `epochs` (trainer default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 0.5))]
+    pub validation_fraction: Option<f64>,
+    /// Epochs without a lower validation loss before training stops (trainer default when
+    /// absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub patience: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -160,6 +174,10 @@ pub struct GrpoSpec {
     pub seed: u64,
     #[schemars(range(min = 1, max = 1000000))]
     pub steps: u32,
+    /// Events per step (trainer default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub batch_size: Option<u32>,
     /// G: the paper's grid is 2, 4, 8.
     #[schemars(range(min = 2, max = 64))]
     pub group_size: u32,
