@@ -5,7 +5,7 @@
 //! to the frozen SFT reference, for a few inner iterations per sampled batch.
 
 use super::Example;
-use super::policy::{Adam, DIRECTIONS, Forward, HeadGrads, PolicyModel, STRENGTHS};
+use super::policy::{Adam, DIRECTIONS, Forward, HeadGrads, PolicyModel, STRENGTHS, TYPES};
 use crate::contracts::label::Prediction;
 use crate::reward::output::ParsedOutput;
 use crate::reward::{HgrmConfig, score};
@@ -106,21 +106,19 @@ fn kl_grad<const N: usize>(p: &[f32; N], q: &[f32; N]) -> [f32; N] {
     g
 }
 
-/// Gradient with respect to a categorical head's logits of `coef · log p(action)` plus
-/// `beta · KL(p‖q)`: coef · (onehot − p) + beta · ∂KL/∂logits.
-fn head_grad<const N: usize>(
-    p: &[f32; N],
-    q: &[f32; N],
-    action: usize,
-    coef: f32,
-    beta: f32,
-) -> [f32; N] {
-    let kl = kl_grad(p, q);
-    let mut g = [0.0f32; N];
-    for (k, gk) in g.iter_mut().enumerate() {
-        *gk = coef * ((k == action) as u8 as f32 - p[k]) + beta * kl[k];
+/// Adds the gradient with respect to a categorical head's logits of `coef · log p(action)`:
+/// coef · (onehot − p).
+fn add_policy_grad<const N: usize>(d: &mut [f32; N], p: &[f32; N], action: usize, coef: f32) {
+    for (k, dk) in d.iter_mut().enumerate() {
+        *dk += coef * ((k == action) as u8 as f32 - p[k]);
     }
-    g
+}
+
+/// Adds `weight · ∂KL(p‖q)/∂logits`.
+fn add_kl_grad<const N: usize>(d: &mut [f32; N], p: &[f32; N], q: &[f32; N], weight: f32) {
+    for (dk, gk) in d.iter_mut().zip(kl_grad(p, q)) {
+        *dk += weight * gk;
+    }
 }
 
 /// Improves `sft` (also the frozen reference) with GRPO; returns the policy and the trace.
@@ -149,9 +147,11 @@ pub fn train(
         let mut samples = Vec::with_capacity(batch.len() * g);
         let (mut sum_r, mut sum_dir, mut sum_type, mut sum_pnl, mut sum_mag, mut hard) =
             (0.0, 0.0, 0.0, 0.0, 0.0, 0);
+        let mut references = Vec::with_capacity(batch.len());
         for &i in &batch {
             let e = &examples[i];
             let f = model.forward(&e.x);
+            references.push(reference.forward(&e.x));
             let mut group = Vec::with_capacity(g);
             for _ in 0..g {
                 let mut s = Sample {
@@ -196,38 +196,49 @@ pub fn train(
             }
         }
         let (mut kl_sum, mut clipped, mut norm) = (0.0f64, 0usize, 0.0f32);
+        let beta = config.kl_coef;
+        let eps = config.clip_range;
+        let car_grad = model.car_scale / (sigma * sigma);
         for _ in 0..config.inner_iterations.max(1) {
             grad.fill(0.0);
             kl_sum = 0.0;
             clipped = 0;
-            for s in &samples {
-                let e = &examples[s.example];
+            // One forward and one backward per event: the G samples of an event share the
+            // forward pass, and the backward pass is linear in the heads' derivatives, so their
+            // (and the KL term's) derivatives are summed first.
+            for (group, r) in samples.chunks(g).zip(&references) {
+                let e = &examples[group[0].example];
                 let f = model.forward(&e.x);
-                let ratio = (log_prob(&f, s, sigma) - s.old_log_prob).exp();
-                let a = s.advantage;
-                let eps = config.clip_range;
-                // The clipped surrogate's gradient vanishes where the clip is active.
-                let active = !((a > 0.0 && ratio > 1.0 + eps) || (a < 0.0 && ratio < 1.0 - eps));
-                clipped += (!active) as usize;
-                let coef = if active { -a * ratio } else { 0.0 }; // minimizing −J
-                let mut d_car = coef * (s.car - f.car) / (sigma * sigma) * model.car_scale;
-                // KL to the frozen reference.
-                let r = reference.forward(&e.x);
-                let beta = config.kl_coef;
-                let d_dir = head_grad(&f.direction, &r.direction, s.direction, coef, beta);
-                let d_type = head_grad(&f.event_type, &r.event_type, s.event_type, coef, beta);
-                let d_str = head_grad(&f.strength, &r.strength, s.strength, coef, beta);
-                d_car += beta * (f.car - r.car) / (sigma * sigma) * model.car_scale;
-                kl_sum += (kl(&f.direction, &r.direction)
-                    + kl(&f.event_type, &r.event_type)
-                    + kl(&f.strength, &r.strength)) as f64
-                    + ((f.car - r.car) / sigma).powi(2) as f64 / 2.0;
-                let d = HeadGrads {
-                    direction: d_dir,
-                    event_type: d_type,
-                    strength: d_str,
-                    car_raw: d_car,
+                let mut d = HeadGrads {
+                    direction: [0.0; 3],
+                    event_type: [0.0; TYPES],
+                    strength: [0.0; 2],
+                    car_raw: 0.0,
                 };
+                for s in group {
+                    let ratio = (log_prob(&f, s, sigma) - s.old_log_prob).exp();
+                    let a = s.advantage;
+                    // The clipped surrogate's gradient vanishes where the clip is active.
+                    let active =
+                        !((a > 0.0 && ratio > 1.0 + eps) || (a < 0.0 && ratio < 1.0 - eps));
+                    clipped += (!active) as usize;
+                    let coef = if active { -a * ratio } else { 0.0 }; // minimizing −J
+                    add_policy_grad(&mut d.direction, &f.direction, s.direction, coef);
+                    add_policy_grad(&mut d.event_type, &f.event_type, s.event_type, coef);
+                    add_policy_grad(&mut d.strength, &f.strength, s.strength, coef);
+                    d.car_raw += coef * (s.car - f.car) * car_grad;
+                }
+                // KL to the frozen reference, once per sample.
+                let weight = beta * group.len() as f32;
+                add_kl_grad(&mut d.direction, &f.direction, &r.direction, weight);
+                add_kl_grad(&mut d.event_type, &f.event_type, &r.event_type, weight);
+                add_kl_grad(&mut d.strength, &f.strength, &r.strength, weight);
+                d.car_raw += weight * (f.car - r.car) * car_grad;
+                kl_sum += group.len() as f64
+                    * ((kl(&f.direction, &r.direction)
+                        + kl(&f.event_type, &r.event_type)
+                        + kl(&f.strength, &r.strength)) as f64
+                        + ((f.car - r.car) / sigma).powi(2) as f64 / 2.0);
                 model.backward(&e.x, &f, &d, &mut grad);
             }
             let n = samples.len() as f32;
