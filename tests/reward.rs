@@ -435,6 +435,49 @@ fn the_reward_service_survives_malformed_bursts_and_shuts_down_gracefully() {
         .as_str()
         .unwrap();
 
+    // The batch command names the first ten lines it skips and counts the rest by reason.
+    let mut lines = vec![serde_json::json!({"event_id": unlabelled, "completion": "{}"})];
+    lines.extend(
+        (0..12).map(|i| serde_json::json!({"event_id": format!("nope-{i}"), "completion": "{}"})),
+    );
+    lines.push(serde_json::json!({"event_id": labelled[0], "completion": "{\"direction\": \"long\", \"event_type\": \"dividend\", \"strength\": \"strong\", \"car_estimate\": 0.01, \"reasoning\": \"Dividends up, cash flow strong.\"}"}));
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.join("completions.jsonl"), text).unwrap();
+    let out = std::process::Command::new(janus)
+        .args([
+            "reward",
+            "--event-car",
+            &p("event-car.json"),
+            "--completions",
+            &p("completions.jsonl"),
+            "--out",
+            &p("batch"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("skipped ") && l.contains(".jsonl:"))
+            .count(),
+        10,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("skipped 13 lines of")
+            && stderr.contains("(unknown_event_id 12, unlabelled_event 1)"),
+        "{stderr}"
+    );
+    let batch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("batch/reward.json")).unwrap()).unwrap();
+    assert_eq!(batch["summary"]["samples"], 1);
+    assert_eq!(
+        batch["summary"]["unscored_by_reason"]["unknown_event_id"],
+        12
+    );
+
     let mut child = std::process::Command::new(janus)
         .args([
             "reward",

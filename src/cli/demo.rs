@@ -172,8 +172,9 @@ pub fn run(args: DemoArgs) -> CliResult {
         &grpo_trace,
     )?;
     println!(
-        "      {} training events; SFT {sft_digest}; GRPO {grpo_digest}",
-        train.len()
+        "      {} training events; SFT {}\n      SFT {sft_digest}; GRPO {grpo_digest}",
+        train.len(),
+        sft::describe_kept(&sft_trace)
     );
     bar.inc(1);
 

@@ -147,6 +147,9 @@ fn run_batch(args: BatchArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many skipped completion lines are named one by one before they are only counted.
+const SKIPPED_NAMED: u64 = 10;
+
 /// Scores a completions file and writes DIR/reward.json.
 pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
     let config = load_config(&args.config)?;
@@ -190,8 +193,22 @@ pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
         if args.strict {
             return Err(CliError::Usage(format!("{at}: {detail} (strict mode)")));
         }
-        eprintln!("skipped {at}: {detail}");
+        // The first few are named; the rest are counted (a replay of every event has many
+        // unlabelled ones, and the artifact records the counts by reason either way).
+        let skipped: u64 = unscored.values().sum();
+        if skipped < SKIPPED_NAMED {
+            eprintln!("skipped {at}: {detail}");
+        }
         *unscored.entry(reason.to_string()).or_default() += 1;
+    }
+    let skipped: u64 = unscored.values().sum();
+    if skipped > SKIPPED_NAMED {
+        let by_reason: Vec<String> = unscored.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        eprintln!(
+            "skipped {skipped} lines of {} in all ({}); the first {SKIPPED_NAMED} are named above",
+            args.completions.display(),
+            by_reason.join(", ")
+        );
     }
 
     let out = args.out.join("reward.json");

@@ -204,20 +204,10 @@ pub fn run(args: TrainArgs) -> CliResult {
                 },
                 &trace,
             )?;
-            let kept = trace.iter().find(|e| e.kept).expect("one epoch is kept");
-            let validation = match (kept.validation_loss, kept.validation_direction_accuracy) {
-                (Some(loss), Some(accuracy)) => {
-                    format!(", validation loss {loss:.4}, direction accuracy {accuracy:.3}")
-                }
-                _ => String::new(),
-            };
             println!(
-                "SFT on {} events: kept epoch {} of {}: loss {:.4}, direction accuracy {:.3}{validation}; model {digest}",
+                "SFT on {} events: {}; model {digest}",
                 data.len(),
-                kept.epoch + 1,
-                trace.len(),
-                kept.loss,
-                kept.direction_accuracy
+                sft::describe_kept(&trace)
             );
         }
         TrainStage::Grpo {

@@ -134,6 +134,26 @@ fn split_in_time(examples: &[Example], fraction: f64) -> (Vec<usize>, Vec<usize>
     (order, validation)
 }
 
+/// One line on which epoch was kept and why, for people.
+pub fn describe_kept(trace: &[SftEpoch]) -> String {
+    let Some(kept) = trace.iter().find(|e| e.kept) else {
+        return "no epoch trained".into();
+    };
+    let validation = match (kept.validation_loss, kept.validation_direction_accuracy) {
+        (Some(loss), Some(accuracy)) => {
+            format!("; validation loss {loss:.4}, direction accuracy {accuracy:.3}")
+        }
+        _ => String::new(),
+    };
+    format!(
+        "kept epoch {} of {}: loss {:.4}, direction accuracy {:.3}{validation}",
+        kept.epoch + 1,
+        trace.len(),
+        kept.loss,
+        kept.direction_accuracy
+    )
+}
+
 /// Fits a fresh policy; returns the kept model with the per-epoch trace.
 pub fn train(examples: &[Example], config: &SftConfig) -> (PolicyModel, Vec<SftEpoch>) {
     let mut model = PolicyModel::init(config.buckets, config.hidden, config.car_scale, config.seed);
