@@ -83,3 +83,22 @@ fn bad_model_bytes_are_refused_not_crashing() {
     let err = OnnxPolicy::load(b"not an onnx model", 10).err().unwrap();
     assert!(err.contains("ONNX Runtime refused the model"), "{err}");
 }
+
+#[test]
+fn a_graph_trained_on_other_features_is_refused() {
+    use janus::training::features::FEATURES_VERSION;
+    use janus::training::onnx::export_stamped;
+    let model = PolicyModel::init(64, 4, 0.03, 3);
+    let current = OnnxPolicy::load_inferring_dim(&export(&model)).unwrap();
+    assert_eq!(current.dim(), dimension(64));
+    assert_eq!(FEATURES_VERSION, "janus-features-v2");
+    for (stamp, says) in [
+        (Some("janus-features-v1"), "`janus-features-v1`"),
+        (None, "(not recorded)"),
+    ] {
+        let err = OnnxPolicy::load_inferring_dim(&export_stamped(&model, stamp))
+            .err()
+            .unwrap();
+        assert!(err.contains(says) && err.contains("retrain it"), "{err}");
+    }
+}

@@ -205,7 +205,7 @@ fn the_trainer_contract_outputs_and_lineage() {
     assert!(first["direction"].is_string() && first["car_estimate"].is_number());
 
     // A damaged model file is refused with the reason.
-    std::fs::write(dir.path().join("bad.json"), br#"{"format": "janus-reference-policy-v1", "buckets": 512, "hidden": 32, "car_scale": 0.03, "params": [0.0]}"#).unwrap();
+    std::fs::write(dir.path().join("bad.json"), br#"{"format": "janus-reference-policy-v2", "buckets": 512, "hidden": 32, "car_scale": 0.03, "params": [0.0]}"#).unwrap();
     let out = janus(&[
         "predict",
         "--model",

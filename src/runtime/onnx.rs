@@ -82,12 +82,25 @@ impl OnnxPolicy {
         Ok(Self { session, dim })
     }
 
-    /// Loads the model bytes, reading the feature dimension from its `features` input.
+    /// Loads the model bytes, reading the feature dimension from its `features` input. The
+    /// graph must say it was trained on the features this build computes.
     pub fn load_inferring_dim(model: &[u8]) -> Result<Self, String> {
+        use crate::training::features::FEATURES_VERSION;
+        use crate::training::onnx::FEATURES_METADATA_KEY;
         let env = environment()?;
         let session = Session::builder(env)
             .and_then(|mut b| b.commit_from_memory(model))
             .map_err(|e| format!("ONNX Runtime refused the model: {e}"))?;
+        let features = session
+            .metadata()
+            .ok()
+            .and_then(|m| m.custom(FEATURES_METADATA_KEY));
+        if features.as_deref() != Some(FEATURES_VERSION) {
+            return Err(format!(
+                "the model was trained on features `{}`, but this service computes `{FEATURES_VERSION}`: retrain it",
+                features.as_deref().unwrap_or("(not recorded)")
+            ));
+        }
         let dim = session
             .inputs()
             .iter()

@@ -7,6 +7,11 @@
 
 use crate::taxonomy::EventType;
 
+/// Which encoding this is. Stamped into every model the trainer writes (model.json's format
+/// and the ONNX graph's metadata) and checked when one is loaded, so a model is never fed
+/// features it was not trained on. v1 hashed the event's own symbol too.
+pub const FEATURES_VERSION: &str = "janus-features-v2";
+
 /// One-hot slots for the ten types and `unknown`, then a bias slot, then the hashed tokens.
 pub const TYPE_SLOTS: usize = 11;
 pub const BIAS_SLOT: usize = TYPE_SLOTS;

@@ -97,8 +97,17 @@ fn node(
     n
 }
 
-/// The ONNX model bytes of `model`.
+/// The ONNX metadata key naming the feature encoding a graph was trained on.
+pub const FEATURES_METADATA_KEY: &str = "janus.features";
+
+/// The ONNX model bytes of `model`, stamped with the feature encoding it was trained on.
 pub fn export(model: &PolicyModel) -> Vec<u8> {
+    export_stamped(model, Some(super::features::FEATURES_VERSION))
+}
+
+/// The same graph stamped with another feature encoding, or none (as graphs written before
+/// the stamp existed): what a service must refuse. For tests and migration tools.
+pub fn export_stamped(model: &PolicyModel, features: Option<&str>) -> Vec<u8> {
     let l = model.layout();
     let p = &model.params;
     let mut graph = Vec::new();
@@ -205,6 +214,13 @@ pub fn export(model: &PolicyModel) -> Vec<u8> {
         string(o, 1, "");
         int(o, 2, 13);
     });
+    // metadata_props: the feature encoding the graph expects.
+    if let Some(features) = features {
+        message(&mut model_bytes, 14, |kv| {
+            string(kv, 1, FEATURES_METADATA_KEY);
+            string(kv, 2, features);
+        });
+    }
     model_bytes
 }
 

@@ -17,7 +17,9 @@ pub const TYPES: usize = 10;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyModel {
-    /// Always `janus-reference-policy-v1`.
+    /// Always `janus-reference-policy-v2` (v2: trained on `features::FEATURES_VERSION` v2,
+    /// the event's symbol masked; a v1 model would be served different features than it
+    /// learned, so it is refused).
     pub format: String,
     pub buckets: usize,
     pub hidden: usize,
@@ -28,7 +30,7 @@ pub struct PolicyModel {
     pub params: Vec<f32>,
 }
 
-pub const FORMAT: &str = "janus-reference-policy-v1";
+pub const FORMAT: &str = "janus-reference-policy-v2";
 
 /// Offsets of each block in `params`.
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +144,10 @@ impl PolicyModel {
     /// Checks that the file describes a well-formed model.
     pub fn validate(&self) -> Result<(), String> {
         if self.format != FORMAT {
-            return Err(format!("format is `{}`, expected `{FORMAT}`", self.format));
+            return Err(format!(
+                "format is `{}`, expected `{FORMAT}` (retrain the model with this version)",
+                self.format
+            ));
         }
         let layout = self.layout();
         if self.params.len() != layout.len {
