@@ -280,6 +280,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         force_fallback: false,
         policy_hash: Some(decision.policy_hash.clone()),
         canary_limits: None,
+        lease_epoch: None,
     };
     let mut runtime_bytes = serde_json::to_vec_pretty(&runtime.to_data()).expect("serializes");
     runtime_bytes.push(b'\n');

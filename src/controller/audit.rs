@@ -123,6 +123,7 @@ mod tests {
             force_fallback: !trading,
             policy_hash: None,
             canary_limits: None,
+            lease_epoch: None,
         }
         .to_data()
     }

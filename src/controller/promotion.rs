@@ -314,6 +314,7 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                     force_fallback: flags.force_fallback,
                     policy_hash: Some(decision.policy_hash.clone()),
                     canary_limits: input.spec.canary.clone(),
+                    lease_epoch: None,
                 }
                 .to_data(),
             )
@@ -349,6 +350,10 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             history: state.history,
             conditions,
             observed_generation: input.generation,
+            runtime_config_map: runtime_config
+                .as_ref()
+                .map(|_| runtime_config_map_name(input.name))
+                .or(previous.runtime_config_map),
         },
         runtime_config,
         events,

@@ -23,6 +23,10 @@ pub const GROUP: &str = "janus.torghut.io";
 pub const APPROVED_BY: &str = "janus.torghut.io/approved-by";
 pub const APPROVAL_TOKEN: &str = "janus.torghut.io/approval-token";
 pub const ROLLBACK_DRILL_AT: &str = "janus.torghut.io/rollback-drill-at";
+/// The longest PromotionRequest name the operator serves: its runtime ConfigMap is
+/// `<name>-runtime`, which must fit a 63-character name without shortening, so the chart (which
+/// renders the decision service's RBAC from the name) and the operator derive the same name.
+pub const MAX_PROMOTION_REQUEST_NAME: usize = 63 - "-runtime".len();
 /// Set on a promoted request to roll it back one stage (the value is the reason, recorded).
 pub const ROLLBACK_REASON: &str = "janus.torghut.io/rollback-reason";
 
@@ -388,6 +392,10 @@ pub struct PromotionRequestStatus {
     /// GatesPassed, Approved, RollbackDrillFresh, Promoted, KillSwitchEngaged.
     pub conditions: Conditions,
     pub observed_generation: Option<i64>,
+    /// The runtime ConfigMap the operator writes for this request (in its namespace), once it
+    /// has written one; the decision service (`janus serve --promotion-request`) follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_config_map: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -22,6 +22,11 @@ pub struct RuntimeConfig {
     pub force_fallback: bool,
     pub policy_hash: Option<Sha256Hex>,
     pub canary_limits: Option<CanaryLimits>,
+    /// The operator leader's lease epoch (the Lease's `leaseTransitions`) this configuration
+    /// was written under; the decision service refuses to trade on a configuration from an
+    /// older epoch than one it has already seen (two leaders' writes never interleave).
+    /// Absent in files written without an operator (`janus demo`).
+    pub lease_epoch: Option<u64>,
 }
 
 impl RuntimeConfig {
@@ -47,6 +52,9 @@ impl RuntimeConfig {
         }
         if let Some(h) = &self.policy_hash {
             data.insert("policyHash".into(), h.to_string());
+        }
+        if let Some(e) = self.lease_epoch {
+            data.insert("leaseEpoch".into(), e.to_string());
         }
         if let Some(c) = &self.canary_limits {
             data.insert(
@@ -110,6 +118,14 @@ impl RuntimeConfig {
                 .transpose()
                 .map_err(|e| format!("runtime config `policyHash`: {e}"))?,
             canary_limits,
+            lease_epoch: data
+                .get("leaseEpoch")
+                .map(|e| {
+                    e.trim()
+                        .parse::<u64>()
+                        .map_err(|err| format!("runtime config `leaseEpoch` is `{e}`: {err}"))
+                })
+                .transpose()?,
         })
     }
 }
