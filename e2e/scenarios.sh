@@ -351,3 +351,174 @@ s9_unbacked_trading() {
   k delete configmap ghost-runtime
   wait_unbacked 0
 }
+
+# ---------- nothing trades without backing; the kill switch latches (issue 15) ----------
+
+promo() { # promo NAME CANDIDATE [TARGET]: a PromotionRequest's YAML
+  printf 'apiVersion: janus.torghut.io/v1alpha1\nkind: PromotionRequest\nmetadata: {name: %s}\nspec: {candidate: %s, target: %s}\n' \
+    "$1" "$2" "${3:-paper}"
+}
+phase() { jp "promotionrequest/$1" '{.status.phase}'; }
+trading() { jp "configmap/$1-runtime" '{.data.tradingEnabled}'; }
+# poke NAME: any change makes the operator look at a request again (its periodic look is 60 s).
+poke() { k annotate promotionrequest "$1" e2e/poke="$(date +%s%N)" --overwrite >/dev/null; }
+# alive PID: the process runs (a zombie that has exited does not count).
+alive() { local s; s="$(ps -p "$1" -o stat= 2>/dev/null)" && [ -n "$s" ] && [ "${s#Z}" = "$s" ]; }
+decided() { case "$(phase "$1")" in Promoted|Blocked|Halted) return 0 ;; *) return 1 ;; esac; }
+last_reason() { jp "promotionrequest/$1" '{.status.history[-1].reason}'; }
+
+s20_double_promotion() {
+  write_run r3 31 | k apply -f -
+  k wait janusrun/r3 --for=condition=Succeeded --timeout=300s
+  k wait januscandidate/r3-candidate --for=condition=EvidenceComplete --timeout=60s
+  write_runtime_stats r3-candidate shadow
+  # Two requests for one candidate and stage in one apply: exactly one is promoted.
+  { promo r3-paper-a r3-candidate; echo ---; promo r3-paper-b r3-candidate; } | k apply -f -
+  eventually 60 decided r3-paper-a
+  eventually 60 decided r3-paper-b
+  local a b winner loser
+  a="$(phase r3-paper-a)"; b="$(phase r3-paper-b)"
+  echo "r3-paper-a: $a; r3-paper-b: $b"
+  case "$a/$b" in
+    Promoted/Blocked) winner=r3-paper-a; loser=r3-paper-b ;;
+    Blocked/Promoted) winner=r3-paper-b; loser=r3-paper-a ;;
+    *) fail "expected one Promoted and one Blocked, got $a and $b" ;;
+  esac
+  jp "promotionrequest/$loser" '{.status.blockers}' | grep -q "by request \`$winner\`" ||
+    fail "the blocked request does not name the promoted one: $(jp "promotionrequest/$loser" '{.status.blockers}')"
+  [ "$(trading "$winner")" = true ] || fail "the winner does not trade"
+  if k get configmap "$loser-runtime" >/dev/null 2>&1; then fail "the blocked request has a runtime ConfigMap"; fi
+  echo "$winner" >"$E2E/r3-winner"; echo "$loser" >"$E2E/r3-loser"
+  # The candidate it serves cannot be deleted from under it.
+  jp januscandidate/r3-candidate '{.metadata.finalizers}' | grep -q janus.torghut.io/in-use || fail "no in-use finalizer"
+}
+
+s21_swapped_candidate() {
+  local p digest
+  p="$(cat "$E2E/r3-winner")"
+  digest="$(jp januscandidate/r3-candidate '{.spec.model.sha256}')"
+  # spec.candidate patched to a candidate that passed no gate: halted, the old model still
+  # named in the ConfigMap, trading off; never the other model under this request's name.
+  k patch promotionrequest "$p" --type merge -p '{"spec":{"candidate":"forged"}}'
+  k wait "promotionrequest/$p" --for=jsonpath='{.status.phase}'=Halted --timeout=30s
+  last_reason "$p" | grep -q '^SpecChanged' || fail "halt reason: $(last_reason "$p")"
+  eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap $p-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]"
+  [ "$(jp "configmap/$p-runtime" '{.data.modelSha256}')" = "$digest" ] || fail "the ConfigMap names another model"
+  [ "$(jp "configmap/$p-runtime" '{.data.candidate}')" = r3-candidate ] || fail "the ConfigMap names another candidate"
+  # The edited request lends no stage to the candidate it now names.
+  promo forged-canary forged canary | k apply -f -
+  eventually 30 decided forged-canary
+  [ "$(jp promotionrequest/forged-canary '{.status.stage}')" = shadow ] || fail "forged starts at $(jp promotionrequest/forged-canary '{.status.stage}')"
+  k wait "promotionrequest/$p" --for=condition=Promoted=False --timeout=5s
+  echo "swapped: $(last_reason "$p")"
+}
+
+s22_kill_switch_flip() {
+  # The switch on for a few milliseconds, then off again (a GitOps self-heal), three times: each
+  # request halts, stops trading and records who set it.
+  local i r t0
+  poke "$(cat "$E2E/r3-loser")"   # the claim's holder is halted: the other request may promote now
+  k wait "promotionrequest/$(cat "$E2E/r3-loser")" --for=condition=Promoted --timeout=30s
+  for i in 1 2 3; do
+    if [ "$i" = 1 ]; then r="$(cat "$E2E/r3-loser")"; else
+      r="r3-flip-$i"
+      promo "$r" r3-candidate | k apply -f -
+      k wait "promotionrequest/$r" --for=condition=Promoted --timeout=60s
+    fi
+    eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap $r-runtime -o jsonpath='{.data.tradingEnabled}')\" = true ]"
+    t0=$(now_ms)
+    k patch promotionrequest "$r" --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
+    k patch promotionrequest "$r" --type merge -p '{"spec":{"killSwitch":false}}' >/dev/null
+    echo "flip $i: on for about $(($(now_ms) - t0)) ms (two kubectl calls)"
+    eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap $r-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]" ||
+      fail "flip $i: still trading"
+    k wait "promotionrequest/$r" --for=jsonpath='{.status.phase}'=Halted --timeout=10s
+    k wait "promotionrequest/$r" --for=condition=KillSwitchEngaged --timeout=10s
+    [ "$(jp "promotionrequest/$r" '{.spec.killSwitch}')" = false ] || fail "the switch is still on"
+    [ "$(jp "promotionrequest/$r" '{.status.history[-1].actor}')" = kubectl-patch ] ||
+      fail "flip $i: actor $(jp "promotionrequest/$r" '{.status.history[-1].actor}')"
+  done
+}
+
+s23_deleted_backing() {
+  promo r3-paper-c r3-candidate | k apply -f -
+  k wait promotionrequest/r3-paper-c --for=condition=Promoted --timeout=60s
+  eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap r3-paper-c-runtime -o jsonpath='{.data.tradingEnabled}')\" = true ]"
+  # The run behind it is deleted; garbage collection would take its candidate.
+  k delete janusrun r3 --wait=false
+  k wait promotionrequest/r3-paper-c --for=jsonpath='{.status.phase}'=Halted --timeout=60s
+  last_reason r3-paper-c | grep -q '^BackingLost' || fail "halt reason: $(last_reason r3-paper-c)"
+  eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap r3-paper-c-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]"
+  # The candidate is still there, marked for deletion, held by the requests that served it.
+  [ -n "$(jp januscandidate/r3-candidate '{.metadata.deletionTimestamp}')" ] || fail "the candidate is not being deleted"
+  echo "halted: $(last_reason r3-paper-c)"
+  # The kill switch still acts and is recorded.
+  k patch promotionrequest r3-paper-c --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
+  k wait promotionrequest/r3-paper-c --for=condition=KillSwitchEngaged --timeout=10s
+  # Once no request needs it, the candidate goes.
+  k delete promotionrequest r3-paper-a r3-paper-b r3-flip-2 r3-flip-3 r3-paper-c
+  eventually 60 sh -c "! kubectl -n $NS get januscandidate r3-candidate" || fail "the candidate was never released"
+}
+
+s24_long_name() {
+  local name
+  name="r1-$(printf 'x%.0s' $(seq 57))"   # 60 characters: its runtime ConfigMap would not fit 63
+  promo "$name" r1-candidate | k apply -f -
+  eventually 30 decided "$name"
+  [ "$(phase "$name")" = Blocked ] || fail "a 60-character request is $(phase "$name")"
+  jp "promotionrequest/$name" '{.status.blockers}' | grep -q "at most 55 are served" || fail "no reason"
+  if k get configmaps -o name | grep -q "$name"; then fail "a runtime ConfigMap was written"; fi
+  k delete promotionrequest "$name"
+}
+
+s25_two_leaders() {
+  # A leader frozen past its lease (SIGSTOP: a stalled node, a long GC pause) must not reconcile
+  # beside the replica that takes over: it steps down on waking, and the new leader's runtime
+  # ConfigMaps carry its own, newer epoch.
+  local old new
+  old="$(leader)"
+  new=op-d
+  start_operator "$new"
+  eventually 20 curl -fsS "http://127.0.0.1:$(cat "$E2E/port-$new")/readyz"
+  kill -STOP "$(cat "$E2E/pid-$old")"
+  wait_leader "$new" || { kill -CONT "$(cat "$E2E/pid-$old")"; fail "$new never took over"; }
+  kill -CONT "$(cat "$E2E/pid-$old")"
+  local pid t
+  pid="$(cat "$E2E/pid-$old")"
+  for t in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+  if alive "$pid"; then fail "the old leader $old kept running"; fi
+  grep -q "stepping down before it can expire\|lost the leader lease" "$LOGS/operator-$old.log" || fail "the old leader did not say why it stopped"
+  local epoch
+  epoch="$(k get lease janus-operator -o jsonpath='{.spec.leaseTransitions}')"
+  poke r1-canary
+  eventually 30 sh -c "[ \"\$(kubectl -n $NS get configmap r1-canary-runtime -o jsonpath='{.data.leaseEpoch}')\" = $epoch ]" ||
+    fail "r1-canary-runtime carries epoch $(jp configmap/r1-canary-runtime '{.data.leaseEpoch}'), not $epoch"
+  echo "old leader $old exited; $new leads at epoch $epoch"
+}
+
+s26_scale_kill_switch() {
+  # Many requests and a kill switch on a hundred of them at once: every runtime ConfigMap
+  # stops trading through the fast path, ahead of the reconcile backlog.
+  local n=${E2E_SCALE:-150} kills=100 i t0 t1
+  for i in $(seq -w 1 "$n"); do
+    promo "scale-$i" "scale-candidate-$i"; echo ---
+    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: scale-%s-runtime, labels: {e2e: scale}}\ndata: {stage: paper, candidate: scale-candidate-%s, promotionRequest: scale-%s, modelUri: m.onnx, modelSha256: %s, tradingEnabled: "true", forceFallback: "false"}\n---\n' \
+      "$i" "$i" "$i" "$(printf 'a%.0s' $(seq 64))"
+  done | k apply -f - >/dev/null
+  eventually 120 decided "scale-$(printf '%03d' "$n")"
+  t0=$(now_ms)
+  seq -w 1 "$kills" | xargs -P 16 -I{} kubectl -n "$NS" patch promotionrequest "scale-{}" --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
+  t1=$(now_ms)
+  local left
+  for _ in $(seq 600); do
+    left=$(k get configmaps -l e2e=scale -o jsonpath='{range .items[*]}{.data.tradingEnabled}{"\n"}{end}' | head -n "$kills" | grep -c true || true)
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  [ "$left" = 0 ] || fail "$left of $kills runtime ConfigMaps still trade"
+  echo "$kills kill switches among $n requests: patched in $((t1 - t0)) ms, every ConfigMap off $(($(now_ms) - t0)) ms after the first patch" | tee "$E2E/scale-kill-latency"
+  # The other requests' ConfigMaps are untouched.
+  [ "$(jp "configmap/scale-$n-runtime" '{.data.tradingEnabled}')" = true ] || fail "an unswitched request was halted"
+  k delete promotionrequest $(seq -f 'scale-%03g' 1 "$n") --wait=false >/dev/null
+  k delete configmaps -l e2e=scale --wait=false >/dev/null
+}

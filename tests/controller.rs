@@ -73,24 +73,45 @@ fn run_at(
     candidate_stage: Option<Stage>,
     now: DateTime<Utc>,
 ) -> PromotionPlan {
+    run_with(spec, annotations, status, now, |i| {
+        i.candidate_stage = candidate_stage
+    })
+}
+
+/// One reconcile with every input good, after `tweak` changed some of them.
+fn run_with(
+    spec: &PromotionRequestSpec,
+    annotations: &BTreeMap<String, String>,
+    status: Option<&PromotionRequestStatus>,
+    now: DateTime<Utc>,
+    tweak: impl FnOnce(&mut PromotionInputs<'_>),
+) -> PromotionPlan {
     let evidence = good_evidence();
     let stats = paper_stats(gate_now());
     let m = model();
-    reconcile(&PromotionInputs {
+    let policy = GatePolicy::default();
+    let mut inputs = PromotionInputs {
         name: "promo-1",
         generation: Some(1),
         spec,
         annotations,
         status,
-        candidate_stage,
+        candidate_stage: None,
         model: Some(&m),
+        candidate_deleting: false,
         history_uri: Some("runs/run-1/event-car.json"),
         evidence: Ok(&evidence),
         runtime: Some(&stats),
-        policy: &GatePolicy::default(),
+        policy: Ok(&policy),
         actor: "alice",
+        kill_switch_seen: false,
+        kill_switch_actor: "unknown",
+        stage_held_by: None,
+        lease_epoch: Some(3),
         now,
-    })
+    };
+    tweak(&mut inputs);
+    reconcile(&inputs)
 }
 
 fn condition(plan: &PromotionPlan, t: &str) -> ConditionStatus {
@@ -146,12 +167,12 @@ fn paper_is_promoted_and_the_runtime_config_appears_idempotently() {
 #[test]
 fn canary_needs_approval_and_a_fresh_drill() {
     let now = gate_now();
-    let paper = run(&spec(Target::Paper, false), &BTreeMap::new(), None, now);
-
-    let without = run(
+    // A canary request for a candidate another request promoted to paper.
+    let without = run_at(
         &spec(Target::Canary, false),
         &BTreeMap::new(),
-        Some(&paper.status),
+        None,
+        Some(Stage::Paper),
         now,
     );
     assert_eq!(without.status.phase, Some(Phase::Blocked));
@@ -172,10 +193,11 @@ fn canary_needs_approval_and_a_fresh_drill() {
             || without.runtime_config.as_ref().unwrap()["stage"] == "paper"
     );
 
-    let stale = run(
+    let stale = run_at(
         &spec(Target::Canary, false),
         &canary_annotations(80),
-        Some(&paper.status),
+        None,
+        Some(Stage::Paper),
         now,
     );
     assert_eq!(stale.status.phase, Some(Phase::Blocked));
@@ -342,10 +364,15 @@ fn a_rollback_annotation_demotes_once_stops_trading_and_is_final() {
 #[test]
 fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
     let now = gate_now();
-    let paper = run(&spec(Target::Paper, false), &BTreeMap::new(), None, now);
     let mut bad = canary_annotations(3);
     bad.insert(ROLLBACK_DRILL_AT.to_string(), "yesterday".to_string());
-    let plan = run(&spec(Target::Canary, false), &bad, Some(&paper.status), now);
+    let plan = run_at(
+        &spec(Target::Canary, false),
+        &bad,
+        None,
+        Some(Stage::Paper),
+        now,
+    );
     assert_eq!(plan.status.phase, Some(Phase::Blocked));
     assert!(
         plan.status.blockers.iter().any(|b| b
@@ -365,11 +392,16 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
         status: None,
         candidate_stage: None,
         model: None,
+        candidate_deleting: false,
         history_uri: None,
         evidence: Ok(&evidence),
         runtime: None,
-        policy: &GatePolicy::default(),
+        policy: Ok(&GatePolicy::default()),
         actor: "alice",
+        kill_switch_seen: false,
+        kill_switch_actor: "unknown",
+        stage_held_by: None,
+        lease_epoch: None,
         now,
     });
     assert_eq!(plan.status.phase, Some(Phase::Blocked));
@@ -380,6 +412,231 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
             .any(|b| b == "candidate `cand-1` not found")
     );
     assert!(plan.runtime_config.is_none());
+}
+
+// ---------- what a served request needs: identity, backing, one holder, the latched switch ----
+
+fn other_model() -> ModelRef {
+    ModelRef {
+        uri: "pvc://artifacts/run-2/models/grpo/model.onnx".into(),
+        sha256: janus::contracts::Sha256Hex::of_bytes(b"another model"),
+        format: ModelFormat::Onnx,
+    }
+}
+
+/// Asserts a halt for `reason` that turned trading off in a ConfigMap still naming the model
+/// that was served.
+fn assert_halted_for(plan: &PromotionPlan, reason: &str) {
+    assert_eq!(plan.status.phase, Some(Phase::Halted), "{:?}", plan.status);
+    let last = plan.status.history.last().unwrap();
+    assert!(last.reason.starts_with(reason), "{}", last.reason);
+    assert_eq!(plan.events[0].0, reason);
+    let cm = plan
+        .runtime_config
+        .as_ref()
+        .expect("trading off is written");
+    assert_eq!(cm["tradingEnabled"], "false");
+    assert_eq!(cm["forceFallback"], "true");
+    assert_eq!(cm["modelSha256"], model().sha256.to_string());
+    assert_eq!(condition(plan, "Promoted"), ConditionStatus::False);
+}
+
+#[test]
+fn a_changed_candidate_or_target_halts_the_request_and_never_serves_the_other_model() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    let paper = run(&spec(Target::Paper, false), &none, None, now);
+    assert_eq!(paper.status.phase, Some(Phase::Promoted));
+    assert_eq!(paper.status.served_model, Some(model()));
+    let bound = paper.status.bound.clone().unwrap();
+    assert_eq!(
+        (bound.candidate.as_str(), bound.target),
+        ("cand-1", Target::Paper)
+    );
+
+    let mut swapped = spec(Target::Paper, false);
+    swapped.candidate = "cand-2".into();
+    // Leaked: the tweak may set inputs of any lifetime (a few bytes, once per test).
+    let other: &'static ModelRef = Box::leak(Box::new(other_model()));
+    let plan = run_with(&swapped, &none, Some(&paper.status), now, |i| {
+        i.model = Some(other)
+    });
+    assert_halted_for(&plan, "SpecChanged");
+    assert!(
+        plan.status
+            .history
+            .last()
+            .unwrap()
+            .reason
+            .contains("cand-2")
+    );
+    // Reverting the edit does not resume: the halt is final.
+    let reverted = run(&spec(Target::Paper, false), &none, Some(&plan.status), now);
+    assert_eq!(reverted.status.phase, Some(Phase::Halted));
+    assert_eq!(reverted.status.history, plan.status.history);
+
+    // The target is fixed too, in any phase: a blocked canary request turned into paper.
+    let blocked = run(&spec(Target::Canary, false), &none, None, now);
+    assert_eq!(blocked.status.phase, Some(Phase::Blocked));
+    let plan = run(
+        &spec(Target::Paper, false),
+        &none,
+        Some(&blocked.status),
+        now,
+    );
+    assert_eq!(plan.status.phase, Some(Phase::Halted));
+    assert!(
+        plan.status
+            .history
+            .last()
+            .unwrap()
+            .reason
+            .starts_with("SpecChanged")
+    );
+    assert_eq!(plan.runtime_config.unwrap()["tradingEnabled"], "false");
+
+    // The candidate itself now naming another model (its spec patched) halts as well.
+    let plan = run_with(
+        &spec(Target::Paper, false),
+        &none,
+        Some(&paper.status),
+        now,
+        |i| i.model = Some(other),
+    );
+    assert_halted_for(&plan, "SpecChanged");
+}
+
+#[test]
+fn a_served_request_whose_backing_is_gone_halts_with_trading_off_first() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    let s = spec(Target::Paper, false);
+    let paper = run(&s, &none, None, now);
+    assert_eq!(paper.status.phase, Some(Phase::Promoted));
+    // Candidate deleted (garbage-collected with its run), being deleted, evidence or policy
+    // unreadable: each turns trading off and says why.
+    type Tweak = Box<dyn Fn(&mut PromotionInputs<'_>)>;
+    let cases: Vec<(&str, Tweak)> = vec![
+        ("no longer exists", Box::new(|i| i.model = None)),
+        ("being deleted", Box::new(|i| i.candidate_deleting = true)),
+        (
+            "evidence: unreadable",
+            Box::new(|i| i.evidence = Err("unreadable".into())),
+        ),
+        (
+            "gate policy: not found",
+            Box::new(|i| i.policy = Err("not found".into())),
+        ),
+    ];
+    for (why, tweak) in cases {
+        let plan = run_with(&s, &none, Some(&paper.status), now, |i| tweak(i));
+        assert_halted_for(&plan, "BackingLost");
+        let reason = &plan.status.history.last().unwrap().reason;
+        assert!(reason.contains(why), "{reason}");
+    }
+    // Before anything is served the same losses only block.
+    let plan = run_with(&s, &none, None, now, |i| i.policy = Err("not found".into()));
+    assert_eq!(plan.status.phase, Some(Phase::Blocked));
+    assert!(
+        plan.status
+            .blockers
+            .iter()
+            .any(|b| b.contains("gate policy unavailable"))
+    );
+    assert!(plan.runtime_config.is_none());
+    let plan = run_with(&s, &none, None, now, |i| i.candidate_deleting = true);
+    assert_eq!(plan.status.phase, Some(Phase::Blocked));
+}
+
+#[test]
+fn a_kill_switch_seen_once_halts_even_after_it_was_cleared_and_names_who_set_it() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    let paper = run(&spec(Target::Paper, false), &none, None, now);
+    // The switch was on for a moment and is off again by the time the request is reconciled.
+    let plan = run_with(
+        &spec(Target::Paper, false),
+        &none,
+        Some(&paper.status),
+        now,
+        |i| {
+            i.kill_switch_seen = true;
+            i.kill_switch_actor = "oncall-bob";
+        },
+    );
+    assert_eq!(plan.status.phase, Some(Phase::Halted));
+    assert_eq!(condition(&plan, "KillSwitchEngaged"), ConditionStatus::True);
+    let c = plan
+        .status
+        .conditions
+        .0
+        .iter()
+        .find(|c| c.type_ == "KillSwitchEngaged")
+        .unwrap();
+    assert_eq!(c.reason, "KillSwitchLatched");
+    let last = plan.status.history.last().unwrap();
+    assert_eq!(last.actor, "oncall-bob");
+    assert_eq!(
+        plan.runtime_config.as_ref().unwrap()["tradingEnabled"],
+        "false"
+    );
+    // The approver's annotation never becomes the actor of somebody else's kill switch.
+    let approved = BTreeMap::from([(APPROVED_BY.to_string(), "alice@example.com".to_string())]);
+    let plan = run_with(
+        &spec(Target::Paper, true),
+        &approved,
+        Some(&paper.status),
+        now,
+        |i| {
+            i.actor = "alice@example.com";
+            i.kill_switch_actor = "kubectl-patch";
+        },
+    );
+    assert_eq!(plan.status.history.last().unwrap().actor, "kubectl-patch");
+}
+
+#[test]
+fn one_promoted_request_per_candidate_and_stage() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    let plan = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+        i.stage_held_by = Some("first-request")
+    });
+    assert_eq!(plan.status.phase, Some(Phase::Blocked));
+    assert!(
+        plan.status
+            .blockers
+            .iter()
+            .any(|b| b.contains("`first-request`")),
+        "{:?}",
+        plan.status.blockers
+    );
+    assert!(plan.runtime_config.is_none());
+}
+
+#[test]
+fn names_too_long_for_their_runtime_config_map_are_never_served() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    let long: &'static str = "r"
+        .repeat(janus::crd::MAX_PROMOTION_REQUEST_NAME + 1)
+        .leak();
+    let plan = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+        i.name = long
+    });
+    assert_eq!(plan.status.phase, Some(Phase::Blocked));
+    assert!(plan.runtime_config.is_none());
+    let fits: &'static str = "r".repeat(janus::crd::MAX_PROMOTION_REQUEST_NAME).leak();
+    let plan = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+        i.name = fits
+    });
+    assert_eq!(plan.status.phase, Some(Phase::Promoted));
+    // The ConfigMap's name needs no shortening: the chart's `<name>-runtime` is the same name.
+    let cm = janus::controller::promotion::runtime_config_map_name(fits);
+    assert_eq!(cm, format!("{fits}-runtime"));
+    assert_eq!(cm.len(), 63);
+    assert_eq!(plan.status.runtime_config_map.as_deref(), Some(cm.as_str()));
+    assert_eq!(plan.runtime_config.unwrap()["leaseEpoch"], "3");
 }
 
 // ---------- JanusCandidate ----------

@@ -7,12 +7,13 @@
 use crate::contracts::Sha256Hex;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::crd::{
-    APPROVAL_TOKEN, APPROVED_BY, ApprovalRecord, Condition, ConditionStatus, Conditions, ModelRef,
-    PromotionRequestSpec, PromotionRequestStatus, ROLLBACK_DRILL_AT, ROLLBACK_REASON,
+    APPROVAL_TOKEN, APPROVED_BY, ApprovalRecord, BoundSpec, Condition, ConditionStatus, Conditions,
+    HaltReason, MAX_PROMOTION_REQUEST_NAME, ModelRef, PromotionRequestSpec, PromotionRequestStatus,
+    ROLLBACK_DRILL_AT, ROLLBACK_REASON,
 };
 use crate::gates::policy::GatePolicy;
 use crate::gates::{Approval, GateInputs, Operations, RuntimeStats, Target, evaluate};
-use crate::promotion::{Phase, PromotionState, Stage, rollback, step};
+use crate::promotion::{Phase, PromotionState, Stage, halt, rollback, step};
 use crate::runtime::config::RuntimeConfig;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -33,14 +34,27 @@ pub struct PromotionInputs<'a> {
     pub candidate_stage: Option<Stage>,
     /// The candidate's model, when the candidate exists.
     pub model: Option<&'a ModelRef>,
+    /// The candidate is being deleted (it has a deletion timestamp): it backs nothing any more.
+    pub candidate_deleting: bool,
     /// The labelled events of the candidate's run (the fallback's history), for the runtime.
     pub history_uri: Option<&'a str>,
     /// The candidate's verified evidence, or why it could not be had.
     pub evidence: Result<&'a EvidenceArtifact, String>,
     pub runtime: Option<&'a RuntimeStats>,
-    pub policy: &'a GatePolicy,
+    /// The gate policy, or why it could not be read.
+    pub policy: Result<&'a GatePolicy, String>,
     /// Who changed the request last (a field manager or the approver annotation).
     pub actor: &'a str,
+    /// `spec.killSwitch` was seen `true` by the operator at some point (a watch event), even if
+    /// the object now says `false`: the switch latches.
+    pub kill_switch_seen: bool,
+    /// Who set the kill switch (the field manager of `spec.killSwitch`), for the history.
+    pub kill_switch_actor: &'a str,
+    /// Another request already holds this candidate at the target stage (its name): at most one
+    /// promoted request per candidate and stage.
+    pub stage_held_by: Option<&'a str>,
+    /// The operator's lease epoch, written into the runtime ConfigMap.
+    pub lease_epoch: Option<u64>,
     pub now: DateTime<Utc>,
 }
 
@@ -102,6 +116,65 @@ fn bool_status(b: bool) -> ConditionStatus {
     }
 }
 
+/// Why a served request must stop at once, other than its kill switch: its identity changed or
+/// what backs it is gone. `None` while everything still holds.
+fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) -> Option<String> {
+    if let Some(bound) = &previous.bound {
+        if bound.candidate != input.spec.candidate || bound.target != input.spec.target {
+            return Some(format!(
+                "{}: spec changed from candidate `{}` target {} to candidate `{}` target {}; \
+                 a request's candidate and target are fixed at creation",
+                HaltReason::SpecChanged.as_str(),
+                bound.candidate,
+                bound.target.name(),
+                input.spec.candidate,
+                input.spec.target.name()
+            ));
+        }
+    }
+    // The rest guards what is being served.
+    if previous.phase != Some(Phase::Promoted) {
+        return None;
+    }
+    let lost = |why: String| Some(format!("{}: {why}", HaltReason::BackingLost.as_str()));
+    match input.model {
+        None => {
+            return lost(format!(
+                "candidate `{}` no longer exists",
+                input.spec.candidate
+            ));
+        }
+        Some(_) if input.candidate_deleting => {
+            return lost(format!(
+                "candidate `{}` is being deleted",
+                input.spec.candidate
+            ));
+        }
+        Some(m) => {
+            if let Some(served) = &previous.served_model {
+                if served.sha256 != m.sha256 || served.uri != m.uri {
+                    return Some(format!(
+                        "{}: candidate `{}` now names model {} ({}), not the model {} ({}) that was promoted",
+                        HaltReason::SpecChanged.as_str(),
+                        input.spec.candidate,
+                        m.sha256,
+                        m.uri,
+                        served.sha256,
+                        served.uri
+                    ));
+                }
+            }
+        }
+    }
+    if let Err(e) = &input.evidence {
+        return lost(format!("evidence: {e}"));
+    }
+    if let Err(e) = &input.policy {
+        return lost(format!("gate policy: {e}"));
+    }
+    None
+}
+
 /// One reconcile of a PromotionRequest.
 pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     let previous = input.status.cloned().unwrap_or_default();
@@ -115,6 +188,29 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
         history: previous.history.clone(),
     };
     let mut blockers: Vec<String> = Vec::new();
+    let kill_switch = input.spec.kill_switch || input.kill_switch_seen;
+    // Identity or backing lost: halt before anything else is looked at (after the kill switch,
+    // which halts too and names its own actor).
+    let lost = if kill_switch {
+        None
+    } else {
+        lost_backing(input, &previous)
+    };
+    let default_policy = GatePolicy::default();
+    let policy = match &input.policy {
+        Ok(p) => *p,
+        Err(e) => {
+            blockers.push(format!("gate policy unavailable: {e}"));
+            &default_policy
+        }
+    };
+    if input.name.len() > MAX_PROMOTION_REQUEST_NAME {
+        blockers.push(format!(
+            "the request's name has {} characters; at most {MAX_PROMOTION_REQUEST_NAME} are served \
+             (its runtime ConfigMap `<name>-runtime` must fit 63)",
+            input.name.len()
+        ));
+    }
 
     // Approval and drills from annotations; malformed ones are blockers, never passes.
     let approval = match (
@@ -149,6 +245,11 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     }
     if input.model.is_none() {
         blockers.push(format!("candidate `{}` not found", input.spec.candidate));
+    } else if input.candidate_deleting {
+        blockers.push(format!(
+            "candidate `{}` is being deleted",
+            input.spec.candidate
+        ));
     }
 
     let decision = evaluate(
@@ -161,7 +262,7 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             recalibration_ref: None,
             now: input.now,
         },
-        input.policy,
+        policy,
     );
     let usable = blockers.is_empty().then_some(&decision);
     let before = (state.stage, state.phase);
@@ -171,22 +272,45 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
         .get(ROLLBACK_REASON)
         .map(|r| r.trim())
         .filter(|r| !r.is_empty());
-    if let (Some(reason), false, Phase::Promoted) =
-        (rollback_reason, input.spec.kill_switch, state.phase)
+    if let (Some(reason), false, None, Phase::Promoted) =
+        (rollback_reason, kill_switch, &lost, state.phase)
     {
         match rollback(&state, reason, input.actor, input.now) {
             Ok(next) => state = next,
             Err(e) => blockers.push(format!("rollback refused: {e}")),
         }
     }
-    state = step(
-        &state,
-        input.spec.target,
-        input.spec.kill_switch,
-        usable,
-        input.actor,
-        input.now,
-    );
+    state = match &lost {
+        Some(reason) => halt(&state, reason, input.actor, input.now),
+        None => {
+            let claimed = match (input.stage_held_by, usable) {
+                // Another request serves this candidate at the stage: not a second one.
+                (Some(holder), Some(_)) if state.phase != Phase::Promoted => {
+                    blockers.push(format!(
+                        "candidate `{}` is already promoted to {} by request `{holder}`; \
+                         one promoted request per candidate and stage",
+                        input.spec.candidate,
+                        input.spec.target.name()
+                    ));
+                    None
+                }
+                _ => usable,
+            };
+            let actor = if kill_switch {
+                input.kill_switch_actor
+            } else {
+                input.actor
+            };
+            step(
+                &state,
+                input.spec.target,
+                kill_switch,
+                claimed,
+                actor,
+                input.now,
+            )
+        }
+    };
     if state.phase == Phase::Blocked {
         blockers.extend(state.reasons.iter().cloned());
     }
@@ -201,7 +325,11 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             .unwrap_or_default();
         let reason = match state.phase {
             Phase::Promoted => "Promoted",
-            Phase::Halted => "KillSwitchEngaged",
+            Phase::Halted if kill_switch => "KillSwitchEngaged",
+            Phase::Halted => lost
+                .as_deref()
+                .and_then(|l| l.split(':').next())
+                .unwrap_or("Halted"),
             Phase::Blocked => "Blocked",
             Phase::RolledBack => "RolledBack",
             Phase::Pending => "Pending",
@@ -255,7 +383,7 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     let drill_fresh = rollback_drill_at.is_some_and(|t| {
         t <= now
             && (now - t).num_seconds() as f64 / 3600.0
-                <= input.policy.gate4_operations.max_drill_age_hours
+                <= policy.gate4_operations.max_drill_age_hours
     });
     set_condition(
         &mut conditions,
@@ -285,20 +413,28 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     set_condition(
         &mut conditions,
         "KillSwitchEngaged",
-        bool_status(input.spec.kill_switch),
-        if input.spec.kill_switch {
-            "KillSwitchOn"
-        } else {
-            "KillSwitchOff"
+        bool_status(kill_switch),
+        match (input.spec.kill_switch, kill_switch) {
+            (true, _) => "KillSwitchOn",
+            (false, true) => "KillSwitchLatched",
+            (false, false) => "KillSwitchOff",
         },
-        String::new(),
+        if kill_switch && !input.spec.kill_switch {
+            "the kill switch was seen on and latched; it was cleared since, which resumes nothing"
+                .to_string()
+        } else {
+            String::new()
+        },
         now,
         g,
     );
 
     let flags = state.runtime_flags();
+    // The model a halted or rolled-back request names in its ConfigMap: the one it served (so a
+    // halt never loads another model), else the candidate's.
+    let model = previous.served_model.as_ref().or(input.model);
     // Written while a stage is being served and whenever trading must stop (halt, rollback).
-    let runtime_config = match (state.phase, input.model) {
+    let runtime_config = match (state.phase, model) {
         (Phase::Promoted | Phase::Halted | Phase::RolledBack, Some(model))
             if state.stage != Stage::Shadow || state.phase != Phase::Promoted =>
         {
@@ -314,13 +450,25 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                     force_fallback: flags.force_fallback,
                     policy_hash: Some(decision.policy_hash.clone()),
                     canary_limits: input.spec.canary.clone(),
-                    lease_epoch: None,
+                    lease_epoch: input.lease_epoch,
                 }
                 .to_data(),
             )
         }
         _ => None,
     };
+    // Pinned once: the request's identity, and the model it serves once promoted.
+    let bound = previous.bound.clone().or_else(|| {
+        Some(BoundSpec {
+            candidate: input.spec.candidate.clone(),
+            target: input.spec.target,
+        })
+    });
+    let served_model = previous.served_model.clone().or_else(|| {
+        (state.phase == Phase::Promoted)
+            .then(|| input.model.cloned())
+            .flatten()
+    });
 
     PromotionPlan {
         status: PromotionRequestStatus {
@@ -354,6 +502,8 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                 .as_ref()
                 .map(|_| runtime_config_map_name(input.name))
                 .or(previous.runtime_config_map),
+            bound,
+            served_model,
         },
         runtime_config,
         events,

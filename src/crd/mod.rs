@@ -396,6 +396,42 @@ pub struct PromotionRequestStatus {
     /// has written one; the decision service (`janus serve --promotion-request`) follows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_config_map: Option<String>,
+    /// The candidate and target the request was first reconciled with: fixed for its life (a
+    /// change halts it with reason `SpecChanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<BoundSpec>,
+    /// The model the request was promoted with; while it serves, the candidate must still name
+    /// exactly this model, else the request halts (`SpecChanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<ModelRef>,
+}
+
+/// A request's identity, pinned at its first reconcile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundSpec {
+    pub candidate: String,
+    pub target: Target,
+}
+
+/// Why a request was halted other than by its kill switch; the first word of the halt's
+/// history reason and its Event's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaltReason {
+    /// `spec.candidate` or `spec.target` changed after creation, or the candidate now names
+    /// another model than the one promoted.
+    SpecChanged,
+    /// The candidate, its evidence or the gate policy can no longer be read or verified.
+    BackingLost,
+}
+
+impl HaltReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HaltReason::SpecChanged => "SpecChanged",
+            HaltReason::BackingLost => "BackingLost",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -20,6 +20,16 @@ pub enum Target {
     Canary,
 }
 
+impl Target {
+    /// The name as the CRD spells it (`paper`, `canary`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Paper => "paper",
+            Target::Canary => "canary",
+        }
+    }
+}
+
 /// Statistics of a shadow or paper run of the decision service (written by `janus paper`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -68,6 +68,9 @@ pub struct Elector {
     pub name: String,
     pub identity: String,
     pub duration: std::time::Duration,
+    /// The lease's `leaseTransitions` as this replica last wrote it while holding it: the epoch
+    /// of its leadership, stamped into every runtime ConfigMap it writes.
+    pub epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Elector {
@@ -77,6 +80,7 @@ impl Elector {
         let current = self.api.get_opt(&self.name).await?;
         let action = decide(current.as_ref().map(view).as_ref(), &self.identity, now);
         let secs = self.duration.as_secs().max(1) as i32;
+        use std::sync::atomic::Ordering;
         let result = match (action, current) {
             (LeaseAction::StandBy, _) => return Ok(false),
             (LeaseAction::Create, _) => {
@@ -94,7 +98,10 @@ impl Elector {
                         ..Default::default()
                     }),
                 };
-                self.api.create(&PostParams::default(), &lease).await
+                self.api
+                    .create(&PostParams::default(), &lease)
+                    .await
+                    .inspect(|_| self.epoch.store(0, Ordering::SeqCst))
             }
             (action, Some(mut lease)) => {
                 let spec = lease.spec.get_or_insert_with(Default::default);
@@ -107,9 +114,11 @@ impl Elector {
                 spec.renew_time = Some(micro(now));
                 // `replace` sends the resourceVersion read above: a concurrent writer makes
                 // this fail with 409 instead of two holders.
+                let epoch = spec.lease_transitions.unwrap_or(0).max(0) as u64;
                 self.api
                     .replace(&self.name, &PostParams::default(), &lease)
                     .await
+                    .inspect(|_| self.epoch.store(epoch, Ordering::SeqCst))
             }
             (_, None) => return Ok(false),
         };

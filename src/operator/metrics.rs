@@ -41,6 +41,7 @@ pub struct Metrics {
     evidence_complete: Family<Labels, Gauge>,
     leader: Gauge,
     unbacked_trading: Gauge,
+    kill_switches_latched: Counter,
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -61,6 +62,12 @@ impl Default for Metrics {
         let evidence_complete = Family::<Labels, Gauge>::default();
         let leader = Gauge::default();
         let unbacked_trading = Gauge::default();
+        let kill_switches_latched = Counter::default();
+        registry.register(
+            "janus_kill_switch_latched",
+            "Kill switches seen on by the leader's fast path (each request once)",
+            kill_switches_latched.clone(),
+        );
         registry.register("janus_reconcile", "Reconciles by kind", reconciles.clone());
         registry.register(
             "janus_reconcile_errors",
@@ -107,6 +114,7 @@ impl Default for Metrics {
             evidence_complete,
             leader,
             unbacked_trading,
+            kill_switches_latched,
         }
     }
 }
@@ -146,6 +154,9 @@ impl Metrics {
     }
     pub fn set_unbacked_trading(&self, count: usize) {
         self.unbacked_trading.set(count as i64);
+    }
+    pub fn kill_switch_latched(&self) {
+        self.kill_switches_latched.inc();
     }
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));

@@ -3,6 +3,8 @@
 //! released on shutdown), runs the three reconcilers of [`reconcile`], and serves `/metrics`,
 //! `/healthz` and `/readyz`. Logs are JSON lines on stderr.
 
+pub mod claims;
+pub mod kill;
 pub mod lease;
 pub mod metrics;
 pub mod reconcile;
@@ -21,11 +23,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +88,36 @@ pub struct Context {
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     ready: AtomicBool,
+    /// Kill switches seen on (the fast path's and the reconciles' latch).
+    pub kill_latch: kill::KillLatch,
+    /// The PromotionRequest informer's cache, once its first list is complete.
+    requests: std::sync::OnceLock<Store<PromotionRequest>>,
+    /// The leader's lease epoch (`u64::MAX` until it leads).
+    lease_epoch: AtomicU64,
+}
+
+impl Context {
+    /// The PromotionRequests as the informer last saw them; empty until its first list is
+    /// complete (so nothing is released on the strength of a cache not yet filled).
+    pub fn requests(&self) -> Store<PromotionRequest> {
+        self.requests
+            .get()
+            .cloned()
+            .unwrap_or_else(|| reflector::store().0)
+    }
+
+    /// Whether the PromotionRequest cache has been filled.
+    pub fn requests_ready(&self) -> bool {
+        self.requests.get().is_some()
+    }
+
+    /// The epoch of this replica's leadership, once it leads.
+    pub fn lease_epoch(&self) -> Option<u64> {
+        match self.lease_epoch.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            e => Some(e),
+        }
+    }
 }
 
 /// JSON (or text) logs on stderr and, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
@@ -278,6 +311,9 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         },
         failures: Mutex::new(HashMap::new()),
         ready: AtomicBool::new(false),
+        kill_latch: kill::KillLatch::default(),
+        requests: std::sync::OnceLock::new(),
+        lease_epoch: AtomicU64::new(u64::MAX),
     });
     let http = tokio::spawn(serve_http(args.listen.clone(), ctx.clone()));
 
@@ -301,6 +337,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         name: args.lease_name.clone(),
         identity: identity.clone(),
         duration: Duration::from_secs(args.lease_seconds.max(2)),
+        epoch: AtomicU64::new(0),
     });
     let renew_every = elector.duration / 5;
     tracing::info!(%identity, namespace = %args.namespace, "waiting for leadership");
@@ -317,33 +354,59 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
     }
     ctx.ready.store(true, Ordering::Relaxed);
     ctx.metrics.set_leader(true);
-    tracing::info!(%identity, "leading");
+    ctx.lease_epoch
+        .store(elector.epoch.load(Ordering::SeqCst), Ordering::SeqCst);
+    tracing::info!(%identity, epoch = ?ctx.lease_epoch(), "leading");
 
-    // Keep the lease; losing it stops this replica (its controllers must not run beside the
-    // new leader's), and the Deployment restarts it as a standby.
+    // Keep the lease. A leader must stop before its lease can expire, whatever it is doing: a
+    // watchdog on its own OS thread (so a busy or stuck async runtime cannot delay it) exits the
+    // process when the last renewal is older than the lease less one renewal period; each
+    // renewal is bounded by a timeout, so a hung API call counts as a failed one. Losing the
+    // lease exits too; the Deployment restarts the replica as a standby.
+    let started = Instant::now();
+    let last_renewal_ms = Arc::new(AtomicU64::new(0));
+    {
+        let last = last_renewal_ms.clone();
+        let limit = elector.duration.saturating_sub(renew_every);
+        std::thread::Builder::new()
+            .name("lease-watchdog".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let since = started.elapsed().saturating_sub(Duration::from_millis(
+                        last.load(Ordering::SeqCst),
+                    ));
+                    if since >= limit {
+                        eprintln!(
+                            "{{\"level\":\"ERROR\",\"message\":\"lease not renewed for {} ms: stepping down before it can expire\"}}",
+                            since.as_millis()
+                        );
+                        std::process::exit(3);
+                    }
+                }
+            })
+            .map_err(|e| fail(format!("cannot start the lease watchdog: {e}")))?;
+    }
     let keeper = {
         let elector = elector.clone();
         let mut stop = stop_rx.clone();
+        let last = last_renewal_ms.clone();
         tokio::spawn(async move {
-            let mut last_renewal = Instant::now();
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(renew_every) => {},
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                match elector.try_acquire_or_renew().await {
-                    Ok(true) => last_renewal = Instant::now(),
-                    Ok(false) => {
+                match tokio::time::timeout(renew_every, elector.try_acquire_or_renew()).await {
+                    Ok(Ok(true)) => {
+                        last.store(started.elapsed().as_millis() as u64, Ordering::SeqCst)
+                    }
+                    Ok(Ok(false)) => {
                         tracing::error!("lost the leader lease; exiting");
                         std::process::exit(3);
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot renew the lease");
-                        if last_renewal.elapsed() + renew_every >= elector.duration {
-                            tracing::error!("the lease expires before it can be renewed; exiting");
-                            std::process::exit(3);
-                        }
-                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the lease"),
+                    Err(_) => tracing::warn!("renewing the lease timed out"),
                 }
             }
         })
@@ -351,12 +414,17 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
 
     let ns = args.namespace.as_str();
     let config = watcher::Config::default();
+    // Bounded concurrency per kind: a backlog of a thousand objects is worked off steadily
+    // instead of a thousand reconciles racing for the API server at once (the kill switch has
+    // its own path, `kill::fast_path`, ahead of any backlog).
+    let bounded = || kube::runtime::controller::Config::default().concurrency(16);
     let ours = watcher::Config::default().labels("app.kubernetes.io/name=janus");
     let runs = Controller::new(
         Api::<JanusRun>::namespaced(client.clone(), ns),
         config.clone(),
     )
     .owns(Api::<Job>::namespaced(client.clone(), ns), ours.clone())
+    .with_config(bounded())
     .graceful_shutdown_on(stopped())
     .run(
         with_reset!(reconcile::reconcile_run, "JanusRun"),
@@ -379,6 +447,19 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
                 .map(|c| ObjectRef::<JanusCandidate>::new(&c).within(ns.as_deref().unwrap_or("")))
         },
     )
+    // A request that changes or goes away may release its candidate's in-use finalizer.
+    .watches(
+        Api::<PromotionRequest>::namespaced(client.clone(), ns),
+        config.clone(),
+        |request| {
+            let ns = request.namespace();
+            Some(
+                ObjectRef::<JanusCandidate>::new(&request.spec.candidate)
+                    .within(ns.as_deref().unwrap_or("")),
+            )
+        },
+    )
+    .with_config(bounded())
     .graceful_shutdown_on(stopped())
     .run(
         with_reset!(reconcile::reconcile_candidate, "JanusCandidate"),
@@ -391,6 +472,16 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         config.clone(),
     );
     let requests = promotion_controller.store();
+    {
+        // The cache becomes visible to the reconcilers once its first list is complete.
+        let (ctx, requests) = (ctx.clone(), requests.clone());
+        tokio::spawn(async move {
+            if requests.wait_until_ready().await.is_ok() {
+                let _ = ctx.requests.set(requests);
+            }
+        });
+    }
+    let fast_path = kill::fast_path(ctx.clone(), args.namespace.clone(), stopped());
     let promotions = promotion_controller
         .owns(Api::<ConfigMap>::namespaced(client.clone(), ns), ours)
         .watches(
@@ -399,13 +490,13 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             move |candidate| {
                 let name = candidate.name_any();
                 requests
-                    .state()
+                    .state_filter(|r| r.spec.candidate == name)
                     .into_iter()
-                    .filter(|r| r.spec.candidate == name)
                     .map(|r| ObjectRef::from_obj(r.as_ref()))
                     .collect::<Vec<_>>()
             },
         )
+        .with_config(bounded())
         .graceful_shutdown_on(stopped())
         .run(
             with_reset!(reconcile::reconcile_promotion, "PromotionRequest"),
@@ -430,7 +521,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             }
         }
     };
-    tokio::join!(runs, candidates, promotions, audit);
+    tokio::join!(runs, candidates, promotions, audit, fast_path);
     keeper.abort();
     if let Err(e) = elector.release().await {
         tracing::warn!(error = %e, "cannot release the lease");

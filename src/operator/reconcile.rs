@@ -331,6 +331,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
     let run = Api::<JanusRun>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&cand.spec.run_ref)
         .await?;
+    release_if_unneeded(&ctx, &ns, cand.as_ref()).await?;
     let policy = match policy(&ctx).await {
         Ok(p) => p,
         Err(why) => {
@@ -395,6 +396,27 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
+/// Drops the candidate's in-use finalizer once no promoted or halted request names it.
+async fn release_if_unneeded(ctx: &Context, ns: &str, cand: &JanusCandidate) -> Result<()> {
+    let name = cand.name_any();
+    if !ctx.requests_ready() {
+        // Not before the cache is filled: an empty cache would release every candidate.
+        return Ok(());
+    }
+    let unneeded = ctx
+        .requests()
+        .state_filter(|r| {
+            r.spec.candidate == name
+                && r.namespace().as_deref() == Some(ns)
+                && crate::operator::claims::needs_candidate(r)
+        })
+        .is_empty();
+    if unneeded {
+        crate::operator::claims::release_candidate(ctx, ns, cand).await?;
+    }
+    Ok(())
+}
+
 fn condition_true(status: &JanusCandidateStatus, t: &str) -> bool {
     status
         .conditions
@@ -405,7 +427,7 @@ fn condition_true(status: &JanusCandidateStatus, t: &str) -> bool {
 
 // ---------- PromotionRequest ----------
 
-/// Who changed the request last: the approver's annotation, else the newest field manager.
+/// Who changed the request last: the newest field manager of its spec or metadata.
 fn actor(pr: &PromotionRequest) -> String {
     let managed = pr.metadata.managed_fields.clone().unwrap_or_default();
     managed
@@ -416,25 +438,58 @@ fn actor(pr: &PromotionRequest) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The stage the candidate holds: the highest stage another request promoted it to (from the
+/// informer's cache: a reconcile never lists every request from the API server). A request
+/// counts for the candidate it was bound to when first reconciled, not whatever its spec says
+/// now, so an edited request lends no stage to another candidate.
+fn candidate_stage(ctx: &Context, pr: &PromotionRequest) -> Option<crate::promotion::Stage> {
+    let name = pr.name_any();
+    let ns = pr.namespace();
+    ctx.requests()
+        .state_filter(|o| o.name_any() != name && o.namespace() == ns)
+        .into_iter()
+        .filter_map(|o| o.status.clone())
+        .filter(|s| {
+            s.phase == Some(Phase::Promoted)
+                && s.bound
+                    .as_ref()
+                    .is_some_and(|b| b.candidate == pr.spec.candidate)
+        })
+        .filter_map(|s| s.stage)
+        .max()
+}
+
 #[tracing::instrument(name = "reconcile PromotionRequest", skip_all, fields(name = %pr.name_any()))]
 pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let ns = namespace(pr.as_ref())?;
     let name = pr.name_any();
+    let uid = pr.uid().unwrap_or_default();
     let requests: Api<PromotionRequest> = Api::namespaced(ctx.client.clone(), &ns);
+    // The kill switch first: whatever else cannot be read below, a request whose switch is on
+    // (or was seen on) has its trading turned off before anything else is attempted.
+    let latched_by = ctx.kill_latch.actor(&uid);
+    let kill_actor = crate::operator::kill::kill_switch_actor(
+        pr.metadata.managed_fields.as_deref().unwrap_or_default(),
+    )
+    .or(latched_by.clone())
+    .unwrap_or_else(|| "unknown".into());
+    if pr.spec.kill_switch {
+        ctx.kill_latch.latch(&uid, &kill_actor);
+    }
+    let kill_switch = pr.spec.kill_switch || latched_by.is_some();
+    if kill_switch {
+        let cm = pr
+            .status
+            .as_ref()
+            .and_then(|s| s.runtime_config_map.clone())
+            .unwrap_or_else(|| promotion_plan::runtime_config_map_name(&name));
+        crate::operator::kill::halt_runtime_config_map(&ctx, &ns, &cm).await?;
+    }
     let candidate = Api::<JanusCandidate>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&pr.spec.candidate)
         .await?;
-    // Without a readable policy only the kill switch may act (the stage machine takes it first,
-    // whatever the gates say); anything else waits.
-    let policy = match policy(&ctx).await {
-        Ok(p) => p,
-        Err(why) if pr.spec.kill_switch => {
-            tracing::warn!(error = %why, "kill switch acted on without a readable policy");
-            GatePolicy::default()
-        }
-        Err(why) => return Err(ReconcileError::Invalid(why)),
-    };
+    let policy = policy(&ctx).await;
     // The candidate's evidence counts only as the operator verified it on the candidate.
     let evidence: std::result::Result<EvidenceArtifact, String> = match &candidate {
         None => Err(format!("candidate `{}` not found", pr.spec.candidate)),
@@ -459,17 +514,6 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             }
         }
     };
-    // The stage the candidate holds: the highest stage another request promoted it to.
-    let candidate_stage = requests
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|o| o.spec.candidate == pr.spec.candidate && o.name_any() != name)
-        .filter_map(|o| o.status)
-        .filter(|s| s.phase == Some(Phase::Promoted))
-        .filter_map(|s| s.stage)
-        .max();
     let runtime_stage = match pr.spec.target {
         crate::gates::Target::Paper => "shadow",
         crate::gates::Target::Canary => "paper",
@@ -487,21 +531,45 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         .get(crate::crd::APPROVED_BY)
         .cloned()
         .unwrap_or_else(|| actor(pr.as_ref()));
-    let plan = promotion_plan::reconcile(&promotion_plan::PromotionInputs {
-        name: &name,
-        generation: pr.metadata.generation,
-        spec: &pr.spec,
-        annotations: &annotations,
-        status: pr.status.as_ref(),
-        candidate_stage,
-        model: candidate.as_ref().map(|c| &c.spec.model),
-        history_uri: history_uri.as_deref(),
-        evidence: evidence.as_ref().map_err(Clone::clone),
-        runtime: runtime.as_ref(),
-        policy: &policy,
-        actor: &actor,
-        now: Utc::now(),
-    });
+    let candidate_stage = candidate_stage(&ctx, pr.as_ref());
+    let now = Utc::now();
+    let decide = |stage_held_by: Option<&str>| {
+        promotion_plan::reconcile(&promotion_plan::PromotionInputs {
+            name: &name,
+            generation: pr.metadata.generation,
+            spec: &pr.spec,
+            annotations: &annotations,
+            status: pr.status.as_ref(),
+            candidate_stage,
+            model: candidate.as_ref().map(|c| &c.spec.model),
+            candidate_deleting: candidate
+                .as_ref()
+                .is_some_and(|c| c.metadata.deletion_timestamp.is_some()),
+            history_uri: history_uri.as_deref(),
+            evidence: evidence.as_ref().map_err(Clone::clone),
+            runtime: runtime.as_ref(),
+            policy: policy.as_ref().map_err(Clone::clone),
+            actor: &actor,
+            kill_switch_seen: latched_by.is_some(),
+            kill_switch_actor: &kill_actor,
+            stage_held_by,
+            lease_epoch: ctx.lease_epoch(),
+            now,
+        })
+    };
+    let mut plan = decide(None);
+    let previous = pr.status.clone().unwrap_or_default();
+    // Promoting: claim the candidate's stage first, atomically in the API server; a claim held
+    // by another promoted request blocks this one, naming it.
+    if plan.status.phase == Some(Phase::Promoted) && previous.phase != Some(Phase::Promoted) {
+        if let Some(stage) = plan.status.stage {
+            if let Some(holder) =
+                crate::operator::claims::claim_stage(&ctx, &ns, pr.as_ref(), stage).await?
+            {
+                plan = decide(Some(&holder));
+            }
+        }
+    }
 
     // The runtime ConfigMap first: a kill switch must reach the decision service even if the
     // status write that follows fails.
@@ -530,21 +598,39 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
                 &Patch::Apply(&cm),
             )
             .await?;
+        // A kill switch latched while this reconcile decided to trade wins over the write.
+        if data.get("tradingEnabled").map(String::as_str) == Some("true")
+            && ctx.kill_latch.actor(&uid).is_some()
+        {
+            crate::operator::kill::halt_runtime_config_map(
+                &ctx,
+                &ns,
+                &promotion_plan::runtime_config_map_name(&name),
+            )
+            .await?;
+        }
+    } else if let Some(cm) = &previous.runtime_config_map {
+        // Nothing to serve any more (or no model to name): trading off in what is there.
+        crate::operator::kill::halt_runtime_config_map(&ctx, &ns, cm).await?;
     }
-    let previous = pr.status.clone().unwrap_or_default();
+    if let (Some(c), Some(Phase::Promoted | Phase::Halted)) = (&candidate, plan.status.phase) {
+        if c.metadata.deletion_timestamp.is_none() {
+            crate::operator::claims::hold_candidate(&ctx, &ns, c).await?;
+        }
+    }
     if pr.status.as_ref() != Some(&plan.status) {
         write_status(&requests, pr.as_ref(), &plan.status).await?;
     }
     let (stage, phase) = (plan.status.stage, plan.status.phase);
     if (previous.stage, previous.phase) != (stage, phase) {
-        let target = format!("{:?}", pr.spec.target).to_lowercase();
+        let target = pr.spec.target.name();
         let status = phase.map(|p| format!("{p:?}")).unwrap_or_default();
         let reason = plan
             .events
             .first()
             .map(|(r, _)| r.clone())
             .unwrap_or_default();
-        ctx.metrics.promotion_attempt(&target, &status, &reason);
+        ctx.metrics.promotion_attempt(target, &status, &reason);
         if let Some(report) = &plan.status.gate_report {
             for gate in report.failed() {
                 for r in &gate.reasons {

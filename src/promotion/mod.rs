@@ -209,6 +209,22 @@ pub fn step(
     next
 }
 
+/// Halts a request for a reason other than its kill switch (its identity changed, its backing
+/// is gone): trading stops, the fallback is forced, and like a kill switch it is final. A request
+/// already halted or rolled back stays as it is (trading is already off).
+pub fn halt(
+    state: &PromotionState,
+    reason: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> PromotionState {
+    let mut next = state.clone();
+    if !matches!(state.phase, Phase::Halted | Phase::RolledBack) {
+        next.record(now, state.stage, Phase::Halted, reason.to_string(), actor);
+    }
+    next
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RollbackError {
     #[error("the candidate is in shadow: there is no stage to roll back to")]
