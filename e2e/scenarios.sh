@@ -129,8 +129,9 @@ decide() {
 
 s3_kill_switch() {
   [ "$(jp configmap/r1-canary-runtime '{.data.tradingEnabled}')" = true ] || fail "canary not trading before the drill"
-  # The decision service, watching the canary's runtime ConfigMap through the API as the
-  # chart's decision-service ServiceAccount, which may read that ConfigMap and nothing else.
+  # The decision service, following the canary's PromotionRequest and its runtime ConfigMap
+  # through the API as the chart's decision-service ServiceAccount, which may read those two
+  # objects and nothing else (it latches the kill switch from its own watch of the request).
   if kubectl --kubeconfig "$E2E/decision.kubeconfig" -n "$NS" get configmap janus-gate-policy >/dev/null 2>&1; then
     fail "the decision service's ServiceAccount can read other ConfigMaps"
   fi
@@ -139,7 +140,7 @@ s3_kill_switch() {
   fi
   local port
   port=$(free_port)
-  KUBECONFIG="$E2E/decision.kubeconfig" janus serve --runtime-config "$NS/r1-canary-runtime" \
+  KUBECONFIG="$E2E/decision.kubeconfig" janus serve --promotion-request "$NS/r1-canary" \
     --artifacts-root "$ART" --listen "127.0.0.1:$port" --log-format text >"$LOGS/serve.log" 2>&1 &
   echo $! >>"$PIDFILE"
   eventually 30 sh -c "curl -fsS http://127.0.0.1:$port/v1/runtime | grep -q '\"model\":\"loaded\"'"

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod crd;
 pub mod evaluation;
 pub mod gates;
+pub mod http_server;
 pub mod labeling;
 pub mod operator;
 pub mod promotion;

@@ -163,11 +163,14 @@ async fn rewards(State(service): State<Arc<RewardService>>, body: Bytes) -> Resp
     axum::Json(RewardResponse { rewards }).into_response()
 }
 
-/// Serves until SIGINT or SIGTERM, then finishes in-flight requests and returns.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+/// Serves until SIGINT or SIGTERM, then finishes in-flight requests and returns; the
+/// connection and request limits are the decision service's (`crate::http_server`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &crate::http_server::HttpLimits,
+) -> Result<(), crate::http_server::ServeError> {
+    crate::http_server::serve(listener, app, limits, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -119,12 +119,13 @@ fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, String)]) -> Server 
         .unwrap();
     let addr = line.trim().rsplit("http://").next().unwrap().to_string();
     let server = Server { child, addr };
+    // Settled: loaded, or refused (not before the first read, nor while loading).
     wait_until(|| {
         let r = runtime(&server);
         r["model"] == "loaded"
             || r["model_error"]
                 .as_str()
-                .is_some_and(|e| e != "loading the model")
+                .is_some_and(|e| e != "loading the model" && e != "no model loaded yet")
     });
     server
 }
@@ -403,7 +404,7 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     let flipped = Instant::now();
     wait_until(|| decide(&s, &event("k", "600000.SH", 1, "dividend", "t"))["source"] == "halted");
     eprintln!(
-        "kill switch seen after {:?} (file polled every 100 ms)",
+        "kill switch seen after {:?} (file polled every 50 ms)",
         flipped.elapsed()
     );
     let d = decide(&s, &event("k2", "600000.SH", 1, "dividend", "t"));

@@ -62,6 +62,8 @@ pub enum RewardCommand {
         /// Largest request body in bytes.
         #[arg(long, default_value_t = reward_service::DEFAULT_MAX_BODY_BYTES)]
         max_body_bytes: usize,
+        #[command(flatten)]
+        http: crate::http_server::HttpLimits,
     },
 }
 
@@ -98,6 +100,7 @@ pub fn run(args: RewardArgs) -> CliResult {
                 listen,
                 trace,
                 max_body_bytes,
+                http,
             }),
             _,
         ) => serve(
@@ -106,6 +109,7 @@ pub fn run(args: RewardArgs) -> CliResult {
             listen,
             &trace,
             max_body_bytes,
+            &http,
         ),
         (None, Some(batch)) => run_batch(batch),
         (None, None) => Err(CliError::Usage(
@@ -254,6 +258,7 @@ fn serve(
     listen: std::net::SocketAddr,
     trace: &Path,
     max_body_bytes: usize,
+    http: &crate::http_server::HttpLimits,
 ) -> CliResult {
     let artifact: EventCarArtifact = read_artifact(event_car)?;
     let (labels, unlabelled) = labels_of(&artifact);
@@ -295,12 +300,13 @@ fn serve(
             "serving HGRM rewards for {} labelled events on http://{local}",
             service.labels.len()
         );
-        reward_service::serve(listener, reward_service::router(service, max_body_bytes))
-            .await
-            .map_err(|source| CliError::Io {
-                path: PathBuf::from(local.to_string()),
-                source,
-            })?;
+        reward_service::serve(
+            listener,
+            reward_service::router(service, max_body_bytes),
+            http,
+        )
+        .await
+        .map_err(|e| CliError::Usage(format!("serving on {local}: {e}")))?;
         println!("shut down");
         Ok(ExitCode::SUCCESS)
     })

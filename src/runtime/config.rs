@@ -29,6 +29,38 @@ pub struct RuntimeConfig {
     pub lease_epoch: Option<u64>,
 }
 
+/// Every key a runtime configuration may carry; any other key is refused (a misspelt
+/// `tradingEnabled` must not leave a default in charge).
+pub const KEYS: [&str; 11] = [
+    "stage",
+    "candidate",
+    "promotionRequest",
+    "modelUri",
+    "modelSha256",
+    "historyUri",
+    "tradingEnabled",
+    "forceFallback",
+    "policyHash",
+    "canaryLimits",
+    "leaseEpoch",
+];
+
+/// Reads a runtime file: one JSON object whose values are strings, the ConfigMap's data. A
+/// member name given twice (`tradingEnabled` false, then true) is refused: parsers disagree on
+/// which one counts, so neither may.
+pub fn data_from_json(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let value = crate::contracts::strict_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(map) = value else {
+        return Err("not a JSON object".into());
+    };
+    map.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            other => Err(format!("`{k}` is {other}, not a string")),
+        })
+        .collect()
+}
+
 impl RuntimeConfig {
     /// The ConfigMap's data.
     pub fn to_data(&self) -> BTreeMap<String, String> {
@@ -66,8 +98,20 @@ impl RuntimeConfig {
     }
 
     /// Reads the ConfigMap's data. Any doubt about whether trading is allowed is an error, so
-    /// the caller keeps trading off.
+    /// the caller keeps trading off: a missing or unknown key, a flag that is not `true` or
+    /// `false`, limits that do not parse strictly, or the shadow stage with trading enabled
+    /// (shadow never trades).
     pub fn from_data(data: &BTreeMap<String, String>) -> Result<Self, String> {
+        let unknown: Vec<&str> = data
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !KEYS.contains(k))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "runtime config has unknown keys {unknown:?} (known: {KEYS:?})"
+            ));
+        }
         let get = |k: &str| {
             data.get(k)
                 .map(|v| v.trim().to_string())
@@ -87,7 +131,8 @@ impl RuntimeConfig {
         let canary_limits = match data.get("canaryLimits") {
             None => None,
             Some(text) => Some(
-                serde_json::from_str::<CanaryLimits>(text)
+                crate::contracts::strict_json::from_slice(text.as_bytes())
+                    .and_then(serde_json::from_value::<CanaryLimits>)
                     .map_err(|e| format!("runtime config `canaryLimits`: {e}"))?,
             ),
         };
@@ -102,6 +147,13 @@ impl RuntimeConfig {
                 }
             }
         }
+        let trading_enabled = flag("tradingEnabled")?;
+        if stage == "shadow" && trading_enabled {
+            return Err(
+                "runtime config has `stage: shadow` with `tradingEnabled: true`: shadow never trades"
+                    .into(),
+            );
+        }
         Ok(Self {
             stage,
             candidate: get("candidate")?,
@@ -110,7 +162,7 @@ impl RuntimeConfig {
             model_sha256: Sha256Hex::parse(&get("modelSha256")?)
                 .map_err(|e| format!("runtime config `modelSha256`: {e}"))?,
             history_uri: data.get("historyUri").cloned(),
-            trading_enabled: flag("tradingEnabled")?,
+            trading_enabled,
             force_fallback: flag("forceFallback")?,
             policy_hash: data
                 .get("policyHash")
@@ -127,5 +179,88 @@ impl RuntimeConfig {
                 })
                 .transpose()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> BTreeMap<String, String> {
+        RuntimeConfig {
+            stage: "canary".into(),
+            candidate: "c".into(),
+            promotion_request: "p".into(),
+            model_uri: "m.onnx".into(),
+            model_sha256: Sha256Hex::of_bytes(b"m"),
+            history_uri: Some("h.json".into()),
+            trading_enabled: true,
+            force_fallback: false,
+            policy_hash: Some(Sha256Hex::of_bytes(b"p")),
+            canary_limits: Some(CanaryLimits {
+                symbols: vec!["A".into()],
+                max_order_notional: 1.0,
+                max_gross_notional: 2.0,
+                max_net_notional: 1.0,
+            }),
+            lease_epoch: Some(3),
+        }
+        .to_data()
+    }
+
+    #[test]
+    fn what_the_operator_writes_reads_back() {
+        let d = data();
+        assert_eq!(RuntimeConfig::from_data(&d).unwrap().to_data(), d);
+    }
+
+    #[test]
+    fn doubt_is_refused() {
+        let with = |k: &str, v: &str| {
+            let mut d = data();
+            d.insert(k.into(), v.into());
+            RuntimeConfig::from_data(&d).unwrap_err()
+        };
+        assert!(with("tradingEnable", "true").contains("unknown keys"));
+        assert!(with("tradingEnabled", "yes").contains("not true/false"));
+        assert!(with("leaseEpoch", "-1").contains("leaseEpoch"));
+        let mut shadow = data();
+        shadow.insert("stage".into(), "shadow".into());
+        assert!(
+            RuntimeConfig::from_data(&shadow)
+                .unwrap_err()
+                .contains("shadow never trades")
+        );
+        shadow.insert("tradingEnabled".into(), "false".into());
+        assert!(RuntimeConfig::from_data(&shadow).is_ok());
+        // Limits with a member twice, or an unknown one.
+        assert!(
+            with(
+                "canaryLimits",
+                r#"{"symbols": ["A"], "maxOrderNotional": 1, "maxOrderNotional": 1e9, "maxGrossNotional": 1, "maxNetNotional": 1}"#
+            )
+            .contains("duplicate")
+        );
+        assert!(
+            with(
+                "canaryLimits",
+                r#"{"symbols": ["A"], "maxOrderNotional": 1, "maxGrossNotional": 1, "maxNetNotional": 1, "x": 1}"#
+            )
+            .contains("unknown field")
+        );
+    }
+
+    #[test]
+    fn a_runtime_file_with_a_key_twice_is_refused() {
+        let err = data_from_json(br#"{"tradingEnabled": "false", "tradingEnabled": "true"}"#)
+            .unwrap_err();
+        assert!(
+            err.contains("duplicate member name \"tradingEnabled\""),
+            "{err}"
+        );
+        assert!(data_from_json(br#"{"tradingEnabled": false}"#).is_err());
+        assert!(data_from_json(b"[]").is_err());
+        let text = serde_json::to_vec(&data()).unwrap();
+        assert_eq!(data_from_json(&text).unwrap(), data());
     }
 }

@@ -249,16 +249,33 @@ pub struct LimitAction {
     pub action: &'static str,
 }
 
-/// The positions the service opened that still count against the limits.
+/// The positions the service opened that still count against the limits: (symbol, signed
+/// notional, expiry). Bounded by what one holding period can open: every placement first drops
+/// the expired ones, with or without limits.
 #[derive(Debug, Default)]
 pub struct Book {
     positions: Vec<(String, f64, DateTime<Utc>)>,
 }
 
 impl Book {
+    /// Drops the positions whose holding period has ended by `now`.
+    fn prune(&mut self, now: DateTime<Utc>) {
+        self.positions.retain(|p| p.2 > now);
+    }
+
+    /// Positions held (open or not yet pruned).
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Whether no position is held.
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
     /// (gross, net) notional of the positions open at `now`.
     pub fn exposure(&mut self, now: DateTime<Utc>) -> (f64, f64) {
-        self.positions.retain(|p| p.2 > now);
+        self.prune(now);
         let gross = self.positions.iter().map(|p| p.1.abs()).sum();
         let net = self.positions.iter().map(|p| p.1).sum();
         (gross, net)
@@ -274,6 +291,7 @@ impl Book {
         now: DateTime<Utc>,
         holding: Duration,
     ) -> (f64, Vec<LimitAction>) {
+        self.prune(now);
         let mut actions = Vec::new();
         let mut x = wanted;
         if x == 0.0 {
@@ -379,6 +397,31 @@ mod tests {
         assert_eq!(book.exposure(now + hold), (0.0, 0.0));
         // No limits (paper): anything goes.
         assert_eq!(book.place(None, "Z", 1e9, now, hold).0, 1e9);
+    }
+
+    #[test]
+    fn the_book_stays_bounded_without_limits() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-28T02:00:00Z")
+            .unwrap()
+            .to_utc();
+        let hold = Duration::days(2);
+        let mut book = Book::default();
+        // A month of paper trading, one order a minute, no limits: only the positions of the
+        // last holding period are kept.
+        let per_period = (hold.num_minutes()) as usize;
+        for minute in 0..(30 * 24 * 60) {
+            let now = t0 + Duration::minutes(minute);
+            assert_eq!(book.place(None, "A", 1.0, now, hold).0, 1.0);
+            assert!(
+                book.len() <= per_period,
+                "{} at minute {minute}",
+                book.len()
+            );
+        }
+        assert_eq!(book.len(), per_period);
+        // A placement that trades nothing prunes too.
+        book.place(None, "A", 0.0, t0 + Duration::days(60), hold);
+        assert!(book.is_empty());
     }
 
     #[test]

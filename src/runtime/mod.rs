@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod decision;
+pub mod guard;
 pub mod onnx;

@@ -18,6 +18,12 @@ pub struct ServeMetrics {
     model_errors: Family<Labels, Counter>,
     limit_actions: Family<Labels, Counter>,
     trading_enabled: Gauge,
+    config_valid: Gauge,
+    config_refused: Counter,
+    kill_switch_latched: Gauge,
+    kill_switch_release_ignored: Counter,
+    overloaded: Counter,
+    confirmation_failures: Family<Labels, Counter>,
     decided: AtomicU64,
     fell_back: AtomicU64,
 }
@@ -33,6 +39,12 @@ impl Default for ServeMetrics {
         let model_errors = Family::<Labels, Counter>::default();
         let limit_actions = Family::<Labels, Counter>::default();
         let trading_enabled = Gauge::default();
+        let config_valid = Gauge::default();
+        let config_refused = Counter::default();
+        let kill_switch_latched = Gauge::default();
+        let kill_switch_release_ignored = Counter::default();
+        let overloaded = Counter::default();
+        let confirmation_failures = Family::<Labels, Counter>::default();
         registry.register("janus_event_count", "Events received", events.clone());
         registry.register(
             "janus_decisions",
@@ -61,8 +73,38 @@ impl Default for ServeMetrics {
         );
         registry.register(
             "janus_trading_enabled",
-            "1 while the runtime configuration allows trading",
+            "1 while the service trades: the runtime configuration allows it and nothing halts it (kill switch latch, missing request, stale configuration, older lease epoch)",
             trading_enabled.clone(),
+        );
+        registry.register(
+            "janus_runtime_config_valid",
+            "1 while the last runtime configuration read was usable; 0 when it was refused (the reason is on /v1/runtime)",
+            config_valid.clone(),
+        );
+        registry.register(
+            "janus_runtime_config_refused",
+            "Runtime configurations refused (duplicate or unknown keys, bad values, shadow with trading, another request's ConfigMap)",
+            config_refused.clone(),
+        );
+        registry.register(
+            "janus_kill_switch_latched",
+            "1 once the PromotionRequest's kill switch was seen engaged: trading stays halted until the process restarts",
+            kill_switch_latched.clone(),
+        );
+        registry.register(
+            "janus_kill_switch_release_ignored",
+            "Times the kill switch was seen off again after it latched (ignored)",
+            kill_switch_release_ignored.clone(),
+        );
+        registry.register(
+            "janus_inference_overloaded",
+            "Events answered by the fallback at once because every inference slot was taken",
+            overloaded.clone(),
+        );
+        registry.register(
+            "janus_config_confirmation_failures",
+            "Periodic reads of the PromotionRequest or the runtime ConfigMap that failed or disagreed with the watch, by object",
+            confirmation_failures.clone(),
         );
         Self {
             registry,
@@ -73,6 +115,12 @@ impl Default for ServeMetrics {
             model_errors,
             limit_actions,
             trading_enabled,
+            config_valid,
+            config_refused,
+            kill_switch_latched,
+            kill_switch_release_ignored,
+            overloaded,
+            confirmation_failures,
             decided: AtomicU64::new(0),
             fell_back: AtomicU64::new(0),
         }
@@ -109,6 +157,28 @@ impl ServeMetrics {
     }
     pub fn trading(&self, enabled: bool) {
         self.trading_enabled.set(i64::from(enabled));
+    }
+    /// A runtime configuration was read: usable or refused.
+    pub fn config_valid(&self, valid: bool) {
+        self.config_valid.set(i64::from(valid));
+        if !valid {
+            self.config_refused.inc();
+        }
+    }
+    pub fn kill_switch_latched(&self, latched: bool) {
+        self.kill_switch_latched.set(i64::from(latched));
+    }
+    pub fn kill_switch_release_ignored(&self) {
+        self.kill_switch_release_ignored.inc();
+    }
+    pub fn overloaded(&self) {
+        self.overloaded.inc();
+    }
+    /// `object`: `promotion_request` or `config_map`.
+    pub fn confirmation_failed(&self, object: &str) {
+        self.confirmation_failures
+            .get_or_create(&labels(&[("object", object)]))
+            .inc();
     }
     pub fn response(&self) -> impl axum::response::IntoResponse + use<> {
         openmetrics(&self.registry)

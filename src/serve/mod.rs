@@ -2,9 +2,15 @@
 //! decision within a time budget: the promoted model's call when the runtime configuration
 //! allows it and inference finishes in time, else the deterministic fallback, and nothing at
 //! all when trading is disabled, the event is stale or out of session. The rules are plain
-//! functions in `crate::runtime::decision`; this module is the HTTP service, the runtime
-//! configuration source (the operator's ConfigMap, watched, or a file) and the model swap.
+//! functions in `crate::runtime::decision` and `crate::runtime::guard`; this module is the HTTP
+//! service, the runtime configuration source (the operator's ConfigMap and PromotionRequest,
+//! watched, or a file) and the model swap.
+//!
+//! Reading the configuration never waits for a model: flags apply the moment they are read,
+//! and a model loads in a task of its own, installed only if the configuration still wants it
+//! when the load ends.
 
+pub mod follow;
 pub mod metrics;
 
 use crate::contracts::Sha256Hex;
@@ -13,6 +19,7 @@ use crate::contracts::read_artifact;
 use crate::evaluation::baseline::TypeTable;
 use crate::runtime::config::RuntimeConfig;
 use crate::runtime::decision::{self, Book, DecideRequest, Decision, Rules, Session, Source};
+use crate::runtime::guard::{Guard, Halt};
 use crate::runtime::onnx::OnnxPolicy;
 use crate::taxonomy::{EventType, Normalizer};
 use axum::Router;
@@ -23,28 +30,50 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use clap::Args;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Where the runtime configuration comes from: exactly one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ConfigSource {
+    /// The PromotionRequest to follow, NAMESPACE/NAME: its kill switch is latched from the watch
+    /// stream, and its runtime ConfigMap (`status.runtimeConfigMap`, else `NAME-runtime`) is
+    /// watched too. What the chart deploys.
+    #[arg(long)]
+    pub promotion_request: Option<String>,
+    /// The runtime ConfigMap the operator writes, NAMESPACE/NAME, watched through the API.
+    #[arg(long)]
+    pub runtime_config: Option<String>,
+    /// A file with the same data as a JSON object (`janus demo` writes `runtime.json`); re-read
+    /// when it changes (polled every 50 ms).
+    #[arg(long)]
+    pub runtime_file: Option<PathBuf>,
+}
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one; the first line printed says which).
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: String,
-    /// The runtime ConfigMap the operator writes, NAMESPACE/NAME, watched through the API.
-    #[arg(
-        long,
-        conflicts_with = "runtime_file",
-        required_unless_present = "runtime_file"
-    )]
-    pub runtime_config: Option<String>,
-    /// A file with the same data as a JSON object (`janus demo` writes `runtime.json`); re-read
-    /// when it changes.
-    #[arg(long)]
-    pub runtime_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: ConfigSource,
+    /// Seconds the configuration may go unconfirmed (no watch event, no successful read) before
+    /// every decision is halted (`config_stale`) and /readyz fails; the API modes confirm it by
+    /// a read every third of this. 0 disables the check (for shadow).
+    #[arg(long, default_value_t = 30)]
+    pub max_config_age: u64,
+    /// Most inferences running at once (each holds a blocking thread until it really ends,
+    /// timed out or not); an event arriving when all are taken gets the fallback at once
+    /// (`overloaded`).
+    #[arg(long, default_value_t = 4)]
+    pub max_inferences_in_flight: usize,
+    #[command(flatten)]
+    pub http: crate::http_server::HttpLimits,
     /// Root that relative `modelUri`/`historyUri` are resolved against (default: the runtime
     /// file's directory, or /artifacts with --runtime-config).
     #[arg(long)]
@@ -68,6 +97,9 @@ pub struct ServeArgs {
     /// Fault injection for drills and tests: make every inference take this long.
     #[arg(long, default_value_t = 0, hide = true)]
     pub inject_inference_delay_ms: u64,
+    /// Fault injection for drills and tests: make every model load take this long.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub inject_model_load_delay_ms: u64,
     /// `json` (default) or `text` logs.
     #[arg(long, default_value = "json")]
     pub log_format: String,
@@ -77,20 +109,58 @@ pub struct ServeArgs {
 /// consistent view while a new configuration or model arrives.
 struct Loaded {
     config: Result<RuntimeConfig, String>,
+    /// Which model `model` is (or is being loaded as).
+    model_key: Option<ModelKey>,
     model: Result<Arc<Mutex<OnnxPolicy>>, String>,
     fallback: Arc<TypeTable>,
 }
 
+/// What identifies a model to load: the files and the pinned digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ModelKey {
+    uri: String,
+    sha256: Sha256Hex,
+    history: Option<String>,
+}
+
+impl ModelKey {
+    fn of(c: &RuntimeConfig) -> Self {
+        Self {
+            uri: c.model_uri.clone(),
+            sha256: c.model_sha256.clone(),
+            history: c.history_uri.clone(),
+        }
+    }
+}
+
+const LOADING: &str = "loading the model";
+
 pub struct Service {
     current: RwLock<Arc<Loaded>>,
+    /// The last data applied (a repeat changes nothing).
+    last_data: Mutex<Option<Result<BTreeMap<String, String>, String>>>,
+    /// Models being loaded; a key here is not loaded twice at once.
+    loading: Mutex<HashSet<ModelKey>>,
+    guard: Mutex<Guard>,
+    /// With `--promotion-request`: the request a runtime ConfigMap must name.
+    expected_request: Option<String>,
+    inference_slots: Arc<Semaphore>,
+    max_inferences: usize,
     book: Mutex<Book>,
     rules: Rules,
     budget: Duration,
     inject_delay: Duration,
+    inject_load_delay: Duration,
     root: PathBuf,
     normalizer: Normalizer,
     ready: AtomicBool,
     pub metrics: metrics::ServeMetrics,
+}
+
+/// Locks a mutex; a panic elsewhere while it was held does not stop the service (the data is
+/// replaced whole, never left half-edited).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn resolve(root: &Path, uri: &str) -> PathBuf {
@@ -141,7 +211,10 @@ impl Service {
             trade_weak: args.trade_weak,
             ..Rules::default()
         };
-        let root = match (&args.artifacts_root, &args.runtime_file) {
+        if args.max_inferences_in_flight == 0 {
+            return Err("--max-inferences-in-flight must be at least 1".into());
+        }
+        let root = match (&args.artifacts_root, &args.source.runtime_file) {
             (Some(r), _) => r.clone(),
             (None, Some(f)) => f
                 .parent()
@@ -149,16 +222,35 @@ impl Service {
                 .unwrap_or_else(|| PathBuf::from(".")),
             (None, None) => PathBuf::from("/artifacts"),
         };
+        let api_mode = args.source.runtime_file.is_none();
+        let max_age =
+            (api_mode && args.max_config_age > 0).then(|| Duration::from_secs(args.max_config_age));
+        let expected_request = match &args.source.promotion_request {
+            Some(r) => Some(split_reference(r, "--promotion-request")?.1.to_string()),
+            None => None,
+        };
         Ok(Self {
             current: RwLock::new(Arc::new(Loaded {
                 config: Err("no runtime configuration read yet".into()),
+                model_key: None,
                 model: Err("no model loaded yet".into()),
                 fallback: Arc::new(TypeTable::default()),
             })),
+            last_data: Mutex::new(None),
+            loading: Mutex::new(HashSet::new()),
+            guard: Mutex::new(Guard::new(
+                max_age,
+                expected_request.is_some(),
+                Instant::now(),
+            )),
+            expected_request,
+            inference_slots: Arc::new(Semaphore::new(args.max_inferences_in_flight)),
+            max_inferences: args.max_inferences_in_flight,
             book: Mutex::new(Book::default()),
             rules,
             budget: Duration::from_millis(args.timeout_ms),
             inject_delay: Duration::from_millis(args.inject_inference_delay_ms),
+            inject_load_delay: Duration::from_millis(args.inject_model_load_delay_ms),
             root,
             normalizer: Normalizer::default(),
             ready: AtomicBool::new(false),
@@ -167,75 +259,149 @@ impl Service {
     }
 
     fn snapshot(&self) -> Arc<Loaded> {
-        self.current.read().expect("not poisoned").clone()
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
-    /// Applies a new runtime configuration (or the reason there is none). Flags take effect at
-    /// once; a new model is loaded and verified first, the fallback serving meanwhile.
-    pub async fn apply(self: &Arc<Self>, data: Result<BTreeMap<String, String>, String>) {
-        let config = data.and_then(|d| RuntimeConfig::from_data(&d));
-        let previous = self.snapshot();
-        let same_model = matches!((&config, &previous.config), (Ok(a), Ok(b))
-            if a.model_sha256 == b.model_sha256 && a.model_uri == b.model_uri && a.history_uri == b.history_uri);
+    /// Runs `f` on the guard and refreshes the trading gauge.
+    pub fn with_guard<T>(&self, f: impl FnOnce(&mut Guard) -> T) -> T {
+        let out = f(&mut lock(&self.guard));
+        self.refresh_gauges();
+        out
+    }
+
+    /// Why every decision is halted now, before the event is looked at: the kill switch latch,
+    /// a missing request, an unconfirmed configuration, an older lease epoch.
+    fn halt(&self, config: Result<&RuntimeConfig, &str>) -> Option<Halt> {
+        let guard = lock(&self.guard);
+        guard
+            .halt(Instant::now())
+            .or_else(|| config.ok().and_then(|c| guard.stale_epoch(c)))
+    }
+
+    /// Sets `janus_trading_enabled` and `janus_kill_switch_latched` from the state now.
+    fn refresh_gauges(&self) {
+        let loaded = self.snapshot();
+        let config = loaded.config.as_ref().map_err(String::as_str);
+        let trading = config.is_ok_and(|c| c.trading_enabled) && self.halt(config).is_none();
+        self.metrics.trading(trading);
+        self.metrics.kill_switch_latched(lock(&self.guard).killed());
+    }
+
+    /// Applies a new runtime configuration (or the reason there is none) at once and returns:
+    /// the flags take effect before this returns; a new model loads in a task of its own (the
+    /// fallback serves meanwhile) and is installed only if the configuration still wants it
+    /// when the load ends. Repeating the last data changes nothing.
+    pub fn apply(self: &Arc<Self>, data: Result<BTreeMap<String, String>, String>) {
+        {
+            let mut last = lock(&self.last_data);
+            if last.as_ref() == Some(&data) {
+                return;
+            }
+            *last = Some(data.clone());
+        }
+        let config = data
+            .and_then(|d| RuntimeConfig::from_data(&d))
+            .and_then(|c| match &self.expected_request {
+                Some(r) if &c.promotion_request != r => Err(format!(
+                    "the runtime ConfigMap is for promotion request `{}`, not `{r}`: refused",
+                    c.promotion_request
+                )),
+                _ => Ok(c),
+            });
         match &config {
             Ok(c) => {
                 tracing::info!(stage = %c.stage, candidate = %c.candidate, trading_enabled = c.trading_enabled,
-                    force_fallback = c.force_fallback, model_sha256 = %c.model_sha256, "runtime configuration");
-                self.metrics.trading(c.trading_enabled);
+                    force_fallback = c.force_fallback, model_sha256 = %c.model_sha256,
+                    lease_epoch = ?c.lease_epoch, "runtime configuration");
+                lock(&self.guard).observe_epoch(c);
+                self.metrics.config_valid(true);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no usable runtime configuration: trading halted");
-                self.metrics.trading(false);
+                self.metrics.config_valid(false);
             }
         }
-        if same_model {
-            self.swap(Loaded {
-                config,
-                model: previous.model.clone(),
-                fallback: previous.fallback.clone(),
-            });
-        } else {
-            // The flags now; the model once it is verified.
-            self.swap(Loaded {
-                config: config.clone(),
-                model: Err("loading the model".into()),
-                fallback: previous.fallback.clone(),
-            });
-            if let Ok(c) = config.clone() {
-                let root = self.root.clone();
-                let loaded =
-                    tokio::task::spawn_blocking(move || load_model_and_history(&root, &c)).await;
-                let (model, fallback) = match loaded {
-                    Ok(x) => x,
-                    Err(e) => (Err(format!("model loading panicked: {e}")), None),
-                };
-                if let Err(e) = &model {
-                    let reason = if e.contains("hashes to") {
-                        "digest_mismatch"
-                    } else {
-                        "load_failed"
+        let wanted = config.as_ref().ok().map(ModelKey::of);
+        let load = {
+            let mut current = self
+                .current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let previous = current.clone();
+            let (model_key, model, load) = match wanted {
+                Some(key) if previous.model_key.as_ref() != Some(&key) => {
+                    // Not loaded twice at once: a load still running installs itself.
+                    let start = lock(&self.loading).insert(key.clone());
+                    let load = match (start, &config) {
+                        (true, Ok(c)) => Some((key.clone(), c.clone())),
+                        _ => None,
                     };
-                    self.metrics.model_error(reason);
-                    tracing::error!(error = %e, "model refused: serving the fallback");
+                    (Some(key), Err(LOADING.to_string()), load)
                 }
-                // Only install it if the configuration did not change meanwhile.
-                let now = self.snapshot();
-                if matches!(&now.config, Ok(n) if Ok(n) == config.as_ref()) {
-                    self.swap(Loaded {
-                        config: now.config.clone(),
-                        model: model.map(|m| Arc::new(Mutex::new(m))),
-                        fallback: fallback
-                            .map(Arc::new)
-                            .unwrap_or_else(|| now.fallback.clone()),
-                    });
-                }
-            }
-        }
+                // The same model, or no usable configuration (halted): keep what is there.
+                _ => (previous.model_key.clone(), previous.model.clone(), None),
+            };
+            *current = Arc::new(Loaded {
+                config,
+                model_key,
+                model,
+                fallback: previous.fallback.clone(),
+            });
+            load
+        };
         self.ready.store(true, Ordering::Relaxed);
+        self.refresh_gauges();
+        if let Some((key, config)) = load {
+            tokio::spawn(self.clone().load(key, config));
+        }
     }
 
-    fn swap(&self, loaded: Loaded) {
-        *self.current.write().expect("not poisoned") = Arc::new(loaded);
+    /// Loads and verifies a model on a blocking thread; installs it if the configuration still
+    /// wants it. A read that never ends (a stalled mount) holds one thread and nothing else.
+    async fn load(self: Arc<Self>, key: ModelKey, config: RuntimeConfig) {
+        let root = self.root.clone();
+        let delay = self.inject_load_delay;
+        let loaded = tokio::task::spawn_blocking(move || {
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+            load_model_and_history(&root, &config)
+        })
+        .await;
+        let (model, fallback) = match loaded {
+            Ok(x) => x,
+            Err(e) => (Err(format!("model loading panicked: {e}")), None),
+        };
+        if let Err(e) = &model {
+            let reason = if e.contains("hashes to") {
+                "digest_mismatch"
+            } else {
+                "load_failed"
+            };
+            self.metrics.model_error(reason);
+            tracing::error!(error = %e, "model refused: serving the fallback");
+        }
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        lock(&self.loading).remove(&key);
+        if current.model_key.as_ref() == Some(&key) {
+            let now = current.clone();
+            *current = Arc::new(Loaded {
+                config: now.config.clone(),
+                model_key: Some(key),
+                model: model.map(|m| Arc::new(Mutex::new(m))),
+                fallback: fallback
+                    .map(Arc::new)
+                    .unwrap_or_else(|| now.fallback.clone()),
+            });
+        } else {
+            tracing::info!(model_uri = %key.uri, "a model finished loading after the configuration moved on: dropped");
+        }
     }
 
     /// One decision.
@@ -261,12 +427,39 @@ impl Service {
                 latency_ms: 0.0,
             };
         let hold = crate::contracts::label::Direction::Hold;
-        let mut decision = if let Some((source, reason, detail)) =
-            decision::admission(config, &event, &self.rules, now)
+        let admitted = match self.halt(config) {
+            Some(h) => Err((Source::Halted, h.reason, h.detail)),
+            None => match decision::admission(config, &event, &self.rules, now) {
+                Some(refused) => Err(refused),
+                None => config.map_err(|e| (Source::Halted, "no_runtime_config", e.to_string())),
+            },
+        };
+        let mut decision = match admitted {
+            Err((source, reason, detail)) => base(source, reason, detail, 0.0, hold),
+            Ok(config) => {
+                self.decide_admitted(config, &loaded, &event, now, &base)
+                    .await
+            }
+        };
+        decision.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.metrics.decision(
+            decision.source.name(),
+            &decision.reason,
+            decision.latency_ms,
+        );
+        decision
+    }
+
+    /// The model (or the fallback) on an admitted event, the shadow stage, the limits.
+    async fn decide_admitted(
+        &self,
+        config: &RuntimeConfig,
+        loaded: &Loaded,
+        event: &decision::Event,
+        now: chrono::DateTime<Utc>,
+        base: &impl Fn(Source, &str, String, f64, crate::contracts::label::Direction) -> Decision,
+    ) -> Decision {
         {
-            base(source, reason, detail, 0.0, hold)
-        } else {
-            let config = config.expect("admitted only with a configuration");
             let event_type = event
                 .event_type
                 .as_deref()
@@ -294,11 +487,9 @@ impl Service {
                 let reason = if reason == "ok" { "shadow" } else { reason };
                 let mut d = base(source, reason, detail, 0.0, prediction.direction);
                 d.detail = format!("{}; shadow stage: order {wanted} not placed", d.detail);
-                d.latency_ms = started.elapsed().as_secs_f64() * 1e3;
-                self.metrics.decision(d.source.name(), reason, d.latency_ms);
                 return d;
             }
-            let (notional, actions) = self.book.lock().expect("not poisoned").place(
+            let (notional, actions) = lock(&self.book).place(
                 config.canary_limits.as_ref(),
                 &event.symbol,
                 wanted,
@@ -306,11 +497,10 @@ impl Service {
                 self.rules.holding,
             );
             let mut d = base(source, reason, detail, notional, prediction.direction);
-            if !actions.is_empty() {
+            if let Some(last) = actions.last() {
                 for a in &actions {
                     self.metrics.limit(a.limit, a.action);
                 }
-                let last = actions.last().expect("not empty");
                 d.reason = format!("{}_{}", last.limit, last.action);
                 d.detail = format!(
                     "{}; order {wanted} → {notional} by {}",
@@ -323,14 +513,7 @@ impl Service {
                 );
             }
             d
-        };
-        decision.latency_ms = started.elapsed().as_secs_f64() * 1e3;
-        self.metrics.decision(
-            decision.source.name(),
-            &decision.reason,
-            decision.latency_ms,
-        );
-        decision
+        }
     }
 
     /// Runs the model within the budget: (prediction, source, reason, detail).
@@ -346,9 +529,24 @@ impl Service {
         &'static str,
         String,
     ) {
+        // A slot, or the fallback at once: the slot moves into the blocking closure, so an
+        // inference that missed its budget still holds it until it really ends.
+        let Ok(slot) = self.inference_slots.clone().try_acquire_owned() else {
+            self.metrics.overloaded();
+            return (
+                None,
+                Source::Fallback,
+                "overloaded",
+                format!(
+                    "{} inferences already running (--max-inferences-in-flight)",
+                    self.max_inferences
+                ),
+            );
+        };
         let (symbol, title) = (symbol.to_string(), title.to_string());
         let delay = self.inject_delay;
         let task = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             if !delay.is_zero() {
                 std::thread::sleep(delay);
             }
@@ -429,12 +627,13 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 async fn decide_handler(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
+    // Strict: a member given twice (two `event`s) is refused, never answered for one of them.
+    let value: serde_json::Value = match crate::contracts::strict_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("request body is not JSON: {e}"),
+                format!("request body is not JSON (without repeated members): {e}"),
             );
         }
     };
@@ -451,18 +650,25 @@ async fn decide_handler(State(service): State<Arc<Service>>, body: Bytes) -> Res
         return error(StatusCode::UNPROCESSABLE_ENTITY, e);
     }
     let d = service.decide(request).await;
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_string(&d).expect("decisions serialize"),
-    )
-        .into_response()
+    match serde_json::to_string(&d) {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("decision: {e}")),
+    }
 }
 
 async fn runtime_handler(State(service): State<Arc<Service>>) -> Response {
     let l = service.snapshot();
+    let halt = service.halt(l.config.as_ref().map_err(String::as_str));
+    let (killed, highest_epoch) = {
+        let g = lock(&service.guard);
+        (g.killed(), g.highest_epoch())
+    };
     let body = serde_json::json!({
         "config": l.config.as_ref().ok().map(RuntimeConfig::to_data),
         "config_error": l.config.as_ref().err(),
+        "halt": halt.map(|h| serde_json::json!({"reason": h.reason, "detail": h.detail})),
+        "kill_switch_latched": killed,
+        "highest_lease_epoch": highest_epoch,
         "model": if l.model.is_ok() { "loaded" } else { "unavailable" },
         "model_error": l.model.as_ref().err(),
     });
@@ -473,91 +679,91 @@ async fn runtime_handler(State(service): State<Arc<Service>>) -> Response {
         .into_response()
 }
 
+/// 200 once a configuration has been read (usable or not: a halted service answers), 503 with
+/// the reason before that and while the configuration is not confirmed (`config_stale`).
+async fn ready_handler(State(s): State<Arc<Service>>) -> Response {
+    if !s.ready.load(Ordering::Relaxed) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no runtime configuration read yet".into(),
+        );
+    }
+    let stale = lock(&s.guard).stale(Instant::now());
+    match stale {
+        Some(h) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}: {}", h.reason, h.detail),
+        ),
+        None => (StatusCode::OK, "ready").into_response(),
+    }
+}
+
 pub fn router(service: Arc<Service>) -> Router {
     async fn metrics(State(s): State<Arc<Service>>) -> impl IntoResponse {
+        s.refresh_gauges();
         s.metrics.response()
-    }
-    async fn ready(State(s): State<Arc<Service>>) -> StatusCode {
-        if s.ready.load(Ordering::Relaxed) {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
     }
     Router::new()
         .route("/v1/decide", post(decide_handler))
         .route("/v1/runtime", get(runtime_handler))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+        .route("/readyz", get(ready_handler))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(service)
 }
 
 // ---------- runtime configuration sources ----------
 
-fn read_runtime_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{}: not a JSON object of strings: {e}", path.display()))
+/// Reads the runtime file without blocking the runtime; a read that does not end within 1 s
+/// (a stalled mount) is reported as an error, and the next read starts only when it ends.
+async fn read_runtime_file(
+    path: &Path,
+    pending: &mut Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
+) -> Option<Result<BTreeMap<String, String>, String>> {
+    let handle = pending.get_or_insert_with(|| {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || std::fs::read(path))
+    });
+    let read = match tokio::time::timeout(Duration::from_secs(1), handle).await {
+        Err(_) => {
+            return Some(Err(format!(
+                "reading {} has not finished within 1 s",
+                path.display()
+            )));
+        }
+        Ok(r) => r,
+    };
+    *pending = None;
+    let bytes = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Some(Err(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => return Some(Err(format!("reading {}: {e}", path.display()))),
+    };
+    Some(
+        crate::runtime::config::data_from_json(&bytes)
+            .map_err(|e| format!("{}: not a JSON object of strings: {e}", path.display())),
+    )
 }
 
-/// Re-reads the file whenever its content changes (every 100 ms).
+/// Re-reads the file every 50 ms; a change applies at once (`apply` never waits for a model).
 async fn watch_file(service: Arc<Service>, path: PathBuf) {
-    let mut last: Option<Result<BTreeMap<String, String>, String>> = None;
+    let mut pending = None;
     loop {
-        let now = read_runtime_file(&path);
-        if last.as_ref() != Some(&now) {
-            service.apply(now.clone()).await;
-            last = Some(now);
+        if let Some(data) = read_runtime_file(&path, &mut pending).await {
+            service.apply(data);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Watches the runtime ConfigMap through the API: a change applies as soon as the API
-/// server sends it, without waiting for a mounted volume to refresh.
-async fn watch_config_map(service: Arc<Service>, namespace: String, name: String) {
-    use futures::StreamExt;
-    use k8s_openapi::api::core::v1::ConfigMap;
-    use kube::runtime::{WatchStreamExt, watcher};
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            service
-                .apply(Err(format!("cannot reach the Kubernetes API: {e}")))
-                .await;
-            return;
+/// `NAMESPACE/NAME` → (namespace, name).
+fn split_reference<'a>(reference: &'a str, flag: &str) -> Result<(&'a str, &'a str), String> {
+    match reference.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns, name))
         }
-    };
-    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, &namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = watcher(api, config).default_backoff().boxed();
-    let mut seen = false;
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
-                seen = true;
-                service.apply(Ok(cm.data.unwrap_or_default())).await;
-            }
-            Ok(watcher::Event::Delete(_)) => {
-                seen = false;
-                service
-                    .apply(Err(format!(
-                        "runtime ConfigMap {namespace}/{name} was deleted"
-                    )))
-                    .await;
-            }
-            Ok(watcher::Event::InitDone) if !seen => {
-                service
-                    .apply(Err(format!(
-                        "runtime ConfigMap {namespace}/{name} not found"
-                    )))
-                    .await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "watching the runtime ConfigMap"),
-        }
+        _ => Err(format!("{flag} `{reference}`: expected NAMESPACE/NAME")),
     }
 }
 
@@ -577,30 +783,49 @@ pub fn run(args: ServeArgs) -> crate::cli::CliResult {
             .local_addr()
             .map_err(|e| fail(format!("listener: {e}")))?;
         println!("janus serve listening on http://{addr}");
-        match (&args.runtime_file, &args.runtime_config) {
-            (Some(path), _) => {
+        let max_age = (args.max_config_age > 0).then(|| Duration::from_secs(args.max_config_age));
+        let source = &args.source;
+        match (
+            &source.runtime_file,
+            &source.runtime_config,
+            &source.promotion_request,
+        ) {
+            (Some(path), _, _) => {
                 tokio::spawn(watch_file(service.clone(), path.clone()));
             }
-            (None, Some(reference)) => {
-                let (ns, name) = reference.split_once('/').ok_or_else(|| {
-                    fail(format!(
-                        "--runtime-config `{reference}`: expected NAMESPACE/NAME"
-                    ))
-                })?;
-                tokio::spawn(watch_config_map(
+            (None, Some(reference), _) => {
+                let (ns, name) = split_reference(reference, "--runtime-config").map_err(fail)?;
+                tokio::spawn(follow::follow_config_map_only(
                     service.clone(),
                     ns.to_string(),
                     name.to_string(),
+                    max_age,
                 ));
             }
-            (None, None) => unreachable!("clap requires one"),
+            (None, None, Some(reference)) => {
+                let (ns, name) = split_reference(reference, "--promotion-request").map_err(fail)?;
+                tokio::spawn(follow::follow_request(
+                    service.clone(),
+                    ns.to_string(),
+                    name.to_string(),
+                    max_age,
+                ));
+            }
+            (None, None, None) => {
+                return Err(fail(
+                    "one of --promotion-request, --runtime-config, --runtime-file is required"
+                        .into(),
+                ));
+            }
         }
-        axum::serve(listener, router(service))
-            .with_graceful_shutdown(async {
-                crate::operator::shutdown_signal().await;
-            })
-            .await
-            .map_err(|e| fail(format!("serving: {e}")))?;
+        crate::http_server::serve(
+            listener,
+            router(service),
+            &args.http,
+            crate::operator::shutdown_signal(),
+        )
+        .await
+        .map_err(|e| fail(format!("serving: {e}")))?;
         crate::operator::flush_traces();
         Ok(std::process::ExitCode::SUCCESS)
     })

@@ -23,6 +23,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
+{{- /* The PromotionRequest the decision service follows. At most 55 characters
+(crate::crd::MAX_PROMOTION_REQUEST_NAME): its runtime ConfigMap `<name>-runtime` must fit a
+63-character name unshortened, so the chart and the operator derive the same name; the operator
+refuses longer names too. */ -}}
+{{- define "janus.decision.promotionRequest" -}}
+{{- $name := required "decisionService.promotionRequest names the PromotionRequest to serve" .Values.decisionService.promotionRequest -}}
+{{- if gt (len $name) 55 -}}
+{{- fail (printf "decisionService.promotionRequest %q is %d characters long; at most 55, so that its runtime ConfigMap %q fits 63" $name (len $name) (printf "%s-runtime" $name)) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
 {{- define "janus.decision.runtimeConfigMap" -}}
-{{- required "decisionService.promotionRequest names the PromotionRequest to serve" .Values.decisionService.promotionRequest }}-runtime
+{{- include "janus.decision.promotionRequest" . }}-runtime
 {{- end -}}
