@@ -523,3 +523,75 @@ s26_scale_kill_switch() {
   k delete promotionrequest $(seq -f 'scale-%03g' 1 "$n") --wait=false >/dev/null
   k delete configmaps -l e2e=scale --wait=false >/dev/null
 }
+
+# serve_for REQUEST RELEASE: a decision service following REQUEST with the chart's RBAC for it
+# (release RELEASE), with --max-config-age 2 s; prints its port.
+serve_for() {
+  "$HELM" template "$2" "$ROOT/charts/janus-operator" --namespace "$NS" \
+    --set "decisionService.enabled=true,decisionService.promotionRequest=$1,artifactsClaim=artifacts" \
+    --show-only templates/decision-service-rbac.yaml | kubectl apply -n "$NS" -f - >/dev/null
+  sa_kubeconfig "$2-janus-operator-decision" "$E2E/$2.kubeconfig" || fail "no token for $2"
+  local port
+  port=$(free_port)
+  KUBECONFIG="$E2E/$2.kubeconfig" janus serve --promotion-request "$NS/$1" --max-config-age 2 \
+    --artifacts-root "$ART" --listen "127.0.0.1:$port" --log-format text >"$LOGS/serve-$2.log" 2>&1 &
+  echo $! >>"$PIDFILE"
+  echo $! >"$E2E/pid-serve-$2"
+  eventually 30 sh -c "curl -fsS http://127.0.0.1:$port/v1/runtime | grep -q '\"model\":\"loaded\"'" || fail "the service never loaded its model"
+  echo "$port"
+}
+
+s27_operator_gone() {
+  # r1's paper request was rolled back (scenario 8), so the candidate's paper stage is free.
+  promo r1-paper-2 r1-candidate | k apply -f -
+  k wait promotionrequest/r1-paper-2 --for=condition=Promoted --timeout=60s
+  local port
+  port="$(serve_for r1-paper-2 s27)"
+  eventually 10 sh -c "curl -fsS -X POST http://127.0.0.1:$port/v1/decide -d '{\"event\": {\"event_id\": \"x\", \"timestamp\": \"'\$(date -u +%Y-%m-%dT%H:%M:%SZ)'\", \"symbol\": \"600000.SH\", \"event_type\": \"dividend\", \"title\": \"t\"}}' | grep -q '\"source\":\"model\"'" ||
+    fail "the service does not trade before the switch: $(decide "$port")"
+  # No operator at all (uninstalled, or every replica down).
+  local p
+  for p in "$E2E"/pid-op-*; do kill -9 "$(cat "$p")" 2>/dev/null || true; done
+  sleep 1
+  # The switch on and off again while nobody reconciles: the service's own watch latches it.
+  local t0 t1
+  t0=$(now_ms)
+  k patch promotionrequest r1-paper-2 --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
+  k patch promotionrequest r1-paper-2 --type merge -p '{"spec":{"killSwitch":false}}' >/dev/null
+  until [ "$(decide "$port")" = "halted kill_switch" ]; do
+    [ $(($(now_ms) - t0)) -lt 10000 ] || fail "the service still trades 10 s after the switch with no operator: $(decide "$port")"
+    sleep 0.02
+  done
+  t1=$(now_ms)
+  echo "$((t1 - t0)) ms from the first kubectl patch (on, then off) to the first halted decision, no operator running" | tee "$E2E/operator-gone-latency"
+  # Still halted a while later: the latch holds.
+  sleep 2
+  [ "$(decide "$port")" = "halted kill_switch" ] || fail "the latch did not hold: $(decide "$port")"
+  # The operator comes back for the scenarios after this one.
+  start_operator op-e
+  wait_leader op-e || fail "op-e never led"
+}
+
+s28_api_server_down() {
+  # Last: the API server stops. A service that cannot confirm its configuration for longer than
+  # --max-config-age (2 s here) stops trading and says why.
+  local port t0 t1
+  port="$(serve_for r1-paper-2 s28)"
+  # (r1-paper-2 is latched off in the first service; this one started after the switch was
+  # cleared, so it serves the promoted request normally.)
+  eventually 10 sh -c "curl -fsS http://127.0.0.1:$port/readyz" || fail "not ready"
+  t0=$(now_ms)
+  kill -STOP "$(cat "$E2E/cluster/apiserver.pid")"
+  until [ "$(decide "$port")" = "halted config_stale" ]; do
+    [ $(($(now_ms) - t0)) -lt 15000 ] || { kill -CONT "$(cat "$E2E/cluster/apiserver.pid")"; fail "still deciding 15 s after the API server stopped: $(decide "$port")"; }
+    sleep 0.05
+  done
+  t1=$(now_ms)
+  local code
+  code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")"
+  kill -CONT "$(cat "$E2E/cluster/apiserver.pid")"
+  echo "$((t1 - t0)) ms from the API server stopping to the first config_stale decision (max-config-age 2 s); /readyz $code" | tee "$E2E/api-down-latency"
+  [ "$code" = 503 ] || fail "/readyz answered $code while the configuration was stale"
+  # Back: a fresh read resumes.
+  eventually 15 sh -c "curl -fsS http://127.0.0.1:$port/readyz" || fail "never ready again after the API server came back"
+}
