@@ -451,7 +451,9 @@ s23_deleted_backing() {
   last_reason r3-paper-c | grep -q '^BackingLost' || fail "halt reason: $(last_reason r3-paper-c)"
   eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap r3-paper-c-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]"
   # The candidate is still there, marked for deletion, held by the requests that served it.
-  [ -n "$(jp januscandidate/r3-candidate '{.metadata.deletionTimestamp}')" ] || fail "the candidate is not being deleted"
+  eventually 30 sh -c "[ -n \"\$(kubectl -n $NS get januscandidate r3-candidate -o jsonpath='{.metadata.deletionTimestamp}')\" ]" ||
+    fail "the candidate is not being deleted"
+  jp januscandidate/r3-candidate '{.metadata.finalizers}' | grep -q janus.torghut.io/in-use || fail "the candidate lost its finalizer"
   echo "halted: $(last_reason r3-paper-c)"
   # The kill switch still acts and is recorded.
   k patch promotionrequest r3-paper-c --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null

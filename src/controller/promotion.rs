@@ -441,7 +441,12 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             Some(
                 RuntimeConfig {
                     stage: format!("{:?}", state.stage).to_lowercase(),
-                    candidate: input.spec.candidate.clone(),
+                    // The candidate the request was bound to: an edited spec names another.
+                    candidate: previous
+                        .bound
+                        .as_ref()
+                        .map(|b| b.candidate.clone())
+                        .unwrap_or_else(|| input.spec.candidate.clone()),
                     promotion_request: input.name.to_string(),
                     model_uri: model.uri.clone(),
                     model_sha256: model.sha256.clone(),
