@@ -30,6 +30,29 @@ pub const MAX_PROMOTION_REQUEST_NAME: usize = 63 - "-runtime".len();
 /// Set on a promoted request to roll it back one stage (the value is the reason, recorded).
 pub const ROLLBACK_REASON: &str = "janus.torghut.io/rollback-reason";
 
+pub mod lenient;
+
+pub use lenient::{Lenient, Unreadable};
+
+// ---------- status vocabulary ----------
+
+/// Condition type: the object cannot be read as its kind's Rust type (a value the types refuse,
+/// written under an older CRD or by hand). True while it is unreadable; nothing acts on it then.
+pub const CONDITION_INVALID_SPEC: &str = "InvalidSpec";
+/// `InvalidSpec=True`: the message names the JSON path of the value and why it was refused.
+pub const REASON_UNREADABLE: &str = "Unreadable";
+/// `InvalidSpec=False`: the object reads again.
+pub const REASON_READABLE: &str = "Readable";
+/// Condition type on a JanusRun: a Job, ConfigMap or candidate under the run's name belongs to
+/// another object (a deleted run of the same name, or none); the run waits until it is gone.
+pub const CONDITION_PREVIOUS_CHILDREN: &str = "PreviousChildren";
+/// `PreviousChildren=True`, and the Event published with it.
+pub const REASON_WAITING_FOR_PREVIOUS_CHILDREN: &str = "WaitingForPreviousChildren";
+/// `PreviousChildren=False`: nothing of another object is in the way any more.
+pub const REASON_PREVIOUS_CHILDREN_GONE: &str = "PreviousChildrenGone";
+/// Event on an unreadable PromotionRequest whose runtime ConfigMap was switched off.
+pub const REASON_TRADING_HALTED: &str = "TradingHaltedUnreadable";
+
 // ---------- shared ----------
 
 /// A status condition, as `kubectl wait --for=condition=<type>` reads it.

@@ -4,10 +4,11 @@
 //! `/healthz` and `/readyz`. Logs are JSON lines on stderr.
 
 pub mod lease;
+pub mod lenient;
 pub mod metrics;
 pub mod reconcile;
 
-use crate::crd::{JanusCandidate, JanusRun, PromotionRequest};
+use crate::crd::{JanusCandidate, JanusRun, Lenient, PromotionRequest};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -167,15 +168,13 @@ fn backoff(ctx: &Context, key: String) -> Action {
     Action::requeue(Duration::from_secs(1 << *n).min(Duration::from_secs(120)))
 }
 
-fn error_policy<K: ResourceExt>(
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
     obj: Arc<K>,
     error: &reconcile::ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
-    let kind = std::any::type_name::<K>()
-        .rsplit("::")
-        .next()
-        .unwrap_or("?");
+    let kind = K::kind(&());
+    let kind = kind.as_ref();
     ctx.metrics.reconcile_failed(kind, error.label());
     if error.is_conflict() {
         tracing::debug!(kind, name = %obj.name_any(), "changed since read; deciding again");
@@ -352,63 +351,68 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
     let ns = args.namespace.as_str();
     let config = watcher::Config::default();
     let ours = watcher::Config::default().labels("app.kubernetes.io/name=janus");
+    // Every kind is watched leniently (`Lenient<K>`): one object the types refuse must not fail
+    // a watcher's list and stall every other object of its kind.
     let runs = Controller::new(
-        Api::<JanusRun>::namespaced(client.clone(), ns),
+        Api::<Lenient<JanusRun>>::namespaced(client.clone(), ns),
         config.clone(),
     )
     .owns(Api::<Job>::namespaced(client.clone(), ns), ours.clone())
     .graceful_shutdown_on(stopped())
     .run(
-        with_reset!(reconcile::reconcile_run, "JanusRun"),
+        with_reset!(lenient::reconcile_run, "JanusRun"),
         error_policy,
         ctx.clone(),
     )
     .for_each(|_| async {});
     let candidates = Controller::new(
-        Api::<JanusCandidate>::namespaced(client.clone(), ns),
+        Api::<Lenient<JanusCandidate>>::namespaced(client.clone(), ns),
         config.clone(),
     )
     .watches(
-        Api::<JanusRun>::namespaced(client.clone(), ns),
+        Api::<Lenient<JanusRun>>::namespaced(client.clone(), ns),
         config.clone(),
         |run| {
             let ns = run.namespace();
-            run.status
-                .as_ref()
+            run.readable()
+                .and_then(|r| r.status.as_ref())
                 .and_then(|s| s.candidate.clone())
-                .map(|c| ObjectRef::<JanusCandidate>::new(&c).within(ns.as_deref().unwrap_or("")))
+                .map(|c| {
+                    ObjectRef::<Lenient<JanusCandidate>>::new(&c)
+                        .within(ns.as_deref().unwrap_or(""))
+                })
         },
     )
     .graceful_shutdown_on(stopped())
     .run(
-        with_reset!(reconcile::reconcile_candidate, "JanusCandidate"),
+        with_reset!(lenient::reconcile_candidate, "JanusCandidate"),
         error_policy,
         ctx.clone(),
     )
     .for_each(|_| async {});
     let promotion_controller = Controller::new(
-        Api::<PromotionRequest>::namespaced(client.clone(), ns),
+        Api::<Lenient<PromotionRequest>>::namespaced(client.clone(), ns),
         config.clone(),
     );
     let requests = promotion_controller.store();
     let promotions = promotion_controller
         .owns(Api::<ConfigMap>::namespaced(client.clone(), ns), ours)
         .watches(
-            Api::<JanusCandidate>::namespaced(client.clone(), ns),
+            Api::<Lenient<JanusCandidate>>::namespaced(client.clone(), ns),
             config,
             move |candidate| {
                 let name = candidate.name_any();
                 requests
                     .state()
                     .into_iter()
-                    .filter(|r| r.spec.candidate == name)
+                    .filter(|r| r.readable().is_some_and(|r| r.spec.candidate == name))
                     .map(|r| ObjectRef::from_obj(r.as_ref()))
                     .collect::<Vec<_>>()
             },
         )
         .graceful_shutdown_on(stopped())
         .run(
-            with_reset!(reconcile::reconcile_promotion, "PromotionRequest"),
+            with_reset!(lenient::reconcile_promotion, "PromotionRequest"),
             error_policy,
             ctx.clone(),
         )

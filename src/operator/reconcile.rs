@@ -98,7 +98,7 @@ where
     Ok(())
 }
 
-async fn publish<K: Resource<DynamicType = ()>>(
+pub(super) async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     action: &str,
@@ -328,9 +328,9 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
     let ns = namespace(cand.as_ref())?;
     let name = cand.name_any();
     let candidates: Api<JanusCandidate> = Api::namespaced(ctx.client.clone(), &ns);
-    let run = Api::<JanusRun>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&cand.spec.run_ref)
-        .await?;
+    // Read leniently: an unreadable run counts as absent here (its own reconcile reports it).
+    let run =
+        super::lenient::get_readable::<JanusRun>(&ctx.client, &ns, &cand.spec.run_ref).await?;
     let policy = match policy(&ctx).await {
         Ok(p) => p,
         Err(why) => {
@@ -422,9 +422,11 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     let ns = namespace(pr.as_ref())?;
     let name = pr.name_any();
     let requests: Api<PromotionRequest> = Api::namespaced(ctx.client.clone(), &ns);
-    let candidate = Api::<JanusCandidate>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&pr.spec.candidate)
-        .await?;
+    // Read leniently: an unreadable candidate is no candidate, and must not keep the kill switch
+    // from acting.
+    let candidate =
+        super::lenient::get_readable::<JanusCandidate>(&ctx.client, &ns, &pr.spec.candidate)
+            .await?;
     // Without a readable policy only the kill switch may act (the stage machine takes it first,
     // whatever the gates say); anything else waits.
     let policy = match policy(&ctx).await {
@@ -460,10 +462,8 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         }
     };
     // The stage the candidate holds: the highest stage another request promoted it to.
-    let candidate_stage = requests
-        .list(&ListParams::default())
+    let candidate_stage = super::lenient::list_readable::<PromotionRequest>(&ctx.client, &ns)
         .await?
-        .items
         .into_iter()
         .filter(|o| o.spec.candidate == pr.spec.candidate && o.name_any() != name)
         .filter_map(|o| o.status)
@@ -575,14 +575,11 @@ pub async fn audit_runtime(ctx: &Context, ns: &str) -> Result<usize> {
     let config_maps = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
         .list(&all)
         .await?;
-    let requests = Api::<PromotionRequest>::namespaced(ctx.client.clone(), ns)
-        .list(&all)
-        .await?;
-    let candidates = Api::<JanusCandidate>::namespaced(ctx.client.clone(), ns)
-        .list(&all)
-        .await?;
+    // Read leniently: one unreadable object must not stop the audit. An unreadable request backs
+    // nothing (and its own reconcile switches its runtime ConfigMap off).
+    let requests = super::lenient::list_readable::<PromotionRequest>(&ctx.client, ns).await?;
+    let candidates = super::lenient::list_readable::<JanusCandidate>(&ctx.client, ns).await?;
     let views: Vec<RequestView> = requests
-        .items
         .iter()
         .map(|r| {
             let status = r.status.clone().unwrap_or_default();
@@ -593,7 +590,6 @@ pub async fn audit_runtime(ctx: &Context, ns: &str) -> Result<usize> {
                 stage: status.stage,
                 phase: status.phase,
                 model_sha256: candidates
-                    .items
                     .iter()
                     .find(|c| c.name_any() == r.spec.candidate)
                     .map(|c| c.spec.model.sha256.clone()),
