@@ -10,7 +10,8 @@ use common::{gate_now, janus_run};
 use janus::contracts::Sha256Hex;
 use janus::controller::jobs::{Step, job_name};
 use janus::controller::run::{
-    JobPhase, ObservedChild, ObservedJob, RunInputs, RunPlan, controller_uid, owned_by, reconcile,
+    ChildKind, JobPhase, ObservedChild, ObservedJob, RunInputs, RunPlan, controller_uid, owned_by,
+    reconcile,
 };
 use janus::crd::{ConditionStatus, JanusRun};
 use janus::operator::lease::{LeaseAction, LeaseView, decide};
@@ -330,9 +331,9 @@ fn theirs(job: ObservedJob, owner: Option<&str>) -> ObservedJob {
     }
 }
 
-fn child(kind: &str, name: &str, owner: Option<&str>) -> ObservedChild {
+fn child(kind: ChildKind, name: &str, owner: Option<&str>) -> ObservedChild {
     ObservedChild {
-        kind: kind.into(),
+        kind,
         name: name.into(),
         owner_uid: owner.map(str::to_string),
     }
@@ -469,7 +470,7 @@ fn a_config_map_of_another_object_holds_back_the_first_step() {
     let plan = reconcile_among(
         &run,
         &Jobs::new(),
-        &[child("ConfigMap", "r1-config", Some(OLD_UID))],
+        &[child(ChildKind::ConfigMap, "r1-config", Some(OLD_UID))],
     );
     assert!(plan.waiting);
     assert_eq!(plan.start, None);
@@ -479,7 +480,7 @@ fn a_config_map_of_another_object_holds_back_the_first_step() {
     let plan = reconcile_among(
         &run,
         &Jobs::new(),
-        &[child("ConfigMap", "r1-config", Some(UID))],
+        &[child(ChildKind::ConfigMap, "r1-config", Some(UID))],
     );
     assert_eq!(plan.start, Some(Step::Label));
     assert!(condition(&plan, "PreviousChildren").is_none());
@@ -487,14 +488,21 @@ fn a_config_map_of_another_object_holds_back_the_first_step() {
 
 #[test]
 fn a_candidate_of_another_object_is_never_overwritten() {
+    // The steps run meanwhile (the candidate is written only at the end), every one of them.
+    let foreign = [child(
+        ChildKind::JanusCandidate,
+        "r1-candidate",
+        Some(OLD_UID),
+    )];
     let mut run = run();
     let mut jobs = Jobs::new();
     for step in Step::ALL {
-        let plan = reconcile_with(&run, &jobs);
+        let plan = reconcile_among(&run, &jobs, &foreign);
+        assert_eq!(plan.start, Some(step), "{plan:#?}");
+        assert!(plan.waiting);
         apply(&mut run, &mut jobs, &plan);
         jobs.insert(step.name(), done(step));
     }
-    let foreign = [child("JanusCandidate", "r1-candidate", Some(OLD_UID))];
     let plan = reconcile_among(&run, &jobs, &foreign);
     assert!(plan.waiting);
     assert!(plan.candidate.is_none());
@@ -514,7 +522,7 @@ fn a_candidate_of_another_object_is_never_overwritten() {
     let plan = reconcile_among(
         &run,
         &jobs,
-        &[child("JanusCandidate", "r1-candidate", Some(UID))],
+        &[child(ChildKind::JanusCandidate, "r1-candidate", Some(UID))],
     );
     assert!(!plan.waiting);
     assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"));

@@ -44,11 +44,29 @@ pub struct ObservedJob {
     pub owner_uid: Option<String>,
 }
 
+/// The children of a run other than its Jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    /// `<run>-config`, the step configurations the Jobs mount.
+    ConfigMap,
+    /// `<run>-candidate`, written when every step succeeded.
+    JanusCandidate,
+}
+
+impl ChildKind {
+    /// The kind as Kubernetes names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChildKind::ConfigMap => "ConfigMap",
+            ChildKind::JanusCandidate => "JanusCandidate",
+        }
+    }
+}
+
 /// A child of a run other than its Jobs, as found under the name the run would give it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedChild {
-    /// `ConfigMap` or `JanusCandidate`.
-    pub kind: String,
+    pub kind: ChildKind,
     pub name: String,
     /// The UID in its controller owner reference.
     pub owner_uid: Option<String>,
@@ -92,7 +110,7 @@ pub fn previous_children(
         children
             .iter()
             .filter(|c| !owned_by(run_uid, c.owner_uid.as_deref()))
-            .map(|c| describe(&c.kind, &c.name, c.owner_uid.as_deref())),
+            .map(|c| describe(c.kind.name(), &c.name, c.owner_uid.as_deref())),
     );
     found
 }
@@ -157,8 +175,9 @@ pub struct RunPlan {
     pub candidate: Option<(String, JanusCandidateSpec)>,
     /// (reason, message, warning?) of Kubernetes events.
     pub events: Vec<(String, String, bool)>,
-    /// Children of another object stand under the run's names (see [`previous_children`]):
-    /// nothing starts and no candidate is written until they are gone; look again soon.
+    /// Children of another object stand under the run's names (see [`previous_children`]): no
+    /// step starts while a Job or the ConfigMap is another's, no candidate is written while the
+    /// candidate is another's; look again soon.
     pub waiting: bool,
 }
 
@@ -298,6 +317,15 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
         .collect();
     let in_the_way = previous_children(uid, input.jobs, input.children, name);
     let waiting = !in_the_way.is_empty();
+    // A foreign Job or ConfigMap holds back every step; a foreign candidate only the candidate.
+    let steps_blocked = input
+        .jobs
+        .values()
+        .any(|j| !owned_by(uid, j.owner_uid.as_deref()))
+        || input
+            .children
+            .iter()
+            .any(|c| c.kind != ChildKind::JanusCandidate && !owned_by(uid, c.owner_uid.as_deref()));
     let was_waiting = previous
         .conditions
         .0
@@ -500,7 +528,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
     } else if current.is_some() {
         phase = "Running";
     } else if let Some(step) = next {
-        if waiting {
+        if steps_blocked {
             phase = if started { "Running" } else { "Pending" };
         } else if refused {
             phase = previous.phase.as_deref().map_or("Pending", |p| {

@@ -6,7 +6,7 @@ use super::Context;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::contracts::read_artifact;
 use crate::controller::jobs::{self, Step};
-use crate::controller::run::{self as run_plan, JobPhase, ObservedChild, ObservedJob};
+use crate::controller::run::{self as run_plan, ChildKind, JobPhase, ObservedChild, ObservedJob};
 use crate::controller::{candidate as candidate_plan, promotion as promotion_plan};
 use crate::crd::{
     ConditionStatus, JanusCandidate, JanusCandidateStatus, JanusRun, PromotionRequest,
@@ -345,8 +345,8 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
 /// The run's config ConfigMap and candidate as found under their names (metadata only), for
 /// the ownership rule of `controller::run`.
 async fn observe_children(ctx: &Context, ns: &str, run: &str) -> Result<Vec<ObservedChild>> {
-    let child = |kind: &str, meta: ObjectMeta| ObservedChild {
-        kind: kind.to_string(),
+    let child = |kind: ChildKind, meta: ObjectMeta| ObservedChild {
+        kind,
         name: meta.name.clone().unwrap_or_default(),
         owner_uid: run_plan::controller_uid(meta.owner_references.as_deref()),
     };
@@ -355,13 +355,13 @@ async fn observe_children(ctx: &Context, ns: &str, run: &str) -> Result<Vec<Obse
         .get_metadata_opt(&jobs::config_map_name(run))
         .await?
     {
-        found.push(child("ConfigMap", cm.metadata));
+        found.push(child(ChildKind::ConfigMap, cm.metadata));
     }
     if let Some(c) = Api::<JanusCandidate>::namespaced(ctx.client.clone(), ns)
         .get_metadata_opt(&run_plan::candidate_name(run))
         .await?
     {
-        found.push(child("JanusCandidate", c.metadata));
+        found.push(child(ChildKind::JanusCandidate, c.metadata));
     }
     Ok(found)
 }
