@@ -353,6 +353,166 @@ s9_unbacked_trading() {
   wait_unbacked 0
 }
 
+# with_holding DAYS: adds a backtest holding period to a run written by write_run.
+with_holding() { cat; echo "  evaluation: {backtest: {holding_days: $1}}"; }
+
+# crd_drop PLURAL PYTHON-PATH-EXPR KEY: replaces the CRD in the cluster by one whose schema node
+# lacks KEY (as an older CRD did); the operator is not told. `crd_restore PLURAL` re-applies ours.
+crd_drop() {
+  kubectl get crd "$1.janus.torghut.io" -o json | python3 -c '
+import json, sys
+crd = json.load(sys.stdin)
+node = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+for key in sys.argv[1].split("."):
+    node = node["properties"][key]
+node.pop(sys.argv[2])
+print(json.dumps(crd))' "$2" "$3" | kubectl replace -f -
+}
+crd_restore() {
+  kubectl get crd "$1.janus.torghut.io" -o json | python3 -c '
+import json, sys, yaml
+crd = json.load(sys.stdin)
+crd["spec"] = yaml.safe_load(open(sys.argv[1]))["spec"]
+print(json.dumps(crd))' "$ROOT/crds/$1.janus.torghut.io.yaml" | kubectl replace -f -
+}
+
+s10_unreadable_objects() {
+  local out i
+  # The bounds of the Rust types are in the CRD: the value that once stalled every JanusRun is
+  # refused by the API server itself.
+  if out=$(write_run bad-holding 31 | with_holding 4294967296 | k apply -f - 2>&1); then
+    fail "holding_days 4294967296 accepted"
+  fi
+  echo "refused: $out"
+  grep -q "holding_days" <<<"$out" || fail "the refusal does not name holding_days"
+
+  # An object stored under an older CRD without that bound: it still exists, and the operator
+  # cannot read it as a JanusRun.
+  crd_drop janusruns spec.evaluation.backtest.holding_days maximum
+  for i in $(seq 150); do
+    write_run bad-holding 31 | with_holding 4294967296 | k apply -f - 2>/dev/null && break
+    sleep 0.2
+  done
+  k get janusrun bad-holding >/dev/null || fail "could not store the malformed run under the old CRD"
+  k wait janusrun/bad-holding --for=condition=InvalidSpec --timeout=60s
+  local why
+  why="$(jp janusrun/bad-holding '{.status.conditions[?(@.type=="InvalidSpec")].message}')"
+  echo "bad-holding: $why"
+  grep -q "spec.evaluation.backtest.holding_days" <<<"$why" || fail "InvalidSpec does not name the field"
+  [ "$(jp janusrun/bad-holding '{.status.conditions[?(@.type=="InvalidSpec")].reason}')" = Unreadable ] || fail "reason"
+  eventually 10 sh -c "kubectl -n $NS get events --field-selector involvedObject.name=bad-holding,type=Warning \
+    -o custom-columns=REASON:.reason --no-headers | grep -q InvalidSpec" || fail "no InvalidSpec warning event"
+  # Everything else reconciles on: a valid run created after it succeeds.
+  write_run after-bad 33 | k apply -f -
+  k wait janusrun/after-bad --for=condition=Succeeded --timeout=300s
+
+  # An unreadable PromotionRequest backs no trading: its runtime ConfigMap is switched off.
+  k create configmap bad-pr-runtime --from-literal=stage=paper --from-literal=candidate=r1-candidate \
+    --from-literal=promotionRequest=bad-pr --from-literal=modelUri=runs/r1/models/grpo/model.onnx \
+    --from-literal=modelSha256="$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" \
+    --from-literal=tradingEnabled=true --from-literal=forceFallback=false
+  crd_drop promotionrequests spec.target enum
+  for i in $(seq 150); do
+    printf 'apiVersion: janus.torghut.io/v1alpha1\nkind: PromotionRequest\nmetadata: {name: bad-pr}\nspec: {candidate: r1-candidate, target: live}\n' |
+      k apply -f - 2>/dev/null && break
+    sleep 0.2
+  done
+  k get promotionrequest bad-pr >/dev/null || fail "could not store the malformed request under the old CRD"
+  eventually 30 sh -c "[ \"\$(kubectl -n $NS get configmap bad-pr-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]" ||
+    fail "an unreadable request's runtime ConfigMap still enables trading"
+  [ "$(jp configmap/bad-pr-runtime '{.data.forceFallback}')" = true ] || fail "fallback not forced"
+  k wait promotionrequest/bad-pr --for=condition=InvalidSpec --timeout=30s
+  jp promotionrequest/bad-pr '{.status.conditions[?(@.type=="InvalidSpec")].message}' | grep -q "spec.target" ||
+    fail "InvalidSpec does not name spec.target"
+
+  # Back to the current CRDs; both bad objects stay stored as they are.
+  crd_restore janusruns
+  crd_restore promotionrequests
+  for i in $(seq 150); do
+    if ! write_run bad-holding-2 31 | with_holding 4294967296 | k apply -f - >/dev/null 2>&1; then break; fi
+    k delete janusrun bad-holding-2 --wait=false >/dev/null 2>&1 || true
+    sleep 0.2
+  done
+  ! k get janusrun bad-holding-2 >/dev/null 2>&1 || fail "the restored CRD accepts holding_days 4294967296"
+
+  # An operator restart with the bad objects present: its watches start, and a run created
+  # after the restart succeeds.
+  local was
+  was="$(leader)"
+  kill -9 "$(cat "$E2E/pid-$was")"
+  start_operator op-d
+  wait_leader op-d || fail "op-d never took the lease"
+  write_run after-restart 35 | k apply -f -
+  k wait janusrun/after-restart --for=condition=Succeeded --timeout=300s
+  grep -q "bad-holding" "$LOGS/operator-op-d.log" || fail "op-d never looked at the bad run"
+  [ "$(jp janusrun/bad-holding '{.status.conditions[?(@.type=="InvalidSpec")].status}')" = True ] || fail "InvalidSpec lost"
+  [ "$(jp configmap/bad-pr-runtime '{.data.tradingEnabled}')" = false ] || fail "trading re-enabled"
+  k delete promotionrequest bad-pr
+  k delete configmap bad-pr-runtime
+  k delete janusrun bad-holding
+}
+
+s11_recreated_run() {
+  write_run rr 41 | k apply -f -
+  k wait janusrun/rr --for=condition=Succeeded --timeout=300s
+  local old_uid old_digest new_uid created
+  old_uid="$(jp janusrun/rr '{.metadata.uid}')"
+  old_digest="$(jp januscandidate/rr-candidate '{.spec.model.sha256}')"
+  # Hold the old run's first Job and its candidate, so garbage collection cannot remove them
+  # before the new run looks: the race is won by the leftovers every time.
+  k patch job rr-label --type merge -p '{"metadata":{"finalizers":["e2e.janus.torghut.io/hold"]}}'
+  k patch januscandidate rr-candidate --type merge -p '{"metadata":{"finalizers":["e2e.janus.torghut.io/hold"]}}'
+  k delete janusrun rr --wait=false
+  write_run rr 43 | k apply -f -
+  new_uid="$(jp janusrun/rr '{.metadata.uid}')"
+  [ "$new_uid" != "$old_uid" ] || fail "not a new object"
+  k wait janusrun/rr --for=condition=PreviousChildren --timeout=60s
+  local why
+  why="$(jp janusrun/rr '{.status.conditions[?(@.type=="PreviousChildren")].message}')"
+  echo "waiting: $why"
+  grep -q "Job rr-label (owned by uid $old_uid)" <<<"$why" || fail "the condition does not name the old Job"
+  [ "$(jp janusrun/rr '{.status.phase}')" = Pending ] || fail "phase $(jp janusrun/rr '{.status.phase}')"
+  [ -z "$(jp janusrun/rr '{.status.steps[*].job}')" ] || fail "a step adopted an old Job"
+  [ -z "$(jp janusrun/rr '{.status.steps[*].startedAt}')" ] || fail "a step started under the old Jobs"
+  eventually 10 sh -c "kubectl -n $NS get events --field-selector involvedObject.name=rr,type=Warning \
+    -o custom-columns=REASON:.reason --no-headers | grep -q WaitingForPreviousChildren" || fail "no event"
+  # Released: garbage collection removes the old Job and the new run runs its own steps; at the
+  # end the old candidate is still in the way, and is not overwritten.
+  k patch job rr-label --type json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
+  k wait janusrun/rr --for=jsonpath='{.status.steps[4].phase}'=Succeeded --timeout=300s
+  k wait janusrun/rr --for=condition=PreviousChildren --timeout=30s
+  jp janusrun/rr '{.status.conditions[?(@.type=="PreviousChildren")].message}' | grep -q "JanusCandidate rr-candidate" ||
+    fail "the condition does not name the old candidate"
+  [ "$(jp januscandidate/rr-candidate '{.spec.model.sha256}')" = "$old_digest" ] || fail "the old candidate was overwritten"
+  [ "$(jp janusrun/rr '{.status.phase}')" != Succeeded ] || fail "succeeded without its own candidate"
+  k patch januscandidate rr-candidate --type json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
+  k wait janusrun/rr --for=condition=Succeeded --timeout=120s
+  k wait janusrun/rr --for=condition=PreviousChildren=False --timeout=10s
+  # Every Job, every step and the candidate are the new run's.
+  created="$(jp janusrun/rr '{.metadata.creationTimestamp}')"
+  [ "$(k get jobs -l janus.torghut.io/run=rr-run -o name | wc -l)" = 5 ] || fail "not 5 Jobs"
+  for uid in $(k get jobs -l janus.torghut.io/run=rr-run -o jsonpath='{.items[*].metadata.ownerReferences[0].uid}'); do
+    [ "$uid" = "$new_uid" ] || fail "a Job of uid $uid"
+  done
+  k get janusrun rr -o json | python3 -c '
+import json, sys
+from datetime import datetime
+run = json.load(sys.stdin)
+t = lambda s: datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ")
+created = t(run["metadata"]["creationTimestamp"])
+for s in run["status"]["steps"]:
+    assert s.get("startedAt") and t(s["startedAt"]) >= created, ("started before the run existed", s, created)
+print("steps started after", created)'
+  eventually 30 k get januscandidate rr-candidate
+  [ "$(jp januscandidate/rr-candidate '{.metadata.ownerReferences[0].uid}')" = "$new_uid" ] || fail "candidate owner"
+  local new_digest disk
+  new_digest="$(jp januscandidate/rr-candidate '{.spec.model.sha256}')"
+  disk="$(sha256sum "$ART/runs/rr/models/grpo/model.onnx" | cut -d' ' -f1)"
+  echo "old model $old_digest, new model $new_digest, on disk $disk"
+  [ "$new_digest" = "$disk" ] || fail "the candidate is not the new run's model"
+  [ "$new_digest" != "$old_digest" ] || fail "the candidate carries the old model"
+}
+
 # ---------- nothing trades without backing; the kill switch latches (issue 15) ----------
 
 promo() { # promo NAME CANDIDATE [TARGET]: a PromotionRequest's YAML

@@ -947,6 +947,7 @@ fn step_commands_run_the_whole_pipeline_locally() {
             ObservedJob {
                 phase: JobPhase::Succeeded,
                 termination_message: std::fs::read_to_string(&termination).ok(),
+                owner_uid: run.metadata.uid.clone(),
                 ..Default::default()
             },
         );
@@ -982,6 +983,7 @@ fn step_commands_run_the_whole_pipeline_locally() {
     let plan = janus::controller::run::reconcile(&RunInputs {
         run: &started,
         jobs: &observed,
+        children: &[],
         now: gate_now(),
     });
     assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"), "{plan:#?}");

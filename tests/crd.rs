@@ -154,3 +154,84 @@ fn checked_in_crds_are_what_this_build_generates() {
         );
     }
 }
+
+/// The range a Rust integer of the schema's `format` holds, limited to what every JSON reader
+/// holds exactly (±(2^53 − 1)): written out from the type widths, not taken from the code.
+fn range_of(format: Option<&str>) -> (f64, f64) {
+    let safe = 9_007_199_254_740_991_f64; // 2^53 − 1
+    match format {
+        Some("uint8") => (0.0, 255.0),
+        Some("uint16") => (0.0, 65_535.0),
+        Some("uint32") => (0.0, 4_294_967_295.0),
+        Some("uint64") | Some("uint") => (0.0, safe),
+        Some("int8") => (-128.0, 127.0),
+        Some("int16") => (-32_768.0, 32_767.0),
+        Some("int32") => (-2_147_483_648.0, 2_147_483_647.0),
+        _ => (-safe, safe),
+    }
+}
+
+fn check_integers(node: &Value, path: &str, found: &mut usize, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else { return };
+    if obj.get("type") == Some(&Value::from("integer")) {
+        *found += 1;
+        let format = obj.get("format").and_then(Value::as_str);
+        let (lo, hi) = range_of(format);
+        match (
+            obj.get("minimum").and_then(Value::as_f64),
+            obj.get("maximum").and_then(Value::as_f64),
+        ) {
+            (Some(min), Some(max)) => {
+                if min < lo || max > hi || min > max {
+                    problems.push(format!(
+                        "{path} ({format:?}): [{min}, {max}] does not fit [{lo}, {hi}]"
+                    ));
+                }
+            }
+            other => problems.push(format!("{path} ({format:?}): bounds {other:?}")),
+        }
+    }
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            check_integers(v, &format!("{path}.{k}"), found, problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        check_integers(items, &format!("{path}[]"), found, problems);
+    }
+    if let Some(extra) = obj.get("additionalProperties") {
+        check_integers(extra, &format!("{path}{{}}"), found, problems);
+    }
+}
+
+#[test]
+fn every_integer_carries_the_bounds_its_rust_type_needs() {
+    let mut found = 0;
+    let mut problems = Vec::new();
+    for crd in crds() {
+        check_integers(
+            schema_of(&crd),
+            crd["metadata"]["name"].as_str().unwrap(),
+            &mut found,
+            &mut problems,
+        );
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        found > 20,
+        "only {found} integer schemas found: is the walk right?"
+    );
+    // The case that stalled the operator: a u32 the API server stored at 2^32.
+    let run = crds()
+        .into_iter()
+        .find(|c| c["spec"]["names"]["kind"] == "JanusRun")
+        .unwrap();
+    let holding = &schema_of(&run)["properties"]["spec"]["properties"]["evaluation"]["properties"]
+        ["backtest"]["properties"]["holding_days"];
+    assert_eq!(holding["maximum"].as_f64(), Some(4_294_967_295.0));
+    // A tighter bound written on the type stays.
+    let epochs = &schema_of(&run)["properties"]["spec"]["properties"]["training"]["properties"]["sft"]
+        ["properties"]["epochs"];
+    assert_eq!(epochs["minimum"].as_f64(), Some(1.0));
+    assert_eq!(epochs["maximum"].as_f64(), Some(1000.0));
+}

@@ -9,7 +9,10 @@ use chrono::Duration;
 use common::{gate_now, janus_run};
 use janus::contracts::Sha256Hex;
 use janus::controller::jobs::{Step, job_name};
-use janus::controller::run::{JobPhase, ObservedJob, RunInputs, RunPlan, reconcile};
+use janus::controller::run::{
+    ChildKind, JobPhase, ObservedChild, ObservedJob, RunInputs, RunPlan, controller_uid, owned_by,
+    reconcile,
+};
 use janus::crd::{ConditionStatus, JanusRun};
 use janus::operator::lease::{LeaseAction, LeaseView, decide};
 use std::collections::BTreeMap;
@@ -31,16 +34,27 @@ fn result(step: Step) -> String {
     .to_string()
 }
 
-fn done(step: Step) -> ObservedJob {
+/// The UID of the run under test (`common::janus_run`), which its own Jobs carry.
+const UID: &str = "0b1f-uid";
+
+/// A Job of the run under test.
+fn ours(job: ObservedJob) -> ObservedJob {
     ObservedJob {
-        phase: JobPhase::Succeeded,
-        termination_message: Some(result(step)),
-        ..Default::default()
+        owner_uid: Some(UID.into()),
+        ..job
     }
 }
 
+fn done(step: Step) -> ObservedJob {
+    ours(ObservedJob {
+        phase: JobPhase::Succeeded,
+        termination_message: Some(result(step)),
+        ..Default::default()
+    })
+}
+
 fn running() -> ObservedJob {
-    ObservedJob::default()
+    ours(ObservedJob::default())
 }
 
 fn run() -> JanusRun {
@@ -51,6 +65,7 @@ fn reconcile_with(run: &JanusRun, jobs: &Jobs) -> RunPlan {
     reconcile(&RunInputs {
         run,
         jobs,
+        children: &[],
         now: gate_now(),
     })
 }
@@ -160,14 +175,14 @@ fn a_failed_step_fails_the_run_with_its_reason_and_nothing_more_starts() {
     apply(&mut run, &mut jobs, &plan);
     jobs.insert(
         "label",
-        ObservedJob {
+        ours(ObservedJob {
             phase: JobPhase::Failed,
             termination_message: Some("refusing to label a different dataset".into()),
             failure_reason: Some(
                 "BackoffLimitExceeded: Job has reached the specified backoff limit".into(),
             ),
             ..Default::default()
-        },
+        }),
     );
     let plan = reconcile_with(&run, &jobs);
     assert_eq!(plan.start, None);
@@ -205,11 +220,11 @@ fn a_success_without_a_usable_result_is_a_failure() {
         apply(&mut run, &mut jobs, &plan);
         jobs.insert(
             "label",
-            ObservedJob {
+            ours(ObservedJob {
                 phase: JobPhase::Succeeded,
                 termination_message: message.clone(),
                 ..Default::default()
-            },
+            }),
         );
         let plan = reconcile_with(&run, &jobs);
         assert_eq!(plan.status.phase.as_deref(), Some("Failed"), "{message:?}");
@@ -229,11 +244,11 @@ fn a_replay_that_does_not_match_fails_the_run() {
     }
     jobs.insert(
         "replay",
-        ObservedJob {
+        ours(ObservedJob {
             phase: JobPhase::Succeeded,
             termination_message: Some(r#"{"matched": false}"#.into()),
             ..Default::default()
-        },
+        }),
     );
     let plan = reconcile_with(&run, &jobs);
     assert_eq!(plan.status.phase.as_deref(), Some("Failed"));
@@ -301,6 +316,243 @@ fn a_spec_change_before_anything_started_is_simply_the_new_spec() {
     let plan = reconcile_with(&run, &Jobs::new());
     assert_eq!(plan.start, Some(Step::Label));
     assert!(condition(&plan, "SpecChangeRefused").is_none());
+}
+
+// ---------- ownership by UID ----------
+
+/// The UID of a deleted run of the same name, whose children garbage collection has not
+/// removed yet.
+const OLD_UID: &str = "9a9a-previous-uid";
+
+fn theirs(job: ObservedJob, owner: Option<&str>) -> ObservedJob {
+    ObservedJob {
+        owner_uid: owner.map(str::to_string),
+        ..job
+    }
+}
+
+fn child(kind: ChildKind, name: &str, owner: Option<&str>) -> ObservedChild {
+    ObservedChild {
+        kind,
+        name: name.into(),
+        owner_uid: owner.map(str::to_string),
+    }
+}
+
+fn reconcile_among(run: &JanusRun, jobs: &Jobs, children: &[ObservedChild]) -> RunPlan {
+    reconcile(&RunInputs {
+        run,
+        jobs,
+        children,
+        now: gate_now(),
+    })
+}
+
+#[test]
+fn a_recreated_run_never_adopts_its_predecessors_jobs_and_starts_once_they_are_gone() {
+    // The predecessor finished every step; its Jobs are still there, under the same names.
+    let mut run = run();
+    let mut jobs = Jobs::new();
+    for step in Step::ALL {
+        let mut job = theirs(done(step), Some(OLD_UID));
+        job.started_at = Some("2026-11-27T08:00:00Z".into());
+        jobs.insert(step.name(), job);
+    }
+    let plan = reconcile_among(&run, &jobs, &[]);
+    assert!(plan.waiting);
+    assert_eq!(plan.start, None);
+    assert!(plan.candidate.is_none(), "never the predecessor's model");
+    assert_eq!(plan.status.phase.as_deref(), Some("Pending"));
+    assert_eq!(plan.status.candidate, None);
+    for s in &plan.status.steps {
+        assert_eq!(s.phase, "Pending", "{s:?}");
+        assert!(s.job.is_empty() && s.started_at.is_none(), "{s:?}");
+    }
+    let (status, message) = condition(&plan, "PreviousChildren").expect("condition");
+    assert_eq!(status, ConditionStatus::True);
+    assert!(
+        message.contains("Job r1-label (owned by uid 9a9a-previous-uid)"),
+        "{message}"
+    );
+    assert!(message.contains("Job r1-replay"), "{message}");
+    assert!(message.contains("0b1f-uid"), "{message}");
+    let reason = plan
+        .status
+        .conditions
+        .0
+        .iter()
+        .find(|c| c.type_ == "PreviousChildren")
+        .map(|c| c.reason.clone());
+    assert_eq!(reason.as_deref(), Some("WaitingForPreviousChildren"));
+    assert_eq!(
+        plan.events
+            .iter()
+            .filter(|(r, _, _)| r == "WaitingForPreviousChildren")
+            .count(),
+        1
+    );
+    apply(&mut run, &mut jobs, &plan);
+    // Still there on the next look: no new event, still nothing started.
+    let again = reconcile_among(&run, &jobs, &[]);
+    assert!(again.waiting && again.start.is_none());
+    assert!(again.events.is_empty(), "{:?}", again.events);
+    // Garbage collection removes some: still waiting for the rest.
+    for step in [Step::Label, Step::Sft, Step::Grpo, Step::Evaluate] {
+        jobs.remove(step.name());
+    }
+    let plan = reconcile_among(&run, &jobs, &[]);
+    assert!(plan.waiting && plan.start.is_none());
+    let (_, message) = condition(&plan, "PreviousChildren").unwrap();
+    assert!(
+        !message.contains("r1-label") && message.contains("r1-replay"),
+        "{message}"
+    );
+    apply(&mut run, &mut jobs, &plan);
+    // All gone: the run starts at its first step, as itself.
+    jobs.clear();
+    let plan = reconcile_among(&run, &jobs, &[]);
+    assert!(!plan.waiting);
+    assert_eq!(plan.start, Some(Step::Label));
+    let (status, _) = condition(&plan, "PreviousChildren").unwrap();
+    assert_eq!(status, ConditionStatus::False);
+    assert_eq!(
+        plan.status.steps[0].started_at.as_deref(),
+        Some("2026-11-28T12:00:00Z")
+    );
+}
+
+#[test]
+fn a_job_without_an_owner_or_of_a_stranger_is_never_adopted() {
+    for owner in [None, Some("someone-else")] {
+        let run = run();
+        let mut jobs = Jobs::new();
+        jobs.insert("label", theirs(done(Step::Label), owner));
+        let plan = reconcile_among(&run, &jobs, &[]);
+        assert!(plan.waiting, "{owner:?}");
+        assert_eq!(plan.start, None);
+        assert_eq!(plan.status.steps[0].phase, "Pending");
+        let (_, message) = condition(&plan, "PreviousChildren").unwrap();
+        let expect = match owner {
+            None => "Job r1-label (no controller owner)".to_string(),
+            Some(o) => format!("Job r1-label (owned by uid {o})"),
+        };
+        assert!(message.contains(&expect), "{message}");
+    }
+}
+
+#[test]
+fn a_run_under_way_waits_for_a_foreign_job_under_its_next_steps_name_instead_of_failing() {
+    let mut run = run();
+    let mut jobs = Jobs::new();
+    let plan = reconcile_among(&run, &jobs, &[]);
+    apply(&mut run, &mut jobs, &plan);
+    jobs.insert("label", done(Step::Label));
+    jobs.insert("sft", theirs(running(), Some(OLD_UID)));
+    let plan = reconcile_among(&run, &jobs, &[]);
+    assert!(plan.waiting);
+    assert_eq!(plan.start, None);
+    assert_eq!(plan.status.phase.as_deref(), Some("Running"));
+    assert_eq!(
+        plan.status.steps[0].phase, "Succeeded",
+        "its own step still counts"
+    );
+    assert_eq!(plan.status.steps[1].phase, "Pending");
+    assert!(plan.status.steps[1].job.is_empty());
+    apply(&mut run, &mut jobs, &plan);
+    jobs.remove("sft");
+    let plan = reconcile_among(&run, &jobs, &[]);
+    assert_eq!(plan.start, Some(Step::Sft));
+}
+
+#[test]
+fn a_config_map_of_another_object_holds_back_the_first_step() {
+    let run = run();
+    let plan = reconcile_among(
+        &run,
+        &Jobs::new(),
+        &[child(ChildKind::ConfigMap, "r1-config", Some(OLD_UID))],
+    );
+    assert!(plan.waiting);
+    assert_eq!(plan.start, None);
+    let (_, message) = condition(&plan, "PreviousChildren").unwrap();
+    assert!(message.contains("ConfigMap r1-config (owned by uid 9a9a-previous-uid)"));
+    // Its own ConfigMap is no obstacle.
+    let plan = reconcile_among(
+        &run,
+        &Jobs::new(),
+        &[child(ChildKind::ConfigMap, "r1-config", Some(UID))],
+    );
+    assert_eq!(plan.start, Some(Step::Label));
+    assert!(condition(&plan, "PreviousChildren").is_none());
+}
+
+#[test]
+fn a_candidate_of_another_object_is_never_overwritten() {
+    // The steps run meanwhile (the candidate is written only at the end), every one of them.
+    let foreign = [child(
+        ChildKind::JanusCandidate,
+        "r1-candidate",
+        Some(OLD_UID),
+    )];
+    let mut run = run();
+    let mut jobs = Jobs::new();
+    for step in Step::ALL {
+        let plan = reconcile_among(&run, &jobs, &foreign);
+        assert_eq!(plan.start, Some(step), "{plan:#?}");
+        assert!(plan.waiting);
+        apply(&mut run, &mut jobs, &plan);
+        jobs.insert(step.name(), done(step));
+    }
+    let plan = reconcile_among(&run, &jobs, &foreign);
+    assert!(plan.waiting);
+    assert!(plan.candidate.is_none());
+    assert_ne!(plan.status.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(plan.status.candidate, None);
+    let (_, message) = condition(&plan, "PreviousChildren").unwrap();
+    assert!(message.contains("JanusCandidate r1-candidate"), "{message}");
+    apply(&mut run, &mut jobs, &plan);
+    // Gone: the run writes its own candidate and succeeds.
+    let plan = reconcile_among(&run, &jobs, &[]);
+    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(
+        plan.candidate.expect("candidate").1.model.sha256,
+        sha("onnx")
+    );
+    // Its own candidate, found on a later look, is no obstacle either.
+    let plan = reconcile_among(
+        &run,
+        &jobs,
+        &[child(ChildKind::JanusCandidate, "r1-candidate", Some(UID))],
+    );
+    assert!(!plan.waiting);
+    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"));
+}
+
+#[test]
+fn the_owner_is_the_controller_reference_and_needs_a_uid_on_both_sides() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let reference = |uid: &str, controller: Option<bool>| OwnerReference {
+        api_version: "janus.torghut.io/v1alpha1".into(),
+        kind: "JanusRun".into(),
+        name: "r1".into(),
+        uid: uid.into(),
+        controller,
+        block_owner_deletion: None,
+    };
+    assert_eq!(controller_uid(None), None);
+    assert_eq!(controller_uid(Some(&[reference("a", None)])), None);
+    assert_eq!(
+        controller_uid(Some(&[
+            reference("a", Some(false)),
+            reference("b", Some(true))
+        ])),
+        Some("b".into())
+    );
+    assert!(owned_by(Some("b"), Some("b")));
+    assert!(!owned_by(Some("b"), Some("a")));
+    assert!(!owned_by(Some("b"), None));
+    assert!(!owned_by(None, None));
+    assert!(!owned_by(Some(""), Some("")));
 }
 
 // ---------- leader election ----------

@@ -7,3 +7,4 @@ pub mod candidate;
 pub mod jobs;
 pub mod promotion;
 pub mod run;
+pub mod unreadable;

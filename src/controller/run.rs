@@ -8,16 +8,23 @@
 //! - the inputs are locked when the first step starts (the run config hash is recorded); a
 //!   changed spec is refused with the `SpecChangeRefused` condition and nothing more starts;
 //! - a step succeeds only with a readable result (termination message) carrying the digest the
-//!   next steps and the candidate rely on.
+//!   next steps and the candidate rely on;
+//! - children are the run's by UID: a Job, the config ConfigMap or the candidate counts as the
+//!   run's only when its controller owner reference carries the run's UID. One under the run's
+//!   name that belongs to anything else (a deleted run of the same name whose children garbage
+//!   collection has not removed yet, or a hand-made object) is never adopted nor overwritten:
+//!   the run waits, with the `PreviousChildren` condition naming it, until it is gone.
 
 use super::jobs::{Step, job_name, run_config_hash};
 use super::promotion::set_condition;
 use crate::contracts::Sha256Hex;
 use crate::crd::{
-    ConditionStatus, JanusCandidateSpec, JanusRun, JanusRunStatus, ModelFormat, ModelRef,
+    CONDITION_PREVIOUS_CHILDREN, ConditionStatus, JanusCandidateSpec, JanusRun, JanusRunStatus,
+    ModelFormat, ModelRef, REASON_PREVIOUS_CHILDREN_GONE, REASON_WAITING_FOR_PREVIOUS_CHILDREN,
     RunLineage, StepRecord,
 };
 use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -32,6 +39,80 @@ pub struct ObservedJob {
     pub termination_message: Option<String>,
     /// Kubernetes' own reason for a failed Job (e.g. `DeadlineExceeded`).
     pub failure_reason: Option<String>,
+    /// The UID in the Job's controller owner reference (see [`controller_uid`]); the Job is the
+    /// run's only when it is the run's UID.
+    pub owner_uid: Option<String>,
+}
+
+/// The children of a run other than its Jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    /// `<run>-config`, the step configurations the Jobs mount.
+    ConfigMap,
+    /// `<run>-candidate`, written when every step succeeded.
+    JanusCandidate,
+}
+
+impl ChildKind {
+    /// The kind as Kubernetes names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChildKind::ConfigMap => "ConfigMap",
+            ChildKind::JanusCandidate => "JanusCandidate",
+        }
+    }
+}
+
+/// A child of a run other than its Jobs, as found under the name the run would give it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedChild {
+    pub kind: ChildKind,
+    pub name: String,
+    /// The UID in its controller owner reference.
+    pub owner_uid: Option<String>,
+}
+
+/// The UID of an object's controller owner reference, if it has one.
+pub fn controller_uid(owner_references: Option<&[OwnerReference]>) -> Option<String> {
+    owner_references?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone())
+}
+
+/// Whether a child whose controller owner carries `owner_uid` belongs to the run with `run_uid`.
+/// Without a UID on either side, nothing belongs.
+pub fn owned_by(run_uid: Option<&str>, owner_uid: Option<&str>) -> bool {
+    matches!((run_uid, owner_uid), (Some(r), Some(o)) if !r.is_empty() && r == o)
+}
+
+/// What stands under the run's names but is not the run's: "Job r1-label (owner uid …)", in
+/// step order, then the other children. Empty when nothing is in the way.
+pub fn previous_children(
+    run_uid: Option<&str>,
+    jobs: &BTreeMap<&'static str, ObservedJob>,
+    children: &[ObservedChild],
+    run_name: &str,
+) -> Vec<String> {
+    let describe = |kind: &str, name: &str, owner: Option<&str>| match owner {
+        Some(uid) => format!("{kind} {name} (owned by uid {uid})"),
+        None => format!("{kind} {name} (no controller owner)"),
+    };
+    let mut found: Vec<String> = Step::ALL
+        .iter()
+        .filter_map(|step| {
+            let job = jobs.get(step.name())?;
+            (!owned_by(run_uid, job.owner_uid.as_deref()))
+                .then(|| describe("Job", &job_name(run_name, *step), job.owner_uid.as_deref()))
+        })
+        .collect();
+    found.extend(
+        children
+            .iter()
+            .filter(|c| !owned_by(run_uid, c.owner_uid.as_deref()))
+            .map(|c| describe(c.kind.name(), &c.name, c.owner_uid.as_deref())),
+    );
+    found
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,8 +159,10 @@ pub fn candidate_name(run: &str) -> String {
 
 pub struct RunInputs<'a> {
     pub run: &'a JanusRun,
-    /// The run's step Jobs found in the cluster, by step.
+    /// The Jobs found in the cluster under the run's step Job names, by step, whoever owns them.
     pub jobs: &'a BTreeMap<&'static str, ObservedJob>,
+    /// The run's config ConfigMap and candidate, when found under their names, whoever owns them.
+    pub children: &'a [ObservedChild],
     pub now: DateTime<Utc>,
 }
 
@@ -92,6 +175,10 @@ pub struct RunPlan {
     pub candidate: Option<(String, JanusCandidateSpec)>,
     /// (reason, message, warning?) of Kubernetes events.
     pub events: Vec<(String, String, bool)>,
+    /// Children of another object stand under the run's names (see [`previous_children`]): no
+    /// step starts while a Job or the ConfigMap is another's, no candidate is written while the
+    /// candidate is another's; look again soon.
+    pub waiting: bool,
 }
 
 /// The steps this run executes, in order.
@@ -220,6 +307,65 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
         );
     }
 
+    // Only the run's own children count; anything else under its names makes it wait.
+    let uid = run.metadata.uid.as_deref();
+    let owned: BTreeMap<&'static str, ObservedJob> = input
+        .jobs
+        .iter()
+        .filter(|(_, j)| owned_by(uid, j.owner_uid.as_deref()))
+        .map(|(k, j)| (*k, j.clone()))
+        .collect();
+    let in_the_way = previous_children(uid, input.jobs, input.children, name);
+    let waiting = !in_the_way.is_empty();
+    // A foreign Job or ConfigMap holds back every step; a foreign candidate only the candidate.
+    let steps_blocked = input
+        .jobs
+        .values()
+        .any(|j| !owned_by(uid, j.owner_uid.as_deref()))
+        || input
+            .children
+            .iter()
+            .any(|c| c.kind != ChildKind::JanusCandidate && !owned_by(uid, c.owner_uid.as_deref()));
+    let was_waiting = previous
+        .conditions
+        .0
+        .iter()
+        .any(|c| c.type_ == CONDITION_PREVIOUS_CHILDREN && c.status == ConditionStatus::True);
+    if waiting {
+        let message = format!(
+            "waiting for garbage collection to remove what another object left under this \
+             run's names: {}; this run (uid {}) never adopts nor overwrites them",
+            in_the_way.join(", "),
+            uid.unwrap_or("none")
+        );
+        if !was_waiting {
+            events.push((
+                REASON_WAITING_FOR_PREVIOUS_CHILDREN.to_string(),
+                message.clone(),
+                true,
+            ));
+        }
+        set_condition(
+            &mut status.conditions,
+            CONDITION_PREVIOUS_CHILDREN,
+            ConditionStatus::True,
+            REASON_WAITING_FOR_PREVIOUS_CHILDREN,
+            message,
+            now,
+            generation,
+        );
+    } else if was_waiting {
+        set_condition(
+            &mut status.conditions,
+            CONDITION_PREVIOUS_CHILDREN,
+            ConditionStatus::False,
+            REASON_PREVIOUS_CHILDREN_GONE,
+            String::new(),
+            now,
+            generation,
+        );
+    }
+
     // Observe each step in order; stop at the first that is not done.
     let plan_steps = steps(run);
     let mut records: Vec<StepRecord> = Vec::new();
@@ -232,7 +378,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
         let job = job_name(name, step);
         let recorded = previous.steps.iter().find(|s| s.name == step.name());
         let mut record = recorded.cloned().unwrap_or_else(|| pending(step));
-        match input.jobs.get(step.name()) {
+        match owned.get(step.name()) {
             None if record.job.is_empty() => {
                 next = Some(step);
                 records.push(record);
@@ -382,7 +528,9 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
     } else if current.is_some() {
         phase = "Running";
     } else if let Some(step) = next {
-        if refused {
+        if steps_blocked {
+            phase = if started { "Running" } else { "Pending" };
+        } else if refused {
             phase = previous.phase.as_deref().map_or("Pending", |p| {
                 if p == "Running" { "Running" } else { "Pending" }
             });
@@ -394,6 +542,9 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
                 lineage.run_config_hash = Some(hash.clone());
             }
         }
+    } else if waiting {
+        // Every step succeeded, but the candidate's name is taken by another object's.
+        phase = "Running";
     } else {
         // Every step succeeded.
         phase = "Succeeded";
@@ -470,5 +621,6 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
         start,
         candidate,
         events,
+        waiting,
     }
 }

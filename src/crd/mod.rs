@@ -30,6 +30,29 @@ pub const MAX_PROMOTION_REQUEST_NAME: usize = 63 - "-runtime".len();
 /// Set on a promoted request to roll it back one stage (the value is the reason, recorded).
 pub const ROLLBACK_REASON: &str = "janus.torghut.io/rollback-reason";
 
+pub mod lenient;
+
+pub use lenient::{Lenient, Unreadable};
+
+// ---------- status vocabulary ----------
+
+/// Condition type: the object cannot be read as its kind's Rust type (a value the types refuse,
+/// written under an older CRD or by hand). True while it is unreadable; nothing acts on it then.
+pub const CONDITION_INVALID_SPEC: &str = "InvalidSpec";
+/// `InvalidSpec=True`: the message names the JSON path of the value and why it was refused.
+pub const REASON_UNREADABLE: &str = "Unreadable";
+/// `InvalidSpec=False`: the object reads again.
+pub const REASON_READABLE: &str = "Readable";
+/// Condition type on a JanusRun: a Job, ConfigMap or candidate under the run's name belongs to
+/// another object (a deleted run of the same name, or none); the run waits until it is gone.
+pub const CONDITION_PREVIOUS_CHILDREN: &str = "PreviousChildren";
+/// `PreviousChildren=True`, and the Event published with it.
+pub const REASON_WAITING_FOR_PREVIOUS_CHILDREN: &str = "WaitingForPreviousChildren";
+/// `PreviousChildren=False`: nothing of another object is in the way any more.
+pub const REASON_PREVIOUS_CHILDREN_GONE: &str = "PreviousChildrenGone";
+/// Event on an unreadable PromotionRequest whose runtime ConfigMap was switched off.
+pub const REASON_TRADING_HALTED: &str = "TradingHaltedUnreadable";
+
 // ---------- shared ----------
 
 /// A status condition, as `kubectl wait --for=condition=<type>` reads it.
@@ -218,11 +241,13 @@ pub struct JanusRunStatus {
     /// Pending, Running, Succeeded, Failed.
     pub phase: Option<String>,
     pub current_step: Option<String>,
+    #[serde(default)]
     pub steps: Vec<StepRecord>,
     /// Lineage hashes recorded from the steps' results.
     pub lineage: Option<RunLineage>,
     /// The JanusCandidate created at the end.
     pub candidate: Option<String>,
+    #[serde(default)]
     pub conditions: Conditions,
     pub observed_generation: Option<i64>,
 }
@@ -305,10 +330,12 @@ pub struct JanusCandidateStatus {
     /// What the evidence says, in brief.
     pub evidence_summary: Option<EvidenceBrief>,
     /// Gate decisions by target.
+    #[serde(default)]
     pub gate_reports: Vec<GateReport>,
     /// Hash of the gate policy the decisions were made under.
     pub policy_hash: Option<Sha256Hex>,
     /// EvidenceComplete, Reproducible, GatesPassed.
+    #[serde(default)]
     pub conditions: Conditions,
     pub observed_generation: Option<i64>,
 }
@@ -385,11 +412,14 @@ pub struct PromotionRequestStatus {
     pub phase: Option<Phase>,
     pub gate_report: Option<Decision>,
     /// Why it is blocked or halted.
+    #[serde(default)]
     pub blockers: Vec<String>,
     pub approval: Option<ApprovalRecord>,
     /// Append-only.
+    #[serde(default)]
     pub history: Vec<Transition>,
     /// GatesPassed, Approved, RollbackDrillFresh, Promoted, KillSwitchEngaged.
+    #[serde(default)]
     pub conditions: Conditions,
     pub observed_generation: Option<i64>,
     /// The runtime ConfigMap the operator writes for this request (in its namespace), once it
@@ -458,6 +488,11 @@ pub fn definitions()
     .map(|crd| {
         let mut value = serde_json::to_value(&crd).expect("CRDs serialize");
         drop_null_enum_members(&mut value);
+        if let Some(versions) = value["spec"]["versions"].as_array_mut() {
+            for version in versions {
+                bound_integers(&mut version["schema"]["openAPIV3Schema"]);
+            }
+        }
         serde_json::from_value(value).expect("still a CRD")
     })
     .collect()
@@ -475,6 +510,65 @@ fn drop_null_enum_members(value: &mut serde_json::Value) {
             map.values_mut().for_each(drop_null_enum_members);
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_enum_members),
+        _ => {}
+    }
+}
+
+/// The largest integer every reader of our objects and artifacts holds exactly (2^53 − 1):
+/// JSON numbers beyond it lose precision in an IEEE double, and the artifacts refuse them.
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// The range an integer schema of this `format` may hold, for the Rust type behind it:
+/// (minimum, maximum). 64-bit and unsized integers stop at ±(2^53 − 1); an integer without a
+/// known format gets that range too.
+pub fn integer_range(format: Option<&str>) -> (i64, i64) {
+    match format {
+        Some("uint8") => (0, u8::MAX.into()),
+        Some("uint16") => (0, u16::MAX.into()),
+        Some("uint32") => (0, u32::MAX.into()),
+        Some("uint64" | "uint") => (0, MAX_SAFE_INTEGER),
+        Some("int8") => (i8::MIN.into(), i8::MAX.into()),
+        Some("int16") => (i16::MIN.into(), i16::MAX.into()),
+        Some("int32") => (i32::MIN.into(), i32::MAX.into()),
+        _ => (-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+    }
+}
+
+/// Gives every integer schema the bounds its Rust type needs, keeping a tighter bound that is
+/// already there: without them the API server stores a value (say `holding_days: 4294967296`
+/// for a `u32`) that the operator then cannot read.
+fn bound_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("type").and_then(serde_json::Value::as_str) == Some("integer") {
+                let (min, max) = integer_range(map.get("format").and_then(|f| f.as_str()));
+                let tighter = |v: Option<&serde_json::Value>, keep: &dyn Fn(f64) -> bool| {
+                    v.and_then(serde_json::Value::as_f64).is_some_and(keep)
+                };
+                if !tighter(map.get("minimum"), &|m| m >= min as f64) {
+                    map.insert("minimum".into(), min.into());
+                }
+                if !tighter(map.get("maximum"), &|m| m <= max as f64) {
+                    map.insert("maximum".into(), max.into());
+                }
+            }
+            // Into the subschemas only: defaults, enum members and examples are data.
+            if let Some(serde_json::Value::Object(props)) = map.get_mut("properties") {
+                props.values_mut().for_each(bound_integers);
+            }
+            for key in ["items", "additionalProperties", "not"] {
+                if let Some(sub) = map.get_mut(key) {
+                    bound_integers(sub);
+                }
+            }
+            for key in ["allOf", "anyOf", "oneOf"] {
+                if let Some(serde_json::Value::Array(subs)) = map.get_mut(key) {
+                    subs.iter_mut().for_each(bound_integers);
+                }
+            }
+        }
+        // `items` as a list of schemas (a tuple).
+        serde_json::Value::Array(items) => items.iter_mut().for_each(bound_integers),
         _ => {}
     }
 }

@@ -6,10 +6,11 @@
 pub mod claims;
 pub mod kill;
 pub mod lease;
+pub mod lenient;
 pub mod metrics;
 pub mod reconcile;
 
-use crate::crd::{JanusCandidate, JanusRun, PromotionRequest};
+use crate::crd::{JanusCandidate, JanusRun, Lenient, PromotionRequest};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -91,7 +92,7 @@ pub struct Context {
     /// Kill switches seen on (the fast path's and the reconciles' latch).
     pub kill_latch: kill::KillLatch,
     /// The PromotionRequest informer's cache, once its first list is complete.
-    requests: std::sync::OnceLock<Store<PromotionRequest>>,
+    requests: std::sync::OnceLock<Store<Lenient<PromotionRequest>>>,
     /// The leader's lease epoch (`u64::MAX` until it leads).
     lease_epoch: AtomicU64,
 }
@@ -99,11 +100,23 @@ pub struct Context {
 impl Context {
     /// The PromotionRequests as the informer last saw them; empty until its first list is
     /// complete (so nothing is released on the strength of a cache not yet filled).
-    pub fn requests(&self) -> Store<PromotionRequest> {
+    pub fn requests(&self) -> Store<Lenient<PromotionRequest>> {
         self.requests
             .get()
             .cloned()
             .unwrap_or_else(|| reflector::store().0)
+    }
+
+    /// The readable PromotionRequests of the cache that satisfy `keep`.
+    pub fn requests_where(
+        &self,
+        keep: impl Fn(&PromotionRequest) -> bool,
+    ) -> Vec<PromotionRequest> {
+        self.requests()
+            .state_filter(|r| r.readable().is_some_and(&keep))
+            .into_iter()
+            .filter_map(|r| r.readable().cloned())
+            .collect()
     }
 
     /// Whether the PromotionRequest cache has been filled.
@@ -200,15 +213,13 @@ fn backoff(ctx: &Context, key: String) -> Action {
     Action::requeue(Duration::from_secs(1 << *n).min(Duration::from_secs(120)))
 }
 
-fn error_policy<K: ResourceExt>(
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
     obj: Arc<K>,
     error: &reconcile::ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
-    let kind = std::any::type_name::<K>()
-        .rsplit("::")
-        .next()
-        .unwrap_or("?");
+    let kind = K::kind(&());
+    let kind = kind.as_ref();
     ctx.metrics.reconcile_failed(kind, error.label());
     if error.is_conflict() {
         tracing::debug!(kind, name = %obj.name_any(), "changed since read; deciding again");
@@ -419,56 +430,61 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
     // its own path, `kill::fast_path`, ahead of any backlog).
     let bounded = || kube::runtime::controller::Config::default().concurrency(16);
     let ours = watcher::Config::default().labels("app.kubernetes.io/name=janus");
+    // Every kind is watched leniently (`Lenient<K>`): one object the types refuse must not fail
+    // a watcher's list and stall every other object of its kind.
     let runs = Controller::new(
-        Api::<JanusRun>::namespaced(client.clone(), ns),
+        Api::<Lenient<JanusRun>>::namespaced(client.clone(), ns),
         config.clone(),
     )
     .owns(Api::<Job>::namespaced(client.clone(), ns), ours.clone())
     .with_config(bounded())
     .graceful_shutdown_on(stopped())
     .run(
-        with_reset!(reconcile::reconcile_run, "JanusRun"),
+        with_reset!(lenient::reconcile_run, "JanusRun"),
         error_policy,
         ctx.clone(),
     )
     .for_each(|_| async {});
     let candidates = Controller::new(
-        Api::<JanusCandidate>::namespaced(client.clone(), ns),
+        Api::<Lenient<JanusCandidate>>::namespaced(client.clone(), ns),
         config.clone(),
     )
     .watches(
-        Api::<JanusRun>::namespaced(client.clone(), ns),
+        Api::<Lenient<JanusRun>>::namespaced(client.clone(), ns),
         config.clone(),
         |run| {
             let ns = run.namespace();
-            run.status
-                .as_ref()
+            run.readable()
+                .and_then(|r| r.status.as_ref())
                 .and_then(|s| s.candidate.clone())
-                .map(|c| ObjectRef::<JanusCandidate>::new(&c).within(ns.as_deref().unwrap_or("")))
+                .map(|c| {
+                    ObjectRef::<Lenient<JanusCandidate>>::new(&c)
+                        .within(ns.as_deref().unwrap_or(""))
+                })
         },
     )
     // A request that changes or goes away may release its candidate's in-use finalizer.
     .watches(
-        Api::<PromotionRequest>::namespaced(client.clone(), ns),
+        Api::<Lenient<PromotionRequest>>::namespaced(client.clone(), ns),
         config.clone(),
         |request| {
             let ns = request.namespace();
-            Some(
-                ObjectRef::<JanusCandidate>::new(&request.spec.candidate)
-                    .within(ns.as_deref().unwrap_or("")),
-            )
+            request.readable().map(|r| {
+                ObjectRef::<Lenient<JanusCandidate>>::new(&r.spec.candidate)
+                    .within(ns.as_deref().unwrap_or(""))
+            })
         },
     )
     .with_config(bounded())
     .graceful_shutdown_on(stopped())
     .run(
-        with_reset!(reconcile::reconcile_candidate, "JanusCandidate"),
+        with_reset!(lenient::reconcile_candidate, "JanusCandidate"),
         error_policy,
         ctx.clone(),
     )
     .for_each(|_| async {});
     let promotion_controller = Controller::new(
-        Api::<PromotionRequest>::namespaced(client.clone(), ns),
+        Api::<Lenient<PromotionRequest>>::namespaced(client.clone(), ns),
         config.clone(),
     );
     let requests = promotion_controller.store();
@@ -502,12 +518,12 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
     let promotions = promotion_controller
         .owns(Api::<ConfigMap>::namespaced(client.clone(), ns), ours)
         .watches(
-            Api::<JanusCandidate>::namespaced(client.clone(), ns),
+            Api::<Lenient<JanusCandidate>>::namespaced(client.clone(), ns),
             config,
             move |candidate| {
                 let name = candidate.name_any();
                 requests
-                    .state_filter(|r| r.spec.candidate == name)
+                    .state_filter(|r| r.readable().is_some_and(|r| r.spec.candidate == name))
                     .into_iter()
                     .map(|r| ObjectRef::from_obj(r.as_ref()))
                     .collect::<Vec<_>>()
@@ -516,7 +532,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         .with_config(bounded())
         .graceful_shutdown_on(stopped())
         .run(
-            with_reset!(reconcile::reconcile_promotion, "PromotionRequest"),
+            with_reset!(lenient::reconcile_promotion, "PromotionRequest"),
             error_policy,
             ctx.clone(),
         )

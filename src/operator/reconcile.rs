@@ -6,7 +6,7 @@ use super::Context;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::contracts::read_artifact;
 use crate::controller::jobs::{self, Step};
-use crate::controller::run::{self as run_plan, JobPhase, ObservedJob};
+use crate::controller::run::{self as run_plan, ChildKind, JobPhase, ObservedChild, ObservedJob};
 use crate::controller::{candidate as candidate_plan, promotion as promotion_plan};
 use crate::crd::{
     ConditionStatus, JanusCandidate, JanusCandidateStatus, JanusRun, PromotionRequest,
@@ -98,7 +98,7 @@ where
     Ok(())
 }
 
-async fn publish<K: Resource<DynamicType = ()>>(
+pub(super) async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     action: &str,
@@ -191,9 +191,17 @@ fn observe(job: &Job, pods: &[Pod]) -> ObservedJob {
         chrono::DateTime::from_timestamp(t.0.as_second(), 0)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     };
-    // The newest pod's step container carries the termination message.
+    // The newest pod's step container carries the termination message; only this Job's pods
+    // count (a deleted Job of the same name may leave pods with the same `job-name` label).
+    let job_uid = job.metadata.uid.as_deref();
     let message = pods
         .iter()
+        .filter(|p| {
+            run_plan::owned_by(
+                job_uid,
+                run_plan::controller_uid(p.metadata.owner_references.as_deref()).as_deref(),
+            )
+        })
         .filter_map(|p| {
             let started = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
             let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
@@ -205,6 +213,7 @@ fn observe(job: &Job, pods: &[Pod]) -> ObservedJob {
         .max_by_key(|(t, _)| *t)
         .and_then(|(_, m)| m);
     ObservedJob {
+        owner_uid: run_plan::controller_uid(job.metadata.owner_references.as_deref()),
         phase,
         started_at: status.start_time.as_ref().and_then(time),
         finished_at: status
@@ -246,9 +255,11 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
             observed.insert(step.name(), observe(&job, &pods));
         }
     }
+    let children = observe_children(&ctx, &ns, &name).await?;
     let plan = run_plan::reconcile(&run_plan::RunInputs {
         run: run.as_ref(),
         jobs: &observed,
+        children: &children,
         now: Utc::now(),
     });
 
@@ -282,7 +293,17 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
         match jobs_api.create(&PostParams::default(), &job).await {
             Ok(_) => tracing::info!(run = %name, step = step.name(), "created step Job"),
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                tracing::info!(run = %name, step = step.name(), "step Job already exists")
+                // Appeared since it was read: the run's own (a restart), or another object's,
+                // which is never recorded as this run's step. Decide again on what is there.
+                tracing::info!(run = %name, step = step.name(), "step Job already exists");
+                let existing = jobs_api
+                    .get_opt(&job.metadata.name.clone().unwrap_or_default())
+                    .await?;
+                let owner = existing
+                    .and_then(|j| run_plan::controller_uid(j.metadata.owner_references.as_deref()));
+                if !run_plan::owned_by(run.metadata.uid.as_deref(), owner.as_deref()) {
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
             }
             Err(e) => return Err(e.into()),
         }
@@ -315,9 +336,34 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
     ctx.metrics
         .reconciled("JanusRun", started.elapsed().as_secs_f64());
     Ok(match plan.status.phase.as_deref() {
+        _ if plan.waiting => Action::requeue(Duration::from_secs(5)),
         Some("Succeeded") | Some("Failed") => Action::await_change(),
         _ => Action::requeue(Duration::from_secs(30)),
     })
+}
+
+/// The run's config ConfigMap and candidate as found under their names (metadata only), for
+/// the ownership rule of `controller::run`.
+async fn observe_children(ctx: &Context, ns: &str, run: &str) -> Result<Vec<ObservedChild>> {
+    let child = |kind: ChildKind, meta: ObjectMeta| ObservedChild {
+        kind,
+        name: meta.name.clone().unwrap_or_default(),
+        owner_uid: run_plan::controller_uid(meta.owner_references.as_deref()),
+    };
+    let mut found = Vec::new();
+    if let Some(cm) = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
+        .get_metadata_opt(&jobs::config_map_name(run))
+        .await?
+    {
+        found.push(child(ChildKind::ConfigMap, cm.metadata));
+    }
+    if let Some(c) = Api::<JanusCandidate>::namespaced(ctx.client.clone(), ns)
+        .get_metadata_opt(&run_plan::candidate_name(run))
+        .await?
+    {
+        found.push(child(ChildKind::JanusCandidate, c.metadata));
+    }
+    Ok(found)
 }
 
 // ---------- JanusCandidate ----------
@@ -328,9 +374,9 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
     let ns = namespace(cand.as_ref())?;
     let name = cand.name_any();
     let candidates: Api<JanusCandidate> = Api::namespaced(ctx.client.clone(), &ns);
-    let run = Api::<JanusRun>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&cand.spec.run_ref)
-        .await?;
+    // Read leniently: an unreadable run counts as absent here (its own reconcile reports it).
+    let run =
+        super::lenient::get_readable::<JanusRun>(&ctx.client, &ns, &cand.spec.run_ref).await?;
     release_if_unneeded(&ctx, &ns, cand.as_ref()).await?;
     let policy = match policy(&ctx).await {
         Ok(p) => p,
@@ -403,12 +449,14 @@ async fn release_if_unneeded(ctx: &Context, ns: &str, cand: &JanusCandidate) -> 
         // Not before the cache is filled: an empty cache would release every candidate.
         return Ok(());
     }
+    // An unreadable request might name this candidate: while one exists, keep the finalizer.
     let unneeded = ctx
         .requests()
         .state_filter(|r| {
-            r.spec.candidate == name
-                && r.namespace().as_deref() == Some(ns)
-                && crate::operator::claims::needs_candidate(r)
+            r.namespace().as_deref() == Some(ns)
+                && r.readable().is_none_or(|r| {
+                    r.spec.candidate == name && crate::operator::claims::needs_candidate(r)
+                })
         })
         .is_empty();
     if unneeded {
@@ -445,8 +493,7 @@ fn actor(pr: &PromotionRequest) -> String {
 fn candidate_stage(ctx: &Context, pr: &PromotionRequest) -> Option<crate::promotion::Stage> {
     let name = pr.name_any();
     let ns = pr.namespace();
-    ctx.requests()
-        .state_filter(|o| o.name_any() != name && o.namespace() == ns)
+    ctx.requests_where(|o| o.name_any() != name && o.namespace() == ns)
         .into_iter()
         .filter_map(|o| o.status.clone())
         .filter(|s| {
@@ -486,9 +533,10 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             .unwrap_or_else(|| promotion_plan::runtime_config_map_name(&name));
         crate::operator::kill::halt_runtime_config_map(&ctx, &ns, &cm).await?;
     }
-    let candidate = Api::<JanusCandidate>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&pr.spec.candidate)
-        .await?;
+    // Read leniently: an unreadable candidate is no candidate (which halts a served request).
+    let candidate =
+        super::lenient::get_readable::<JanusCandidate>(&ctx.client, &ns, &pr.spec.candidate)
+            .await?;
     let policy = policy(&ctx).await;
     // The candidate's evidence counts only as the operator verified it on the candidate.
     let evidence: std::result::Result<EvidenceArtifact, String> = match &candidate {
@@ -666,14 +714,11 @@ pub async fn audit_runtime(ctx: &Context, ns: &str) -> Result<usize> {
     let config_maps = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
         .list(&all)
         .await?;
-    let requests = Api::<PromotionRequest>::namespaced(ctx.client.clone(), ns)
-        .list(&all)
-        .await?;
-    let candidates = Api::<JanusCandidate>::namespaced(ctx.client.clone(), ns)
-        .list(&all)
-        .await?;
+    // Read leniently: one unreadable object must not stop the audit. An unreadable request backs
+    // nothing (and its own reconcile switches its runtime ConfigMap off).
+    let requests = super::lenient::list_readable::<PromotionRequest>(&ctx.client, ns).await?;
+    let candidates = super::lenient::list_readable::<JanusCandidate>(&ctx.client, ns).await?;
     let views: Vec<RequestView> = requests
-        .items
         .iter()
         .map(|r| {
             let status = r.status.clone().unwrap_or_default();
@@ -684,7 +729,6 @@ pub async fn audit_runtime(ctx: &Context, ns: &str) -> Result<usize> {
                 stage: status.stage,
                 phase: status.phase,
                 model_sha256: candidates
-                    .items
                     .iter()
                     .find(|c| c.name_any() == r.spec.candidate)
                     .map(|c| c.spec.model.sha256.clone()),
