@@ -594,7 +594,11 @@ s22_kill_switch_flip() {
     eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap $r-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]" ||
       fail "flip $i: still trading"
     k wait "promotionrequest/$r" --for=jsonpath='{.status.phase}'=Halted --timeout=10s
-    k wait "promotionrequest/$r" --for=condition=KillSwitchEngaged --timeout=10s
+    # Halted by the latched switch, or (when the reconcile saw both writes before the fast path
+    # saw the first) as a spec changed twice unobserved: either way halted, never trading.
+    if ! k wait "promotionrequest/$r" --for=condition=KillSwitchEngaged --timeout=5s; then
+      last_reason "$r" | grep -q '^SpecChanged: the spec changed 2 times' || fail "flip $i: halted for $(last_reason "$r")"
+    fi
     [ "$(jp "promotionrequest/$r" '{.spec.killSwitch}')" = false ] || fail "the switch is still on"
     [ "$(jp "promotionrequest/$r" '{.status.history[-1].actor}')" = kubectl-patch ] ||
       fail "flip $i: actor $(jp "promotionrequest/$r" '{.status.history[-1].actor}')"
@@ -640,7 +644,7 @@ s25_two_leaders() {
   # ConfigMaps carry its own, newer epoch.
   local old new
   old="$(leader)"
-  new=op-d
+  new=op-f
   start_operator "$new"
   eventually 20 curl -fsS "http://127.0.0.1:$(cat "$E2E/port-$new")/readyz"
   kill -STOP "$(cat "$E2E/pid-$old")"
@@ -756,4 +760,89 @@ s28_api_server_down() {
   [ "$code" = 503 ] || fail "/readyz answered $code while the configuration was stale"
   # Back: a fresh read resumes.
   eventually 15 sh -c "curl -fsS http://127.0.0.1:$port/readyz" || fail "never ready again after the API server came back"
+}
+
+s29_soak() {
+  # A seeded, bounded soak: random interleavings of kill-switch flips (some back off within a few
+  # milliseconds), kill switches, candidate edits, a run deleted and re-created, operator SIGKILLs
+  # and restarts, new requests. Afterwards every runtime ConfigMap that trades must belong to a
+  # promoted request whose switch was never set, whose spec was never edited, and whose candidate
+  # exists, verified, with the model the ConfigMap names; at most one per candidate.
+  local seed=${E2E_SOAK_SEED:-$(date +%s)} ops=${E2E_SOAK_OPS:-200}
+  echo "soak seed $seed, $ops operations (E2E_SOAK_SEED=$seed reproduces the sequence)"
+  RANDOM=$seed
+  write_run r5 51 | k apply -f -
+  k wait janusrun/r5 --for=condition=Succeeded --timeout=300s
+  k wait januscandidate/r5-candidate --for=condition=EvidenceComplete --timeout=60s
+  write_runtime_stats r5-candidate shadow
+  local cands=(r1-candidate r5-candidate) reqs=() killed=() edited=() i op r n=0 seed2=60
+  local leader_id
+  for i in $(seq 1 "$ops"); do
+    op=$((RANDOM % 100))
+    if [ ${#reqs[@]} -eq 0 ] || [ "$op" -lt 20 ]; then
+      n=$((n + 1)); r="soak-$n"
+      promo "$r" "${cands[$((RANDOM % 2))]}" | k apply -f - >/dev/null
+      reqs+=("$r")
+      continue
+    fi
+    r="${reqs[$((RANDOM % ${#reqs[@]}))]}"
+    if [ "$op" -lt 45 ]; then        # flip: on, then off at once
+      k patch promotionrequest "$r" --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
+      k patch promotionrequest "$r" --type merge -p '{"spec":{"killSwitch":false}}' >/dev/null
+      killed+=("$r")
+    elif [ "$op" -lt 55 ]; then      # the switch, left on
+      k patch promotionrequest "$r" --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
+      killed+=("$r")
+    elif [ "$op" -lt 65 ]; then      # the candidate edited
+      local other
+      other="$(jp "promotionrequest/$r" '{.spec.candidate}')"
+      [ "$other" = r1-candidate ] && other=r5-candidate || other=r1-candidate
+      k patch promotionrequest "$r" --type merge -p "{\"spec\":{\"candidate\":\"$other\"}}" >/dev/null
+      edited+=("$r")
+    elif [ "$op" -lt 68 ]; then      # the run behind r5-candidate deleted and re-created at once
+      k delete janusrun r5 --wait=false >/dev/null 2>&1 || true
+      seed2=$((seed2 + 2))
+      write_run r5 "$seed2" | k apply -f - >/dev/null 2>&1 || true
+      echo "op $i: r5 deleted and re-created (seed $seed2)"
+    elif [ "$op" -lt 73 ]; then      # the leader SIGKILLed, a new replica started
+      leader_id="$(leader)"
+      if [ -n "$leader_id" ] && [ -f "$E2E/pid-$leader_id" ]; then
+        kill -9 "$(cat "$E2E/pid-$leader_id")" 2>/dev/null || true
+        echo "op $i: leader $leader_id killed"
+      fi
+      start_operator "soak-op-$i"
+    else
+      sleep "0.0$((RANDOM % 10))"
+    fi
+  done
+  # Settle: a leader, a look at every request, time for the Job controller and GC.
+  eventually 30 sh -c "[ -n \"\$(kubectl -n $NS get lease janus-operator -o jsonpath='{.spec.holderIdentity}')\" ]"
+  sleep 8
+  for r in "${reqs[@]}"; do poke "$r" 2>/dev/null || true; done
+  sleep 8
+  local violations=0 cm trading phase cand model csha evidence gone line
+  local -A traders=()
+  for r in "${reqs[@]}"; do
+    trading="$(jp "configmap/$r-runtime" '{.data.tradingEnabled}' 2>/dev/null || true)"
+    [ "$trading" = true ] || continue
+    phase="$(phase "$r")"
+    cand="$(jp "configmap/$r-runtime" '{.data.candidate}')"
+    model="$(jp "configmap/$r-runtime" '{.data.modelSha256}')"
+    csha="$(jp "januscandidate/$cand" '{.spec.model.sha256}' 2>/dev/null || true)"
+    gone="$(jp "januscandidate/$cand" '{.metadata.deletionTimestamp}' 2>/dev/null || echo missing)"
+    evidence="$(jp "januscandidate/$cand" '{.status.conditions[?(@.type=="EvidenceComplete")].status}' 2>/dev/null || true)"
+    line="$r trades ($cand, $model):"
+    [ "$phase" = Promoted ] || { echo "VIOLATION $line phase $phase"; violations=$((violations + 1)); }
+    printf '%s\n' "${killed[@]}" | grep -qx "$r" && { echo "VIOLATION $line its kill switch was set"; violations=$((violations + 1)); }
+    printf '%s\n' "${edited[@]}" | grep -qx "$r" && { echo "VIOLATION $line its spec was edited"; violations=$((violations + 1)); }
+    [ -z "$gone" ] || { echo "VIOLATION $line candidate missing or being deleted"; violations=$((violations + 1)); }
+    [ "$evidence" = True ] || { echo "VIOLATION $line candidate evidence $evidence"; violations=$((violations + 1)); }
+    [ "$csha" = "$model" ] || { echo "VIOLATION $line candidate model $csha"; violations=$((violations + 1)); }
+    [ -z "${traders[$cand]:-}" ] || { echo "VIOLATION $line ${traders[$cand]} trades the same candidate"; violations=$((violations + 1)); }
+    traders[$cand]="$r"
+  done
+  local trading_now="none" c
+  for c in "${!traders[@]}"; do trading_now="${trading_now/#none/} ${traders[$c]} ($c)"; done
+  echo "soak: ${#reqs[@]} requests, ${#killed[@]} kill switches, ${#edited[@]} edits; trading now:$trading_now; $violations violations; seed $seed" | tee "$E2E/soak-result"
+  [ "$violations" = 0 ] || fail "$violations violations (seed $seed)"
 }

@@ -136,6 +136,19 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
     if previous.phase != Some(Phase::Promoted) {
         return None;
     }
+    // More than one spec change since the last one the operator decided on (it was down, or
+    // a handover): what happened in between is unknown, and a kill switch set and cleared again
+    // meanwhile cannot be ruled out. Each spec write bumps the generation once.
+    if let (Some(seen), Some(now)) = (previous.observed_generation, input.generation) {
+        if now > seen + 1 {
+            return Some(format!(
+                "{}: the spec changed {} times since generation {seen} without the operator \
+                 seeing each change (a kill switch set and cleared meanwhile cannot be ruled out)",
+                HaltReason::SpecChanged.as_str(),
+                now - seen
+            ));
+        }
+    }
     let lost = |why: String| Some(format!("{}: {why}", HaltReason::BackingLost.as_str()));
     match input.model {
         None => {

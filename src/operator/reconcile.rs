@@ -580,6 +580,14 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         .cloned()
         .unwrap_or_else(|| actor(pr.as_ref()));
     let candidate_stage = candidate_stage(&ctx, pr.as_ref());
+    // Read the latch again after the reads above: the fast path may have seen a switch that
+    // was set and cleared while this reconcile was queued or reading.
+    let latched_by = latched_by.or_else(|| ctx.kill_latch.actor(&uid));
+    let kill_actor = if kill_actor == "unknown" {
+        latched_by.clone().unwrap_or(kill_actor)
+    } else {
+        kill_actor
+    };
     tracing::debug!(
         ?candidate_stage,
         cache_ready = ctx.requests_ready(),
