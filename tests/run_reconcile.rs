@@ -560,38 +560,52 @@ fn the_owner_is_the_controller_reference_and_needs_a_uid_on_both_sides() {
 #[test]
 fn the_lease_goes_to_one_holder_and_passes_on_only_when_it_lapses_or_is_released() {
     let now = gate_now();
-    let lease = |holder: Option<&str>, age_s: i64| LeaseView {
+    // The holder's renewal time as it wrote it: deliberately far from `now`, in both
+    // directions, since a lease's lapse is judged only by how long it looked unchanged here.
+    let lease = |holder: Option<&str>, renewed_offset_s: i64| LeaseView {
         holder: holder.map(str::to_string),
-        renewed_at: Some(now - Duration::seconds(age_s)),
+        renewed_at: Some(now + Duration::seconds(renewed_offset_s)),
         duration: Duration::seconds(15),
     };
-    assert_eq!(decide(None, "a", now), LeaseAction::Create);
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(decide(None, "a", secs(0)), LeaseAction::Create);
     assert_eq!(
-        decide(Some(&lease(Some("a"), 3)), "a", now),
+        decide(Some(&lease(Some("a"), -3)), "a", secs(3)),
         LeaseAction::Renew
     );
     assert_eq!(
-        decide(Some(&lease(Some("a"), 30)), "a", now),
+        decide(Some(&lease(Some("a"), -30)), "a", secs(30)),
         LeaseAction::Renew
     );
     assert_eq!(
-        decide(Some(&lease(Some("b"), 3)), "a", now),
+        decide(Some(&lease(Some("b"), -3)), "a", secs(3)),
         LeaseAction::StandBy
     );
     assert_eq!(
-        decide(Some(&lease(Some("b"), 14)), "a", now),
+        decide(Some(&lease(Some("b"), -14)), "a", secs(14)),
         LeaseAction::StandBy
     );
     assert_eq!(
-        decide(Some(&lease(Some("b"), 16)), "a", now),
+        decide(Some(&lease(Some("b"), -16)), "a", secs(16)),
         LeaseAction::TakeOver
     );
     assert_eq!(
-        decide(Some(&lease(None, 1)), "a", now),
+        decide(Some(&lease(None, -1)), "a", secs(0)),
         LeaseAction::TakeOver
     );
     assert_eq!(
-        decide(Some(&lease(Some(""), 1)), "a", now),
+        decide(Some(&lease(Some(""), -1)), "a", secs(0)),
+        LeaseAction::TakeOver
+    );
+    // Clock skew: a standby whose clock runs 20 s ahead (the holder's fresh renewal looks 20 s
+    // old by this machine's clock) still stands by while the lease keeps changing.
+    assert_eq!(
+        decide(Some(&lease(Some("b"), -20)), "a", secs(0)),
+        LeaseAction::StandBy
+    );
+    // And one whose clock runs behind does not wait forever for a holder that is gone.
+    assert_eq!(
+        decide(Some(&lease(Some("b"), 3600)), "a", secs(15)),
         LeaseAction::TakeOver
     );
     let never_renewed = LeaseView {
@@ -600,7 +614,11 @@ fn the_lease_goes_to_one_holder_and_passes_on_only_when_it_lapses_or_is_released
         duration: Duration::seconds(15),
     };
     assert_eq!(
-        decide(Some(&never_renewed), "a", now),
+        decide(Some(&never_renewed), "a", secs(1)),
+        LeaseAction::StandBy
+    );
+    assert_eq!(
+        decide(Some(&never_renewed), "a", secs(15)),
         LeaseAction::TakeOver
     );
 }

@@ -230,16 +230,24 @@ impl Api {
     }
 }
 
+/// A PromotionRequest with UID `uid-<name>`, promoted at paper unless `status` says otherwise.
 fn request(name: &str, kill: Value, status: Value) -> Value {
+    let mut full = json!({"phase": "Promoted", "stage": "paper"});
+    if let (Some(full), Some(given)) = (full.as_object_mut(), status.as_object()) {
+        full.extend(given.clone());
+    }
     json!({"apiVersion": "janus.torghut.io/v1alpha1", "kind": "PromotionRequest",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "uid": format!("uid-{name}")},
         "spec": {"candidate": "c1", "target": "paper", "killSwitch": kill},
-        "status": status})
+        "status": full})
 }
 
+/// A runtime ConfigMap as the operator writes it: its controller owner is the request, by UID.
 fn config_map(name: &str, request: &str, trading: bool, candidate: &str) -> Value {
     let sha = janus::contracts::Sha256Hex::of_bytes(b"a model").to_string();
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name,
+            "ownerReferences": [{"apiVersion": "janus.torghut.io/v1alpha1", "kind": "PromotionRequest",
+                "name": request, "uid": format!("uid-{request}"), "controller": true}]},
         "data": {"stage": "paper", "candidate": candidate, "promotionRequest": request,
             "modelUri": "missing.onnx", "modelSha256": sha,
             "tradingEnabled": trading.to_string(), "forceFallback": (!trading).to_string()}})

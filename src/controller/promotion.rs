@@ -132,15 +132,14 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
             ));
         }
     }
-    // The rest guards what is being served.
-    if previous.phase != Some(Phase::Promoted) {
-        return None;
-    }
-    // More than one spec change since the last one the operator decided on (it was down, or
-    // a handover): what happened in between is unknown, and a kill switch set and cleared again
-    // meanwhile cannot be ruled out. Each spec write bumps the generation once.
-    if let (Some(seen), Some(now)) = (previous.observed_generation, input.generation) {
-        if now > seen + 1 {
+    // More than one spec change since the last generation the operator decided on (a request
+    // is created at generation 1): the operator was down, or a handover; what happened in
+    // between is unknown, and a kill switch set and cleared meanwhile cannot be ruled out, so
+    // neither a served request nor one still waiting may go on. Each spec write bumps the
+    // generation once.
+    if !matches!(previous.phase, Some(Phase::Halted | Phase::RolledBack)) {
+        let seen = previous.observed_generation.unwrap_or(1);
+        if let Some(now) = input.generation.filter(|g| *g > seen + 1) {
             return Some(format!(
                 "{}: the spec changed {} times since generation {seen} without the operator \
                  seeing each change (a kill switch set and cleared meanwhile cannot be ruled out)",
@@ -148,6 +147,10 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
                 now - seen
             ));
         }
+    }
+    // The rest guards what is being served.
+    if previous.phase != Some(Phase::Promoted) {
+        return None;
     }
     let lost = |why: String| Some(format!("{}: {why}", HaltReason::BackingLost.as_str()));
     match input.model {

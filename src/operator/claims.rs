@@ -8,7 +8,6 @@
 
 use super::Context;
 use super::reconcile::ReconcileError;
-use crate::controller::jobs::bounded_name;
 use crate::crd::{JanusCandidate, PromotionRequest};
 use crate::promotion::{Phase, Stage};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -19,14 +18,17 @@ use kube::{Resource, ResourceExt};
 /// The finalizer a served candidate carries.
 pub const IN_USE_FINALIZER: &str = "janus.torghut.io/in-use";
 
-/// The Lease that records which request holds a candidate at a stage.
+/// The Lease that records which request holds a candidate at a stage:
+/// `janus-claim-<stage>-<first 32 hex digits of SHA-256(candidate)>`. Always hashed, so no
+/// candidate name, however long or oddly chosen, can produce another candidate's claim name.
 pub fn claim_name(candidate: &str, stage: Stage) -> String {
     let stage = match stage {
         Stage::Shadow => "shadow",
         Stage::Paper => "paper",
         Stage::Canary => "canary",
     };
-    bounded_name(&format!("janus-{candidate}"), &format!("{stage}-claim"))
+    let digest = crate::contracts::Sha256Hex::of_bytes(candidate.as_bytes()).to_string();
+    format!("janus-claim-{stage}-{}", &digest[..32])
 }
 
 /// `<request name>/<request uid>`, the claim's holder identity.
@@ -305,6 +307,11 @@ mod tests {
             assert!(paper.len() <= 63 && canary.len() <= 63, "{paper} {canary}");
             assert_ne!(paper, canary);
         }
-        assert_eq!(claim_name("c1", Stage::Paper), "janus-c1-paper-claim");
+        // Distinct candidates, distinct claims, whatever their names look like.
+        assert_ne!(
+            claim_name("c1", Stage::Paper),
+            claim_name("c2", Stage::Paper)
+        );
+        assert!(claim_name("c1", Stage::Paper).starts_with("janus-claim-paper-"));
     }
 }

@@ -70,9 +70,13 @@ pub async fn halt_runtime_config_map(
     ns: &str,
     config_map: &str,
 ) -> Result<bool, kube::Error> {
-    let patch = serde_json::json!({
-        "data": {"tradingEnabled": "false", "forceFallback": "true"}
-    });
+    // The current leader's epoch too: a halt is a write of this leadership, and a stale
+    // leader's later write at an older epoch must not count as newer than it.
+    let mut data = serde_json::json!({"tradingEnabled": "false", "forceFallback": "true"});
+    if let Some(epoch) = ctx.lease_epoch() {
+        data["leaseEpoch"] = serde_json::Value::String(epoch.to_string());
+    }
+    let patch = serde_json::json!({ "data": data });
     match Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
         .patch(config_map, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -83,9 +87,15 @@ pub async fn halt_runtime_config_map(
     }
 }
 
-/// The runtime ConfigMap a request's status names, else the one its name derives.
+/// The runtime ConfigMap a request's status names, else the one its name derives. `None` for
+/// a name too long to be served (such a request never has a ConfigMap, and a shortened name
+/// could be another request's).
 fn config_map_of(obj: &DynamicObject) -> Option<String> {
-    let name = obj.metadata.name.as_deref()?;
+    let name = obj
+        .metadata
+        .name
+        .as_deref()
+        .filter(|n| n.len() <= crate::crd::MAX_PROMOTION_REQUEST_NAME)?;
     Some(
         obj.data
             .pointer("/status/runtimeConfigMap")

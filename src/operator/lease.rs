@@ -29,17 +29,31 @@ pub struct LeaseView {
     pub duration: Duration,
 }
 
-pub fn decide(lease: Option<&LeaseView>, me: &str, now: DateTime<Utc>) -> LeaseAction {
+/// What a replica does with the lease it read. `unchanged_for`: how long this replica has seen
+/// the lease's holder and renewal time unchanged, by its *own* monotonic clock (zero when they
+/// just changed or were first seen). Another holder's lease lapses only after it stayed
+/// unchanged for its whole duration as this replica saw it: the holder's `renewTime` is never
+/// compared with this machine's clock, so clock skew between machines cannot make two leaders
+/// (the rule client-go's leader election follows).
+pub fn decide(
+    lease: Option<&LeaseView>,
+    me: &str,
+    unchanged_for: std::time::Duration,
+) -> LeaseAction {
     let Some(lease) = lease else {
         return LeaseAction::Create;
     };
     match lease.holder.as_deref().filter(|h| !h.is_empty()) {
         Some(h) if h == me => LeaseAction::Renew,
         None => LeaseAction::TakeOver,
-        Some(_) => match lease.renewed_at {
-            Some(t) if t + lease.duration > now => LeaseAction::StandBy,
-            _ => LeaseAction::TakeOver,
-        },
+        Some(_) => {
+            let duration = lease.duration.to_std().unwrap_or_default();
+            if unchanged_for >= duration {
+                LeaseAction::TakeOver
+            } else {
+                LeaseAction::StandBy
+            }
+        }
     }
 }
 
@@ -71,6 +85,27 @@ pub struct Elector {
     /// The lease's `leaseTransitions` as this replica last wrote it while holding it: the epoch
     /// of its leadership, stamped into every runtime ConfigMap it writes.
     pub epoch: std::sync::atomic::AtomicU64,
+    /// The lease's (holder, renewTime) as last read, and when (this replica's monotonic clock)
+    /// it was first read so.
+    pub observed: std::sync::Mutex<Option<(LeaseView, std::time::Instant)>>,
+}
+
+impl Elector {
+    /// How long the lease has looked the same to this replica (zero when it just changed).
+    fn unchanged_for(&self, current: Option<&LeaseView>) -> std::time::Duration {
+        let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        match (current, observed.as_ref()) {
+            (Some(c), Some((seen, since))) if seen == c => since.elapsed(),
+            (Some(c), _) => {
+                *observed = Some((c.clone(), std::time::Instant::now()));
+                std::time::Duration::ZERO
+            }
+            (None, _) => {
+                *observed = None;
+                std::time::Duration::ZERO
+            }
+        }
+    }
 }
 
 impl Elector {
@@ -78,7 +113,12 @@ impl Elector {
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let now = Utc::now();
         let current = self.api.get_opt(&self.name).await?;
-        let action = decide(current.as_ref().map(view).as_ref(), &self.identity, now);
+        let seen = current.as_ref().map(view);
+        let action = decide(
+            seen.as_ref(),
+            &self.identity,
+            self.unchanged_for(seen.as_ref()),
+        );
         let secs = self.duration.as_secs().max(1) as i32;
         use std::sync::atomic::Ordering;
         let result = match (action, current) {

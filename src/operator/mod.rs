@@ -349,6 +349,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         identity: identity.clone(),
         duration: Duration::from_secs(args.lease_seconds.max(2)),
         epoch: AtomicU64::new(0),
+        observed: Mutex::new(None),
     });
     let renew_every = elector.duration / 5;
     tracing::info!(%identity, namespace = %args.namespace, "waiting for leadership");

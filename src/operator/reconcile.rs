@@ -124,24 +124,25 @@ pub(super) async fn publish<K: Resource<DynamicType = ()>>(
 }
 
 /// The gate policy from its ConfigMap, and whether it was readable.
-async fn policy(ctx: &Context) -> std::result::Result<GatePolicy, String> {
+async fn policy(ctx: &Context) -> Result<std::result::Result<GatePolicy, String>> {
     let (ns, name) = &ctx.config.policy_config_map;
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-    let cm = api
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("policy ConfigMap {ns}/{name}: {e}"))?
-        .ok_or_else(|| format!("policy ConfigMap {ns}/{name} not found"))?;
-    let text = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get(super::POLICY_KEY))
-        .ok_or_else(|| format!("policy ConfigMap {ns}/{name} lacks `{}`", super::POLICY_KEY))?;
-    crate::config::parse(
+    // An API error (a 429, a timeout) is no answer: the reconcile is retried. Only a definite
+    // answer (absent, no key, invalid) is the policy's absence, which halts what it served.
+    let Some(cm) = api.get_opt(name).await? else {
+        return Ok(Err(format!("policy ConfigMap {ns}/{name} not found")));
+    };
+    let Some(text) = cm.data.as_ref().and_then(|d| d.get(super::POLICY_KEY)) else {
+        return Ok(Err(format!(
+            "policy ConfigMap {ns}/{name} lacks `{}`",
+            super::POLICY_KEY
+        )));
+    };
+    Ok(crate::config::parse(
         Path::new(&format!("configmap/{ns}/{name}/{}", super::POLICY_KEY)),
         text,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string()))
 }
 
 /// Reads a verified evidence artifact from the artifacts volume.
@@ -378,7 +379,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
     let run =
         super::lenient::get_readable::<JanusRun>(&ctx.client, &ns, &cand.spec.run_ref).await?;
     release_if_unneeded(&ctx, &ns, cand.as_ref()).await?;
-    let policy = match policy(&ctx).await {
+    let policy = match policy(&ctx).await? {
         Ok(p) => p,
         Err(why) => {
             // Without a policy nothing passes; say so on the candidate and retry.
@@ -525,7 +526,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         ctx.kill_latch.latch(&uid, &kill_actor);
     }
     let kill_switch = pr.spec.kill_switch || latched_by.is_some();
-    if kill_switch {
+    if kill_switch && name.len() <= crate::crd::MAX_PROMOTION_REQUEST_NAME {
         let cm = pr
             .status
             .as_ref()
@@ -537,7 +538,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     let candidate =
         super::lenient::get_readable::<JanusCandidate>(&ctx.client, &ns, &pr.spec.candidate)
             .await?;
-    let policy = policy(&ctx).await;
+    let policy = policy(&ctx).await?;
     // The candidate's evidence counts only as the operator verified it on the candidate.
     let evidence: std::result::Result<EvidenceArtifact, String> = match &candidate {
         None => Err(format!("candidate `{}` not found", pr.spec.candidate)),

@@ -8,7 +8,11 @@
 //! - **freshness**: in the API modes the configuration must have been confirmed (a watch event or
 //!   a successful read) within `max_age`, else `config_stale`;
 //! - the **lease epoch**: the highest `leaseEpoch` seen; a configuration that enables trading
-//!   under an older epoch (or none, once one was seen) is `stale_epoch`.
+//!   under an older epoch (or none, once one was seen) is `stale_epoch`;
+//! - **backing** (with `--promotion-request`): a configuration may enable trading only while the
+//!   request's status says it is promoted at that stage (`not_promoted`), and only when the
+//!   ConfigMap's controller owner is that request, by UID (`foreign_config`): a ConfigMap written
+//!   by hand, or left behind by a deleted request of the same name, never trades.
 
 use super::config::RuntimeConfig;
 use std::time::{Duration, Instant};
@@ -16,7 +20,8 @@ use std::time::{Duration, Instant};
 /// A reason to halt every decision, with its code (the decision's `reason`) and words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Halt {
-    /// `kill_switch`, `request_unavailable`, `config_stale` or `stale_epoch`.
+    /// `kill_switch`, `request_unavailable`, `config_stale`, `stale_epoch`, `not_promoted` or
+    /// `foreign_config`.
     pub reason: &'static str,
     pub detail: String,
 }
@@ -55,6 +60,11 @@ pub struct Guard {
     /// `None`: the request is not a source (`--runtime-config` mode); `Some(None)`: not yet.
     request_confirmed: Option<Option<Instant>>,
     highest_epoch: Option<u64>,
+    /// The request as last seen (`--promotion-request` only): its UID and the stage its status
+    /// says it is promoted at (`None` unless `status.phase` is `Promoted`).
+    request_backing: Option<(Option<String>, Option<String>)>,
+    /// The UID of the runtime ConfigMap's controller owner, as last seen.
+    config_owner: Option<String>,
 }
 
 impl Guard {
@@ -70,7 +80,54 @@ impl Guard {
             config_map_confirmed: None,
             request_confirmed: follows_request.then_some(None),
             highest_epoch: None,
+            request_backing: follows_request.then_some((None, None)),
+            config_owner: None,
         }
+    }
+
+    /// The request's UID and the stage it is promoted at (`None` unless promoted), as last seen.
+    pub fn request_backing(&mut self, uid: Option<String>, promoted_stage: Option<String>) {
+        if self.request_backing.is_some() {
+            self.request_backing = Some((uid, promoted_stage));
+        }
+    }
+
+    /// The runtime ConfigMap's controller owner UID, as last seen.
+    pub fn config_owner(&mut self, uid: Option<String>) {
+        self.config_owner = uid;
+    }
+
+    /// Why `config` may not trade for want of a promoted request that owns it, if so (only
+    /// when following a request; a configuration that does not trade needs no backing).
+    pub fn unbacked(&self, config: &RuntimeConfig) -> Option<Halt> {
+        let (uid, promoted) = self.request_backing.as_ref()?;
+        if !config.trading_enabled {
+            return None;
+        }
+        if promoted.as_deref() != Some(config.stage.as_str()) {
+            return Some(Halt {
+                reason: "not_promoted",
+                detail: format!(
+                    "the runtime configuration enables {} trading, but the request's status says it is {}",
+                    config.stage,
+                    promoted.as_ref().map_or_else(
+                        || "not promoted".to_string(),
+                        |s| format!("promoted at {s}")
+                    )
+                ),
+            });
+        }
+        if uid.is_none() || self.config_owner != *uid {
+            return Some(Halt {
+                reason: "foreign_config",
+                detail: format!(
+                    "the runtime ConfigMap's controller owner ({}) is not this request ({})",
+                    self.config_owner.as_deref().unwrap_or("none"),
+                    uid.as_deref().unwrap_or("unknown")
+                ),
+            });
+        }
+        None
     }
 
     /// One observation of the request's `spec.killSwitch`; `context` says where it came from.
@@ -194,6 +251,8 @@ pub struct RequestView {
     pub kill_switch: bool,
     /// `status.runtimeConfigMap`, when set.
     pub runtime_config_map: Option<String>,
+    /// `status.stage` when `status.phase` is `Promoted`.
+    pub promoted_stage: Option<String>,
     /// Why the request cannot be trusted (halted while it lasts).
     pub problem: Option<String>,
 }
@@ -222,9 +281,20 @@ pub fn read_request(object: &serde_json::Value) -> RequestView {
             None
         }
     };
+    let status = object.get("status");
+    let promoted_stage = match (
+        status.and_then(|s| s.get("phase")),
+        status.and_then(|s| s.get("stage")),
+    ) {
+        (Some(Value::String(phase)), Some(Value::String(stage))) if phase == "Promoted" => {
+            Some(stage.clone())
+        }
+        _ => None,
+    };
     RequestView {
         kill_switch: kill == Some(&Value::Bool(true)),
         runtime_config_map,
+        promoted_stage,
         problem: (!problems.is_empty()).then(|| problems.join("; ")),
     }
 }
@@ -244,6 +314,40 @@ fn valid_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::contracts::Sha256Hex;
+
+    #[test]
+    fn a_configuration_trades_only_for_its_promoted_owner() {
+        let t0 = Instant::now();
+        let mut g = Guard::new(None, true, t0);
+        let trading = config(true, None);
+        // Nothing seen of the request yet: not promoted.
+        assert_eq!(g.unbacked(&trading).unwrap().reason, "not_promoted");
+        g.request_backing(Some("u1".into()), Some("canary".into()));
+        // A ConfigMap with no owner, or another object's (a deleted request of the same name).
+        assert_eq!(g.unbacked(&trading).unwrap().reason, "foreign_config");
+        g.config_owner(Some("u0".into()));
+        assert_eq!(g.unbacked(&trading).unwrap().reason, "foreign_config");
+        g.config_owner(Some("u1".into()));
+        assert_eq!(g.unbacked(&trading), None);
+        // Promoted at another stage, or blocked: the configuration may not trade.
+        g.request_backing(Some("u1".into()), Some("paper".into()));
+        assert_eq!(g.unbacked(&trading).unwrap().reason, "not_promoted");
+        g.request_backing(Some("u1".into()), None);
+        assert_eq!(g.unbacked(&trading).unwrap().reason, "not_promoted");
+        // A configuration that does not trade needs no backing.
+        assert_eq!(g.unbacked(&config(false, None)), None);
+        // Without a request to follow (--runtime-config, a file) there is nothing to check.
+        assert_eq!(Guard::new(None, false, t0).unbacked(&trading), None);
+        let view = read_request(&serde_json::json!({
+            "spec": {"killSwitch": false},
+            "status": {"phase": "Promoted", "stage": "paper"}
+        }));
+        assert_eq!(view.promoted_stage.as_deref(), Some("paper"));
+        let view = read_request(&serde_json::json!({
+            "spec": {}, "status": {"phase": "Blocked", "stage": "paper"}
+        }));
+        assert_eq!(view.promoted_stage, None);
+    }
 
     fn config(trading: bool, epoch: Option<u64>) -> RuntimeConfig {
         RuntimeConfig {
@@ -339,6 +443,7 @@ mod tests {
             RequestView {
                 kill_switch: false,
                 runtime_config_map: Some("p-runtime".into()),
+                promoted_stage: None,
                 problem: None
             }
         );

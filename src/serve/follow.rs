@@ -103,12 +103,20 @@ async fn watch_config_map(
             Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
                 present = true;
                 seen.set(Some(cm.metadata.resource_version.unwrap_or_default()));
+                let owner = cm
+                    .metadata
+                    .owner_references
+                    .as_ref()
+                    .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)))
+                    .map(|r| r.uid.clone());
+                service.with_guard(|g| g.config_owner(owner));
                 service.apply(Ok(cm.data.unwrap_or_default()));
                 true
             }
             Ok(watcher::Event::Delete(_)) => {
                 present = false;
                 seen.set(None);
+                service.with_guard(|g| g.config_owner(None));
                 service.apply(Err(format!("{what} was deleted")));
                 true
             }
@@ -254,11 +262,16 @@ fn observe_request(
 ) {
     let Some(object) = object else {
         tracing::error!("{what} {context}: trading halted");
-        service.with_guard(|g| g.request_problem(Some(format!("{what} {context}"))));
+        service.with_guard(|g| {
+            g.request_backing(None, None);
+            g.request_problem(Some(format!("{what} {context}")))
+        });
         return;
     };
     let view = read_request(&object.data);
+    let uid = object.metadata.uid.clone();
     let latch = service.with_guard(|g| {
+        g.request_backing(uid, view.promoted_stage.clone());
         g.request_problem(
             view.problem
                 .as_ref()

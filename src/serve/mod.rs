@@ -279,6 +279,7 @@ impl Service {
         guard
             .halt(Instant::now())
             .or_else(|| config.ok().and_then(|c| guard.stale_epoch(c)))
+            .or_else(|| config.ok().and_then(|c| guard.unbacked(c)))
     }
 
     /// Sets `janus_trading_enabled` and `janus_kill_switch_latched` from the state now.
