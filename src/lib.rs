@@ -2,6 +2,7 @@
 //! paper trading to a gated live canary. The domain modules are sans-IO and know nothing of
 //! Kubernetes; `cli` maps the `janus` subcommands onto them.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod contracts;

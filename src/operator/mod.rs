@@ -8,6 +8,7 @@ pub mod kill;
 pub mod lease;
 pub mod metrics;
 pub mod reconcile;
+pub mod trail;
 
 use crate::crd::{JanusCandidate, JanusRun, PromotionRequest};
 use axum::Router;

@@ -620,6 +620,18 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     }
     if pr.status.as_ref() != Some(&plan.status) {
         write_status(&requests, pr.as_ref(), &plan.status).await?;
+        // The audit trail: each history entry this write added, once it is on record.
+        let model = (plan.status.served_model.as_ref())
+            .or(candidate.as_ref().map(|c| &c.spec.model))
+            .map(|m| &m.sha256);
+        let entries = crate::audit::new_transitions(&previous.history, &plan.status.history)
+            .iter()
+            .map(|t| {
+                let uid = Some(uid.as_str()).filter(|u| !u.is_empty());
+                crate::audit::Entry::transition(&ns, &name, uid, &pr.spec.candidate, model, t)
+            })
+            .collect();
+        crate::operator::trail::append(&ctx.config.artifacts_root, &ns, entries).await;
     }
     let (stage, phase) = (plan.status.stage, plan.status.phase);
     if (previous.stage, previous.phase) != (stage, phase) {
