@@ -2,6 +2,7 @@
 //! paper trading to a gated live canary. The domain modules are sans-IO and know nothing of
 //! Kubernetes; `cli` maps the `janus` subcommands onto them.
 
+pub mod admission;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod controller;
 pub mod crd;
 pub mod evaluation;
 pub mod gates;
+pub mod identity;
 pub mod labeling;
 pub mod operator;
 pub mod promotion;
