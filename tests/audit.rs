@@ -55,7 +55,8 @@ fn audit_verify_names_the_first_bad_line() {
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("5 lines, chain intact"));
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<String>)>, usize)> = vec![
+    type Edit = Box<dyn Fn(&mut Vec<String>)>;
+    let cases: Vec<(&str, Edit, usize)> = vec![
         (
             "edited",
             Box::new(|l: &mut Vec<String>| l[2] = l[2].replace("alice", "mallo")),
