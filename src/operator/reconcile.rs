@@ -459,6 +459,35 @@ fn candidate_stage(ctx: &Context, pr: &PromotionRequest) -> Option<crate::promot
         .max()
 }
 
+/// The records the admission webhook stamped on the request, verified with the signing key
+/// (none without one).
+fn stamped_records(
+    ctx: &Context,
+    pr: &PromotionRequest,
+    model_sha256: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> crate::identity::Verified {
+    let (ns, name, uid) = (
+        pr.namespace().unwrap_or_default(),
+        pr.name_any(),
+        pr.uid().unwrap_or_default(),
+    );
+    let binding = crate::identity::Binding {
+        namespace: &ns,
+        request: &name,
+        uid: &uid,
+        candidate: &pr.spec.candidate,
+        target: pr.spec.target,
+        model_sha256,
+    };
+    crate::identity::verify_all(
+        pr.annotations(),
+        &binding,
+        ctx.config.signing_key.as_ref(),
+        now,
+    )
+}
+
 #[tracing::instrument(name = "reconcile PromotionRequest", skip_all, fields(name = %pr.name_any()))]
 pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
@@ -469,11 +498,19 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     // The kill switch first: whatever else cannot be read below, a request whose switch is on
     // (or was seen on) has its trading turned off before anything else is attempted.
     let latched_by = ctx.kill_latch.actor(&uid);
-    let kill_actor = crate::operator::kill::kill_switch_actor(
-        pr.metadata.managed_fields.as_deref().unwrap_or_default(),
-    )
-    .or(latched_by.clone())
-    .unwrap_or_else(|| "unknown".into());
+    let now = Utc::now();
+    let annotations = pr.annotations().clone();
+    // Who set the kill switch: the webhook's signed record, else the field manager.
+    let stamped_kill = stamped_records(&ctx, pr.as_ref(), None, now).kill_switch;
+    let kill_actor = stamped_kill
+        .map(|r| r.by)
+        .or_else(|| {
+            crate::operator::kill::kill_switch_actor(
+                pr.metadata.managed_fields.as_deref().unwrap_or_default(),
+            )
+        })
+        .or(latched_by.clone())
+        .unwrap_or_else(|| "unknown".into());
     if pr.spec.kill_switch {
         ctx.kill_latch.latch(&uid, &kill_actor);
     }
@@ -526,13 +563,18 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     let history_uri = candidate
         .as_ref()
         .map(|c| format!("{}/event-car.json", run_plan::run_dir(&c.spec.run_ref)));
-    let annotations = pr.annotations().clone();
-    let actor = annotations
-        .get(crate::crd::APPROVED_BY)
-        .cloned()
+    let stamped = stamped_records(
+        &ctx,
+        pr.as_ref(),
+        candidate.as_ref().map(|c| c.spec.model.sha256.as_str()),
+        now,
+    );
+    // The actor: the verified approver, else the verified creator, else the field manager.
+    let actor = (stamped.approval.as_ref())
+        .or(stamped.created_by.as_ref())
+        .map(|r| r.by.clone())
         .unwrap_or_else(|| actor(pr.as_ref()));
     let candidate_stage = candidate_stage(&ctx, pr.as_ref());
-    let now = Utc::now();
     let decide = |stage_held_by: Option<&str>| {
         promotion_plan::reconcile(&promotion_plan::PromotionInputs {
             name: &name,
@@ -540,6 +582,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             spec: &pr.spec,
             annotations: &annotations,
             status: pr.status.as_ref(),
+            stamped: &stamped,
             candidate_stage,
             model: candidate.as_ref().map(|c| &c.spec.model),
             candidate_deleting: candidate
