@@ -1140,3 +1140,17 @@ fn step_commands_run_the_whole_pipeline_locally() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to label a different dataset"));
 }
+
+#[test]
+fn step_jobs_run_as_the_step_service_account_without_an_api_token() {
+    let run = janus_run("run-1", janus::contracts::Sha256Hex::of_bytes(b"d"), None);
+    for step in Step::ALL {
+        let job = jobs::with_service_account(
+            jobs::job(&run, step, "registry.example/janus:0.1.0").unwrap(),
+            "janus-step",
+        );
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("janus-step"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+}

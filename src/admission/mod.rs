@@ -515,6 +515,15 @@ pub fn review(
 }
 
 fn candidate_rules(req: &AdmissionRequest, cfg: &Config) -> Result<(), Denial> {
+    if req.operation == "UPDATE" {
+        let spec = |o: &Option<Value>| o.as_ref().and_then(|o| o.get("spec")).cloned();
+        if spec(&req.object) != spec(&req.old_object) {
+            return Err(Denial::new(
+                Rule::CandidatesAreOperatorOnly,
+                "a JanusCandidate's spec (its model and lineage) is fixed once recorded, even for the operator",
+            ));
+        }
+    }
     if matches!(req.operation.as_str(), "CREATE" | "UPDATE")
         && req.user_info.username != cfg.operator_username
     {

@@ -96,6 +96,10 @@ pub struct ControllerArgs {
     /// `system:serviceaccount:NAMESPACE:NAME`.
     #[arg(long, env = "JANUS_OPERATOR_SERVICE_ACCOUNT")]
     pub operator_service_account: Option<String>,
+    /// The ServiceAccount every step Job runs as (the chart's step ServiceAccount, bound to no
+    /// Role; its token is not mounted). Unset: the namespace's default.
+    #[arg(long, env = "JANUS_STEP_SERVICE_ACCOUNT")]
+    pub step_service_account: Option<String>,
     /// How long an approval counts after it is stamped (hours).
     #[arg(long, default_value_t = 24.0)]
     pub approval_max_age_hours: f64,
@@ -121,6 +125,8 @@ pub struct OperatorConfig {
     /// The admission webhook's signing key: stamped records verify only with it (none: no
     /// approval, drill or runbook validation counts).
     pub signing_key: Option<crate::identity::SigningKey>,
+    /// The ServiceAccount step Jobs run as.
+    pub step_service_account: Option<String>,
 }
 
 pub struct Context {
@@ -403,6 +409,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             policy_config_map,
             field_manager,
             signing_key,
+            step_service_account: args.step_service_account.clone(),
         },
         failures: Mutex::new(HashMap::new()),
         ready: AtomicBool::new(false),

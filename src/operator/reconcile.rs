@@ -277,6 +277,10 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
             .await?;
         let job = jobs::job(run.as_ref(), step, &ctx.config.operator_image)
             .ok_or_else(|| ReconcileError::Invalid(format!("run {name} lacks a uid or name")))?;
+        let job = match &ctx.config.step_service_account {
+            Some(sa) => jobs::with_service_account(job, sa),
+            None => job,
+        };
         // Create, never update: a Job that already exists (a restart between creating it and
         // recording it) is the same step, and is left as it is.
         match jobs_api.create(&PostParams::default(), &job).await {
