@@ -103,6 +103,10 @@ pub struct ControllerArgs {
     /// How long an approval counts after it is stamped (hours).
     #[arg(long, default_value_t = 24.0)]
     pub approval_max_age_hours: f64,
+    /// Serve the webhook (and /healthz) only: take no part in leader election, reconcile
+    /// nothing (a webhook Deployment of its own, or a webhook that outlives operator restarts).
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_only: bool,
 }
 
 /// The username the API server gives a ServiceAccount.
@@ -418,6 +422,13 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         lease_epoch: AtomicU64::new(u64::MAX),
     });
     let http = tokio::spawn(serve_http(args.listen.clone(), ctx.clone()));
+    if args.webhook_only {
+        ctx.ready.store(true, Ordering::Relaxed);
+        tracing::info!("serving the admission webhook only");
+        shutdown_signal().await;
+        http.abort();
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
