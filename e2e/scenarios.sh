@@ -671,6 +671,7 @@ s32_kill_switch_webhook_down() {
 CAN_I_TABLE='
 yes operator create jobs janus
 yes operator patch configmaps janus
+yes operator create configmaps janus
 no  operator get configmaps janus
 yes operator get configmaps/janus-gate-policy janus-policy
 no  operator patch configmaps/janus-gate-policy janus-policy
@@ -680,7 +681,7 @@ no  operator get secrets janus
 no  operator patch promotionrequests janus
 yes operator patch promotionrequests/status janus
 yes operator patch januscandidates janus
-no  operator create januscandidates janus
+yes operator create januscandidates janus
 no  operator delete januscandidates janus
 no  operator create pods janus
 no  operator create rolebindings janus
