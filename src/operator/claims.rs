@@ -12,7 +12,7 @@ use crate::controller::jobs::bounded_name;
 use crate::crd::{JanusCandidate, PromotionRequest};
 use crate::promotion::{Phase, Stage};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 
@@ -34,19 +34,35 @@ fn holder_of(pr: &PromotionRequest) -> String {
     format!("{}/{}", pr.name_any(), pr.uid().unwrap_or_default())
 }
 
-/// Whether the claim's holder still holds the stage: the named request exists with that UID and
-/// is promoted at that stage. A pure rule over what the caller read.
-pub fn holder_still_promoted(
+/// How long a claim stays with a holder that is not (yet) promoted: a claim is taken just before
+/// the holder's status says Promoted, so a reader must not mistake a holder in the middle of
+/// promoting for one that gave up.
+pub const CLAIM_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Whether the claim's holder still holds the stage, so another request may not take it: the
+/// named request exists with that UID and is promoted at that stage, or is still pending or
+/// blocked within [`CLAIM_GRACE`] of claiming (it may be about to promote). A holder that is
+/// gone, re-created under its name, halted or rolled back holds nothing. A pure rule over what
+/// the caller read.
+pub fn holder_still_holds(
     holder: &str,
     current: Option<&PromotionRequest>,
     stage: Stage,
+    claimed_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> bool {
     let Some(pr) = current else { return false };
     if holder != holder_of(pr) {
         return false;
     }
     let status = pr.status.clone().unwrap_or_default();
-    status.phase == Some(Phase::Promoted) && status.stage == Some(stage)
+    match status.phase {
+        Some(Phase::Promoted) => status.stage == Some(stage),
+        Some(Phase::Halted | Phase::RolledBack) => false,
+        Some(Phase::Pending | Phase::Blocked) | None => {
+            claimed_at.is_none_or(|t| now - t < CLAIM_GRACE)
+        }
+    }
 }
 
 /// Claims `stage` of the request's candidate for it. `Ok(None)`: the request holds it (now or
@@ -80,6 +96,7 @@ pub async fn claim_stage(
         },
         spec: Some(LeaseSpec {
             holder_identity: Some(me.clone()),
+            acquire_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
             ..Default::default()
         }),
     };
@@ -106,7 +123,18 @@ pub async fn claim_stage(
     let current = Api::<PromotionRequest>::namespaced(ctx.client.clone(), ns)
         .get_opt(&holder_name)
         .await?;
-    if holder_still_promoted(&holder, current.as_ref(), stage) {
+    let claimed_at = existing
+        .spec
+        .as_ref()
+        .and_then(|s| s.acquire_time.as_ref())
+        .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0));
+    if holder_still_holds(
+        &holder,
+        current.as_ref(),
+        stage,
+        claimed_at,
+        chrono::Utc::now(),
+    ) {
         return Ok(Some(holder_name));
     }
     // The holder is gone, or halted or rolled back: take the claim over, conditional on the
@@ -209,15 +237,63 @@ mod tests {
     }
 
     #[test]
-    fn a_claim_holds_only_while_its_holder_is_the_same_object_still_promoted_there() {
+    fn a_claim_holds_while_its_holder_is_the_same_object_promoted_there_or_about_to_be() {
+        let now = chrono::Utc::now();
+        let just = Some(now - chrono::Duration::seconds(1));
+        let long_ago = Some(now - chrono::Duration::seconds(31));
         let live = request("a", "u1", Phase::Promoted, Stage::Paper);
-        assert!(holder_still_promoted("a/u1", Some(&live), Stage::Paper));
+        assert!(holder_still_holds(
+            "a/u1",
+            Some(&live),
+            Stage::Paper,
+            long_ago,
+            now
+        ));
         // Same name, another object (deleted and re-created): the claim is stale.
-        assert!(!holder_still_promoted("a/u0", Some(&live), Stage::Paper));
-        assert!(!holder_still_promoted("a/u1", None, Stage::Paper));
-        assert!(!holder_still_promoted("a/u1", Some(&live), Stage::Canary));
-        let halted = request("a", "u1", Phase::Halted, Stage::Paper);
-        assert!(!holder_still_promoted("a/u1", Some(&halted), Stage::Paper));
+        assert!(!holder_still_holds(
+            "a/u0",
+            Some(&live),
+            Stage::Paper,
+            just,
+            now
+        ));
+        assert!(!holder_still_holds("a/u1", None, Stage::Paper, just, now));
+        assert!(!holder_still_holds(
+            "a/u1",
+            Some(&live),
+            Stage::Canary,
+            just,
+            now
+        ));
+        for phase in [Phase::Halted, Phase::RolledBack] {
+            let done = request("a", "u1", phase, Stage::Paper);
+            assert!(!holder_still_holds(
+                "a/u1",
+                Some(&done),
+                Stage::Paper,
+                just,
+                now
+            ));
+        }
+        // A holder whose status does not say Promoted yet keeps the claim for the grace period:
+        // two requests racing must not both see the other as "not promoted".
+        for phase in [Phase::Pending, Phase::Blocked] {
+            let racing = request("a", "u1", phase, Stage::Shadow);
+            assert!(holder_still_holds(
+                "a/u1",
+                Some(&racing),
+                Stage::Paper,
+                just,
+                now
+            ));
+            assert!(!holder_still_holds(
+                "a/u1",
+                Some(&racing),
+                Stage::Paper,
+                long_ago,
+                now
+            ));
+        }
     }
 
     #[test]

@@ -589,8 +589,25 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         // The cache becomes visible to the reconcilers once its first list is complete.
         let (ctx, requests) = (ctx.clone(), requests.clone());
         tokio::spawn(async move {
-            if requests.wait_until_ready().await.is_ok() {
-                let _ = ctx.requests.set(requests);
+            // Polled again every 100 ms: kube-runtime's `DelayedInit` wakes only the waiter that
+            // polled it last, and the controller's own runner waits on the same store, so a
+            // second waiter that just awaits may never be woken (seen against a real API server;
+            // the same waker hand-off is discussed in kube-rs/kube#1243).
+            loop {
+                match tokio::time::timeout(Duration::from_millis(100), requests.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        tracing::info!("PromotionRequest cache filled");
+                        let _ = ctx.requests.set(requests);
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "the PromotionRequest cache never filled");
+                        return;
+                    }
+                    Err(_) => continue,
+                }
             }
         });
     }

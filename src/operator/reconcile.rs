@@ -579,6 +579,11 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         .map(|r| r.by.clone())
         .unwrap_or_else(|| actor(pr.as_ref()));
     let candidate_stage = candidate_stage(&ctx, pr.as_ref());
+    tracing::debug!(
+        ?candidate_stage,
+        cache_ready = ctx.requests_ready(),
+        "the candidate's stage"
+    );
     let decide = |stage_held_by: Option<&str>| {
         promotion_plan::reconcile(&promotion_plan::PromotionInputs {
             name: &name,
