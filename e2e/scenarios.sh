@@ -113,11 +113,6 @@ YAML
 
   # Canary: the paper window's statistics, but no approval yet.
   write_runtime_stats r1-candidate paper
-  # A new request takes its starting stage from the operator's cache of the other requests at
-  # its first reconcile, and keeps it: created the instant r1-paper is Promoted in the API, it
-  # can start from shadow (seen on the base branch too, without the webhook). Let the cache
-  # catch up; the race itself is the operator's to fix.
-  sleep 2
   # Created by a researcher (the webhook stamps her as the creator).
   cat <<YAML | as rita apply -f -
 apiVersion: janus.torghut.io/v1alpha1
