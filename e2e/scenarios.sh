@@ -14,6 +14,25 @@ eventually() {
   done
 }
 now_ms() { date +%s%3N; }
+# as USER ARGS...: kubectl as one of the human users of e2e/cluster's token file.
+as() { local u="$1"; shift; kubectl --kubeconfig "$E2E/cluster/$u.kubeconfig" -n "$NS" "$@"; }
+# as_operator ARGS...: kubectl as the operator's ServiceAccount.
+as_operator() { kubectl --kubeconfig "$E2E/operator.kubeconfig" -n "$NS" "$@"; }
+# refused RULE COMMAND...: COMMAND must fail with a message naming the webhook rule.
+refused() {
+  local rule="$1" out; shift
+  if out="$("$@" 2>&1)"; then fail "allowed, expected a refusal by rule $rule: $*"; fi
+  echo "refused: $out"
+  grep -q "denied by rule \`$rule\`" <<<"$out" || fail "the refusal does not name rule $rule: $out"
+}
+# webhook_down COMMAND...: runs COMMAND with the webhook process stopped, then restarts it.
+webhook_down() {
+  stop_webhook
+  local rc=0
+  "$@" || rc=$?
+  start_webhook || fail "the webhook did not come back"
+  return "$rc"
+}
 has_phase() { [ -n "$(jp "promotionrequest/$1" '{.status.phase}')" ]; }
 rfc3339_ago() { date -u -d "$1 hours ago" +%Y-%m-%dT%H:%M:%SZ; }
 
@@ -72,6 +91,9 @@ s1_run_to_candidate() {
   [ "$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" = "$onnx_sha" ] || fail "candidate model digest"
   [ "$(jp janusrun/r1 '{.status.lineage.datasetSnapshotHash}')" = "$(cat "$E2E/dataset-sha")" ] || fail "dataset hash"
   k get events --field-selector involvedObject.name=r1 -o custom-columns=REASON:.reason --no-headers | sort | uniq -c
+  # Every step ran as the step ServiceAccount the chart creates, without an API token.
+  [ "$(k get pods -l janus.torghut.io/run=r1-run -o jsonpath='{range .items[*]}{.spec.serviceAccountName}{"\n"}{end}' | sort -u)" = "$STEP_SA" ] ||
+    fail "step pods ran as $(k get pods -l janus.torghut.io/run=r1-run -o jsonpath='{..serviceAccountName}')"
 }
 
 s2_promotions() {
@@ -91,7 +113,8 @@ YAML
 
   # Canary: the paper window's statistics, but no approval yet.
   write_runtime_stats r1-candidate paper
-  cat <<YAML | k apply -f -
+  # Created by a researcher (the webhook stamps her as the creator).
+  cat <<YAML | as rita apply -f -
 apiVersion: janus.torghut.io/v1alpha1
 kind: PromotionRequest
 metadata: {name: r1-canary}
@@ -103,18 +126,25 @@ YAML
   k wait promotionrequest/r1-canary --for=jsonpath='{.status.phase}'=Blocked --timeout=60s
   k wait promotionrequest/r1-canary --for=condition=Approved=False --timeout=10s
   echo "blocked without approval: $(jp promotionrequest/r1-canary '{.status.blockers}')"
-  # Approval on record, drills done, but the rollback drill is 100 h old (policy: 72 h).
-  k annotate promotionrequest r1-canary \
-    janus.torghut.io/approved-by=alice@example.com janus.torghut.io/approval-token=e2e-token \
-    janus.torghut.io/kill-switch-drill-at="$(rfc3339_ago 2)" janus.torghut.io/runbook-validated=true \
-    janus.torghut.io/rollback-drill-at="$(rfc3339_ago 100)"
+  jp promotionrequest/r1-canary '{.metadata.annotations.janus\.torghut\.io/created-by}' | grep -q '"by":"rita"' || fail "creator not stamped"
+  # On-call records the drills and the runbook (stamped by the webhook), but the rollback drill
+  # is 100 h old (policy: 72 h); an approver who did not create the request approves.
+  as carol annotate promotionrequest r1-canary \
+    janus.torghut.io/record-kill-switch-drill="$(rfc3339_ago 2)" janus.torghut.io/validate-runbook=true \
+    janus.torghut.io/record-rollback-drill="$(rfc3339_ago 100)"
+  as alice annotate promotionrequest r1-canary janus.torghut.io/approve=true
+  jp promotionrequest/r1-canary '{.metadata.annotations.janus\.torghut\.io/approval}' | grep -q '"by":"alice"' || fail "approval not stamped"
   k wait promotionrequest/r1-canary --for=condition=Approved --timeout=30s
   k wait promotionrequest/r1-canary --for=condition=RollbackDrillFresh=False --timeout=10s
   [ "$(jp promotionrequest/r1-canary '{.status.phase}')" = Blocked ] || fail "promoted with a stale drill"
   echo "blocked with a stale drill: $(jp promotionrequest/r1-canary '{.status.blockers}')"
   # A fresh rollback drill (docs/runbooks/rollback-drill.md records it this way).
-  k annotate --overwrite promotionrequest r1-canary janus.torghut.io/rollback-drill-at="$(rfc3339_ago 1)"
+  as carol annotate promotionrequest r1-canary janus.torghut.io/record-rollback-drill=now
   k wait promotionrequest/r1-canary --for=condition=Promoted --timeout=30s
+  [ "$(jp promotionrequest/r1-canary '{.status.approval.approvedBy}')" = alice ] || fail "approver on record"
+  [ "$(jp promotionrequest/r1-canary '{.status.history[-1].actor}')" = alice ] || fail "history actor"
+  # Alice's approval is bound to r1-canary: kept for scenario 31, which copies it elsewhere.
+  jp promotionrequest/r1-canary '{.metadata.annotations.janus\.torghut\.io/approval}' >"$E2E/alice-approval"
   [ "$(jp promotionrequest/r1-canary '{.status.stage}')" = canary ] || fail "stage"
   eventually 10 k get configmap r1-canary-runtime
   jp configmap/r1-canary-runtime '{.data.canaryLimits}' | grep -q maxGrossNotional || fail "canary limits"
@@ -170,8 +200,10 @@ s3_kill_switch() {
   k wait promotionrequest/r1-canary --for=condition=KillSwitchEngaged --timeout=10s
   k wait promotionrequest/r1-canary --for=jsonpath='{.status.phase}'=Halted --timeout=10s
   [ "$ms" -lt 2000 ] || fail "kill switch took ${ms} ms (> 2 s)"
-  # Clearing the switch does not re-promote: the request stays halted.
-  k patch promotionrequest r1-canary --type merge -p '{"spec":{"killSwitch":false}}'
+  # The switch latches: clearing it is refused while the webhook runs ...
+  refused kill-switch-latches k patch promotionrequest r1-canary --type merge -p '{"spec":{"killSwitch":false}}'
+  # ... and with the webhook down (updates fail open), clearing it does not re-promote.
+  webhook_down k patch promotionrequest r1-canary --type merge -p '{"spec":{"killSwitch":false}}'
   sleep 2
   [ "$(jp promotionrequest/r1-canary '{.status.phase}')" = Halted ] || fail "clearing the switch re-promoted"
   [ "$(jp configmap/r1-canary-runtime '{.data.tradingEnabled}')" = false ] || fail "trading re-enabled"
@@ -220,8 +252,9 @@ YAML
   fi
   echo "bad hash: $out"
 
-  # A hand-made candidate (no run produced it) never has complete evidence.
-  cat <<YAML | k apply -f -
+  # A hand-made candidate is refused: only the operator writes candidates.
+  forged_candidate() {
+    cat <<YAML
 apiVersion: janus.torghut.io/v1alpha1
 kind: JanusCandidate
 metadata: {name: forged}
@@ -230,6 +263,11 @@ spec:
   model: {uri: runs/r1/models/grpo/model.onnx, sha256: $(jp januscandidate/r1-candidate '{.spec.model.sha256}'), format: onnx}
   lineage: {}
 YAML
+  }
+  forged_candidate >"$E2E/forged.yaml"
+  refused candidates-are-operator-only k apply -f "$E2E/forged.yaml"
+  # Made with the operator's own identity (an operator bug), it still never has complete evidence.
+  as_operator apply --server-side --field-manager e2e-forger -f "$E2E/forged.yaml"
   k wait januscandidate/forged --for=condition=EvidenceComplete=False --timeout=60s
   echo "forged: $(jp januscandidate/forged '{.status.conditions[?(@.type=="EvidenceComplete")].message}')"
   cat <<YAML | k apply -f -
@@ -249,7 +287,7 @@ e["metrics"]["sr"] = 9.99
 open(p, "w").write(json.dumps(e))
 PY
   write_runtime_stats r2-candidate shadow
-  k annotate januscandidate r2-candidate e2e/poke="$(date +%s)" --overwrite
+  as_operator annotate januscandidate r2-candidate e2e/poke="$(date +%s)" --overwrite
   k wait januscandidate/r2-candidate --for=condition=EvidenceComplete=False --timeout=60s
   echo "tampered: $(jp januscandidate/r2-candidate '{.status.conditions[?(@.type=="EvidenceComplete")].message}')"
   cat <<YAML | k apply -f -
@@ -572,7 +610,8 @@ s21_swapped_candidate() {
   digest="$(jp januscandidate/r3-candidate '{.spec.model.sha256}')"
   # spec.candidate patched to a candidate that passed no gate: halted, the old model still
   # named in the ConfigMap, trading off; never the other model under this request's name.
-  k patch promotionrequest "$p" --type merge -p '{"spec":{"candidate":"forged"}}'
+  refused immutable-candidate-and-target k patch promotionrequest "$p" --type merge -p '{"spec":{"candidate":"forged"}}'
+  webhook_down k patch promotionrequest "$p" --type merge -p '{"spec":{"candidate":"forged"}}'
   k wait "promotionrequest/$p" --for=jsonpath='{.status.phase}'=Halted --timeout=30s
   last_reason "$p" | grep -q '^SpecChanged' || fail "halt reason: $(last_reason "$p")"
   eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap $p-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]"
@@ -588,7 +627,8 @@ s21_swapped_candidate() {
 
 s22_kill_switch_flip() {
   # The switch on for a few milliseconds, then off again (a GitOps self-heal), three times: each
-  # request halts, stops trading and records who set it.
+  # request halts, stops trading and records who set it. Clearing the switch is refused while
+  # the webhook runs (scenario 3), so the flips run with it down: the case the latch guards.
   local i r t0
   poke "$(cat "$E2E/r3-loser")"   # the claim's holder is halted: the other request may promote now
   k wait "promotionrequest/$(cat "$E2E/r3-loser")" --for=condition=Promoted --timeout=30s
@@ -599,17 +639,19 @@ s22_kill_switch_flip() {
       k wait "promotionrequest/$r" --for=condition=Promoted --timeout=60s
     fi
     eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap $r-runtime -o jsonpath='{.data.tradingEnabled}')\" = true ]"
+    stop_webhook
     local actor=kubectl-patch
     if [ "$i" = 3 ]; then
       # Straight to the API on one connection: on for a few milliseconds.
-      echo "flip $i: on for about $(flip_fast "$r") ms (two PATCHes on one connection)"
+      echo "flip $i: on for about $(flip_fast "$r") ms (two PATCHes on one connection, webhook down)"
       actor=oncall-fast
     else
       t0=$(now_ms)
       k patch promotionrequest "$r" --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
       k patch promotionrequest "$r" --type merge -p '{"spec":{"killSwitch":false}}' >/dev/null
-      echo "flip $i: on for about $(($(now_ms) - t0)) ms (two kubectl calls)"
+      echo "flip $i: on for about $(($(now_ms) - t0)) ms (two kubectl calls, webhook down)"
     fi
+    start_webhook || fail "the webhook did not come back"
     eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap $r-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]" ||
       fail "flip $i: still trading"
     k wait "promotionrequest/$r" --for=jsonpath='{.status.phase}'=Halted --timeout=10s
@@ -738,11 +780,14 @@ s27_operator_gone() {
   local p
   for p in "$E2E"/pid-op-*; do kill -9 "$(cat "$p")" 2>/dev/null || true; done
   sleep 1
-  # The switch on and off again while nobody reconciles: the service's own watch latches it.
+  # The switch on and off again while nobody reconciles (and no webhook refuses the flip
+  # back): the service's own watch latches it.
+  stop_webhook
   local t0 t1
   t0=$(now_ms)
   k patch promotionrequest r1-paper-2 --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
   k patch promotionrequest r1-paper-2 --type merge -p '{"spec":{"killSwitch":false}}' >/dev/null
+  start_webhook || fail "the webhook did not come back"
   until [ "$(decide "$port")" = "halted kill_switch" ]; do
     [ $(($(now_ms) - t0)) -lt 10000 ] || fail "the service still trades 10 s after the switch with no operator: $(decide "$port")"
     sleep 0.02
@@ -794,18 +839,21 @@ s29_soak() {
   k wait janusrun/r5 --for=condition=Succeeded --timeout=300s
   k wait januscandidate/r5-candidate --for=condition=EvidenceComplete --timeout=60s
   write_runtime_stats r5-candidate shadow
-  local cands=(r1-candidate r5-candidate) reqs=() killed=() edited=() i op r n=0 seed2=60
+  local cands=(r1-candidate r5-candidate) reqs=() killed=() edited=() i op r n seed2=60
   local leader_id
+  # The requests first (creating needs the webhook), then the webhook down for the rest: the
+  # flips back and the candidate edits it would refuse are the very gap these guard.
+  for n in $(seq 1 30); do
+    promo "soak-$n" "${cands[$((RANDOM % 2))]}"; echo ---
+  done | k apply -f - >/dev/null
+  for n in $(seq 1 30); do reqs+=("soak-$n"); done
+  stop_webhook
   for i in $(seq 1 "$ops"); do
     op=$((RANDOM % 100))
-    if [ ${#reqs[@]} -eq 0 ] || [ "$op" -lt 20 ]; then
-      n=$((n + 1)); r="soak-$n"
-      promo "$r" "${cands[$((RANDOM % 2))]}" | k apply -f - >/dev/null
-      reqs+=("$r")
-      continue
-    fi
     r="${reqs[$((RANDOM % ${#reqs[@]}))]}"
-    if [ "$op" -lt 30 ]; then        # flip: on, then off a few milliseconds later
+    if [ "$op" -lt 20 ]; then
+      sleep "0.$((RANDOM % 3))"
+    elif [ "$op" -lt 30 ]; then        # flip: on, then off a few milliseconds later
       flip_fast "$r" >/dev/null
       killed+=("$r")
     elif [ "$op" -lt 45 ]; then      # flip: on, then off (two kubectl calls)
@@ -819,7 +867,7 @@ s29_soak() {
       local other
       other="$(jp "promotionrequest/$r" '{.spec.candidate}')"
       [ "$other" = r1-candidate ] && other=r5-candidate || other=r1-candidate
-      k patch promotionrequest "$r" --type merge -p "{\"spec\":{\"candidate\":\"$other\"}}" >/dev/null
+      k patch promotionrequest "$r" --type merge -p "{\"spec\":{\"candidate\":\"$other\"}}" >/dev/null || true
       edited+=("$r")
     elif [ "$op" -lt 68 ]; then      # the run behind r5-candidate deleted and re-created at once
       k delete janusrun r5 --wait=false >/dev/null 2>&1 || true
@@ -837,6 +885,7 @@ s29_soak() {
       sleep "0.0$((RANDOM % 10))"
     fi
   done
+  start_webhook || fail "the webhook did not come back"
   # Settle: a leader, a look at every request, time for the Job controller and GC.
   eventually 30 sh -c "[ -n \"\$(kubectl -n $NS get lease janus-operator -o jsonpath='{.spec.holderIdentity}')\" ]"
   sleep 8
@@ -867,4 +916,198 @@ s29_soak() {
   for c in "${!traders[@]}"; do trading_now="${trading_now/#none/} ${traders[$c]} ($c)"; done
   echo "soak: ${#reqs[@]} requests, ${#killed[@]} kill switches, ${#edited[@]} edits; trading now:$trading_now; $violations violations; seed $seed" | tee "$E2E/soak-result"
   [ "$violations" = 0 ] || fail "$violations violations (seed $seed)"
+}
+
+# ---------- identities, least privilege, the audit trail (issue 16) ----------
+
+canary_request() { # canary_request NAME [ANNOTATIONS-YAML]
+  cat <<YAML
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata:
+  name: $1
+  annotations: {${2:-}}
+spec:
+  candidate: r1-candidate
+  target: canary
+  canary: {symbols: ["600000.SH"], maxOrderNotional: 100000, maxGrossNotional: 1000000, maxNetNotional: 250000}
+YAML
+}
+blockers() { jp "promotionrequest/$1" '{.status.blockers}'; }
+
+s30_forged_approval() {
+  # Issue 16, as a researcher tried it: somebody else's name as approver, a made-up token, both
+  # drills an hour ago, the runbook "validated".
+  canary_request forged-approval "janus.torghut.io/approved-by: alice, janus.torghut.io/approval-token: i-made-this-up, \
+janus.torghut.io/rollback-drill-at: \"$(rfc3339_ago 1)\", janus.torghut.io/kill-switch-drill-at: \"$(rfc3339_ago 1)\", \
+janus.torghut.io/runbook-validated: \"true\"" >"$E2E/forged-approval.yaml"
+  refused no-unsigned-approvals as rita apply -f "$E2E/forged-approval.yaml"
+  if k get promotionrequest forged-approval 2>/dev/null; then fail "the forged request exists"; fi
+  # A stamped record typed by hand, or a plain annotation added later, is refused as well.
+  canary_request forged-later | as bob apply -f -
+  refused stamps-are-webhook-only as bob annotate promotionrequest forged-later \
+    'janus.torghut.io/approval={"kind":"approval","by":"alice","sig":"00"}'
+  refused no-unsigned-approvals as bob annotate promotionrequest forged-later janus.torghut.io/approved-by=alice
+  # Asking at creation is refused too: records go on an existing request.
+  canary_request ask-at-create "janus.torghut.io/approve: \"true\"" >"$E2E/ask-at-create.yaml"
+  refused records-need-an-existing-request as bob apply -f "$E2E/ask-at-create.yaml"
+  k delete promotionrequest forged-later
+}
+
+# sign_record NAME KIND BY AT EXPIRES: a record signed with the webhook's key (what an insider
+# holding the key could make), printed as the annotation's value.
+sign_record() {
+  python3 - "$E2E/signing.key" "$NS" "$1" "$(jp "promotionrequest/$1" '{.metadata.uid}')" "$2" "$3" "$4" "$5" <<'PY'
+import hashlib, hmac, json, sys
+key, ns, name, uid, kind, by, at, expires = sys.argv[1:]
+rec = {"kind": kind, "by": by, "groups": ["janus-approvers"], "namespace": ns, "request": name,
+       "requestUid": uid, "candidate": "r1-candidate", "target": "canary", "at": at,
+       "recordedAt": at, "expiresAt": expires}
+canonical = lambda r: json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+rec["sig"] = hmac.new(open(key).read().strip().encode(), canonical(rec).encode(), hashlib.sha256).hexdigest()
+print(canonical(rec))
+PY
+}
+
+s31_bad_approvals() {
+  canary_request r1-canary-bob | as bob apply -f -
+  eventually 30 decided r1-canary-bob
+  # Self-approval, and an approval by someone outside the approver group.
+  refused separation-of-duties as bob annotate promotionrequest r1-canary-bob janus.torghut.io/approve=true
+  refused approver-group as carol annotate promotionrequest r1-canary-bob janus.torghut.io/approve=true
+  # Alice's approval of r1-canary copied here: refused, and with the webhook down (updates fail
+  # open) it gets in but the operator ignores it: stamped for another request.
+  local copied
+  copied="$(cat "$E2E/alice-approval")"
+  [ -n "$copied" ] || fail "no approval of r1-canary to copy"
+  refused stamps-are-webhook-only as bob annotate --overwrite promotionrequest r1-canary-bob "janus.torghut.io/approval=$copied"
+  webhook_down as bob annotate --overwrite promotionrequest r1-canary-bob "janus.torghut.io/approval=$copied"
+  eventually 30 sh -c "kubectl -n $NS get promotionrequest r1-canary-bob -o jsonpath='{.status.blockers}' | grep -q 'copied'" ||
+    fail "the copied approval is not named as ignored: $(blockers r1-canary-bob)"
+  [ "$(jp promotionrequest/r1-canary-bob '{.status.conditions[?(@.type=="Approved")].status}')" = False ] || fail "approved by a copy"
+  echo "copied: $(blockers r1-canary-bob)"
+  # An approval signed with the right key for this request, but expired.
+  local expired
+  expired="$(sign_record r1-canary-bob approval alice "$(rfc3339_ago 30)" "$(rfc3339_ago 6)")"
+  webhook_down as bob annotate --overwrite promotionrequest r1-canary-bob "janus.torghut.io/approval=$expired"
+  eventually 30 sh -c "kubectl -n $NS get promotionrequest r1-canary-bob -o jsonpath='{.status.blockers}' | grep -q 'expired'" ||
+    fail "the expired approval is not named as ignored: $(blockers r1-canary-bob)"
+  [ "$(jp promotionrequest/r1-canary-bob '{.status.conditions[?(@.type=="Approved")].status}')" = False ] || fail "approved by an expired record"
+  echo "expired: $(blockers r1-canary-bob)"
+  # The same record, valid in time: believed (the key, not the path, makes a record).
+  local fresh
+  fresh="$(sign_record r1-canary-bob approval alice "$(rfc3339_ago 1)" "$(date -u -d '+6 hours' +%Y-%m-%dT%H:%M:%SZ)")"
+  webhook_down as bob annotate --overwrite promotionrequest r1-canary-bob "janus.torghut.io/approval=$fresh"
+  k wait promotionrequest/r1-canary-bob --for=condition=Approved --timeout=30s
+}
+
+s32_kill_switch_webhook_down() {
+  # (Scenario 6's request may hold r1-candidate's paper stage by now.)
+  k delete promotionrequest after-handover --ignore-not-found
+  promo r1-paper-2 r1-candidate | k apply -f -
+  k wait promotionrequest/r1-paper-2 --for=condition=Promoted --timeout=60s
+  eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap r1-paper-2-runtime -o jsonpath='{.data.tradingEnabled}')\" = true ]"
+  stop_webhook
+  # Creating a request fails closed without the webhook ...
+  if promo no-webhook r1-candidate | k apply -f - 2>/dev/null; then start_webhook; fail "a request was created without the webhook"; fi
+  # ... but on-call's kill switch gets through, and trading stops.
+  as carol patch promotionrequest r1-paper-2 --type merge -p '{"spec":{"killSwitch":true}}' || { start_webhook; fail "kill switch refused with the webhook down"; }
+  local ok=0
+  for _ in $(seq 100); do [ "$(trading r1-paper-2)" = false ] && { ok=1; break; }; sleep 0.1; done
+  k wait promotionrequest/r1-paper-2 --for=jsonpath='{.status.phase}'=Halted --timeout=10s || ok=0
+  start_webhook || fail "the webhook did not come back"
+  [ "$ok" = 1 ] || fail "trading not stopped with the webhook down"
+  echo "halted with the webhook down: $(last_reason r1-paper-2) by $(jp promotionrequest/r1-paper-2 '{.status.history[-1].actor}')"
+}
+
+# The table of docs/resources.md: expected answer, identity, verb, resource, namespace.
+CAN_I_TABLE='
+yes operator create jobs janus
+yes operator patch configmaps janus
+yes operator create configmaps janus
+no  operator get configmaps janus
+yes operator get configmaps/janus-gate-policy janus-policy
+no  operator patch configmaps/janus-gate-policy janus-policy
+no  operator update configmaps/janus-gate-policy janus-policy
+no  operator create configmaps janus-policy
+no  operator get secrets janus
+no  operator patch promotionrequests janus
+yes operator patch promotionrequests/status janus
+yes operator patch januscandidates janus
+yes operator create januscandidates janus
+no  operator delete januscandidates janus
+no  operator create pods janus
+no  operator create rolebindings janus
+no  step get configmaps janus
+no  step list pods janus
+no  step create jobs janus
+no  step get secrets janus
+yes decision get configmaps/r1-canary-runtime janus
+no  decision get configmaps/r1-paper-runtime janus
+no  decision patch configmaps/r1-canary-runtime janus
+yes researcher create janusruns janus
+yes researcher create promotionrequests janus
+no  researcher patch promotionrequests janus
+no  researcher create januscandidates janus
+no  researcher patch promotionrequests/status janus
+no  researcher patch configmaps janus
+yes approver patch promotionrequests janus
+no  approver create promotionrequests janus
+no  approver patch promotionrequests/status janus
+no  approver patch januscandidates janus
+no  approver get secrets janus
+yes oncall patch promotionrequests janus
+yes oncall get configmaps janus
+no  oncall patch configmaps janus
+no  oncall patch promotionrequests/status janus
+no  oncall create januscandidates janus
+no  oncall get configmaps/janus-gate-policy janus-policy
+'
+
+s33_can_i() {
+  local expect who verb res ns as got sub bad=0
+  while read -r expect who verb res ns; do
+    [ -n "$expect" ] || continue
+    case "$who" in
+      operator) as=(--as "$OPERATOR_SA") ;;
+      step) as=(--as "system:serviceaccount:$NS:$STEP_SA") ;;
+      decision) as=(--as "system:serviceaccount:$NS:janus-janus-operator-decision") ;;
+      researcher) as=(--as rita --as-group janus-researchers) ;;
+      approver) as=(--as alice --as-group janus-approvers) ;;
+      oncall) as=(--as carol --as-group janus-oncall) ;;
+    esac
+    sub=()
+    case "$res" in */status) sub=(--subresource=status); res="${res%/status}" ;; esac
+    got="$(kubectl auth can-i "$verb" "$res" "${sub[@]}" -n "$ns" "${as[@]}" 2>/dev/null || true)"
+    printf '%-4s %-10s %-7s %-40s %s\n' "$got" "$who" "$verb" "$res${sub:+/status}" "$ns"
+    [ "$got" = "$expect" ] || { echo "  ^ expected $expect"; bad=1; }
+  done <<<"$CAN_I_TABLE"
+  [ "$bad" = 0 ] || fail "the can-i table does not hold"
+  # With its own token, the operator cannot loosen the policy it enforces.
+  if kubectl --kubeconfig "$E2E/operator.kubeconfig" -n "$POLICY_NS" patch configmap janus-gate-policy \
+      --type merge -p '{"data":{"loosened":"yes"}}' 2>&1; then fail "the operator changed the policy"; fi
+}
+
+s34_audit_trail() {
+  local log="$ART/audit/$NS.jsonl"
+  janus audit verify "$log" || fail "the audit trail does not verify"
+  grep -q '"event":"approval"' "$log" || fail "no approval in the trail"
+  grep '"event":"approval"' "$log" | grep -q '"actor":"alice"' || fail "the approval does not name alice"
+  grep -q '"event":"refused"' "$log" || fail "no refusal in the trail"
+  grep '"request":"r1-canary"' "$log" | grep '"event":"transition"' | grep -q '"to":"canary"' || fail "no canary promotion in the trail"
+  # Deleting a request keeps its record.
+  local before after
+  before="$(grep -c '"request":"r1-canary-bob"' "$log")"
+  [ "$before" -gt 0 ] || fail "r1-canary-bob has no record"
+  k delete promotionrequest r1-canary-bob
+  after="$(grep -c '"request":"r1-canary-bob"' "$log")"
+  [ "$after" -ge "$before" ] || fail "deleting the request removed its record ($before → $after lines)"
+  janus audit verify "$log"
+  # An edited copy fails, naming the line.
+  local copy="$E2E/audit-edited.jsonl" line out
+  line="$(grep -n '"actor":"alice"' "$log" | head -1 | cut -d: -f1)"
+  sed "${line}s/\"actor\":\"alice\"/\"actor\":\"mallory\"/" "$log" >"$copy"
+  if out="$(janus audit verify "$copy" 2>&1)"; then fail "an edited trail verified"; fi
+  echo "$out"
+  grep -q "$copy:$line:" <<<"$out" || fail "the failure does not name line $line"
 }

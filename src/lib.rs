@@ -2,6 +2,8 @@
 //! paper trading to a gated live canary. The domain modules are sans-IO and know nothing of
 //! Kubernetes; `cli` maps the `janus` subcommands onto them.
 
+pub mod admission;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod contracts;
@@ -10,6 +12,7 @@ pub mod crd;
 pub mod evaluation;
 pub mod gates;
 pub mod http_server;
+pub mod identity;
 pub mod labeling;
 pub mod operator;
 pub mod promotion;

@@ -14,6 +14,7 @@ use janus::crd::{
 };
 use janus::gates::policy::GatePolicy;
 use janus::gates::{RuntimeStats, Target};
+use janus::identity::{Binding, Kind, Record, SigningKey, Verified, verify_all};
 use janus::promotion::{Phase, Stage};
 use std::collections::BTreeMap;
 
@@ -90,12 +91,27 @@ fn run_with(
     let stats = paper_stats(gate_now());
     let m = model();
     let policy = GatePolicy::default();
+    // What the webhook stamped, verified as the operator does (signature, binding, expiry).
+    let stamped = verify_all(
+        annotations,
+        &Binding {
+            namespace: "janus",
+            request: "promo-1",
+            uid: "uid-1",
+            candidate: &spec.candidate,
+            target: spec.target,
+            model_sha256: Some(m.sha256.as_str()),
+        },
+        Some(&signing_key()),
+        now,
+    );
     let mut inputs = PromotionInputs {
         name: "promo-1",
         generation: Some(1),
         spec,
         annotations,
         status,
+        stamped: &stamped,
         candidate_stage: None,
         model: Some(&m),
         candidate_deleting: false,
@@ -124,14 +140,48 @@ fn condition(plan: &PromotionPlan, t: &str) -> ConditionStatus {
         .status
 }
 
+fn signing_key() -> SigningKey {
+    SigningKey::new(b"controller-tests-signing-key").unwrap()
+}
+
+/// A record as the admission webhook stamps it for request `promo-1` (UID `uid-1`).
+fn stamp(kind: Kind, by: &str, at: DateTime<Utc>) -> (String, String) {
+    let record = Record {
+        kind,
+        by: by.into(),
+        groups: vec![],
+        namespace: "janus".into(),
+        request: "promo-1".into(),
+        request_uid: if kind == Kind::CreatedBy {
+            String::new()
+        } else {
+            "uid-1".into()
+        },
+        candidate: "cand-1".into(),
+        target: Target::Canary,
+        model_sha256: (kind == Kind::Approval).then(|| model().sha256.to_string()),
+        at,
+        recorded_at: at,
+        expires_at: (kind == Kind::Approval).then(|| at + Duration::hours(24)),
+        sig: String::new(),
+    }
+    .signed(&signing_key());
+    (kind.annotation().to_string(), record.to_annotation())
+}
+
+/// A canary request's stamped records: created by bob, approved by alice, drills done.
 fn canary_annotations(drill_age_hours: i64) -> BTreeMap<String, String> {
-    let at = |h: i64| (gate_now() - Duration::hours(h)).to_rfc3339();
+    let at = |h: i64| gate_now() - Duration::hours(h);
     BTreeMap::from([
-        (APPROVED_BY.to_string(), "alice@example.com".to_string()),
-        (APPROVAL_TOKEN.to_string(), "tok-1".to_string()),
-        (ROLLBACK_DRILL_AT.to_string(), at(drill_age_hours)),
-        (KILL_SWITCH_DRILL_AT.to_string(), at(2)),
-        (RUNBOOK_VALIDATED.to_string(), "true".to_string()),
+        stamp(Kind::CreatedBy, "bob@example.com", at(30)),
+        stamp(Kind::Approval, "alice@example.com", at(1)),
+        stamp(
+            Kind::RollbackDrill,
+            "carol@example.com",
+            at(drill_age_hours),
+        ),
+        stamp(Kind::KillSwitchDrill, "carol@example.com", at(2)),
+        stamp(Kind::RunbookValidation, "carol@example.com", at(2)),
     ])
 }
 
@@ -246,9 +296,11 @@ fn canary_needs_approval_and_a_fresh_drill() {
     assert_eq!(condition(&ok, "RollbackDrillFresh"), ConditionStatus::True);
     let approval = ok.status.approval.as_ref().unwrap();
     assert_eq!(approval.approved_by, "alice@example.com");
+    let sig: Record =
+        serde_json::from_str(&canary_annotations(3)[Kind::Approval.annotation()]).unwrap();
     assert_eq!(
         approval.token_sha256,
-        janus::contracts::Sha256Hex::of_bytes(b"tok-1")
+        janus::contracts::Sha256Hex::of_bytes(sig.sig.as_bytes())
     );
     assert!(ok.runtime_config.as_ref().unwrap()["canaryLimits"].contains("600000.SH"));
 }
@@ -364,21 +416,76 @@ fn a_rollback_annotation_demotes_once_stops_trading_and_is_final() {
 #[test]
 fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
     let now = gate_now();
-    let mut bad = canary_annotations(3);
-    bad.insert(ROLLBACK_DRILL_AT.to_string(), "yesterday".to_string());
+    // Issue 16's forgery: an approver, a made-up token, drills an hour ago, the runbook
+    // "validated", all typed by hand. None of it counts, and the blockers say so.
+    let at = (now - Duration::hours(1)).to_rfc3339();
+    let forged = BTreeMap::from([
+        (APPROVED_BY.to_string(), "alice@example.com".to_string()),
+        (APPROVAL_TOKEN.to_string(), "i-made-this-up".to_string()),
+        (ROLLBACK_DRILL_AT.to_string(), at.clone()),
+        (KILL_SWITCH_DRILL_AT.to_string(), at),
+        (RUNBOOK_VALIDATED.to_string(), "true".to_string()),
+    ]);
     let plan = run_at(
         &spec(Target::Canary, false),
-        &bad,
+        &forged,
+        None,
+        Some(Stage::Paper),
+        now,
+    );
+    assert_eq!(plan.status.phase, Some(Phase::Blocked));
+    assert_eq!(condition(&plan, "Approved"), ConditionStatus::False);
+    assert!(plan.status.approval.is_none());
+    for needle in [
+        "unsigned approval annotation ignored",
+        "unsigned rollback-drill annotation ignored",
+        "unsigned runbook-validation annotation ignored",
+        "gate5: no human approval on record",
+        "gate4: no rollback drill on record",
+    ] {
+        assert!(
+            plan.status.blockers.iter().any(|b| b.contains(needle)),
+            "{needle}: {:?}",
+            plan.status.blockers
+        );
+    }
+    // Stamped records copied from another request, or past their expiry, count for nothing.
+    let mut copied = canary_annotations(3);
+    let mut approval: Record = serde_json::from_str(&copied[Kind::Approval.annotation()]).unwrap();
+    approval.request_uid = "uid-of-another-request".into();
+    copied.insert(
+        Kind::Approval.annotation().to_string(),
+        approval.signed(&signing_key()).to_annotation(),
+    );
+    let plan = run_at(
+        &spec(Target::Canary, false),
+        &copied,
         None,
         Some(Stage::Paper),
         now,
     );
     assert_eq!(plan.status.phase, Some(Phase::Blocked));
     assert!(
-        plan.status.blockers.iter().any(|b| b
-            .contains("janus.torghut.io/rollback-drill-at=`yesterday` is not an RFC 3339 time")),
+        plan.status.blockers.iter().any(|b| b.contains("(copied)")),
         "{:?}",
         plan.status.blockers
+    );
+    let expired = run_at(
+        &spec(Target::Canary, false),
+        &canary_annotations(3),
+        None,
+        Some(Stage::Paper),
+        now + Duration::hours(25),
+    );
+    assert_eq!(expired.status.phase, Some(Phase::Blocked));
+    assert!(
+        expired
+            .status
+            .blockers
+            .iter()
+            .any(|b| b.contains("expired")),
+        "{:?}",
+        expired.status.blockers
     );
 
     let evidence = good_evidence();
@@ -390,6 +497,7 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
         spec: &s,
         annotations: &none,
         status: None,
+        stamped: &Verified::default(),
         candidate_stage: None,
         model: None,
         candidate_deleting: false,
@@ -1089,4 +1197,18 @@ fn step_commands_run_the_whole_pipeline_locally() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to label a different dataset"));
+}
+
+#[test]
+fn step_jobs_run_as_the_step_service_account_without_an_api_token() {
+    let run = janus_run("run-1", janus::contracts::Sha256Hex::of_bytes(b"d"), None);
+    for step in Step::ALL {
+        let job = jobs::with_service_account(
+            jobs::job(&run, step, "registry.example/janus:0.1.0").unwrap(),
+            "janus-step",
+        );
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("janus-step"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
 }

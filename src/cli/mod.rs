@@ -1,5 +1,6 @@
 //! The `janus` command line: one binary, one subcommand per step or service.
 
+mod audit;
 mod bench;
 mod bench_serve;
 mod compare;
@@ -56,6 +57,8 @@ pub enum Command {
     Predict(train::PredictArgs),
     /// Print (or write with --out) the CustomResourceDefinitions.
     Crd(crd::CrdArgs),
+    /// The audit trail: `janus audit verify FILE` checks an audit log's hash chain.
+    Audit(audit::AuditArgs),
     /// Benchmarks: median wall time and peak memory of a command over repeated runs.
     Bench(bench::BenchArgs),
     /// Run the lifecycle end to end on one machine (default: a generated scenario).
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Predict(args) => train::predict(args),
         Command::Crd(args) => crd::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Controller(args) => crate::operator::run(args),

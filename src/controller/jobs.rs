@@ -394,3 +394,14 @@ pub fn job(run: &JanusRun, step: Step, operator_image: &str) -> Option<Job> {
         status: None,
     })
 }
+
+/// The Job with its pods run as `service_account` (the step ServiceAccount the chart creates,
+/// bound to no Role) and no API token mounted: a step reads and writes the artifacts volume,
+/// never the API.
+pub fn with_service_account(mut job: Job, service_account: &str) -> Job {
+    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        pod.service_account_name = Some(service_account.to_string());
+        pod.automount_service_account_token = Some(false);
+    }
+    job
+}

@@ -7,18 +7,20 @@
 use crate::contracts::Sha256Hex;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::crd::{
-    APPROVAL_TOKEN, APPROVED_BY, ApprovalRecord, BoundSpec, Condition, ConditionStatus, Conditions,
-    HaltReason, MAX_PROMOTION_REQUEST_NAME, ModelRef, PromotionRequestSpec, PromotionRequestStatus,
-    ROLLBACK_DRILL_AT, ROLLBACK_REASON,
+    ApprovalRecord, BoundSpec, Condition, ConditionStatus, Conditions, HaltReason,
+    MAX_PROMOTION_REQUEST_NAME, ModelRef, PromotionRequestSpec, PromotionRequestStatus,
+    ROLLBACK_REASON,
 };
 use crate::gates::policy::GatePolicy;
 use crate::gates::{Approval, GateInputs, Operations, RuntimeStats, Target, evaluate};
+use crate::identity::Verified;
 use crate::promotion::{Phase, PromotionState, Stage, halt, rollback, step};
 use crate::runtime::config::RuntimeConfig;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-/// Further annotations for operational readiness (gate4).
+/// Plain annotations of earlier versions for operational readiness (gate4); they count for
+/// nothing now (`crate::identity::UNSIGNED_ANNOTATIONS`).
 pub const KILL_SWITCH_DRILL_AT: &str = "janus.torghut.io/kill-switch-drill-at";
 pub const RUNBOOK_VALIDATED: &str = "janus.torghut.io/runbook-validated";
 
@@ -29,6 +31,10 @@ pub struct PromotionInputs<'a> {
     pub spec: &'a PromotionRequestSpec,
     pub annotations: &'a BTreeMap<String, String>,
     pub status: Option<&'a PromotionRequestStatus>,
+    /// The records the admission webhook stamped on the request, as `crate::identity::verify_all`
+    /// verified them with the signing key (signature, request UID, candidate, target, model,
+    /// expiry): the only source of approvals, drills and runbook validation.
+    pub stamped: &'a Verified,
     /// The stage the candidate holds now (recorded on the JanusCandidate by an earlier
     /// promotion); a new request starts from it.
     pub candidate_stage: Option<Stage>,
@@ -66,18 +72,6 @@ pub struct PromotionPlan {
     pub runtime_config: Option<BTreeMap<String, String>>,
     /// (reason, message) of Kubernetes events for the transitions of this reconcile.
     pub events: Vec<(String, String)>,
-}
-
-fn parse_time(
-    annotations: &BTreeMap<String, String>,
-    key: &str,
-) -> Result<Option<DateTime<Utc>>, String> {
-    match annotations.get(key) {
-        None => Ok(None),
-        Some(v) => DateTime::parse_from_rfc3339(v.trim())
-            .map(|t| Some(t.to_utc()))
-            .map_err(|e| format!("annotation {key}=`{v}` is not an RFC 3339 time: {e}")),
-    }
 }
 
 /// Sets a condition, keeping its transition time when the status does not change.
@@ -228,32 +222,17 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
         ));
     }
 
-    // Approval and drills from annotations; malformed ones are blockers, never passes.
-    let approval = match (
-        input.annotations.get(APPROVED_BY),
-        input.annotations.get(APPROVAL_TOKEN),
-    ) {
-        (None, None) => None,
-        (by, token) => Some(Approval {
-            approved_by: by.cloned().unwrap_or_default(),
-            token: token.cloned().unwrap_or_default(),
-        }),
-    };
-    let rollback_drill_at = parse_time(input.annotations, ROLLBACK_DRILL_AT).unwrap_or_else(|e| {
-        blockers.push(e);
-        None
+    // Approval, drills and runbook validation only from records the webhook stamped and the
+    // key verified; hand-typed annotations count for nothing (named in `stamped.ignored`).
+    let stamped = input.stamped;
+    let approval = stamped.approval.as_ref().map(|r| Approval {
+        approved_by: r.by.clone(),
+        token: r.sig.clone(),
     });
-    let kill_switch_drill_at =
-        parse_time(input.annotations, KILL_SWITCH_DRILL_AT).unwrap_or_else(|e| {
-            blockers.push(e);
-            None
-        });
+    let rollback_drill_at = stamped.rollback_drill.as_ref().map(|r| r.at);
     let operations = Operations {
-        runbook_validated: input
-            .annotations
-            .get(RUNBOOK_VALIDATED)
-            .is_some_and(|v| v.trim() == "true"),
-        kill_switch_drill_at,
+        runbook_validated: stamped.runbook_validation.is_some(),
+        kill_switch_drill_at: stamped.kill_switch_drill.as_ref().map(|r| r.at),
         rollback_drill_at,
     };
     if input.spec.target == Target::Canary && input.spec.canary.is_none() {
@@ -330,6 +309,8 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     if state.phase == Phase::Blocked {
         blockers.extend(state.reasons.iter().cloned());
     }
+    // What was not believed is said, without blocking by itself.
+    blockers.extend(stamped.ignored.iter().cloned());
     blockers.dedup();
 
     let mut events = Vec::new();

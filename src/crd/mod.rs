@@ -23,6 +23,25 @@ pub const GROUP: &str = "janus.torghut.io";
 pub const APPROVED_BY: &str = "janus.torghut.io/approved-by";
 pub const APPROVAL_TOKEN: &str = "janus.torghut.io/approval-token";
 pub const ROLLBACK_DRILL_AT: &str = "janus.torghut.io/rollback-drill-at";
+/// Annotations a human sets to ask the admission webhook for a signed record (docs/gates.md).
+/// The webhook replaces each with its stamped record, or refuses the change naming the rule.
+/// `approve: "true"`: approver group, not the creator, not a ServiceAccount.
+pub const ASK_APPROVE: &str = "janus.torghut.io/approve";
+/// `record-rollback-drill: now` or an RFC 3339 time not in the future (on-call group).
+pub const ASK_ROLLBACK_DRILL: &str = "janus.torghut.io/record-rollback-drill";
+/// `record-kill-switch-drill: now` or an RFC 3339 time not in the future (on-call group).
+pub const ASK_KILL_SWITCH_DRILL: &str = "janus.torghut.io/record-kill-switch-drill";
+/// `validate-runbook: "true"` (on-call group).
+pub const ASK_VALIDATE_RUNBOOK: &str = "janus.torghut.io/validate-runbook";
+
+/// Annotations only the admission webhook writes: a signed record each (`crate::identity`).
+pub const STAMP_CREATED_BY: &str = "janus.torghut.io/created-by";
+pub const STAMP_APPROVAL: &str = "janus.torghut.io/approval";
+pub const STAMP_ROLLBACK_DRILL: &str = "janus.torghut.io/rollback-drill";
+pub const STAMP_KILL_SWITCH_DRILL: &str = "janus.torghut.io/kill-switch-drill";
+pub const STAMP_RUNBOOK_VALIDATION: &str = "janus.torghut.io/runbook-validation";
+pub const STAMP_KILL_SWITCH: &str = "janus.torghut.io/kill-switch-by";
+
 /// The longest PromotionRequest name the operator serves: its runtime ConfigMap is
 /// `<name>-runtime`, which must fit a 63-character name without shortening, so the chart (which
 /// renders the decision service's RBAC from the name) and the operator derive the same name.

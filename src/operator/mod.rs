@@ -9,6 +9,8 @@ pub mod lease;
 pub mod lenient;
 pub mod metrics;
 pub mod reconcile;
+pub mod trail;
+pub mod webhook;
 
 use crate::crd::{JanusCandidate, JanusRun, Lenient, PromotionRequest};
 use axum::Router;
@@ -71,6 +73,52 @@ pub struct ControllerArgs {
     /// `json` (default) or `text` logs.
     #[arg(long, default_value = "json")]
     pub log_format: String,
+    /// Serve the admission webhook (`/mutate`, `/validate`, AdmissionReview v1) over TLS on this
+    /// address, on every replica; needs --webhook-cert-dir, --webhook-signing-key-file and
+    /// --operator-service-account.
+    #[arg(long)]
+    pub webhook_listen: Option<String>,
+    /// Directory holding the webhook's serving certificate: `tls.crt` (chain) and `tls.key`.
+    #[arg(long)]
+    pub webhook_cert_dir: Option<PathBuf>,
+    /// The key the webhook signs stamped records with and the operator verifies them with (a
+    /// Secret only the operator reads; at least 16 bytes). Without it no approval, drill or
+    /// runbook validation counts.
+    #[arg(long, env = "JANUS_WEBHOOK_SIGNING_KEY_FILE")]
+    pub webhook_signing_key_file: Option<PathBuf>,
+    /// Members of this group may approve canaries (never their own requests).
+    #[arg(long, default_value = "janus-approvers")]
+    pub approver_group: String,
+    /// Members of this group may record drills and runbook validation.
+    #[arg(long, default_value = "janus-oncall")]
+    pub oncall_group: String,
+    /// The operator's own ServiceAccount, the only identity that may create or change
+    /// JanusCandidates: NAME (in --namespace), NAMESPACE:NAME or
+    /// `system:serviceaccount:NAMESPACE:NAME`.
+    #[arg(long, env = "JANUS_OPERATOR_SERVICE_ACCOUNT")]
+    pub operator_service_account: Option<String>,
+    /// The ServiceAccount every step Job runs as (the chart's step ServiceAccount, bound to no
+    /// Role; its token is not mounted). Unset: the namespace's default.
+    #[arg(long, env = "JANUS_STEP_SERVICE_ACCOUNT")]
+    pub step_service_account: Option<String>,
+    /// How long an approval counts after it is stamped (hours).
+    #[arg(long, default_value_t = 24.0)]
+    pub approval_max_age_hours: f64,
+    /// Serve the webhook (and /healthz) only: take no part in leader election, reconcile
+    /// nothing (a webhook Deployment of its own, or a webhook that outlives operator restarts).
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_only: bool,
+}
+
+/// The username the API server gives a ServiceAccount.
+pub fn service_account_username(arg: &str, namespace: &str) -> String {
+    if arg.starts_with("system:serviceaccount:") {
+        arg.to_string()
+    } else if let Some((ns, name)) = arg.split_once(':') {
+        format!("system:serviceaccount:{ns}:{name}")
+    } else {
+        format!("system:serviceaccount:{namespace}:{arg}")
+    }
 }
 
 pub struct OperatorConfig {
@@ -79,6 +127,11 @@ pub struct OperatorConfig {
     pub artifacts_root: PathBuf,
     pub policy_config_map: (String, String),
     pub field_manager: String,
+    /// The admission webhook's signing key: stamped records verify only with it (none: no
+    /// approval, drill or runbook validation counts).
+    pub signing_key: Option<crate::identity::SigningKey>,
+    /// The ServiceAccount step Jobs run as.
+    pub step_service_account: Option<String>,
 }
 
 pub struct Context {
@@ -303,6 +356,57 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         format!("{host}-{}", std::process::id())
     });
     let field_manager = "janus-operator".to_string();
+    let signing_key = match &args.webhook_signing_key_file {
+        Some(path) => {
+            Some(crate::identity::SigningKey::from_file(path).map_err(|e| fail(e.to_string()))?)
+        }
+        None => {
+            tracing::warn!(
+                "no --webhook-signing-key-file: no approval, drill or runbook validation will count"
+            );
+            None
+        }
+    };
+    if let Some(listen) = &args.webhook_listen {
+        let dir = args
+            .webhook_cert_dir
+            .as_ref()
+            .ok_or_else(|| fail("--webhook-listen needs --webhook-cert-dir".into()))?;
+        let key = signing_key
+            .clone()
+            .ok_or_else(|| fail("--webhook-listen needs --webhook-signing-key-file".into()))?;
+        let operator = args
+            .operator_service_account
+            .as_deref()
+            .ok_or_else(|| fail("--webhook-listen needs --operator-service-account".into()))?;
+        if !(args.approval_max_age_hours > 0.0 && args.approval_max_age_hours <= 24.0 * 365.0) {
+            return Err(fail(
+                "--approval-max-age-hours must lie in (0, 8760]".into(),
+            ));
+        }
+        let tls = webhook::tls_config(dir).map_err(|e| fail(e.to_string()))?;
+        let hook = webhook::Webhook {
+            config: crate::admission::Config {
+                approver_group: args.approver_group.clone(),
+                oncall_group: args.oncall_group.clone(),
+                operator_username: service_account_username(operator, &args.namespace),
+                approval_ttl: chrono::Duration::seconds(
+                    (args.approval_max_age_hours * 3600.0) as i64,
+                ),
+                key,
+            },
+            client: client.clone(),
+            artifacts_root: args.artifacts_root.clone(),
+        };
+        // A webhook that cannot listen stops the process (exit 2): it must not run half-armed.
+        let listen = listen.clone();
+        tokio::spawn(async move {
+            if let Err(e) = webhook::serve(listen, tls, hook).await {
+                tracing::error!(error = %e, "the admission webhook stopped");
+                std::process::exit(2);
+            }
+        });
+    }
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -319,6 +423,8 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             artifacts_root: args.artifacts_root.clone(),
             policy_config_map,
             field_manager,
+            signing_key,
+            step_service_account: args.step_service_account.clone(),
         },
         failures: Mutex::new(HashMap::new()),
         ready: AtomicBool::new(false),
@@ -327,6 +433,13 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         lease_epoch: AtomicU64::new(u64::MAX),
     });
     let http = tokio::spawn(serve_http(args.listen.clone(), ctx.clone()));
+    if args.webhook_only {
+        ctx.ready.store(true, Ordering::Relaxed);
+        tracing::info!("serving the admission webhook only");
+        shutdown_signal().await;
+        http.abort();
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -289,6 +289,10 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
             .await?;
         let job = jobs::job(run.as_ref(), step, &ctx.config.operator_image)
             .ok_or_else(|| ReconcileError::Invalid(format!("run {name} lacks a uid or name")))?;
+        let job = match &ctx.config.step_service_account {
+            Some(sa) => jobs::with_service_account(job, sa),
+            None => job,
+        };
         // Create, never update: a Job that already exists (a restart between creating it and
         // recording it) is the same step, and is left as it is.
         match jobs_api.create(&PostParams::default(), &job).await {
@@ -507,6 +511,35 @@ fn candidate_stage(ctx: &Context, pr: &PromotionRequest) -> Option<crate::promot
         .max()
 }
 
+/// The records the admission webhook stamped on the request, verified with the signing key
+/// (none without one).
+fn stamped_records(
+    ctx: &Context,
+    pr: &PromotionRequest,
+    model_sha256: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> crate::identity::Verified {
+    let (ns, name, uid) = (
+        pr.namespace().unwrap_or_default(),
+        pr.name_any(),
+        pr.uid().unwrap_or_default(),
+    );
+    let binding = crate::identity::Binding {
+        namespace: &ns,
+        request: &name,
+        uid: &uid,
+        candidate: &pr.spec.candidate,
+        target: pr.spec.target,
+        model_sha256,
+    };
+    crate::identity::verify_all(
+        pr.annotations(),
+        &binding,
+        ctx.config.signing_key.as_ref(),
+        now,
+    )
+}
+
 #[tracing::instrument(name = "reconcile PromotionRequest", skip_all, fields(name = %pr.name_any()))]
 pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
@@ -517,11 +550,19 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     // The kill switch first: whatever else cannot be read below, a request whose switch is on
     // (or was seen on) has its trading turned off before anything else is attempted.
     let latched_by = ctx.kill_latch.actor(&uid);
-    let kill_actor = crate::operator::kill::kill_switch_actor(
-        pr.metadata.managed_fields.as_deref().unwrap_or_default(),
-    )
-    .or(latched_by.clone())
-    .unwrap_or_else(|| "unknown".into());
+    let now = Utc::now();
+    let annotations = pr.annotations().clone();
+    // Who set the kill switch: the webhook's signed record, else the field manager.
+    let stamped_kill = stamped_records(&ctx, pr.as_ref(), None, now).kill_switch;
+    let kill_actor = stamped_kill
+        .map(|r| r.by)
+        .or_else(|| {
+            crate::operator::kill::kill_switch_actor(
+                pr.metadata.managed_fields.as_deref().unwrap_or_default(),
+            )
+        })
+        .or(latched_by.clone())
+        .unwrap_or_else(|| "unknown".into());
     if pr.spec.kill_switch {
         ctx.kill_latch.latch(&uid, &kill_actor);
     }
@@ -575,10 +616,16 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     let history_uri = candidate
         .as_ref()
         .map(|c| format!("{}/event-car.json", run_plan::run_dir(&c.spec.run_ref)));
-    let annotations = pr.annotations().clone();
-    let actor = annotations
-        .get(crate::crd::APPROVED_BY)
-        .cloned()
+    let stamped = stamped_records(
+        &ctx,
+        pr.as_ref(),
+        candidate.as_ref().map(|c| c.spec.model.sha256.as_str()),
+        now,
+    );
+    // The actor: the verified approver, else the verified creator, else the field manager.
+    let actor = (stamped.approval.as_ref())
+        .or(stamped.created_by.as_ref())
+        .map(|r| r.by.clone())
         .unwrap_or_else(|| actor(pr.as_ref()));
     let candidate_stage = candidate_stage(&ctx, pr.as_ref());
     // Read the latch again after the reads above: the fast path may have seen a switch that
@@ -594,7 +641,6 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         cache_ready = ctx.requests_ready(),
         "the candidate's stage"
     );
-    let now = Utc::now();
     let decide = |stage_held_by: Option<&str>| {
         promotion_plan::reconcile(&promotion_plan::PromotionInputs {
             name: &name,
@@ -602,6 +648,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             spec: &pr.spec,
             annotations: &annotations,
             status: pr.status.as_ref(),
+            stamped: &stamped,
             candidate_stage,
             model: candidate.as_ref().map(|c| &c.spec.model),
             candidate_deleting: candidate
@@ -682,6 +729,18 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     }
     if pr.status.as_ref() != Some(&plan.status) {
         write_status(&requests, pr.as_ref(), &plan.status).await?;
+        // The audit trail: each history entry this write added, once it is on record.
+        let model = (plan.status.served_model.as_ref())
+            .or(candidate.as_ref().map(|c| &c.spec.model))
+            .map(|m| &m.sha256);
+        let entries = crate::audit::new_transitions(&previous.history, &plan.status.history)
+            .iter()
+            .map(|t| {
+                let uid = Some(uid.as_str()).filter(|u| !u.is_empty());
+                crate::audit::Entry::transition(&ns, &name, uid, &pr.spec.candidate, model, t)
+            })
+            .collect();
+        crate::operator::trail::append(&ctx.config.artifacts_root, &ns, entries).await;
     }
     let (stage, phase) = (plan.status.stage, plan.status.phase);
     if (previous.stage, previous.phase) != (stage, phase) {

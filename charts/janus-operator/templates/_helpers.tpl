@@ -37,3 +37,18 @@ refuses longer names too. */ -}}
 {{- define "janus.decision.runtimeConfigMap" -}}
 {{- include "janus.decision.promotionRequest" . }}-runtime
 {{- end -}}
+{{- /* One webhook entry's common fields: the Service, CA bundle, path, failure policy. */ -}}
+{{- define "janus.webhook.common" -}}
+admissionReviewVersions: ["v1"]
+sideEffects: NoneOnDryRun
+timeoutSeconds: {{ .timeout }}
+failurePolicy: {{ .failurePolicy }}
+matchPolicy: Equivalent
+clientConfig:
+  service: {name: {{ .service }}, namespace: {{ .ns }}, path: {{ .path }}, port: 443}
+  {{- if .caBundle }}
+  caBundle: {{ .caBundle }}
+  {{- end }}
+{{- end -}}
+{{- define "janus.stepServiceAccount" -}}{{ include "janus.fullname" . | trunc 58 | trimSuffix "-" }}-step{{- end -}}
+{{- define "janus.policyNamespace" -}}{{ default (printf "%s-policy" (include "janus.namespace" .)) .Values.policy.namespace }}{{- end -}}

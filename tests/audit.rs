@@ -1,0 +1,95 @@
+//! `janus audit verify`: exit 0 on an intact trail; exit 1 naming FILE:LINE of the first line
+//! that was edited, deleted, inserted or moved.
+
+use janus::audit::Entry;
+use janus::audit::file::{append, path_for};
+use janus::promotion::{Phase, Stage, Transition};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn janus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn transition(i: i64, actor: &str) -> Entry {
+    Entry::transition(
+        "janus",
+        &format!("r{i}"),
+        Some("uid-1"),
+        "cand-1",
+        None,
+        &Transition {
+            at: chrono::DateTime::from_timestamp(1_760_000_000 + i, 0).unwrap(),
+            from: Stage::Shadow,
+            to: Stage::Paper,
+            phase: Phase::Promoted,
+            reason: "all gates passed".into(),
+            actor: actor.into(),
+        },
+    )
+}
+
+fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<String>)) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    f(&mut lines);
+    std::fs::write(
+        path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn audit_verify_names_the_first_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_for(dir.path(), "janus");
+    append(&path, (1..=3).map(|i| transition(i, "alice")).collect()).unwrap();
+    // A second writer (an operator restarted) continues the same chain.
+    append(&path, vec![transition(4, "bob"), transition(5, "carol")]).unwrap();
+    let file = path.to_str().unwrap();
+    let ok = janus(&["audit", "verify", file]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("5 lines, chain intact"));
+
+    type Edit = Box<dyn Fn(&mut Vec<String>)>;
+    let cases: Vec<(&str, Edit, usize)> = vec![
+        (
+            "edited",
+            Box::new(|l: &mut Vec<String>| l[2] = l[2].replace("alice", "mallo")),
+            3,
+        ),
+        (
+            "deleted",
+            Box::new(|l: &mut Vec<String>| drop(l.remove(1))),
+            2,
+        ),
+        ("reordered", Box::new(|l: &mut Vec<String>| l.swap(3, 4)), 4),
+        (
+            "inserted",
+            Box::new(|l: &mut Vec<String>| {
+                let copy = l[0].clone();
+                l.insert(2, copy)
+            }),
+            3,
+        ),
+    ];
+    let pristine = std::fs::read(&path).unwrap();
+    for (what, edit, line) in cases {
+        std::fs::write(&path, &pristine).unwrap();
+        rewrite(&path, edit);
+        let out = janus(&["audit", "verify", file]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{file}:{line}:")),
+            "{what}: expected {file}:{line} in {stderr}"
+        );
+    }
+    // A missing file is an error, not a pass.
+    let missing = janus(&["audit", "verify", "/nonexistent/audit.jsonl"]);
+    assert!(!missing.status.success());
+}
