@@ -124,6 +124,7 @@ fn run_with(
         kill_switch_actor: "unknown",
         stage_held_by: None,
         lease_epoch: Some(3),
+        status_sealed: true,
         now,
     };
     tweak(&mut inputs);
@@ -510,6 +511,7 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
         kill_switch_actor: "unknown",
         stage_held_by: None,
         lease_epoch: None,
+        status_sealed: true,
         now,
     });
     assert_eq!(plan.status.phase, Some(Phase::Blocked));
@@ -757,6 +759,45 @@ fn spec_changes_the_operator_did_not_see_halt_a_served_request() {
         i.generation = Some(2)
     });
     assert_eq!(two.status.phase, Some(Phase::Promoted));
+}
+
+#[test]
+fn a_promoted_status_the_operator_did_not_seal_halts() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    // A status written by hand (or restored from a backup) claiming the request is promoted:
+    // the gates and the stage claim were never passed. It halts instead of trading.
+    let forged = PromotionRequestStatus {
+        stage: Some(Stage::Paper),
+        phase: Some(Phase::Promoted),
+        observed_generation: Some(1),
+        ..Default::default()
+    };
+    let plan = run_with(
+        &spec(Target::Paper, false),
+        &none,
+        Some(&forged),
+        now,
+        |i| i.status_sealed = false,
+    );
+    assert_eq!(plan.status.phase, Some(Phase::Halted));
+    assert!(plan.status.history.last().unwrap().reason.contains("seal"));
+    assert_eq!(plan.runtime_config.unwrap()["tradingEnabled"], "false");
+    // The key's seal over the fields verifies, and any change to them breaks it.
+    let key = janus::identity::SigningKey::new(b"0123456789abcdef0123").unwrap();
+    let sealed = run(&spec(Target::Paper, false), &none, None, now).status;
+    let fields = sealed.seal_fields("uid-1");
+    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let seal = janus::identity::status_seal(&key, &fields);
+    assert!(janus::identity::status_seal_valid(&key, &fields, &seal));
+    let other = sealed.seal_fields("uid-2");
+    let other: Vec<&str> = other.iter().map(String::as_str).collect();
+    assert!(!janus::identity::status_seal_valid(&key, &other, &seal));
+    let mut canary = sealed.clone();
+    canary.stage = Some(Stage::Canary);
+    let moved = canary.seal_fields("uid-1");
+    let moved: Vec<&str> = moved.iter().map(String::as_str).collect();
+    assert!(!janus::identity::status_seal_valid(&key, &moved, &seal));
 }
 
 #[test]

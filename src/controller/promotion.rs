@@ -61,6 +61,10 @@ pub struct PromotionInputs<'a> {
     pub stage_held_by: Option<&'a str>,
     /// The operator's lease epoch, written into the runtime ConfigMap.
     pub lease_epoch: Option<u64>,
+    /// The status carries the operator's valid seal (`crate::identity::status_seal`), or no
+    /// key is configured to check it. A promoted status without one was not written by the
+    /// operator (a hand edit, a restored backup) and halts.
+    pub status_sealed: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -145,6 +149,14 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
     // The rest guards what is being served.
     if previous.phase != Some(Phase::Promoted) {
         return None;
+    }
+    if !input.status_sealed {
+        return Some(format!(
+            "{}: the status says promoted at {:?}, but the operator's seal on it is missing or \
+             wrong: it was not written by the operator",
+            HaltReason::SpecChanged.as_str(),
+            previous.stage.unwrap_or(Stage::Shadow)
+        ));
     }
     let lost = |why: String| Some(format!("{}: {why}", HaltReason::BackingLost.as_str()));
     match input.model {
@@ -506,6 +518,8 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                 .or(previous.runtime_config_map),
             bound,
             served_model,
+            // Sealed by the glue, which holds the key.
+            seal: None,
         },
         runtime_config,
         events,

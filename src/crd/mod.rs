@@ -453,6 +453,29 @@ pub struct PromotionRequestStatus {
     /// exactly this model, else the request halts (`SpecChanged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_model: Option<ModelRef>,
+    /// The operator's seal over what this status says it serves (`crate::identity::status_seal`):
+    /// a promoted status without a valid seal was not written by the operator, and halts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+impl PromotionRequestStatus {
+    /// The fields [`PromotionRequestStatus::seal`] covers, for request `uid`.
+    pub fn seal_fields(&self, uid: &str) -> Vec<String> {
+        vec![
+            uid.to_string(),
+            self.stage.map(|s| format!("{s:?}")).unwrap_or_default(),
+            self.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+            self.bound
+                .as_ref()
+                .map(|b| format!("{}/{}", b.candidate, b.target.name()))
+                .unwrap_or_default(),
+            self.served_model
+                .as_ref()
+                .map(|m| format!("{}@{}", m.uri, m.sha256))
+                .unwrap_or_default(),
+        ]
+    }
 }
 
 /// A request's identity, pinned at its first reconcile.

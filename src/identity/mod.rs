@@ -188,6 +188,23 @@ impl Record {
     }
 }
 
+/// The operator's seal on what a PromotionRequest's status says it serves: HMAC-SHA256 (the
+/// webhook's key, which only the operator holds) over `uid`, stage, phase, the bound candidate
+/// and target and the served model's digest, joined with newlines; lowercase hex. A status
+/// written by anyone else (a hand edit through the status subresource, a restored backup) does
+/// not carry a valid seal for what it claims.
+pub fn status_seal(key: &SigningKey, fields: &[&str]) -> String {
+    hex(ring::hmac::sign(&key.0, fields.join("\n").as_bytes()).as_ref())
+}
+
+/// Whether `seal` is the key's seal over `fields` (constant-time comparison).
+pub fn status_seal_valid(key: &SigningKey, fields: &[&str], seal: &str) -> bool {
+    match unhex(seal) {
+        Some(tag) => ring::hmac::verify(&key.0, fields.join("\n").as_bytes(), &tag).is_ok(),
+        None => false,
+    }
+}
+
 /// The request a record must be bound to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Binding<'a> {

@@ -641,6 +641,18 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         cache_ready = ctx.requests_ready(),
         "the candidate's stage"
     );
+    // The status counts as the operator's only with its seal (when a key is configured).
+    let status_sealed = match (ctx.config.signing_key.as_ref(), pr.status.as_ref()) {
+        (Some(key), Some(status)) => {
+            let fields = status.seal_fields(&uid);
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            status
+                .seal
+                .as_deref()
+                .is_some_and(|seal| crate::identity::status_seal_valid(key, &fields, seal))
+        }
+        _ => true,
+    };
     let decide = |stage_held_by: Option<&str>| {
         promotion_plan::reconcile(&promotion_plan::PromotionInputs {
             name: &name,
@@ -663,6 +675,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             kill_switch_actor: &kill_actor,
             stage_held_by,
             lease_epoch: ctx.lease_epoch(),
+            status_sealed,
             now,
         })
     };
@@ -726,6 +739,11 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         if c.metadata.deletion_timestamp.is_none() {
             crate::operator::claims::hold_candidate(&ctx, &ns, c).await?;
         }
+    }
+    if let Some(key) = ctx.config.signing_key.as_ref() {
+        let fields = plan.status.seal_fields(&uid);
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        plan.status.seal = Some(crate::identity::status_seal(key, &fields));
     }
     if pr.status.as_ref() != Some(&plan.status) {
         write_status(&requests, pr.as_ref(), &plan.status).await?;
