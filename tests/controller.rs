@@ -602,22 +602,41 @@ fn spec_changes_the_operator_did_not_see_halt_a_served_request() {
     let paper = run(&spec(Target::Paper, false), &none, None, now);
     assert_eq!(paper.status.observed_generation, Some(1));
     // One change since (generation 2): seen, judged on its own (here: nothing to halt for).
-    let one = run_with(&spec(Target::Paper, false), &none, Some(&paper.status), now, |i| {
-        i.generation = Some(2)
-    });
+    let one = run_with(
+        &spec(Target::Paper, false),
+        &none,
+        Some(&paper.status),
+        now,
+        |i| i.generation = Some(2),
+    );
     assert_eq!(one.status.phase, Some(Phase::Promoted));
     // Two changes while nobody watched (on, then off: generation 3) cannot be told apart from a
     // kill switch set and cleared: halted.
-    let two = run_with(&spec(Target::Paper, false), &none, Some(&paper.status), now, |i| {
-        i.generation = Some(3)
-    });
+    let two = run_with(
+        &spec(Target::Paper, false),
+        &none,
+        Some(&paper.status),
+        now,
+        |i| i.generation = Some(3),
+    );
     assert_halted_for(&two, "SpecChanged");
-    assert!(two.status.history.last().unwrap().reason.contains("2 times"));
+    assert!(
+        two.status
+            .history
+            .last()
+            .unwrap()
+            .reason
+            .contains("2 times")
+    );
     // A request not serving anything is only re-evaluated.
     let blocked = run(&spec(Target::Canary, false), &none, None, now);
-    let later = run_with(&spec(Target::Canary, false), &none, Some(&blocked.status), now, |i| {
-        i.generation = Some(5)
-    });
+    let later = run_with(
+        &spec(Target::Canary, false),
+        &none,
+        Some(&blocked.status),
+        now,
+        |i| i.generation = Some(5),
+    );
     assert_eq!(later.status.phase, Some(Phase::Blocked));
 }
 
