@@ -466,10 +466,7 @@ fn replay_comparison_names_every_difference() {
 }
 
 fn case(path: &str) -> String {
-    format!(
-        "{}/tests/fixtures/cases/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/tests/fixtures/cases/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn janus(args: &[&str]) -> std::process::Output {
@@ -511,7 +508,11 @@ fn a_constant_return_series_has_no_sharpe_ratio() {
     // 0.001 ± 1e-6 have mean 0.001 and population std 1e-6, so SR = 1000 √252.
     let mut nav = vec![1.0];
     for t in 0..252 {
-        let r = if t % 2 == 0 { 0.001 + 1e-6 } else { 0.001 - 1e-6 };
+        let r = if t % 2 == 0 {
+            0.001 + 1e-6
+        } else {
+            0.001 - 1e-6
+        };
         nav.push(nav[t] * (1.0 + r));
     }
     let sr = NavMetrics::from_nav(&nav).unwrap().sr.unwrap();
@@ -562,8 +563,15 @@ fn a_wiped_out_book_is_ruined_not_floored() {
     let c = &report["candidate"];
     let nav = c["nav"].as_array().unwrap();
     let last = nav.last().unwrap().as_f64().unwrap();
-    assert!((last - expected).abs() < 1e-9, "NAV {last}, expected {expected}");
-    assert!(nav[..nav.len() - 1].iter().all(|v| v.as_f64().unwrap() > 0.0));
+    assert!(
+        (last - expected).abs() < 1e-9,
+        "NAV {last}, expected {expected}"
+    );
+    assert!(
+        nav[..nav.len() - 1]
+            .iter()
+            .all(|v| v.as_f64().unwrap() > 0.0)
+    );
     let m = &c["metrics"];
     assert!((m["total_return"].as_f64().unwrap() - (expected - 1.0)).abs() < 1e-9);
     assert!(m["mdd"].as_f64().unwrap() > 2.0, "{m}");
@@ -598,9 +606,11 @@ fn huge_car_estimates_do_not_overflow_the_errors() {
     let d = dir.path();
     let p = |f: &str| d.join(f).to_str().unwrap().to_string();
     let data = case("car-estimate-overflow-rmse/data");
-    assert!(janus(&["label", "--dataset", &data, "--out", &p("label")])
-        .status
-        .success());
+    assert!(
+        janus(&["label", "--dataset", &data, "--out", &p("label")])
+            .status
+            .success()
+    );
     let out = janus(&[
         "evaluate",
         "--event-car",
@@ -623,7 +633,11 @@ fn huge_car_estimates_do_not_overflow_the_errors() {
     let mae = report["candidate"]["mae"].as_f64().unwrap();
     assert!((rmse / (1e200 / 2f64.sqrt()) - 1.0).abs() < 1e-12, "{rmse}");
     assert!((mae / 5e199 - 1.0).abs() < 1e-12, "{mae}");
-    assert!(janus(&["verify", &p("eval/evidence.json")]).status.success());
+    assert!(
+        janus(&["verify", &p("eval/evidence.json")])
+            .status
+            .success()
+    );
 }
 
 /// The turnover divisor: traded notional per *evaluated* day. One symbol at a flat price 10
@@ -653,12 +667,22 @@ fn turnover_divides_by_evaluated_days() {
         strength: Strength::Strong,
         car_estimate: 0.01,
     });
-    let bt = run(&prices, &events, &[call], &[], 2, &BacktestConfig::default());
+    let bt = run(
+        &prices,
+        &events,
+        &[call],
+        &[],
+        2,
+        &BacktestConfig::default(),
+    );
     let window = [1.0, 1.0, 0.9995, 0.999, 0.999, 0.999];
     let mean_nav = window.iter().sum::<f64>() / 6.0;
     let expected = 1.0 / mean_nav / 5.0;
     let turnover = bt.turnover(5).unwrap();
-    assert!((turnover - expected).abs() < 1e-12, "{turnover} vs {expected}");
+    assert!(
+        (turnover - expected).abs() < 1e-12,
+        "{turnover} vs {expected}"
+    );
     // Over the whole calendar (start 0) the same trades are spread over 10 days.
     let whole = bt.turnover(0).unwrap();
     let all = [1.0; 7].iter().sum::<f64>() + 0.9995 + 3.0 * 0.999;

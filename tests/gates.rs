@@ -776,7 +776,8 @@ fn ruin_fails_every_gate_that_reads_performance() {
         edit(e);
         w.decide(Target::Paper, &policy)
     };
-    let cases: [(&str, Box<dyn Fn(&mut EvidenceArtifact)>); 3] = [
+    type Edit = Box<dyn Fn(&mut EvidenceArtifact)>;
+    let cases: [(&str, Edit); 3] = [
         (
             "ruin metric",
             Box::new(|e| {

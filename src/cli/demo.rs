@@ -358,10 +358,7 @@ fn summary_markdown(
         let _ = writeln!(
             md,
             "| {name} | {sr} | {:+.4} [{:+.4}, {:+.4}] p={:.3} |",
-            e.da_delta.value,
-            e.da_delta.ci_lower,
-            e.da_delta.ci_upper,
-            e.da_delta.p_value
+            e.da_delta.value, e.da_delta.ci_lower, e.da_delta.ci_upper, e.da_delta.p_value
         );
     }
     let _ = writeln!(

@@ -6,9 +6,7 @@ use crate::contracts::evidence::{
 use crate::contracts::label::{Label, Prediction};
 use crate::contracts::lineage::digest_file;
 use crate::contracts::reward::HgrmRewardArtifact;
-use crate::contracts::{
-    Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact,
-};
+use crate::contracts::{Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact};
 use crate::evaluation::backtest::{EventSlot, PricePanel};
 use crate::evaluation::charts;
 use crate::evaluation::report::{

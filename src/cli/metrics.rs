@@ -138,7 +138,8 @@ pub fn run(args: MetricsArgs) -> CliResult {
     if args.bootstrap > 0 {
         match sharpe_interval(&returns, &config) {
             Ok(ci) => {
-                out["sr_ci"] = json!({"ci_lower": ci.ci_lower, "ci_upper": ci.ci_upper, "p_value": ci.p_value})
+                out["sr_ci"] =
+                    json!({"ci_lower": ci.ci_lower, "ci_upper": ci.ci_upper, "p_value": ci.p_value})
             }
             Err(why) => {
                 out["sr_ci"] = serde_json::Value::Null;

@@ -60,7 +60,9 @@ pub enum Undefined {
     NoDrawdown,
     #[error("the {0} has none: {1}")]
     Side(&'static str, Box<Undefined>),
-    #[error("series not paired day by day: candidate {candidate} and baseline {baseline} return days")]
+    #[error(
+        "series not paired day by day: candidate {candidate} and baseline {baseline} return days"
+    )]
     Unpaired { candidate: usize, baseline: usize },
     #[error("no labelled events with a call to score")]
     NothingScored,

@@ -347,7 +347,8 @@ pub fn parse_price_panel(
     }
     let calendar = Calendar::new(dates.into_iter().collect());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (prices, bad, _unordered) = parse_prices((file, bytes), &universe, &calendar, strict, threads)?;
+    let (prices, bad, _unordered) =
+        parse_prices((file, bytes), &universe, &calendar, strict, threads)?;
     Ok((calendar, universe, prices, bad))
 }
 
