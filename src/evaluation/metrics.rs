@@ -275,6 +275,23 @@ mod tests {
             NavMetrics::from_nav(&[1.0, f64::NAN, 1.1]),
             Err(MetricsError::BadNav { index: 1, .. })
         ));
-        assert!(NavMetrics::from_nav(&[1.0, 0.0]).is_err());
+        assert!(NavMetrics::from_nav(&[0.0, 1.0]).is_err(), "a series starts solvent");
+        assert!(matches!(
+            NavMetrics::from_nav(&[1.0, -0.5, 1.0]),
+            Err(MetricsError::PointsAfterRuin { index: 1, .. })
+        ));
+        // Ruin ends a series: its losses stay visible and SR/ARR/Calmar say why they are null.
+        let ruined = NavMetrics::from_nav(&[1.0, 1.1, -0.1]).unwrap();
+        assert_eq!(ruined.ruin, Some(Ruin { day: 2, nav: -0.1 }));
+        assert!((ruined.total_return + 1.1).abs() < 1e-15);
+        assert!((ruined.mdd - 1.2 / 1.1).abs() < 1e-15);
+        assert_eq!((ruined.sr, ruined.arr, ruined.calmar), (None, None, None));
+        for k in ["sr", "arr", "calmar"] {
+            assert!(ruined.null_reasons[k].starts_with("ruin"), "{k}");
+        }
+        // An ARR that overflows (1 to 20 in one day) is null with its reason, not `null` alone.
+        let steep = NavMetrics::from_nav(&[1.0, 20.0]).unwrap();
+        assert_eq!(steep.arr, None);
+        assert!(steep.null_reasons["arr"].starts_with("overflow"));
     }
 }

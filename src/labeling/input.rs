@@ -1195,16 +1195,22 @@ mod tests {
         assert!(d.prices.close_of(0)[1].is_nan());
         assert_eq!(d.prices.close_of(0)[2], 11.0);
         assert_eq!(d.prices.close_of(1)[1], 5.0);
-        assert_eq!(d.bad_rows.counts["prices"], 5);
+        // B's 2024-01-02 row comes after its 2024-01-03 row: placed by date, and noted.
+        assert_eq!(d.prices.close_of(1)[0], 5.0);
+        assert_eq!(d.notes.len(), 1);
+        assert!(d.notes[0].starts_with("prices.csv: 1 row(s)"), "{:?}", d.notes);
+        assert_eq!(d.bad_rows.counts["prices"], 4);
         let lines: Vec<u64> = d.bad_rows.examples.iter().map(|b| b.line).collect();
-        assert_eq!(lines, vec![3, 4, 6, 8, 9]);
+        assert_eq!(lines, vec![3, 4, 6, 9]);
         let text: Vec<String> = d.bad_rows.examples.iter().map(|b| b.to_string()).collect();
         assert_eq!(text[0], "prices.csv:3: close `x` is not a finite number");
         assert_eq!(text[1], "prices.csv:4: symbol `Z` is not in the universe");
-        assert_eq!(text[2], "prices.csv:6: duplicate row for `A` on 2024-01-04");
-        assert!(text[3].starts_with("prices.csv:8: date 2024-01-02 of `B` is before 2024-01-03"));
         assert_eq!(
-            text[4],
+            text[2],
+            "prices.csv:6: duplicate row for `A` on 2024-01-04 (first on line 5)"
+        );
+        assert_eq!(
+            text[3],
             "prices.csv:9: 2024-01-06 is not a trading day of the index calendar"
         );
         assert_eq!(d.events[0].title, "Pays, generously");
