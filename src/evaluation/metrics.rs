@@ -275,7 +275,10 @@ mod tests {
             NavMetrics::from_nav(&[1.0, f64::NAN, 1.1]),
             Err(MetricsError::BadNav { index: 1, .. })
         ));
-        assert!(NavMetrics::from_nav(&[0.0, 1.0]).is_err(), "a series starts solvent");
+        assert!(
+            NavMetrics::from_nav(&[0.0, 1.0]).is_err(),
+            "a series starts solvent"
+        );
         assert!(matches!(
             NavMetrics::from_nav(&[1.0, -0.5, 1.0]),
             Err(MetricsError::PointsAfterRuin { index: 1, .. })

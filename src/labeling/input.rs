@@ -1198,7 +1198,11 @@ mod tests {
         // B's 2024-01-02 row comes after its 2024-01-03 row: placed by date, and noted.
         assert_eq!(d.prices.close_of(1)[0], 5.0);
         assert_eq!(d.notes.len(), 1);
-        assert!(d.notes[0].starts_with("prices.csv: 1 row(s)"), "{:?}", d.notes);
+        assert!(
+            d.notes[0].starts_with("prices.csv: 1 row(s)"),
+            "{:?}",
+            d.notes
+        );
         assert_eq!(d.bad_rows.counts["prices"], 4);
         let lines: Vec<u64> = d.bad_rows.examples.iter().map(|b| b.line).collect();
         assert_eq!(lines, vec![3, 4, 6, 9]);
