@@ -38,7 +38,7 @@ fn reproduces_the_papers_table_2_for_all_17_series() {
         };
         check("SR", m.sr.unwrap(), "sr");
         check("MDD", m.mdd, "mdd");
-        check("ARR", m.arr, "arr");
+        check("ARR", m.arr.unwrap(), "arr");
         check("Calmar", m.calmar.unwrap(), "cr");
         check("total return", m.total_return, "totalReturn");
         assert_eq!(
@@ -73,7 +73,8 @@ fn coverage(phi: f64, block_length: f64) -> f64 {
                 seed,
                 confidence: 0.95,
             },
-        );
+        )
+        .unwrap();
         if ci.ci_lower <= true_sr && true_sr <= ci.ci_upper {
             covered += 1;
         }
@@ -102,8 +103,8 @@ fn bootstrap_is_deterministic_for_a_seed_and_detects_a_real_edge() {
         resamples: 2000,
         ..BootstrapConfig::default()
     };
-    let a = sharpe_delta(&cand, &base, &config);
-    let b = sharpe_delta(&cand, &base, &config);
+    let a = sharpe_delta(&cand, &base, &config).unwrap();
+    let b = sharpe_delta(&cand, &base, &config).unwrap();
     assert_eq!(a, b);
     assert!(
         a.value > 0.0 && a.ci_lower > 0.0 && a.p_value < 0.01,
@@ -116,10 +117,11 @@ fn bootstrap_is_deterministic_for_a_seed_and_detects_a_real_edge() {
             seed: 7,
             ..config.clone()
         },
-    );
+    )
+    .unwrap();
     assert_ne!(a.ci_lower, other.ci_lower);
     // No edge: the same series against itself.
-    let none = sharpe_delta(&base, &base, &config);
+    let none = sharpe_delta(&base, &base, &config).unwrap();
     assert_eq!(none.value, 0.0);
     assert!(none.p_value > 0.5);
 
@@ -461,4 +463,229 @@ fn replay_comparison_names_every_difference() {
             .iter()
             .any(|d| d == "metrics.sr: only in the first")
     );
+}
+
+fn case(path: &str) -> String {
+    format!("{}/tests/fixtures/cases/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn janus(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// const-return-sharpe: a NAV compounding at exactly 0.1 % a day has no Sharpe ratio
+/// (docs/methodology.md §3); the float residue of its returns (std ≈ 1.2e-16) is not risk. The
+/// SR, its interval and p-value are null, each with its reason beside it.
+#[test]
+fn a_constant_return_series_has_no_sharpe_ratio() {
+    let out = janus(&[
+        "metrics",
+        "--nav",
+        &case("const-return-sharpe/nav.csv"),
+        "--bootstrap",
+        "1000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["sr"].is_null() && v["sr_ci"].is_null(), "{v}");
+    for key in ["sr", "sr_ci"] {
+        let why = v["null_reasons"][key].as_str().unwrap();
+        assert!(why.starts_with("no dispersion"), "{key}: {why}");
+    }
+    // ARR is still defined: 1.001^252 − 1 over 252 return days.
+    let arr = v["arr"].as_f64().unwrap();
+    assert!((arr - (1.001f64.powi(252) - 1.0)).abs() < 1e-12, "{arr}");
+
+    // The same series with a real (if tiny) dispersion keeps its SR: returns alternating
+    // 0.001 ± 1e-6 have mean 0.001 and population std 1e-6, so SR = 1000 √252.
+    let mut nav = vec![1.0];
+    for t in 0..252 {
+        let r = if t % 2 == 0 {
+            0.001 + 1e-6
+        } else {
+            0.001 - 1e-6
+        };
+        nav.push(nav[t] * (1.0 + r));
+    }
+    let sr = NavMetrics::from_nav(&nav).unwrap().sr.unwrap();
+    assert!((sr / (1000.0 * 252f64.sqrt()) - 1.0).abs() < 1e-6, "{sr}");
+    // And an undefined point estimate is never given an interval by the bootstrap.
+    let flat: Vec<f64> = vec![0.001; 100];
+    assert!(sharpe_interval(&flat, &BootstrapConfig::default()).is_err());
+    assert!(sharpe_delta(&flat, &flat, &BootstrapConfig::default()).is_err());
+}
+
+/// short-wipeout-nav-floor: a short leg that rises 919 % into the close loses 2.3× the
+/// capital. The NAV is not floored: the series ends at its true value (≤ 0), the metrics say
+/// ruin, and neither an SR nor an SR delta is given. Expected NAV from the case's raw prices:
+/// budget 1/h = 0.5 split over the two dividend calls (0.25 each), 10 bps on entry and on the
+/// liquidation at that close.
+#[test]
+fn a_wiped_out_book_is_ruined_not_floored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let data = case("short-wipeout-nav-floor/data");
+    let out = janus(&["label", "--dataset", &data, "--out", &p("label")]);
+    assert!(out.status.success());
+    let out = janus(&[
+        "evaluate",
+        "--event-car",
+        &p("label/event-car.json"),
+        "--predictions",
+        &case("short-wipeout-nav-floor/predictions.jsonl"),
+        "--prices",
+        &format!("{data}/prices.csv"),
+        "--out",
+        &p("eval"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 2023-10-16: 600000.SH open 20.5767 close 20.9493 (long), 000001.SZ open 31.1295 close
+    // 317.3210 (short).
+    let (long, short) = (0.25 * 20.9493 / 20.5767, 0.25 * 317.3210 / 31.1295);
+    let expected = 1.0 - 2.0 * 0.25 * 1e-3 + (long - 0.25) - (short - 0.25) - 1e-3 * (long + short);
+    assert!(expected < -1.29, "{expected}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("eval/evaluation.json")).unwrap()).unwrap();
+    let c = &report["candidate"];
+    let nav = c["nav"].as_array().unwrap();
+    let last = nav.last().unwrap().as_f64().unwrap();
+    assert!(
+        (last - expected).abs() < 1e-9,
+        "NAV {last}, expected {expected}"
+    );
+    assert!(
+        nav[..nav.len() - 1]
+            .iter()
+            .all(|v| v.as_f64().unwrap() > 0.0)
+    );
+    let m = &c["metrics"];
+    assert!((m["total_return"].as_f64().unwrap() - (expected - 1.0)).abs() < 1e-9);
+    assert!(m["mdd"].as_f64().unwrap() > 2.0, "{m}");
+    assert_eq!(m["ruin"]["day"].as_u64().unwrap() as usize, nav.len() - 1);
+    for key in ["sr", "arr", "calmar"] {
+        assert!(m[key].is_null(), "{key}");
+        assert!(c["null_reasons"][key].as_str().unwrap().starts_with("ruin"));
+    }
+    assert!(report["sr_delta"].is_null());
+
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("eval/evidence.json")).unwrap()).unwrap();
+    assert_eq!(evidence["metrics"]["ruin"], 1.0);
+    assert!(evidence["metrics"].get("sr").is_none());
+    assert!(evidence["deltas"].get("sr").is_none());
+    assert!(
+        evidence["null_reasons"]["delta.sr"]
+            .as_str()
+            .unwrap()
+            .contains("ruin")
+    );
+    let md = std::fs::read_to_string(d.join("eval/report.md")).unwrap();
+    assert!(md.contains("`sr`: ruin"), "{md}");
+}
+
+/// car-estimate-overflow-rmse: a finite ĉ of 1e200 (valid per the reward contract) gives
+/// RMSE √((1e200² + ~0²) / 2) = 1e200 / √2 and MAE 5e199 without overflowing, and every
+/// output is written and verifies.
+#[test]
+fn huge_car_estimates_do_not_overflow_the_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let data = case("car-estimate-overflow-rmse/data");
+    assert!(
+        janus(&["label", "--dataset", &data, "--out", &p("label")])
+            .status
+            .success()
+    );
+    let out = janus(&[
+        "evaluate",
+        "--event-car",
+        &p("label/event-car.json"),
+        "--predictions",
+        &case("car-estimate-overflow-rmse/predictions.jsonl"),
+        "--prices",
+        &format!("{data}/prices.csv"),
+        "--out",
+        &p("eval"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("eval/evaluation.json")).unwrap()).unwrap();
+    let rmse = report["candidate"]["rmse"].as_f64().unwrap();
+    let mae = report["candidate"]["mae"].as_f64().unwrap();
+    assert!((rmse / (1e200 / 2f64.sqrt()) - 1.0).abs() < 1e-12, "{rmse}");
+    assert!((mae / 5e199 - 1.0).abs() < 1e-12, "{mae}");
+    assert!(
+        janus(&["verify", &p("eval/evidence.json")])
+            .status
+            .success()
+    );
+}
+
+/// The turnover divisor: traded notional per *evaluated* day. One symbol at a flat price 10
+/// over 10 days; the evaluated window starts at day 5; one long call at d0 = 6 held 2 days.
+/// By hand: notional 0.5 in and 0.5 out; NAV 1 until the entry cost (0.0005) on day 6 and the
+/// exit cost (0.0005) on day 7, so the window's NAV points are [1, 1, 0.9995, 0.999, 0.999,
+/// 0.999] (5 return days): turnover = 1.0 / mean(NAV) / 5.
+#[test]
+fn turnover_divides_by_evaluated_days() {
+    use janus::contracts::label::{Direction, Prediction, Strength};
+    use janus::evaluation::backtest::{BacktestConfig, EventSlot, PricePanel, run};
+    use janus::taxonomy::EventType;
+    let flat = [10.0; 10];
+    let prices = PricePanel {
+        days: 10,
+        open: &flat,
+        close: &flat,
+    };
+    let events = [EventSlot {
+        symbol: 0,
+        d0: 6,
+        event_type: EventType::Dividend,
+    }];
+    let call = Some(Prediction {
+        direction: Direction::Long,
+        event_type: Some(EventType::Dividend),
+        strength: Strength::Strong,
+        car_estimate: 0.01,
+    });
+    let bt = run(
+        &prices,
+        &events,
+        &[call],
+        &[],
+        2,
+        &BacktestConfig::default(),
+    );
+    let window = [1.0, 1.0, 0.9995, 0.999, 0.999, 0.999];
+    let mean_nav = window.iter().sum::<f64>() / 6.0;
+    let expected = 1.0 / mean_nav / 5.0;
+    let turnover = bt.turnover(5).unwrap();
+    assert!(
+        (turnover - expected).abs() < 1e-12,
+        "{turnover} vs {expected}"
+    );
+    // Over the whole calendar (start 0) the same trades are spread over 10 days.
+    let whole = bt.turnover(0).unwrap();
+    let all = [1.0; 7].iter().sum::<f64>() + 0.9995 + 3.0 * 0.999;
+    assert!((whole - 1.0 / (all / 11.0) / 10.0).abs() < 1e-12);
+    assert_eq!(bt.turnover(10), None, "no evaluated day, no turnover");
 }

@@ -763,3 +763,68 @@ fn policies_are_validated_with_the_key_named() {
         "missing field `gate5_live`",
     );
 }
+
+/// short-wipeout-nav-floor: a ruined book (NAV ≤ 0) is never a pass, whichever figure a gate
+/// reads — even when every other number of the evidence is good, and even when only the
+/// reason of a null metric or only the total return says so.
+#[test]
+fn ruin_fails_every_gate_that_reads_performance() {
+    let policy = GatePolicy::default();
+    let ruined = |edit: &dyn Fn(&mut EvidenceArtifact)| {
+        let mut w = World::good();
+        let e = w.evidence.as_mut().unwrap();
+        edit(e);
+        w.decide(Target::Paper, &policy)
+    };
+    type Edit = Box<dyn Fn(&mut EvidenceArtifact)>;
+    let cases: [(&str, Edit); 3] = [
+        (
+            "ruin metric",
+            Box::new(|e| {
+                e.metrics.insert("ruin".into(), 1.0);
+            }),
+        ),
+        (
+            "total return below -100 %",
+            Box::new(|e| {
+                e.metrics.insert("total_return".into(), -2.2972);
+            }),
+        ),
+        (
+            "null reason",
+            Box::new(|e| {
+                e.metrics.remove("sr");
+                e.null_reasons.insert(
+                    "sr".into(),
+                    "ruin: NAV fell to -1.297 (≤ 0) on return day 205".into(),
+                );
+            }),
+        ),
+    ];
+    for (what, edit) in cases {
+        let d = ruined(&*edit);
+        assert!(!d.allowed, "{what}");
+        for id in ["gate1", "gate2", "gate6"] {
+            let g = gate(&d, id);
+            assert_eq!(g.status, GateStatus::Fail, "{what}: {id}");
+            assert!(
+                g.reasons.iter().any(|r| r.code == "ruin"),
+                "{what}: {id}: {:?}",
+                g.reasons
+            );
+        }
+    }
+    // A baseline's ruin is the baseline's business, and a solvent book is not flagged.
+    let mut w = World::good();
+    w.evidence
+        .as_mut()
+        .unwrap()
+        .null_reasons
+        .insert("baseline.sr".into(), "ruin: NAV fell to -0.5".into());
+    w.evidence
+        .as_mut()
+        .unwrap()
+        .metrics
+        .insert("ruin".into(), 0.0);
+    assert!(w.decide(Target::Paper, &policy).allowed);
+}

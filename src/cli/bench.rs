@@ -181,7 +181,7 @@ fn bench_bootstrap(runs: usize) -> CliResult {
     let mut walls = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
-        let sr = sharpe_delta(&cand, &base, &config);
+        let sr = sharpe_delta(&cand, &base, &config).ok();
         let (da, eta) = accuracy_deltas(&hits, &config);
         walls.push(start.elapsed().as_secs_f64());
         std::hint::black_box((sr, da, eta));

@@ -324,10 +324,10 @@ fn summary_markdown(
     ] {
         let _ = writeln!(
             md,
-            "| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
+            "| {name} | {} | {:.4} | {} | {:.4} | {:.4} | {} |",
             f(m.metrics.sr),
             m.metrics.mdd,
-            m.metrics.arr,
+            f(m.metrics.arr),
             m.da,
             m.eta,
             m.trades
@@ -343,17 +343,22 @@ fn summary_markdown(
         ("GRPO − baseline", grpo),
         ("GRPO − SFT", grpo_vs_sft),
     ] {
+        let sr = match &e.sr_delta {
+            Some(d) => format!(
+                "{:+.4} [{:+.4}, {:+.4}] p={:.3}",
+                d.value, d.ci_lower, d.ci_upper, d.p_value
+            ),
+            None => format!(
+                "n/a ({})",
+                e.null_reasons
+                    .get("sr_delta")
+                    .map_or("undefined", String::as_str)
+            ),
+        };
         let _ = writeln!(
             md,
-            "| {name} | {:+.4} [{:+.4}, {:+.4}] p={:.3} | {:+.4} [{:+.4}, {:+.4}] p={:.3} |",
-            e.sr_delta.value,
-            e.sr_delta.ci_lower,
-            e.sr_delta.ci_upper,
-            e.sr_delta.p_value,
-            e.da_delta.value,
-            e.da_delta.ci_lower,
-            e.da_delta.ci_upper,
-            e.da_delta.p_value
+            "| {name} | {sr} | {:+.4} [{:+.4}, {:+.4}] p={:.3} |",
+            e.da_delta.value, e.da_delta.ci_lower, e.da_delta.ci_upper, e.da_delta.p_value
         );
     }
     let _ = writeln!(

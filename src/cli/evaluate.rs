@@ -6,9 +6,7 @@ use crate::contracts::evidence::{
 use crate::contracts::label::{Label, Prediction};
 use crate::contracts::lineage::digest_file;
 use crate::contracts::reward::HgrmRewardArtifact;
-use crate::contracts::{
-    Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact, write_artifact,
-};
+use crate::contracts::{Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact};
 use crate::evaluation::backtest::{EventSlot, PricePanel};
 use crate::evaluation::charts;
 use crate::evaluation::report::{
@@ -271,10 +269,10 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     let (config, event_car) = (&loaded.config, &loaded.event_car);
     let evaluation = evaluate(&loaded.input(), &calls, config);
 
-    std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
+    // Every output is computed before any is written, so a failure (a value JSON cannot carry,
+    // a chart that cannot be drawn) leaves no partial set of outputs behind.
     let mut report = serde_json::to_vec_pretty(&evaluation).expect("evaluation serializes");
     report.push(b'\n');
-    artifact::write_atomically(&args.out.join("evaluation.json"), &report)?;
 
     // The evidence the gates read.
     let mut missing = Vec::new();
@@ -340,17 +338,21 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
             trades: evaluation.candidate.trades as u64,
             trading_days: evaluation.trading_days as u64,
         },
-        deltas: BTreeMap::from([
-            ("sr".to_string(), evaluation.sr_delta.clone()),
-            ("da".to_string(), evaluation.da_delta.clone()),
-            ("eta".to_string(), evaluation.eta_delta.clone()),
-        ]),
+        deltas: [
+            ("sr", evaluation.sr_delta.clone()),
+            ("da", Some(evaluation.da_delta.clone())),
+            ("eta", Some(evaluation.eta_delta.clone())),
+        ]
+        .into_iter()
+        .filter_map(|(k, d)| Some((k.to_string(), d?)))
+        .collect(),
         generated_at: generated_at(args.generated_at, event_car.generated_at)
             .map_err(CliError::Usage)?,
         lineage,
         manifest_hash: artifact::unsealed(),
         metrics: evaluation.candidate.metric_map(),
         model_sha256,
+        null_reasons: evaluation.null_reasons(),
         reproducibility_hashes: parents.iter().map(|p| p.manifest_hash.clone()).collect(),
         schema_version: EvidenceVersion::V1,
         significance: Some(evaluation.significance.clone()),
@@ -360,9 +362,15 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
         },
         walk_forward: Some(evaluation.walk_forward.clone()),
     };
-    write_artifact(&evidence_path, &mut evidence)?;
-
-    write_report(&args.out, &evaluation, &loaded.dates[loaded.start..])?;
+    let mut sealed = artifact::seal(&mut evidence)?;
+    sealed.push(b'\n');
+    let mut outputs = render_report(&evaluation, &loaded.dates[loaded.start..])?;
+    outputs.push(("evaluation.json", report));
+    outputs.push(("evidence.json", sealed));
+    std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
+    for (name, bytes) in &outputs {
+        artifact::write_atomically(&args.out.join(name), bytes)?;
+    }
     Ok((evaluation, evidence))
 }
 
@@ -477,14 +485,22 @@ pub fn print_table(e: &Evaluation) {
     }
     let conf = e.significance.confidence * 100.0;
     for (name, d) in [
-        ("SR", &e.sr_delta),
-        ("DA", &e.da_delta),
-        ("ETA", &e.eta_delta),
+        ("SR", e.sr_delta.as_ref()),
+        ("DA", Some(&e.da_delta)),
+        ("ETA", Some(&e.eta_delta)),
     ] {
-        println!(
-            "Δ{name:<11} {:>10.4}  {conf:.0}% CI [{:.4}, {:.4}]  p = {:.4}",
-            d.value, d.ci_lower, d.ci_upper, d.p_value
-        );
+        match d {
+            Some(d) => println!(
+                "Δ{name:<11} {:>10.4}  {conf:.0}% CI [{:.4}, {:.4}]  p = {:.4}",
+                d.value, d.ci_lower, d.ci_upper, d.p_value
+            ),
+            None => println!("Δ{name:<11} {:>10}  ({})", "n/a", delta_reason(e, name)),
+        }
+    }
+    for (key, why) in e.null_reasons() {
+        if !key.starts_with("delta.") {
+            println!("  n/a {key}: {why}");
+        }
     }
     println!(
         "walk-forward: {} folds, negative-fold ratio {:.2}, fold PnL CV {:.2}",
@@ -492,10 +508,22 @@ pub fn print_table(e: &Evaluation) {
     );
 }
 
-fn write_report(dir: &Path, e: &Evaluation, dates: &[NaiveDate]) -> Result<(), CliError> {
-    let chart = |name: &str, svg: Result<String, String>| -> Result<(), CliError> {
+fn delta_reason(e: &Evaluation, name: &str) -> String {
+    e.null_reasons
+        .get(&format!("{}_delta", name.to_lowercase()))
+        .cloned()
+        .unwrap_or_else(|| "undefined".into())
+}
+
+/// The report and its charts, by file name, rendered in memory.
+fn render_report(
+    e: &Evaluation,
+    dates: &[NaiveDate],
+) -> Result<Vec<(&'static str, Vec<u8>)>, CliError> {
+    let mut files: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    let mut chart = |name: &'static str, svg: Result<String, String>| -> Result<(), CliError> {
         let svg = svg.map_err(CliError::Usage)?;
-        artifact::write_atomically(&dir.join(name), svg.as_bytes())?;
+        files.push((name, svg.into_bytes()));
         Ok(())
     };
     chart("nav.svg", charts::nav(e))?;
@@ -560,15 +588,29 @@ fn write_report(dir: &Path, e: &Evaluation, dates: &[NaiveDate]) -> Result<(), C
         e.significance.seed
     );
     for (name, d) in [
-        ("SR", &e.sr_delta),
-        ("DA", &e.da_delta),
-        ("ETA", &e.eta_delta),
+        ("SR", e.sr_delta.as_ref()),
+        ("DA", Some(&e.da_delta)),
+        ("ETA", Some(&e.eta_delta)),
     ] {
-        let _ = writeln!(
-            md,
-            "| {name} | {:.4} | [{:.4}, {:.4}] | {:.4} |",
-            d.value, d.ci_lower, d.ci_upper, d.p_value
-        );
+        let _ = match d {
+            Some(d) => writeln!(
+                md,
+                "| {name} | {:.4} | [{:.4}, {:.4}] | {:.4} |",
+                d.value, d.ci_lower, d.ci_upper, d.p_value
+            ),
+            None => writeln!(md, "| {name} | n/a: {} | | |", delta_reason(e, name)),
+        };
+    }
+    let reasons: Vec<(String, String)> = e
+        .null_reasons()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("delta."))
+        .collect();
+    if !reasons.is_empty() {
+        let _ = writeln!(md, "\nMetrics shown as n/a have no value:\n");
+        for (key, why) in reasons {
+            let _ = writeln!(md, "- `{key}`: {why}");
+        }
     }
     let _ = writeln!(
         md,
@@ -596,6 +638,6 @@ fn write_report(dir: &Path, e: &Evaluation, dates: &[NaiveDate]) -> Result<(), C
             c.interval_width_ratio
         );
     }
-    artifact::write_atomically(&dir.join("report.md"), md.as_bytes())?;
-    Ok(())
+    files.push(("report.md", md.into_bytes()));
+    Ok(files)
 }

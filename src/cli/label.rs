@@ -149,6 +149,22 @@ pub fn run(args: LabelArgs) -> CliResult {
         out.display(),
         artifact.manifest_hash
     );
+    // A run that labels none of its events is not a result: say so and fail (exit 1).
+    let s = &artifact.summary;
+    if s.events > 0 && s.labelled == 0 {
+        let reasons: Vec<String> = s
+            .unlabelled_by_reason
+            .iter()
+            .map(|(r, n)| format!("{r} ({n})"))
+            .collect();
+        eprintln!(
+            "janus: labelled none of {} events (unlabelled: {}; bad input rows: {}); the artifact is written for inspection",
+            s.events,
+            reasons.join(", "),
+            s.bad_rows.values().sum::<u64>()
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -238,6 +254,9 @@ pub fn label_files(
         }
     }
     let dataset = dataset.map_err(|e| CliError::Usage(e.to_string()))?;
+    for note in &dataset.notes {
+        eprintln!("note: {note}");
+    }
     for row in &dataset.bad_rows.examples {
         eprintln!("skipped {row}");
     }

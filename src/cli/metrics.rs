@@ -106,6 +106,16 @@ fn num(x: Option<f64>) -> serde_json::Value {
     x.map_or(serde_json::Value::Null, |v| json!(v))
 }
 
+/// The metrics of one series with the reason for every null beside them.
+fn metrics_json(m: &NavMetrics) -> serde_json::Value {
+    json!({
+        "sr": num(m.sr), "mdd": m.mdd, "arr": num(m.arr), "calmar": num(m.calmar),
+        "total_return": m.total_return, "days": m.days,
+        "ruin": m.ruin.as_ref().map(|r| json!({"day": r.day, "nav": r.nav})),
+        "null_reasons": m.null_reasons,
+    })
+}
+
 pub fn run(args: MetricsArgs) -> CliResult {
     if !(args.confidence > 0.0 && args.confidence < 1.0) || args.block_length < 1.0 {
         return Err(CliError::Usage(
@@ -124,14 +134,18 @@ pub fn run(args: MetricsArgs) -> CliResult {
         seed: args.seed,
         confidence: args.confidence,
     };
-    let mut out = json!({
-        "sr": num(m.sr), "mdd": m.mdd, "arr": m.arr, "calmar": num(m.calmar),
-        "total_return": m.total_return, "days": m.days,
-    });
+    let mut out = metrics_json(&m);
     if args.bootstrap > 0 {
-        let ci = sharpe_interval(&returns, &config);
-        out["sr_ci"] =
-            json!({"ci_lower": ci.ci_lower, "ci_upper": ci.ci_upper, "p_value": ci.p_value});
+        match sharpe_interval(&returns, &config) {
+            Ok(ci) => {
+                out["sr_ci"] =
+                    json!({"ci_lower": ci.ci_lower, "ci_upper": ci.ci_upper, "p_value": ci.p_value})
+            }
+            Err(why) => {
+                out["sr_ci"] = serde_json::Value::Null;
+                out["null_reasons"]["sr_ci"] = json!(why.to_string());
+            }
+        }
         out["bootstrap"] =
             serde_json::to_value(config.significance("stationary_bootstrap")).expect("serializes");
     }
@@ -150,26 +164,45 @@ pub fn run(args: MetricsArgs) -> CliResult {
         }
         let b = NavMetrics::from_nav(&base_nav).map_err(|e| metrics_err(base_path, e))?;
         let base_returns = daily_returns(&base_nav).map_err(|e| metrics_err(base_path, e))?;
-        out["baseline"] = json!({
-            "sr": num(b.sr), "mdd": b.mdd, "arr": b.arr, "calmar": num(b.calmar),
-            "total_return": b.total_return, "days": b.days,
-        });
+        out["baseline"] = metrics_json(&b);
         let mut delta = serde_json::Map::new();
+        let mut delta_reasons = serde_json::Map::new();
         if args.bootstrap > 0 {
-            delta.insert(
-                "sr".into(),
-                serde_json::to_value(sharpe_delta(&returns, &base_returns, &config))
-                    .expect("serializes"),
-            );
+            let ruined = m.ruin.is_some() || b.ruin.is_some();
+            match sharpe_delta(&returns, &base_returns, &config) {
+                Ok(d) if !ruined => {
+                    delta.insert("sr".into(), serde_json::to_value(d).expect("serializes"));
+                }
+                Ok(_) => {
+                    delta_reasons.insert(
+                        "sr".into(),
+                        json!("ruin: a series fell to NAV ≤ 0, so it has no Sharpe ratio"),
+                    );
+                }
+                Err(why) => {
+                    delta_reasons.insert("sr".into(), json!(why.to_string()));
+                }
+            }
         }
         for (name, c, bv) in [
-            ("mdd", m.mdd, b.mdd),
+            ("mdd", Some(m.mdd), Some(b.mdd)),
             ("arr", m.arr, b.arr),
-            ("total_return", m.total_return, b.total_return),
+            ("total_return", Some(m.total_return), Some(b.total_return)),
         ] {
-            delta.insert(name.into(), json!({"value": c - bv}));
+            match (c, bv) {
+                (Some(c), Some(bv)) => {
+                    delta.insert(name.into(), json!({"value": c - bv}));
+                }
+                _ => {
+                    delta_reasons.insert(
+                        name.into(),
+                        json!(format!("{name} is undefined for one of the series")),
+                    );
+                }
+            }
         }
         out["delta"] = serde_json::Value::Object(delta);
+        out["delta_null_reasons"] = serde_json::Value::Object(delta_reasons);
     }
     if args.json {
         println!(
@@ -197,7 +230,15 @@ pub fn run(args: MetricsArgs) -> CliResult {
             show(&ci["p_value"])
         );
     }
+    if let Some(reasons) = out["null_reasons"].as_object() {
+        for (k, why) in reasons {
+            println!("  {k} n/a: {}", why.as_str().unwrap_or_default());
+        }
+    }
     if let Some(d) = out.get("delta") {
+        if let Some(why) = out["delta_null_reasons"]["sr"].as_str() {
+            println!("  SR − baseline: n/a: {why}");
+        }
         if let Some(sr) = d.get("sr") {
             println!(
                 "  SR − baseline: {} [{}, {}], p(Δ ≤ 0) = {}",

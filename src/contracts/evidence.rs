@@ -37,6 +37,12 @@ pub struct EvidenceArtifact {
     pub metrics: BTreeMap<String, f64>,
     /// SHA-256 of the candidate's model artifact, when a model was evaluated.
     pub model_sha256: Option<Sha256Hex>,
+    /// Why a metric or delta has no value, so that a missing entry is never silent: keys are a
+    /// candidate metric's short name (`sr`, `arr`, ...), `baseline.<name>` for the baseline, and
+    /// `delta.<name>` for a delta (e.g. `{"sr": "ruin: NAV fell to -1.25 ..."}`). Absent when
+    /// every value is defined.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub null_reasons: BTreeMap<String, String>,
     /// Manifest hashes of the reproducibility checks: each a replayed artifact that matched.
     pub reproducibility_hashes: Vec<Sha256Hex>,
     /// Always `janus-q-evidence-v1`.

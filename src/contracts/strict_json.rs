@@ -1,6 +1,11 @@
 //! JSON parsing that refuses duplicate object member names (RFC 7493, I-JSON). A document with
 //! duplicates means different things to different parsers (first wins, last wins), so an
 //! audited artifact must not contain any.
+//!
+//! Numbers are IEEE-754 doubles, as RFC 8785 (JCS) and every JCS implementation read them: an
+//! integer token beyond 2^53 − 1 is read as the double it denotes (RFC 8785 writes a double in
+//! [2^53, 1e21) as an integer token, e.g. 1e17 as `100000000000000000`), so
+//! canonicalize(parse(canonical text)) is the identity for every double.
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -16,6 +21,9 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 }
 
 struct StrictValue;
+
+/// 2^53 − 1: integers up to this magnitude are exact doubles and stay integers.
+const MAX_EXACT_INTEGER: u64 = (1 << 53) - 1;
 
 impl<'de> DeserializeSeed<'de> for StrictValue {
     type Value = Value;
@@ -36,10 +44,17 @@ impl<'de> Visitor<'de> for StrictValue {
     fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
         Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        if v.unsigned_abs() > MAX_EXACT_INTEGER {
+            return self.visit_f64(v as f64);
+        }
         Ok(Value::from(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        if v > MAX_EXACT_INTEGER {
+            // The nearest double, exactly as a decimal-to-double parse of the token rounds.
+            return self.visit_f64(v as f64);
+        }
         Ok(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
@@ -96,6 +111,27 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.line(), 1);
+    }
+
+    #[test]
+    fn integer_tokens_beyond_2_53_are_the_doubles_they_denote() {
+        // RFC 8785 writes 1e17 as an integer token; reading it back must give the same double
+        // and the same canonical text (Python's rfc8785 and cyberphone's parsers read doubles).
+        let v = from_slice(b"[100000000000000000, -100000000000000000, 9007199254740993]").unwrap();
+        assert_eq!(v[0].as_f64(), Some(1e17));
+        assert_eq!(v[1].as_f64(), Some(-1e17));
+        // 2^53 + 1 is not a double: it reads as its nearest, 2^53 (ties to even).
+        assert_eq!(v[2].as_f64(), Some(9007199254740992.0));
+        assert_eq!(
+            crate::contracts::jcs::to_canonical_string(&v).unwrap(),
+            "[100000000000000000,-100000000000000000,9007199254740992]"
+        );
+        // Beyond u64 serde_json already yields a double: the same rule on both sides of 2^64.
+        let big = from_slice(b"[18446744073709551616]").unwrap();
+        assert_eq!(
+            crate::contracts::jcs::to_canonical_string(&big).unwrap(),
+            "[18446744073709552000]"
+        );
     }
 
     #[test]

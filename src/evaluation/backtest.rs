@@ -3,6 +3,10 @@
 //! share of NAV is committed to the day's new positions: split across event types by weight
 //! (trailing mean |CAR|, no look-ahead), then equally among a type's positions. Positions are
 //! marked to market daily; costs are charged on entry and exit notional.
+//!
+//! Ruin is ruin: when NAV closes at or below 0 (losses beyond capital), every open position is
+//! closed at that close, trading stops, and the NAV series ends there with its true value (≤ 0);
+//! nothing is floored, so no later gain can make a wiped-out book look solvent.
 
 use super::baseline::TrailingTypes;
 use crate::contracts::label::{Direction, Prediction, Strength};
@@ -72,8 +76,10 @@ pub struct Trade {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacktestResult {
     /// NAV at the close of each day, after a starting value of 1 before the first open:
-    /// `days + 1` points.
+    /// `days + 1` points, or fewer when the book was ruined (the last point is then ≤ 0).
     pub nav: Vec<f64>,
+    /// Calendar day at whose close NAV fell to 0 or below; trading stopped there.
+    pub ruin_day: Option<usize>,
     pub trades: Vec<Trade>,
     /// Calls that could not trade: no open price at d0.
     pub untradable: usize,
@@ -95,11 +101,17 @@ impl BacktestResult {
                 / self.trades.len() as f64
         }
     }
-    /// Daily turnover: traded notional (entries and exits) per day, as a multiple of mean NAV.
-    pub fn turnover(&self) -> f64 {
-        let mean_nav = self.nav.iter().sum::<f64>() / self.nav.len() as f64;
-        let days = (self.nav.len() - 1).max(1) as f64;
-        self.traded_notional / mean_nav / days
+    /// Daily turnover over the evaluated days from calendar day `start` on: traded notional
+    /// (entries and exits, all of which fall in that window) per evaluated day, as a multiple
+    /// of the window's mean NAV. The divisor is the number of evaluated return days, not the
+    /// whole calendar (history before `start` trades nothing). `None` without an evaluated day
+    /// or without a positive mean NAV (ruin).
+    pub fn turnover(&self, start: usize) -> Option<f64> {
+        let window = self.nav.get(start..).filter(|w| w.len() >= 2)?;
+        let solvent: Vec<f64> = window.iter().copied().filter(|v| *v > 0.0).collect();
+        let mean_nav = solvent.iter().sum::<f64>() / solvent.len().max(1) as f64;
+        let days = (window.len() - 1) as f64;
+        (mean_nav > 0.0).then(|| self.traded_notional / mean_nav / days)
     }
     /// Costs as basis points of traded notional.
     pub fn cost_in_bps(&self) -> f64 {
@@ -165,6 +177,7 @@ pub fn run(
     let mut equity = 1.0;
     let mut result = BacktestResult {
         nav: Vec::new(),
+        ruin_day: None,
         trades: Vec::new(),
         untradable: 0,
         cost_paid: 0.0,
@@ -241,11 +254,15 @@ pub fn run(
             }
         }
         let gross: f64 = open.iter().map(|p| p.value).sum();
-        result.max_gross_exposure = result.max_gross_exposure.max(gross / equity.max(1e-12));
+        if equity > 0.0 {
+            result.max_gross_exposure = result.max_gross_exposure.max(gross / equity);
+        }
+        // Ruin: a NAV at or below zero closes every position at this close and ends trading.
+        let ruined = equity <= 0.0;
         // Exit at today's close.
         let mut still_open = Vec::with_capacity(open.len());
         for mut p in open.drain(..) {
-            if p.exit_day == day {
+            if p.exit_day == day || ruined {
                 let cost = p.value * cost_rate;
                 equity -= cost;
                 p.cost += cost;
@@ -265,9 +282,12 @@ pub fn run(
             }
         }
         open = still_open;
-        // A NAV at or below zero ends trading: the book is worthless.
-        equity = equity.max(1e-12);
         nav[day + 1] = equity;
+        if equity <= 0.0 {
+            result.ruin_day = Some(day);
+            nav.truncate(day + 2);
+            break;
+        }
     }
     result.nav = nav;
     result

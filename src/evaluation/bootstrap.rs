@@ -8,7 +8,7 @@
 //! (1 + #{δ* ≤ 0}) / (B + 1). Results depend only on the seed: resamples are drawn in fixed
 //! blocks, each from its own stream, whatever the number of threads.
 
-use super::metrics::sharpe;
+use super::metrics::{Undefined, sharpe, sharpe_ratio};
 use crate::contracts::evidence::{Delta, Significance};
 use crate::rng::Rng;
 
@@ -112,9 +112,11 @@ fn summarize(value: f64, mut draws: Vec<f64>, confidence: f64) -> Delta {
     }
 }
 
-/// Sharpe ratio with a stationary-bootstrap interval (p-value of H0: SR ≤ 0). An undefined
-/// Sharpe ratio (constant non-zero returns) counts as 0.
-pub fn sharpe_interval(returns: &[f64], config: &BootstrapConfig) -> Delta {
+/// Sharpe ratio with a stationary-bootstrap interval (p-value of H0: SR ≤ 0), or why there is
+/// none: a series without a Sharpe ratio (e.g. riskless, see [`sharpe_ratio`]) has no interval
+/// either. A resample that happens to have no defined SR counts as 0.
+pub fn sharpe_interval(returns: &[f64], config: &BootstrapConfig) -> Result<Delta, Undefined> {
+    let value = sharpe_ratio(returns)?;
     let n = returns.len();
     let draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
         let mut idx = Vec::with_capacity(n);
@@ -122,12 +124,27 @@ pub fn sharpe_interval(returns: &[f64], config: &BootstrapConfig) -> Delta {
         let sample: Vec<f64> = idx.iter().map(|&i| returns[i]).collect();
         sharpe(&sample).unwrap_or(0.0)
     });
-    summarize(sharpe(returns).unwrap_or(0.0), draws, config.confidence)
+    Ok(summarize(value, draws, config.confidence))
 }
 
-/// Candidate − baseline Sharpe delta over the same days, resampled with shared indices.
-pub fn sharpe_delta(candidate: &[f64], baseline: &[f64], config: &BootstrapConfig) -> Delta {
-    assert_eq!(candidate.len(), baseline.len(), "paired series");
+/// Candidate − baseline Sharpe delta over the same days, resampled with shared indices; refused
+/// (with the reason) when either side has no Sharpe ratio or the series are not paired day by
+/// day. A resample in which one side has no defined SR counts that side as 0.
+pub fn sharpe_delta(
+    candidate: &[f64],
+    baseline: &[f64],
+    config: &BootstrapConfig,
+) -> Result<Delta, Undefined> {
+    if candidate.len() != baseline.len() {
+        return Err(Undefined::Unpaired {
+            candidate: candidate.len(),
+            baseline: baseline.len(),
+        });
+    }
+    let side = |who: &'static str, r: &[f64]| {
+        sharpe_ratio(r).map_err(|e| Undefined::Side(who, Box::new(e)))
+    };
+    let value = side("candidate", candidate)? - side("baseline", baseline)?;
     let n = candidate.len();
     let draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
         let mut idx = Vec::with_capacity(n);
@@ -136,8 +153,7 @@ pub fn sharpe_delta(candidate: &[f64], baseline: &[f64], config: &BootstrapConfi
         let b: Vec<f64> = idx.iter().map(|&i| baseline[i]).collect();
         sharpe(&c).unwrap_or(0.0) - sharpe(&b).unwrap_or(0.0)
     });
-    let value = sharpe(candidate).unwrap_or(0.0) - sharpe(baseline).unwrap_or(0.0);
-    summarize(value, draws, config.confidence)
+    Ok(summarize(value, draws, config.confidence))
 }
 
 /// Per-event correctness of a candidate and a baseline on the same events.

@@ -5,7 +5,7 @@
 use super::backtest::{self, BacktestConfig, EventSlot, PricePanel};
 use super::baseline::TrailingTypes;
 use super::bootstrap::{BootstrapConfig, PairedHit, accuracy_deltas, sharpe_delta};
-use super::metrics::{NavMetrics, sharpe};
+use super::metrics::{NavMetrics, Undefined, sharpe};
 use crate::contracts::evidence::{Calibration, Delta, Significance, WalkForwardSummary};
 use crate::contracts::label::{Direction, Label, Prediction, Sign};
 use schemars::JsonSchema;
@@ -163,11 +163,16 @@ pub struct ModelResult {
     pub da: f64,
     /// Event-type accuracy over labelled events of a known type with a call.
     pub eta: f64,
-    pub mae: f64,
-    pub rmse: f64,
+    /// Mean absolute error of ĉ against the label's CAR (CAR units); `None` with a reason when
+    /// nothing was scored.
+    pub mae: Option<f64>,
+    /// Root mean squared error of ĉ (CAR units), computed without overflow for any finite ĉ.
+    pub rmse: Option<f64>,
     pub trades: usize,
     pub hit_rate: f64,
-    pub turnover: f64,
+    /// Traded notional per evaluated day as a multiple of mean NAV (see
+    /// [`backtest::BacktestResult::turnover`]).
+    pub turnover: Option<f64>,
     pub cost_paid: f64,
     pub cost_bps: f64,
     /// Largest gross exposure as a multiple of NAV.
@@ -176,27 +181,30 @@ pub struct ModelResult {
     pub nav: Vec<f64>,
     /// Every position opened in the evaluated window (days are calendar positions).
     pub positions: Vec<backtest::Trade>,
+    /// Why each metric without a value (by short name, as in [`METRICS`]) has none: the NAV
+    /// metrics' reasons and this result's own.
+    pub null_reasons: std::collections::BTreeMap<String, String>,
 }
 
 /// A reported metric: its short name (evidence, gates), its display name (reports), and how
 /// to read it from a model's result. The one list every output is built from.
 pub type MetricSpec = (&'static str, &'static str, fn(&ModelResult) -> Option<f64>);
 
-pub const METRICS: [MetricSpec; 15] = [
+pub const METRICS: [MetricSpec; 16] = [
     ("sr", "SR", |m| m.metrics.sr),
     ("mdd", "MDD", |m| Some(m.metrics.mdd)),
-    ("arr", "ARR", |m| Some(m.metrics.arr)),
+    ("arr", "ARR", |m| m.metrics.arr),
     ("calmar", "Calmar", |m| m.metrics.calmar),
     ("total_return", "total return", |m| {
         Some(m.metrics.total_return)
     }),
     ("da", "DA", |m| Some(m.da)),
     ("eta", "ETA", |m| Some(m.eta)),
-    ("mae", "MAE", |m| Some(m.mae)),
-    ("rmse", "RMSE", |m| Some(m.rmse)),
+    ("mae", "MAE", |m| m.mae),
+    ("rmse", "RMSE", |m| m.rmse),
     ("trades", "trades", |m| Some(m.trades as f64)),
     ("hit_rate", "hit rate", |m| Some(m.hit_rate)),
-    ("turnover", "turnover (daily, × NAV)", |m| Some(m.turnover)),
+    ("turnover", "turnover (daily, × NAV)", |m| m.turnover),
     ("cost_bps", "cost (bps of notional)", |m| Some(m.cost_bps)),
     ("cost_paid", "cost paid (× initial NAV)", |m| {
         Some(m.cost_paid)
@@ -204,7 +212,26 @@ pub const METRICS: [MetricSpec; 15] = [
     ("gross_exposure_max", "max gross exposure (× NAV)", |m| {
         Some(m.gross_exposure_max)
     }),
+    // 1 when NAV fell to 0 or below (the series ends there), else 0; gate2 fails on 1.
+    ("ruin", "ruin (NAV ≤ 0)", |m| {
+        Some(if m.metrics.ruin.is_some() { 1.0 } else { 0.0 })
+    }),
 ];
+
+impl Evaluation {
+    /// Every null's reason in the evidence's layout: candidate metrics by short name,
+    /// `baseline.<name>` and `delta.<name>`.
+    pub fn null_reasons(&self) -> std::collections::BTreeMap<String, String> {
+        let mut all = self.candidate.null_reasons.clone();
+        for (k, v) in &self.baseline.null_reasons {
+            all.insert(format!("baseline.{k}"), v.clone());
+        }
+        for (k, v) in &self.null_reasons {
+            all.insert(format!("delta.{}", k.trim_end_matches("_delta")), v.clone());
+        }
+        all
+    }
+}
 
 impl ModelResult {
     /// The defined metrics by short name (undefined ones, e.g. a Calmar ratio without a
@@ -239,7 +266,8 @@ pub struct RegimeSlice {
 pub struct Evaluation {
     pub candidate: ModelResult,
     pub baseline: ModelResult,
-    pub sr_delta: Delta,
+    /// Candidate − baseline SR; `None` (reason in `null_reasons`) when either has no SR.
+    pub sr_delta: Option<Delta>,
     pub da_delta: Delta,
     pub eta_delta: Delta,
     pub significance: Significance,
@@ -247,6 +275,8 @@ pub struct Evaluation {
     pub walk_forward: WalkForwardSummary,
     pub regimes: Vec<RegimeSlice>,
     pub calibration: Option<Calibration>,
+    /// Why a delta without a value (key `sr_delta`) has none.
+    pub null_reasons: std::collections::BTreeMap<String, String>,
     pub predictions: usize,
     pub evaluated_events: usize,
     pub trading_days: usize,
@@ -313,8 +343,8 @@ fn model_result(
         let base = bt.nav[input.start];
         bt.nav[input.start..].iter().map(|v| v / base).collect()
     };
-    let (mut n_dir, mut hit_dir, mut n_type, mut hit_type, mut abs_err, mut sq_err) =
-        (0, 0, 0, 0, 0.0, 0.0);
+    let (mut n_dir, mut hit_dir, mut n_type, mut hit_type) = (0, 0, 0, 0);
+    let mut errors = Vec::new();
     for (call, label) in in_window.iter().zip(input.labels) {
         if let (Some(p), Some(l)) = (call, label) {
             n_dir += 1;
@@ -328,39 +358,57 @@ fn model_result(
             } else {
                 l.car
             };
-            abs_err += err.abs();
-            sq_err += err * err;
+            errors.push(err);
         }
     }
+    let mut null_reasons = std::collections::BTreeMap::new();
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    ModelResult {
-        metrics: NavMetrics::from_nav(&nav).unwrap_or(NavMetrics {
-            sr: Some(0.0),
+    let metrics = NavMetrics::from_nav(&nav).unwrap_or_else(|e| {
+        let why = e.to_string();
+        NavMetrics {
+            sr: None,
             mdd: 0.0,
-            arr: 0.0,
+            arr: None,
             calmar: None,
             total_return: 0.0,
             days: 0,
-        }),
+            ruin: None,
+            null_reasons: ["sr", "arr", "calmar"]
+                .iter()
+                .map(|k| (k.to_string(), why.clone()))
+                .collect(),
+        }
+    });
+    null_reasons.extend(metrics.null_reasons.clone());
+    let mut defined = |name: &str, value: Result<f64, Undefined>| match value {
+        Ok(v) => Some(v),
+        Err(why) => {
+            null_reasons.insert(name.to_string(), why.to_string());
+            None
+        }
+    };
+    let mae = defined("mae", mean_abs(&errors));
+    let rmse = defined("rmse", root_mean_square(&errors));
+    let turnover = defined(
+        "turnover",
+        bt.turnover(input.start).ok_or(Undefined::Side(
+            "evaluated window",
+            Box::new(Undefined::NoReturns),
+        )),
+    );
+    ModelResult {
+        metrics,
         da: ratio(hit_dir, n_dir),
         eta: ratio(hit_type, n_type),
-        mae: if n_dir == 0 {
-            0.0
-        } else {
-            abs_err / n_dir as f64
-        },
-        rmse: if n_dir == 0 {
-            0.0
-        } else {
-            (sq_err / n_dir as f64).sqrt()
-        },
+        mae,
+        rmse,
         trades: bt
             .trades
             .iter()
             .filter(|t| t.entry_day >= input.start)
             .count(),
         hit_rate: bt.hit_rate(),
-        turnover: bt.turnover(),
+        turnover,
         cost_paid: bt.cost_paid,
         cost_bps: bt.cost_in_bps(),
         gross_exposure_max: bt.max_gross_exposure,
@@ -371,6 +419,43 @@ fn model_result(
             .filter(|t| t.entry_day >= input.start)
             .cloned()
             .collect(),
+        null_reasons,
+    }
+}
+
+/// Mean of |e| as a running mean, which cannot overflow for finite errors.
+fn mean_abs(errors: &[f64]) -> Result<f64, Undefined> {
+    if errors.is_empty() {
+        return Err(Undefined::NothingScored);
+    }
+    let mut mean = 0.0;
+    for (k, e) in errors.iter().enumerate() {
+        mean += (e.abs() - mean) / (k + 1) as f64;
+    }
+    finite("MAE", mean)
+}
+
+/// √(mean e²) scaled by the largest |e| (as `hypot` does), so that errors up to the largest
+/// double do not overflow the squares: 1e200 and 0.01 give 1e200 / √2 = 7.07e199.
+fn root_mean_square(errors: &[f64]) -> Result<f64, Undefined> {
+    if errors.is_empty() {
+        return Err(Undefined::NothingScored);
+    }
+    let scale = errors.iter().fold(0.0f64, |m, e| m.max(e.abs()));
+    if scale == 0.0 {
+        return Ok(0.0);
+    }
+    let mean_sq = errors.iter().map(|e| (e / scale).powi(2)).sum::<f64>() / errors.len() as f64;
+    finite("RMSE", scale * mean_sq.sqrt())
+}
+
+fn finite(what: &str, v: f64) -> Result<f64, Undefined> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(Undefined::Overflow(format!(
+            "{what} of the CAR estimates is not a finite double"
+        )))
     }
 }
 
@@ -397,7 +482,24 @@ pub fn evaluate_against(
     let returns = |nav: &[f64]| -> Vec<f64> { nav.windows(2).map(|w| w[1] / w[0] - 1.0).collect() };
     let (rc, rb) = (returns(&cand.nav), returns(&base.nav));
     let boot = config.bootstrap.config();
-    let sr_delta = sharpe_delta(&rc, &rb, &boot);
+    let mut null_reasons = std::collections::BTreeMap::new();
+    let ruined = |who: &'static str, m: &ModelResult| {
+        m.metrics.ruin.as_ref().map(|r| {
+            Undefined::Side(
+                who,
+                Box::new(Undefined::Ruin {
+                    day: r.day,
+                    nav: r.nav,
+                }),
+            )
+        })
+    };
+    let sr_delta = match ruined("candidate", &cand).or_else(|| ruined("baseline", &base)) {
+        Some(why) => Err(why),
+        None => sharpe_delta(&rc, &rb, &boot),
+    }
+    .map_err(|why| null_reasons.insert("sr_delta".to_string(), why.to_string()))
+    .ok();
     let hits: Vec<PairedHit> = (0..input.events.len())
         .filter(|&i| input.events[i].d0 >= input.start)
         .filter_map(|i| {
@@ -417,7 +519,8 @@ pub fn evaluate_against(
     let wf = &config.walk_forward;
     let mut folds = Vec::new();
     let mut from = wf.train_days as usize;
-    while from + wf.test_days as usize <= rc.len() {
+    // A ruined series ends early: folds cover the days both series have.
+    while from + wf.test_days as usize <= rc.len().min(rb.len()) {
         let to = from + wf.test_days as usize;
         let compound = |r: &[f64]| r.iter().fold(1.0, |acc, x| acc * (1.0 + x)) - 1.0;
         folds.push(Fold {
@@ -459,6 +562,7 @@ pub fn evaluate_against(
         walk_forward,
         regimes,
         calibration,
+        null_reasons,
     }
 }
 
@@ -482,7 +586,8 @@ pub fn coefficient_of_variation(xs: &[f64]) -> f64 {
 
 fn slice(regime: String, idx: &[usize], rc: &[f64], rb: &[f64]) -> RegimeSlice {
     let c: Vec<f64> = idx.iter().map(|&k| rc[k]).collect();
-    let b: Vec<f64> = idx.iter().map(|&k| rb[k]).collect();
+    // A ruined baseline ends early: its slice holds the days it has.
+    let b: Vec<f64> = idx.iter().filter_map(|&k| rb.get(k).copied()).collect();
     RegimeSlice {
         regime,
         days: idx.len(),

@@ -233,6 +233,36 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
     let evidence = inputs.evidence.as_ref().ok().copied();
     let evidence_error = inputs.evidence.as_ref().err();
     let metric = |name: &str| evidence.and_then(|e| e.metrics.get(name).copied());
+    // Ruin (NAV ≤ 0, losses beyond capital) is never a pass, whichever figure a gate reads:
+    // the `ruin` metric, a total return at or below −100 %, a drawdown of the whole peak, or a
+    // null metric whose reason is ruin.
+    let ruin = evidence.and_then(|e| {
+        let reason = e
+            .null_reasons
+            .iter()
+            .find(|(k, v)| !k.starts_with("baseline.") && v.starts_with("ruin"))
+            .map(|(k, v)| format!("{k}: {v}"));
+        let flagged = metric("ruin").is_some_and(|v| v != 0.0)
+            || metric("total_return").is_some_and(|v| v <= -1.0)
+            || metric("mdd").is_some_and(|v| v >= 1.0);
+        match (flagged, reason) {
+            (_, Some(r)) => Some(r),
+            (true, None) => Some(format!(
+                "total return {:?}, max drawdown {:?}",
+                metric("total_return"),
+                metric("mdd")
+            )),
+            (false, None) => None,
+        }
+    });
+    let fail_on_ruin = |c: &mut Check| {
+        if let Some(why) = &ruin {
+            c.fail(
+                "ruin",
+                format!("the candidate's NAV fell to 0 or below (ruin): {why}"),
+            );
+        }
+    };
     let no_evidence = |c: &mut Check| {
         c.fail(
             "missing_evidence",
@@ -353,7 +383,12 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                         }),
                         None => c.fail(
                             "missing_sr_delta",
-                            "SR delta against the baseline is missing",
+                            match e.null_reasons.get("delta.sr") {
+                                Some(why) => {
+                                    format!("SR delta against the baseline is undefined: {why}")
+                                }
+                                None => "SR delta against the baseline is missing".into(),
+                            },
                         ),
                     }
                     c.at_most(
@@ -365,6 +400,7 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                     if e.significance.is_none() {
                         c.fail("missing_significance", "bootstrap metadata is missing");
                     }
+                    fail_on_ruin(&mut c);
                 }
             }
             c.result(id, name)
@@ -382,6 +418,7 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                 need("evidence");
                 no_evidence(&mut c);
             } else {
+                fail_on_ruin(&mut c);
                 c.at_most(
                     "max_drawdown",
                     "max drawdown",
@@ -553,6 +590,7 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                     no_evidence(&mut c);
                 }
                 Some(e) => {
+                    fail_on_ruin(&mut c);
                     if !e.summary.complete {
                         c.fail(
                             "evidence_incomplete",

@@ -5,6 +5,10 @@
 //! The numeric files (prices, indices, factors) are large, so they are split at line boundaries
 //! and parsed on all cores; rows are then merged in file order so duplicate and order checks see
 //! the file exactly as written.
+//!
+//! Row order within a file does not matter: each row is placed in the panel by its date (real
+//! exports often come newest first). A file whose rows are not in increasing date order is
+//! accepted and said so in [`Dataset::notes`]; a repeated (symbol, date) is still a bad row.
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
 use rustc_hash::FxHashMap as HashMap;
@@ -226,6 +230,9 @@ pub struct Dataset {
     pub exposures: Option<Exposures>,
     pub events: Vec<Event>,
     pub bad_rows: BadRows,
+    /// What was done to the input that a user should know of (e.g. rows placed by date
+    /// because the file was not in increasing date order).
+    pub notes: Vec<String>,
 }
 
 /// The raw bytes of each input file and the name to report it by.
@@ -241,8 +248,11 @@ impl Dataset {
     /// Parses all inputs. `strict`: the first bad row is an error.
     pub fn parse(src: &Sources<'_>, strict: bool) -> Result<Dataset, InputError> {
         let mut bad = BadRows::default();
+        let mut notes = Vec::new();
         let mut universe = parse_universe(src.universe, strict, &mut bad)?;
-        let (calendar, index_close) = parse_indices(src.indices, &mut universe, strict, &mut bad)?;
+        let (calendar, index_close, unordered) =
+            parse_indices(src.indices, &mut universe, strict, &mut bad)?;
+        notes.extend(unordered_note(src.indices.0, unordered));
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (prices, exposures) = std::thread::scope(|scope| {
             let factors = src.factors.map(|f| {
@@ -253,12 +263,14 @@ impl Dataset {
             let exposures = factors.map(|h| h.join().expect("factor parser does not panic"));
             (prices, exposures)
         });
-        let (prices, price_bad) = prices?;
+        let (prices, price_bad, unordered) = prices?;
         merge_bad(&mut bad, price_bad);
+        notes.extend(unordered_note(src.prices.0, unordered));
         let exposures = match exposures {
             Some(result) => {
-                let (exposures, factor_bad) = result?;
+                let (exposures, factor_bad, unordered) = result?;
                 merge_bad(&mut bad, factor_bad);
+                notes.extend(unordered_note(src.factors.map_or("", |f| f.0), unordered));
                 Some(exposures)
             }
             None => None,
@@ -272,8 +284,19 @@ impl Dataset {
             exposures,
             events,
             bad_rows: bad,
+            notes,
         })
     }
+}
+
+/// The note for a file with `unordered` rows dated before an earlier row of the same series.
+fn unordered_note(file: &str, unordered: u64) -> Option<String> {
+    (unordered > 0).then(|| {
+        format!(
+            "{file}: {unordered} row(s) come after a later date of the same series (the file is \
+             not in increasing date order, e.g. newest first); every row was placed by its date"
+        )
+    })
 }
 
 fn merge_bad(into: &mut BadRows, from: BadRows) {
@@ -324,7 +347,8 @@ pub fn parse_price_panel(
     }
     let calendar = Calendar::new(dates.into_iter().collect());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (prices, bad) = parse_prices((file, bytes), &universe, &calendar, strict, threads)?;
+    let (prices, bad, _unordered) =
+        parse_prices((file, bytes), &universe, &calendar, strict, threads)?;
     Ok((calendar, universe, prices, bad))
 }
 
@@ -596,9 +620,11 @@ fn parse_indices(
     universe: &mut Universe,
     strict: bool,
     bad: &mut BadRows,
-) -> Result<(Calendar, Vec<Vec<f64>>), InputError> {
+) -> Result<(Calendar, Vec<Vec<f64>>, u64), InputError> {
     let (header, body) = split_header(file, bytes)?;
     let (cols, _) = header_columns(file, header, &["date", "index", "close"])?;
+    let mut seen: HashMap<(usize, NaiveDate), u64> = HashMap::default();
+    let mut unordered = 0u64;
     let index_ids: HashMap<&str, usize> = universe
         .indices
         .iter()
@@ -622,15 +648,18 @@ fn parse_indices(
             Ok((date, index, close)) => match index_ids.get(index) {
                 // An index no symbol uses is allowed and ignored.
                 None => continue,
-                Some(&i) => match last_date[i] {
-                    Some((d, _)) if d == date => {
-                        format!("duplicate row for index `{index}` on {date}")
+                Some(&i) => match seen.get(&(i, date)) {
+                    Some(l) => {
+                        format!("duplicate row for index `{index}` on {date} (first on line {l})")
                     }
-                    Some((d, l)) if d > date => format!(
-                        "date {date} of index `{index}` is before {d} on line {l}: dates must increase"
-                    ),
-                    _ => {
-                        last_date[i] = Some((date, line));
+                    None => {
+                        seen.insert((i, date), line);
+                        if last_date[i].is_some_and(|(d, _)| d > date) {
+                            unordered += 1;
+                        }
+                        if last_date[i].is_none_or(|(d, _)| d < date) {
+                            last_date[i] = Some((date, line));
+                        }
                         rows.push((date, i, close));
                         continue;
                     }
@@ -670,7 +699,7 @@ fn parse_indices(
             });
         }
     }
-    Ok((calendar, closes))
+    Ok((calendar, closes, unordered))
 }
 
 // ---------- prices ----------
@@ -691,7 +720,7 @@ fn parse_prices(
     calendar: &Calendar,
     strict: bool,
     threads: usize,
-) -> Result<(Prices, BadRows), InputError> {
+) -> Result<(Prices, BadRows, u64), InputError> {
     let (header, body) = split_header(file, bytes)?;
     let (cols, _) = header_columns(file, header, &["date", "symbol", "open", "close"])?;
     let parse_chunk = |(first_line, chunk): (u64, &[u8])| -> ChunkResult<PriceRow> {
@@ -753,7 +782,7 @@ fn parse_prices(
         prices.close[s * days + r.day as usize] = r.close;
         Ok(())
     })?;
-    Ok((prices, bad))
+    Ok((prices, bad, order.unordered))
 }
 
 /// A parsed row that knows its line.
@@ -809,15 +838,23 @@ fn merge_chunks<T: Numbered>(
     Ok(())
 }
 
-/// Per symbol, the last accepted date: rows must come in increasing date order.
+/// Per symbol, the rows accepted so far: a repeated date is refused; rows dated before a
+/// later row of the same symbol are accepted (placed by date) and counted.
 struct DateOrder {
-    last: Vec<Option<(u32, u64)>>,
+    /// Latest accepted day per symbol.
+    last: Vec<Option<u32>>,
+    /// Line of each accepted (symbol, day).
+    seen: HashMap<(u32, u32), u64>,
+    /// Rows that came after a later date of the same symbol.
+    unordered: u64,
 }
 
 impl DateOrder {
     fn new(symbols: usize) -> Self {
         Self {
             last: vec![None; symbols],
+            seen: HashMap::default(),
+            unordered: 0,
         }
     }
 
@@ -832,17 +869,17 @@ impl DateOrder {
     ) -> Result<(), String> {
         let date = calendar.dates[day as usize];
         let name = &universe.symbols[symbol];
-        match self.last[symbol] {
-            Some((d, _)) if d == day => Err(format!("duplicate row for `{name}` on {date}")),
-            Some((d, l)) if d > day => Err(format!(
-                "date {date} of `{name}` is before {} on line {l}: dates must increase",
-                calendar.dates[d as usize]
-            )),
-            _ => {
-                self.last[symbol] = Some((day, line));
-                Ok(())
-            }
+        if let Some(first) = self.seen.get(&(symbol as u32, day)) {
+            return Err(format!(
+                "duplicate row for `{name}` on {date} (first on line {first})"
+            ));
         }
+        self.seen.insert((symbol as u32, day), line);
+        match self.last[symbol] {
+            Some(d) if d > day => self.unordered += 1,
+            _ => self.last[symbol] = Some(day),
+        }
+        Ok(())
     }
 }
 
@@ -888,7 +925,7 @@ fn parse_factors(
     calendar: &Calendar,
     strict: bool,
     threads: usize,
-) -> Result<(Exposures, BadRows), InputError> {
+) -> Result<(Exposures, BadRows, u64), InputError> {
     let (header, body) = split_header(file, bytes)?;
     let (cols, names) = header_columns(file, header, &["date", "symbol"])?;
     let factor_cols: Vec<usize> = (0..names.len()).filter(|i| !cols.contains(i)).collect();
@@ -959,7 +996,9 @@ fn parse_factors(
 
     let mut row_days = Vec::with_capacity(n);
     let mut row_values = Vec::with_capacity(n);
-    for rows in per_symbol {
+    for mut rows in per_symbol {
+        // Rows may come in any order; exposures in force are looked up by ascending day.
+        rows.sort_by_key(|(d, _)| *d);
         row_days.push(rows.iter().map(|(d, _)| *d).collect());
         row_values.push(rows.into_iter().flat_map(|(_, v)| v).collect());
     }
@@ -970,6 +1009,7 @@ fn parse_factors(
             row_values,
         },
         bad,
+        order.unordered,
     ))
 }
 
@@ -1155,16 +1195,26 @@ mod tests {
         assert!(d.prices.close_of(0)[1].is_nan());
         assert_eq!(d.prices.close_of(0)[2], 11.0);
         assert_eq!(d.prices.close_of(1)[1], 5.0);
-        assert_eq!(d.bad_rows.counts["prices"], 5);
+        // B's 2024-01-02 row comes after its 2024-01-03 row: placed by date, and noted.
+        assert_eq!(d.prices.close_of(1)[0], 5.0);
+        assert_eq!(d.notes.len(), 1);
+        assert!(
+            d.notes[0].starts_with("prices.csv: 1 row(s)"),
+            "{:?}",
+            d.notes
+        );
+        assert_eq!(d.bad_rows.counts["prices"], 4);
         let lines: Vec<u64> = d.bad_rows.examples.iter().map(|b| b.line).collect();
-        assert_eq!(lines, vec![3, 4, 6, 8, 9]);
+        assert_eq!(lines, vec![3, 4, 6, 9]);
         let text: Vec<String> = d.bad_rows.examples.iter().map(|b| b.to_string()).collect();
         assert_eq!(text[0], "prices.csv:3: close `x` is not a finite number");
         assert_eq!(text[1], "prices.csv:4: symbol `Z` is not in the universe");
-        assert_eq!(text[2], "prices.csv:6: duplicate row for `A` on 2024-01-04");
-        assert!(text[3].starts_with("prices.csv:8: date 2024-01-02 of `B` is before 2024-01-03"));
         assert_eq!(
-            text[4],
+            text[2],
+            "prices.csv:6: duplicate row for `A` on 2024-01-04 (first on line 5)"
+        );
+        assert_eq!(
+            text[3],
             "prices.csv:9: 2024-01-06 is not a trading day of the index calendar"
         );
         assert_eq!(d.events[0].title, "Pays, generously");

@@ -191,6 +191,7 @@ pub fn evidence() -> EvidenceArtifact {
         generated_at: at(),
         lineage: lineage(ArtifactKind::Evidence),
         model_sha256: Some(Sha256Hex::of_bytes(b"model")),
+        null_reasons: BTreeMap::new(),
         summary: EvidenceSummary {
             complete: true,
             missing: vec![],
@@ -303,6 +304,7 @@ pub fn good_evidence() -> EvidenceArtifact {
             ("gross_exposure_max".into(), 1.1),
         ]),
         model_sha256: Some(Sha256Hex::of_bytes(b"model")),
+        null_reasons: BTreeMap::new(),
         reproducibility_hashes: parents.iter().map(|p| p.manifest_hash.clone()).collect(),
         schema_version: EvidenceVersion::V1,
         significance: Some(Significance {
