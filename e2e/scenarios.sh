@@ -450,11 +450,15 @@ s10_unreadable_objects() {
     --from-literal=modelSha256="$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" \
     --from-literal=tradingEnabled=true --from-literal=forceFallback=false
   crd_drop promotionrequests spec.target enum
+  # The admission webhook would refuse it too (it cannot read it): what gets through is an
+  # older CRD *and* no webhook, the case this guards.
+  stop_webhook
   for i in $(seq 150); do
     printf 'apiVersion: janus.torghut.io/v1alpha1\nkind: PromotionRequest\nmetadata: {name: bad-pr}\nspec: {candidate: r1-candidate, target: live}\n' |
       k apply -f - 2>/dev/null && break
     sleep 0.2
   done
+  start_webhook || fail "the webhook did not come back"
   k get promotionrequest bad-pr >/dev/null || fail "could not store the malformed request under the old CRD"
   eventually 30 sh -c "[ \"\$(kubectl -n $NS get configmap bad-pr-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]" ||
     fail "an unreadable request's runtime ConfigMap still enables trading"
@@ -499,7 +503,8 @@ s11_recreated_run() {
   # Hold the old run's first Job and its candidate, so garbage collection cannot remove them
   # before the new run looks: the race is won by the leftovers every time.
   k patch job rr-label --type merge -p '{"metadata":{"finalizers":["e2e.janus.torghut.io/hold"]}}'
-  k patch januscandidate rr-candidate --type merge -p '{"metadata":{"finalizers":["e2e.janus.torghut.io/hold"]}}'
+  # (Candidates are the operator's alone; the test's hold goes in with the webhook down.)
+  webhook_down k patch januscandidate rr-candidate --type merge -p '{"metadata":{"finalizers":["e2e.janus.torghut.io/hold"]}}'
   k delete janusrun rr --wait=false
   write_run rr 43 | k apply -f -
   new_uid="$(jp janusrun/rr '{.metadata.uid}')"
@@ -523,7 +528,7 @@ s11_recreated_run() {
     fail "the condition does not name the old candidate"
   [ "$(jp januscandidate/rr-candidate '{.spec.model.sha256}')" = "$old_digest" ] || fail "the old candidate was overwritten"
   [ "$(jp janusrun/rr '{.status.phase}')" != Succeeded ] || fail "succeeded without its own candidate"
-  k patch januscandidate rr-candidate --type json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
+  webhook_down k patch januscandidate rr-candidate --type json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
   k wait janusrun/rr --for=condition=Succeeded --timeout=120s
   k wait janusrun/rr --for=condition=PreviousChildren=False --timeout=10s
   # Every Job, every step and the candidate are the new run's.
@@ -1004,20 +1009,20 @@ s31_bad_approvals() {
 s32_kill_switch_webhook_down() {
   # (Scenario 6's request may hold r1-candidate's paper stage by now.)
   k delete promotionrequest after-handover --ignore-not-found
-  promo r1-paper-2 r1-candidate | k apply -f -
-  k wait promotionrequest/r1-paper-2 --for=condition=Promoted --timeout=60s
-  eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap r1-paper-2-runtime -o jsonpath='{.data.tradingEnabled}')\" = true ]"
+  promo r1-paper-3 r1-candidate | k apply -f -
+  k wait promotionrequest/r1-paper-3 --for=condition=Promoted --timeout=60s
+  eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap r1-paper-3-runtime -o jsonpath='{.data.tradingEnabled}')\" = true ]"
   stop_webhook
   # Creating a request fails closed without the webhook ...
   if promo no-webhook r1-candidate | k apply -f - 2>/dev/null; then start_webhook; fail "a request was created without the webhook"; fi
   # ... but on-call's kill switch gets through, and trading stops.
-  as carol patch promotionrequest r1-paper-2 --type merge -p '{"spec":{"killSwitch":true}}' || { start_webhook; fail "kill switch refused with the webhook down"; }
+  as carol patch promotionrequest r1-paper-3 --type merge -p '{"spec":{"killSwitch":true}}' || { start_webhook; fail "kill switch refused with the webhook down"; }
   local ok=0
-  for _ in $(seq 100); do [ "$(trading r1-paper-2)" = false ] && { ok=1; break; }; sleep 0.1; done
-  k wait promotionrequest/r1-paper-2 --for=jsonpath='{.status.phase}'=Halted --timeout=10s || ok=0
+  for _ in $(seq 100); do [ "$(trading r1-paper-3)" = false ] && { ok=1; break; }; sleep 0.1; done
+  k wait promotionrequest/r1-paper-3 --for=jsonpath='{.status.phase}'=Halted --timeout=10s || ok=0
   start_webhook || fail "the webhook did not come back"
   [ "$ok" = 1 ] || fail "trading not stopped with the webhook down"
-  echo "halted with the webhook down: $(last_reason r1-paper-2) by $(jp promotionrequest/r1-paper-2 '{.status.history[-1].actor}')"
+  echo "halted with the webhook down: $(last_reason r1-paper-3) by $(jp promotionrequest/r1-paper-3 '{.status.history[-1].actor}')"
 }
 
 # The table of docs/resources.md: expected answer, identity, verb, resource, namespace.
