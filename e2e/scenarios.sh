@@ -26,6 +26,12 @@ refused() {
   grep -q "denied by rule \`$rule\`" <<<"$out" || fail "the refusal does not name rule $rule: $out"
 }
 # webhook_down COMMAND...: runs COMMAND with the webhook process stopped, then restarts it.
+# webhook_configurations: the chart's webhook configurations as e2e registers them (by URL).
+webhook_configurations() {
+  "$HELM" template janus "$ROOT/charts/janus-operator" --namespace "$NS" --show-only templates/webhook.yaml |
+    kubectl create --dry-run=client --validate=false -o json -f - |
+    python3 "$HERE/webhook-config.py" "$WH_PORT" "$WH/ca.crt"
+}
 webhook_down() {
   stop_webhook
   local rc=0
@@ -450,15 +456,15 @@ s10_unreadable_objects() {
     --from-literal=modelSha256="$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" \
     --from-literal=tradingEnabled=true --from-literal=forceFallback=false
   crd_drop promotionrequests spec.target enum
-  # The admission webhook would refuse it too (it cannot read it): what gets through is an
-  # older CRD *and* no webhook, the case this guards.
-  stop_webhook
+  # The admission webhook would refuse it too (creation fails closed): what gets through is an
+  # older CRD *and* an install without the webhook configurations, the case this guards.
+  webhook_configurations | kubectl delete -f - >/dev/null
   for i in $(seq 150); do
     printf 'apiVersion: janus.torghut.io/v1alpha1\nkind: PromotionRequest\nmetadata: {name: bad-pr}\nspec: {candidate: r1-candidate, target: live}\n' |
       k apply -f - 2>/dev/null && break
     sleep 0.2
   done
-  start_webhook || fail "the webhook did not come back"
+  webhook_configurations | kubectl apply -f - >/dev/null
   k get promotionrequest bad-pr >/dev/null || fail "could not store the malformed request under the old CRD"
   eventually 30 sh -c "[ \"\$(kubectl -n $NS get configmap bad-pr-runtime -o jsonpath='{.data.tradingEnabled}')\" = false ]" ||
     fail "an unreadable request's runtime ConfigMap still enables trading"
@@ -503,8 +509,8 @@ s11_recreated_run() {
   # Hold the old run's first Job and its candidate, so garbage collection cannot remove them
   # before the new run looks: the race is won by the leftovers every time.
   k patch job rr-label --type merge -p '{"metadata":{"finalizers":["e2e.janus.torghut.io/hold"]}}'
-  # (Candidates are the operator's alone; the test's hold goes in with the webhook down.)
-  webhook_down k patch januscandidate rr-candidate --type merge -p '{"metadata":{"finalizers":["e2e.janus.torghut.io/hold"]}}'
+  # (Candidates are the operator's alone: the test's hold goes in with its ServiceAccount.)
+  kubectl --kubeconfig "$E2E/operator.kubeconfig" -n "$NS" patch januscandidate rr-candidate --type merge -p '{"metadata":{"finalizers":["e2e.janus.torghut.io/hold"]}}'
   k delete janusrun rr --wait=false
   write_run rr 43 | k apply -f -
   new_uid="$(jp janusrun/rr '{.metadata.uid}')"
@@ -528,7 +534,7 @@ s11_recreated_run() {
     fail "the condition does not name the old candidate"
   [ "$(jp januscandidate/rr-candidate '{.spec.model.sha256}')" = "$old_digest" ] || fail "the old candidate was overwritten"
   [ "$(jp janusrun/rr '{.status.phase}')" != Succeeded ] || fail "succeeded without its own candidate"
-  webhook_down k patch januscandidate rr-candidate --type json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
+  kubectl --kubeconfig "$E2E/operator.kubeconfig" -n "$NS" patch januscandidate rr-candidate --type json -p '[{"op":"remove","path":"/metadata/finalizers"}]'
   k wait janusrun/rr --for=condition=Succeeded --timeout=120s
   k wait janusrun/rr --for=condition=PreviousChildren=False --timeout=10s
   # Every Job, every step and the candidate are the new run's.
