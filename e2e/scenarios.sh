@@ -808,6 +808,12 @@ s27_operator_gone() {
   # Still halted a while later: the latch holds.
   sleep 2
   [ "$(decide "$port")" = "halted kill_switch" ] || fail "the latch did not hold: $(decide "$port")"
+  # A decision service (re)started now, still with no operator: the switch is off again, but the
+  # request's spec changed twice since the operator last decided on it, so it does not trade.
+  local again
+  again="$(serve_for r1-paper-2 s27b)"
+  [ "$(decide "$again" | cut -d' ' -f1)" = halted ] || fail "a restarted service trades after an unseen flip: $(decide "$again")"
+  echo "restarted service: $(decide "$again")"
   # The operator comes back for the scenarios after this one.
   start_operator op-e
   wait_leader op-e || fail "op-e never led"

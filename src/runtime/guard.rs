@@ -299,6 +299,26 @@ pub fn read_request(object: &serde_json::Value) -> RequestView {
     }
 }
 
+/// Why a request cannot be trusted because its spec changed more than once since the generation
+/// the operator last decided on (`metadata.generation` against `status.observedGeneration`; a
+/// request is created at generation 1): while no operator watched, a kill switch set and
+/// cleared again cannot be ruled out, and this process may have started after it (the operator
+/// halts such a request by the same rule once it runs). `None` otherwise.
+pub fn unobserved_changes(generation: Option<i64>, object: &serde_json::Value) -> Option<String> {
+    let seen = object
+        .pointer("/status/observedGeneration")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(1);
+    let now = generation?;
+    (now > seen + 1).then(|| {
+        format!(
+            "the request's spec changed {} times since generation {seen}, which the operator last \
+             decided on: a kill switch set and cleared meanwhile cannot be ruled out",
+            now - seen
+        )
+    })
+}
+
 /// A DNS-1123 subdomain, as Kubernetes names ConfigMaps.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -314,6 +334,23 @@ fn valid_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::contracts::Sha256Hex;
+
+    #[test]
+    fn unobserved_spec_changes_are_not_trusted() {
+        let status = |g: i64| serde_json::json!({"status": {"observedGeneration": g}});
+        // Decided on generation 4; one change since (5) is visible to whoever reads it.
+        assert_eq!(unobserved_changes(Some(5), &status(4)), None);
+        // On, then off again (7) while no operator watched.
+        assert!(
+            unobserved_changes(Some(6), &status(4))
+                .unwrap()
+                .contains("2 times")
+        );
+        // Never decided on: created at 1.
+        assert_eq!(unobserved_changes(Some(2), &serde_json::json!({})), None);
+        assert!(unobserved_changes(Some(3), &serde_json::json!({})).is_some());
+        assert_eq!(unobserved_changes(None, &status(1)), None);
+    }
 
     #[test]
     fn a_configuration_trades_only_for_its_promoted_owner() {

@@ -270,12 +270,15 @@ fn observe_request(
     };
     let view = read_request(&object.data);
     let uid = object.metadata.uid.clone();
+    let unobserved =
+        crate::runtime::guard::unobserved_changes(object.metadata.generation, &object.data);
     let latch = service.with_guard(|g| {
         g.request_backing(uid, view.promoted_stage.clone());
         g.request_problem(
             view.problem
                 .as_ref()
-                .map(|p| format!("{what} is malformed: {p}")),
+                .map(|p| format!("{what} is malformed: {p}"))
+                .or_else(|| unobserved.as_ref().map(|u| format!("{what}: {u}"))),
         );
         g.kill_switch(view.kill_switch, context)
     });
