@@ -801,6 +801,55 @@ fn a_promoted_status_the_operator_did_not_seal_halts() {
 }
 
 #[test]
+fn canary_limits_widened_after_promotion_halt_and_are_never_served() {
+    let now = gate_now();
+    let canary = run_at(
+        &spec(Target::Canary, false),
+        &canary_annotations(3),
+        None,
+        Some(Stage::Paper),
+        now,
+    );
+    assert_eq!(canary.status.phase, Some(Phase::Promoted));
+    assert_eq!(
+        canary.status.served_limits,
+        spec(Target::Canary, false).canary
+    );
+    let mut wider = spec(Target::Canary, false);
+    if let Some(limits) = wider.canary.as_mut() {
+        limits.max_gross_notional = 1e12;
+        limits.symbols.push("000001.SZ".into());
+    }
+    let plan = run_with(
+        &wider,
+        &canary_annotations(3),
+        Some(&canary.status),
+        now,
+        |i| {
+            i.candidate_stage = Some(Stage::Paper);
+            i.generation = Some(2)
+        },
+    );
+    assert_eq!(plan.status.phase, Some(Phase::Halted));
+    assert!(
+        plan.status
+            .history
+            .last()
+            .unwrap()
+            .reason
+            .contains("spec.canary changed")
+    );
+    let cm = plan.runtime_config.unwrap();
+    assert_eq!(cm["tradingEnabled"], "false");
+    // The ConfigMap keeps the approved limits, not the widened ones.
+    assert!(
+        !cm["canaryLimits"].contains("000001.SZ"),
+        "{}",
+        cm["canaryLimits"]
+    );
+}
+
+#[test]
 fn one_promoted_request_per_candidate_and_stage() {
     let now = gate_now();
     let none = BTreeMap::new();

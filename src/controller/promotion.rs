@@ -173,6 +173,15 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
             ));
         }
         Some(m) => {
+            // The canary limits it was promoted (and approved) with are fixed too: wider limits
+            // after the approval were never approved.
+            if previous.served_model.is_some() && previous.served_limits != input.spec.canary {
+                return Some(format!(
+                    "{}: spec.canary changed after the request was promoted with it; limits \
+                     nobody approved are never served (create a new request)",
+                    HaltReason::SpecChanged.as_str()
+                ));
+            }
             if let Some(served) = &previous.served_model {
                 if served.sha256 != m.sha256 || served.uri != m.uri {
                     return Some(format!(
@@ -463,7 +472,12 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                     trading_enabled: flags.trading_enabled,
                     force_fallback: flags.force_fallback,
                     policy_hash: Some(decision.policy_hash.clone()),
-                    canary_limits: input.spec.canary.clone(),
+                    // Once served, the pinned limits (an edited spec never widens them).
+                    canary_limits: if previous.served_model.is_some() {
+                        previous.served_limits.clone()
+                    } else {
+                        input.spec.canary.clone()
+                    },
                     lease_epoch: input.lease_epoch,
                 }
                 .to_data(),
@@ -483,6 +497,14 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             .then(|| input.model.cloned())
             .flatten()
     });
+    // The limits pinned with the model, when it was first served.
+    let served_limits = if previous.served_model.is_some() {
+        previous.served_limits.clone()
+    } else if served_model.is_some() {
+        input.spec.canary.clone()
+    } else {
+        None
+    };
 
     PromotionPlan {
         status: PromotionRequestStatus {
@@ -518,6 +540,7 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                 .or(previous.runtime_config_map),
             bound,
             served_model,
+            served_limits,
             // Sealed by the glue, which holds the key.
             seal: None,
         },

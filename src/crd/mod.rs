@@ -453,7 +453,12 @@ pub struct PromotionRequestStatus {
     /// exactly this model, else the request halts (`SpecChanged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_model: Option<ModelRef>,
-    /// The operator's seal over what this status says it serves (`crate::identity::status_seal`):
+    /// The canary limits the request was promoted with, pinned with `servedModel`; a changed
+    /// `spec.canary` afterwards halts it (`SpecChanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_limits: Option<CanaryLimits>,
+    /// The operator's seal over what this status says it serves (`crate::identity::status_seal`,
+    /// over [`PromotionRequestStatus::seal_fields`], which include the served model and limits):
     /// a promoted status without a valid seal was not written by the operator, and halts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
@@ -473,6 +478,10 @@ impl PromotionRequestStatus {
             self.served_model
                 .as_ref()
                 .map(|m| format!("{}@{}", m.uri, m.sha256))
+                .unwrap_or_default(),
+            self.served_limits
+                .as_ref()
+                .and_then(|l| serde_json::to_string(l).ok())
                 .unwrap_or_default(),
         ]
     }
