@@ -129,11 +129,13 @@ fn bootstrap_is_deterministic_for_a_seed_and_detects_a_real_edge() {
         .map(|i| PairedHit {
             candidate_direction: i % 10 < 6,
             baseline_direction: i % 10 < 5,
+            type_known: true,
             candidate_type: i % 10 < 8,
             baseline_type: i % 10 < 8,
         })
         .collect();
     let (da, eta) = accuracy_deltas(&hits, &config);
+    let (da, eta) = (da.unwrap(), eta.unwrap());
     assert!((da.value - 0.1).abs() < 1e-12);
     assert!(
         da.ci_lower > 0.08 && da.ci_upper < 0.12 && da.p_value < 0.001,
@@ -141,7 +143,41 @@ fn bootstrap_is_deterministic_for_a_seed_and_detects_a_real_edge() {
     );
     assert_eq!(eta.value, 0.0);
     assert_eq!((eta.ci_lower, eta.ci_upper), (0.0, 0.0));
-    assert_eq!(accuracy_deltas(&hits, &config), (da, eta));
+    assert_eq!(accuracy_deltas(&hits, &config), (Ok(da), Ok(eta)));
+
+    // The ETA delta is over the events of a known type only. Of 1,000 events, the even ones
+    // have a known type; the candidate names every one of them, the baseline every other one
+    // (i % 4 == 0): by hand, (500 − 250) / 500 = 0.5 (over all 1,000 events it would read 0.25).
+    let hits: Vec<PairedHit> = (0..1000)
+        .map(|i| PairedHit {
+            candidate_direction: true,
+            baseline_direction: true,
+            type_known: i % 2 == 0,
+            candidate_type: i % 2 == 0,
+            baseline_type: i % 4 == 0,
+        })
+        .collect();
+    let (da, eta) = accuracy_deltas(&hits, &config);
+    assert_eq!(da.unwrap().value, 0.0);
+    assert!((eta.unwrap().value - 0.5).abs() < 1e-12);
+    // Nothing of a known type, or nothing at all: refused with the reason, never 0.
+    let unknown: Vec<PairedHit> = hits
+        .iter()
+        .map(|h| PairedHit {
+            type_known: false,
+            ..*h
+        })
+        .collect();
+    let (da, eta) = accuracy_deltas(&unknown, &config);
+    assert!(da.is_ok());
+    assert_eq!(eta, Err(janus::evaluation::metrics::Undefined::NoKnownType));
+    let (da, eta) = accuracy_deltas(&[], &config);
+    assert!(
+        da.unwrap_err()
+            .to_string()
+            .starts_with("no labelled events")
+    );
+    assert!(eta.is_err());
 }
 
 #[test]
@@ -688,4 +724,170 @@ fn turnover_divides_by_evaluated_days() {
     let all = [1.0; 7].iter().sum::<f64>() + 0.9995 + 3.0 * 0.999;
     assert!((whole - 1.0 / (all / 11.0) / 10.0).abs() < 1e-12);
     assert_eq!(bt.turnover(10), None, "no evaluated day, no turnover");
+}
+
+/// Silent drops (issue 17): every record the evaluation leaves out is counted by reason, and
+/// those that lose something scorable make the evidence incomplete. Built by hand from the
+/// car-estimate case: a second symbol 000012.SZ (a copy of 000011.SZ's prices) with one event
+/// e3, labelled with both symbols' prices, then evaluated on prices that lack 000012.SZ. The
+/// predictions file holds e1, e2 and e3, one malformed line, one line for an id no event has,
+/// and a repeat of e1: by construction one of each drop reason below.
+#[test]
+fn dropped_records_are_counted_by_reason_and_make_the_evidence_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let src = case("car-estimate-overflow-rmse/data");
+    let data = d.join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(format!("{src}/indices.csv"), data.join("indices.csv")).unwrap();
+    let prices = std::fs::read_to_string(format!("{src}/prices.csv")).unwrap();
+    let copy: String = prices
+        .lines()
+        .skip(1)
+        .map(|l| format!("{}\n", l.replace("000011.SZ", "000012.SZ")))
+        .collect();
+    std::fs::write(data.join("prices.csv"), format!("{prices}{copy}")).unwrap();
+    std::fs::write(
+        data.join("universe.csv"),
+        "symbol,index,industry\n000011.SZ,CSI1000,steel\n000012.SZ,CSI1000,steel\n",
+    )
+    .unwrap();
+    let events = std::fs::read_to_string(format!("{src}/events.csv")).unwrap();
+    std::fs::write(
+        data.join("events.csv"),
+        format!("{events}e3,2023-10-23T08:00:00+08:00,000012.SZ,dividend,a third event\n"),
+    )
+    .unwrap();
+    let out = janus(&[
+        "label",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--out",
+        &p("label"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |id: &str| {
+        format!(
+            r#"{{"event_id": "{id}", "direction": "long", "event_type": "dividend", "strength": "strong", "car_estimate": 0.01}}"#
+        )
+    };
+    let predictions = [
+        line("e1"),
+        line("e2"),
+        line("e3"),
+        "{not json".to_string(),
+        line("ghost"),
+        line("e1"),
+    ]
+    .join("\n");
+    std::fs::write(d.join("pred.jsonl"), predictions).unwrap();
+    let evaluate = |pred: &str, out_dir: &str| {
+        let out = janus(&[
+            "evaluate",
+            "--event-car",
+            &p("label/event-car.json"),
+            "--predictions",
+            &p(pred),
+            "--prices",
+            &format!("{src}/prices.csv"),
+            "--out",
+            &p(out_dir),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |f: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(d.join(out_dir).join(f)).unwrap()).unwrap()
+        };
+        (read("evaluation.json"), read("evidence.json"))
+    };
+    let (report, evidence) = evaluate("pred.jsonl", "eval");
+    let label: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("label/event-car.json")).unwrap()).unwrap();
+    assert_eq!(
+        label["summary"]["labelled"], 3,
+        "all three events are labelled"
+    );
+    let expected = serde_json::json!({
+        "labelled_event_without_prices": 1,
+        "prediction_for_dropped_event": 1,
+        "prediction_malformed": 1,
+        "prediction_unknown_event": 1,
+        "prediction_duplicate": 1,
+    });
+    assert_eq!(evidence["counts"]["dropped"], expected);
+    assert_eq!(report["dropped"], expected);
+    assert_eq!(evidence["summary"]["complete"], false);
+    let missing: Vec<&str> = evidence["summary"]["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    for reason in [
+        "labelled_event_without_prices",
+        "prediction_malformed",
+        "prediction_unknown_event",
+        "prediction_duplicate",
+    ] {
+        assert!(
+            missing.contains(&format!("dropped.{reason}").as_str()),
+            "{missing:?}"
+        );
+    }
+    // Predictions for an event that was itself dropped lose nothing more.
+    assert!(!missing.contains(&"dropped.prediction_for_dropped_event"));
+    // Two predictions used (e1, e2), not three.
+    assert_eq!(evidence["counts"]["predictions"], 2);
+
+    // The baseline is given the type: its ETA (and so the ETA delta) is null with the reason,
+    // never 1.0; the candidate named the type of both labelled dividend events: ETA 2/2.
+    assert_eq!(evidence["metrics"]["eta"], 1.0);
+    assert!(evidence["baseline_metrics"].get("eta").is_none());
+    let reasons = &evidence["null_reasons"];
+    assert!(
+        reasons["baseline.eta"]
+            .as_str()
+            .unwrap()
+            .starts_with("no call states an event type")
+    );
+    assert!(
+        reasons["delta.eta"]
+            .as_str()
+            .unwrap()
+            .starts_with("the baseline has none")
+    );
+    assert!(evidence["deltas"].get("eta").is_none());
+
+    // Nothing scored at all: DA and ETA are null with the reason, not 0.
+    std::fs::write(d.join("ghost.jsonl"), line("ghost")).unwrap();
+    let (report, evidence) = evaluate("ghost.jsonl", "none");
+    for key in ["da", "eta"] {
+        assert!(report["candidate"][key].is_null(), "{key}");
+        assert!(evidence["metrics"].get(key).is_none(), "{key}");
+    }
+    assert_eq!(
+        evidence["null_reasons"]["da"],
+        "no labelled events with a call to score"
+    );
+    assert_eq!(
+        evidence["null_reasons"]["eta"],
+        "no labelled events of a known type with a call to score"
+    );
+    assert_eq!(
+        evidence["counts"]["dropped"]["labelled_event_without_call"],
+        2
+    );
+    let md = std::fs::read_to_string(d.join("none/report.md")).unwrap();
+    assert!(
+        md.contains("`da`: no labelled events with a call to score"),
+        "{md}"
+    );
 }

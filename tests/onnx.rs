@@ -26,7 +26,7 @@ fn onnx_runtime_matches_the_trainers_forward_pass() {
         let car = if i % 3 == 0 { -0.03 } else { 0.025 };
         examples.push(Example {
             event_id: format!("e{i}"),
-            x: encode(t, "600000.SH", titles[i % titles.len()], 512),
+            x: encode("600000.SH", titles[i % titles.len()], 512),
             label: Label {
                 car,
                 direction: if car > 0.0 {
@@ -91,9 +91,12 @@ fn a_graph_trained_on_other_features_is_refused() {
     let model = PolicyModel::init(64, 4, 0.03, 3);
     let current = OnnxPolicy::load_inferring_dim(&export(&model)).unwrap();
     assert_eq!(current.dim(), dimension(64));
-    assert_eq!(FEATURES_VERSION, "janus-features-v2");
+    assert_eq!(FEATURES_VERSION, "janus-features-v3");
+    // Bias and 64 buckets: the event type label is not an input (issue 17).
+    assert_eq!(current.dim(), 1 + 64);
     for (stamp, says) in [
         (Some("janus-features-v1"), "`janus-features-v1`"),
+        (Some("janus-features-v2"), "`janus-features-v2`"),
         (None, "(not recorded)"),
     ] {
         let err = OnnxPolicy::load_inferring_dim(&export_stamped(&model, stamp))

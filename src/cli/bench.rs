@@ -173,6 +173,7 @@ fn bench_bootstrap(runs: usize) -> CliResult {
         .map(|_| PairedHit {
             candidate_direction: rng.bernoulli(0.59),
             baseline_direction: rng.bernoulli(0.55),
+            type_known: true,
             candidate_type: rng.bernoulli(0.80),
             baseline_type: rng.bernoulli(0.70),
         })
@@ -184,7 +185,7 @@ fn bench_bootstrap(runs: usize) -> CliResult {
         let sr = sharpe_delta(&cand, &base, &config).ok();
         let (da, eta) = accuracy_deltas(&hits, &config);
         walls.push(start.elapsed().as_secs_f64());
-        std::hint::black_box((sr, da, eta));
+        std::hint::black_box((sr, da.ok(), eta.ok()));
     }
     println!(
         "bootstrap: {} resamples of the SR delta (520 days) + DA/ETA deltas (62,400 events), {runs} runs",

@@ -8,10 +8,11 @@ use crate::contracts::lineage::digest_file;
 use crate::contracts::reward::HgrmRewardArtifact;
 use crate::contracts::{Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact};
 use crate::evaluation::backtest::{EventSlot, PricePanel};
-use crate::evaluation::charts;
 use crate::evaluation::report::{
-    Evaluation, EvaluationConfig, EvaluationInput, METRICS, evaluate, evaluate_against,
+    DropReason, Dropped, Evaluation, EvaluationConfig, EvaluationInput, METRICS, evaluate,
+    evaluate_against,
 };
+use crate::evaluation::{charts, present};
 use crate::labeling::input::parse_price_panel;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
@@ -62,6 +63,10 @@ pub struct EvaluateArgs {
     /// Output directory: evaluation.json, evidence.json, report.md and SVG charts.
     #[arg(long)]
     pub out: PathBuf,
+    /// A paragraph printed at the top of report.md, under the title (`janus demo`: that the
+    /// data is synthetic and what its ceiling is).
+    #[arg(skip)]
+    pub note: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -79,10 +84,22 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
     }
 }
 
-/// Reads predictions by event id; bad lines are reported and skipped.
-pub fn read_predictions(path: &Path) -> Result<BTreeMap<String, Prediction>, CliError> {
+/// A predictions file, read.
+#[derive(Debug, Default)]
+pub struct PredictionFile {
+    /// The prediction of each event id (the last line wins for a repeated id).
+    pub by_id: BTreeMap<String, Prediction>,
+    /// Lines that are not a valid prediction (each reported on stderr with file and line).
+    pub malformed: u64,
+    /// Lines that repeat an event id (each reported on stderr).
+    pub duplicates: u64,
+}
+
+/// Reads predictions by event id; bad lines are reported (file and line) on stderr, skipped and
+/// counted, so that the evaluation can count them as dropped.
+pub fn read_predictions(path: &Path) -> Result<PredictionFile, CliError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut out = BTreeMap::new();
+    let mut out = PredictionFile::default();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -93,7 +110,8 @@ pub fn read_predictions(path: &Path) -> Result<BTreeMap<String, Prediction>, Cli
                     serde_json::Value::String(s) => s,
                     other => other.to_string(),
                 };
-                if out.insert(id.clone(), p.prediction).is_some() {
+                if out.by_id.insert(id.clone(), p.prediction).is_some() {
+                    out.duplicates += 1;
                     eprintln!(
                         "{}:{}: second prediction for `{id}` replaces the first",
                         path.display(),
@@ -101,7 +119,10 @@ pub fn read_predictions(path: &Path) -> Result<BTreeMap<String, Prediction>, Cli
                     );
                 }
             }
-            Err(e) => eprintln!("skipped {}:{}: {e}", path.display(), i + 1),
+            Err(e) => {
+                out.malformed += 1;
+                eprintln!("skipped {}:{}: {e}", path.display(), i + 1);
+            }
         }
     }
     Ok(out)
@@ -151,6 +172,10 @@ struct Loaded {
     start: usize,
     regime_labels: Option<Vec<Option<String>>>,
     market_returns: Option<Vec<f64>>,
+    /// Event-car records and price rows left out, by reason (predictions are added per file).
+    dropped: Dropped,
+    /// Ids of the event-car records left out (a prediction for one is counted as such).
+    dropped_ids: std::collections::BTreeSet<String>,
 }
 
 impl Loaded {
@@ -164,17 +189,34 @@ impl Loaded {
         let (calendar, universe, prices, bad) =
             parse_price_panel((&args.prices.display().to_string(), &price_bytes), false)
                 .map_err(|e| CliError::Usage(e.to_string()))?;
+        let mut dropped = Dropped::new();
         if bad.total() > 0 {
             eprintln!("skipped {} bad price rows", bad.total());
+            dropped.insert(DropReason::PriceRowBad, bad.total());
         }
         let days = calendar.len();
         let (mut ids, mut events, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        let mut dropped_ids = std::collections::BTreeSet::new();
         for r in &event_car.records {
-            let (Some(d0), Some(&symbol)) = (r.d0, universe.lookup.get(&r.symbol)) else {
-                continue;
+            let slot = match r.d0 {
+                None => Err(DropReason::EventWithoutD0),
+                Some(d0) => universe
+                    .lookup
+                    .get(&r.symbol)
+                    .zip(calendar.index(d0))
+                    .ok_or(if r.label.is_some() {
+                        DropReason::LabelledEventWithoutPrices
+                    } else {
+                        DropReason::UnlabelledEventWithoutPrices
+                    }),
             };
-            let Some(d0) = calendar.index(d0) else {
-                continue;
+            let (&symbol, d0) = match slot {
+                Ok(slot) => slot,
+                Err(reason) => {
+                    *dropped.entry(reason).or_default() += 1;
+                    dropped_ids.insert(r.event_id.clone());
+                    continue;
+                }
             };
             events.push(EventSlot {
                 symbol: symbol as usize,
@@ -217,10 +259,12 @@ impl Loaded {
             start,
             regime_labels,
             market_returns,
+            dropped,
+            dropped_ids,
         })
     }
 
-    fn input(&self) -> EvaluationInput<'_> {
+    fn input<'a>(&'a self, dropped: &'a Dropped) -> EvaluationInput<'a> {
         EvaluationInput {
             market_returns: self.market_returns.as_deref(),
             regime_labels: self.regime_labels.as_deref(),
@@ -233,17 +277,39 @@ impl Loaded {
             labels: &self.labels,
             horizon: self.event_car.method.event_window as usize,
             start: self.start,
+            dropped,
         }
     }
 
-    /// A predictions file's calls, aligned with `events`.
-    fn calls(&self, path: &Path) -> Result<Vec<Option<Prediction>>, CliError> {
-        let predictions = read_predictions(path)?;
-        Ok(self
+    /// A predictions file's calls, aligned with `events`, and every record left out (this
+    /// file's and the inputs'), by reason.
+    fn calls(&self, path: &Path) -> Result<(Vec<Option<Prediction>>, Dropped), CliError> {
+        let file = read_predictions(path)?;
+        let mut dropped = self.dropped.clone();
+        let mut count = |reason: DropReason, n: u64| {
+            if n > 0 {
+                *dropped.entry(reason).or_default() += n;
+            }
+        };
+        count(DropReason::PredictionMalformed, file.malformed);
+        count(DropReason::PredictionDuplicate, file.duplicates);
+        let known: std::collections::BTreeSet<&String> = self.ids.iter().collect();
+        let (mut for_dropped, mut unknown) = (0, 0);
+        for id in file.by_id.keys().filter(|id| !known.contains(id)) {
+            if self.dropped_ids.contains(id) {
+                for_dropped += 1;
+            } else {
+                unknown += 1;
+            }
+        }
+        count(DropReason::PredictionForDroppedEvent, for_dropped);
+        count(DropReason::PredictionUnknownEvent, unknown);
+        let calls = self
             .ids
             .iter()
-            .map(|id| predictions.get(id).cloned())
-            .collect())
+            .map(|id| file.by_id.get(id).cloned())
+            .collect();
+        Ok((calls, dropped))
     }
 }
 
@@ -252,9 +318,10 @@ impl Loaded {
 /// Writes nothing; evidence for the gates always compares with the type-sign baseline.
 pub fn compare_predictions(args: &EvaluateArgs, reference: &Path) -> Result<Evaluation, CliError> {
     let loaded = Loaded::read(args)?;
-    let (candidate, reference) = (loaded.calls(&args.predictions)?, loaded.calls(reference)?);
+    let ((candidate, dropped), (reference, _)) =
+        (loaded.calls(&args.predictions)?, loaded.calls(reference)?);
     Ok(evaluate_against(
-        &loaded.input(),
+        &loaded.input(&dropped),
         &candidate,
         &reference,
         &loaded.config,
@@ -265,9 +332,9 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     let loaded = Loaded::read(args)?;
     let rewards: Option<HgrmRewardArtifact> =
         args.rewards.as_deref().map(read_artifact).transpose()?;
-    let calls = loaded.calls(&args.predictions)?;
+    let (calls, dropped) = loaded.calls(&args.predictions)?;
     let (config, event_car) = (&loaded.config, &loaded.event_car);
-    let evaluation = evaluate(&loaded.input(), &calls, config);
+    let evaluation = evaluate(&loaded.input(&dropped), &calls, config);
 
     // Every output is computed before any is written, so a failure (a value JSON cannot carry,
     // a chart that cannot be drawn) leaves no partial set of outputs behind.
@@ -288,6 +355,8 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     if evaluation.predictions == 0 {
         missing.push("predictions".to_string());
     }
+    // A record that could have been scored and was dropped makes the evidence incomplete.
+    missing.extend(evaluation.incomplete_drops());
     let mut inputs = BTreeMap::from([
         (
             "event_car".to_string(),
@@ -337,11 +406,16 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
             predictions: evaluation.predictions as u64,
             trades: evaluation.candidate.trades as u64,
             trading_days: evaluation.trading_days as u64,
+            dropped: evaluation
+                .dropped
+                .iter()
+                .map(|(r, n)| (r.name().to_string(), *n))
+                .collect(),
         },
         deltas: [
             ("sr", evaluation.sr_delta.clone()),
-            ("da", Some(evaluation.da_delta.clone())),
-            ("eta", Some(evaluation.eta_delta.clone())),
+            ("da", evaluation.da_delta.clone()),
+            ("eta", evaluation.eta_delta.clone()),
         ]
         .into_iter()
         .filter_map(|(k, d)| Some((k.to_string(), d?)))
@@ -364,7 +438,11 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     };
     let mut sealed = artifact::seal(&mut evidence)?;
     sealed.push(b'\n');
-    let mut outputs = render_report(&evaluation, &loaded.dates[loaded.start..])?;
+    let mut outputs = render_report(
+        &evaluation,
+        &loaded.dates[loaded.start..],
+        args.note.as_deref(),
+    )?;
     outputs.push(("evaluation.json", report));
     outputs.push(("evidence.json", sealed));
     std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
@@ -470,30 +548,23 @@ fn read_regimes(
     Ok(labels)
 }
 
-fn fmt(x: Option<f64>) -> String {
-    x.map_or("n/a".into(), |v| format!("{v:.4}"))
-}
-
 pub fn print_table(e: &Evaluation) {
     println!("{:<28} {:>10} {:>10}", "", "candidate", "baseline");
-    for (_, name, get) in METRICS {
+    for (short, name, get) in METRICS {
         println!(
             "{name:<28} {:>10} {:>10}",
-            fmt(get(&e.candidate)),
-            fmt(get(&e.baseline))
+            present::metric(short, get(&e.candidate)),
+            present::metric(short, get(&e.baseline))
         );
     }
     let conf = e.significance.confidence * 100.0;
     for (name, d) in [
         ("SR", e.sr_delta.as_ref()),
-        ("DA", Some(&e.da_delta)),
-        ("ETA", Some(&e.eta_delta)),
+        ("DA", e.da_delta.as_ref()),
+        ("ETA", e.eta_delta.as_ref()),
     ] {
         match d {
-            Some(d) => println!(
-                "Δ{name:<11} {:>10.4}  {conf:.0}% CI [{:.4}, {:.4}]  p = {:.4}",
-                d.value, d.ci_lower, d.ci_upper, d.p_value
-            ),
+            Some(d) => println!("Δ{name:<11} {}  ({conf:.0}% CI)", present::delta(d)),
             None => println!("Δ{name:<11} {:>10}  ({})", "n/a", delta_reason(e, name)),
         }
     }
@@ -519,6 +590,7 @@ fn delta_reason(e: &Evaluation, name: &str) -> String {
 fn render_report(
     e: &Evaluation,
     dates: &[NaiveDate],
+    note: Option<&str>,
 ) -> Result<Vec<(&'static str, Vec<u8>)>, CliError> {
     let mut files: Vec<(&'static str, Vec<u8>)> = Vec::new();
     let mut chart = |name: &'static str, svg: Result<String, String>| -> Result<(), CliError> {
@@ -573,11 +645,19 @@ fn render_report(
         "# Evaluation report\n\nEvaluated window {span}, {} return days, {} predictions, {} labelled events scored.\n",
         e.trading_days, e.predictions, e.evaluated_events
     );
+    if let Some(note) = note {
+        let _ = writeln!(md, "{note}\n");
+    }
     let _ = writeln!(md, "| metric | candidate | baseline |\n| --- | --- | --- |");
-    let m = |x: Option<f64>| fmt(x);
-    for (_, name, get) in METRICS {
+    let m = |x: Option<f64>| present::metric("", x);
+    for (short, name, get) in METRICS {
         let (c, b) = (get(&e.candidate), get(&e.baseline));
-        let _ = writeln!(md, "| {name} | {} | {} |", m(c), m(b));
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} |",
+            present::metric(short, c),
+            present::metric(short, b)
+        );
     }
     let _ = writeln!(
         md,
@@ -589,14 +669,17 @@ fn render_report(
     );
     for (name, d) in [
         ("SR", e.sr_delta.as_ref()),
-        ("DA", Some(&e.da_delta)),
-        ("ETA", Some(&e.eta_delta)),
+        ("DA", e.da_delta.as_ref()),
+        ("ETA", e.eta_delta.as_ref()),
     ] {
         let _ = match d {
             Some(d) => writeln!(
                 md,
-                "| {name} | {:.4} | [{:.4}, {:.4}] | {:.4} |",
-                d.value, d.ci_lower, d.ci_upper, d.p_value
+                "| {name} | {:+.4} | [{:+.4}, {:+.4}] | {} |",
+                d.value,
+                d.ci_lower,
+                d.ci_upper,
+                present::p_value(d.p_value)
             ),
             None => writeln!(md, "| {name} | n/a: {} | | |", delta_reason(e, name)),
         };

@@ -72,6 +72,14 @@ pub struct EvidenceCounts {
     pub rewards: u64,
     pub trades: u64,
     pub trading_days: u64,
+    /// Records the evaluation could not use, by reason (`labelled_event_without_prices`,
+    /// `unlabelled_event_without_prices`, `event_without_d0`, `prediction_malformed`,
+    /// `prediction_unknown_event`, `prediction_duplicate`, `prediction_for_dropped_event`,
+    /// `price_row_bad`, `labelled_event_without_call`); absent when none was dropped. Those that
+    /// lost something scorable also appear in `summary.missing` as `dropped.<reason>`
+    /// (docs/methodology.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dropped: BTreeMap<String, u64>,
 }
 
 /// A candidate − baseline difference with its bootstrap interval and one-sided p-value

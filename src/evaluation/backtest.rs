@@ -93,13 +93,12 @@ impl BacktestResult {
     pub fn daily_returns(&self) -> Vec<f64> {
         self.nav.windows(2).map(|w| w[1] / w[0] - 1.0).collect()
     }
-    pub fn hit_rate(&self) -> f64 {
-        if self.trades.is_empty() {
-            0.0
-        } else {
+    /// Share of trades with a positive net PnL; `None` without trades.
+    pub fn hit_rate(&self) -> Option<f64> {
+        (!self.trades.is_empty()).then(|| {
             self.trades.iter().filter(|t| t.pnl - t.cost > 0.0).count() as f64
                 / self.trades.len() as f64
-        }
+        })
     }
     /// Daily turnover over the evaluated days from calendar day `start` on: traded notional
     /// (entries and exits, all of which fall in that window) per evaluated day, as a multiple
@@ -113,13 +112,9 @@ impl BacktestResult {
         let days = (window.len() - 1) as f64;
         (mean_nav > 0.0).then(|| self.traded_notional / mean_nav / days)
     }
-    /// Costs as basis points of traded notional.
-    pub fn cost_in_bps(&self) -> f64 {
-        if self.traded_notional > 0.0 {
-            self.cost_paid / self.traded_notional * 1e4
-        } else {
-            0.0
-        }
+    /// Costs as basis points of traded notional; `None` when nothing was traded.
+    pub fn cost_in_bps(&self) -> Option<f64> {
+        (self.traded_notional > 0.0).then(|| self.cost_paid / self.traded_notional * 1e4)
     }
 }
 
@@ -334,7 +329,7 @@ mod tests {
         assert!((r.nav[4] - expected).abs() < 1e-12, "{:?}", r.nav);
         assert_eq!(r.trades.len(), 1);
         assert!((r.trades[0].pnl - 0.1).abs() < 1e-12);
-        assert!((r.cost_in_bps() - 10.0).abs() < 1e-9);
+        assert!((r.cost_in_bps().unwrap() - 10.0).abs() < 1e-9);
 
         let short = run(&prices, &events, &[call(Direction::Short)], &[], 2, &config);
         assert!((short.nav[4] - (1.0 - entry_cost - 0.5 * 0.2 - exit_cost)).abs() < 1e-12);

@@ -71,11 +71,14 @@ impl TypeTable {
     }
 
     /// The baseline's call for an event of type `t`: hold without enough history or for an
-    /// unknown type.
+    /// unknown type. The call states no event type (`event_type: None`): the baseline is
+    /// *given* the type (from upstream: the events file, the trading lane's request), so echoing
+    /// it back as a prediction would score a perfect, meaningless event-type accuracy. Its ETA
+    /// is therefore undefined (null with a reason), not 1.
     pub fn baseline(&self, t: EventType, strong_threshold: f64, min_history: u64) -> Prediction {
         let hold = Prediction {
             direction: Direction::Hold,
-            event_type: t.is_known().then_some(t),
+            event_type: None,
             strength: Strength::Weak,
             car_estimate: 0.0,
         };
@@ -90,7 +93,7 @@ impl TypeTable {
             } else {
                 Direction::Short
             },
-            event_type: Some(t),
+            event_type: None,
             strength: if s.mean_abs_car() >= strong_threshold {
                 Strength::Strong
             } else {
@@ -194,6 +197,8 @@ mod tests {
         assert_eq!(p.direction, Direction::Long);
         assert_eq!(p.strength, Strength::Strong);
         assert!((p.car_estimate - 0.03).abs() < 1e-15);
+        // Given the type, it does not claim to have inferred it.
+        assert_eq!(p.event_type, None);
         assert_eq!(
             table.baseline(EventType::Dividend, 0.02, 4).direction,
             Direction::Hold

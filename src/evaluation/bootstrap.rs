@@ -161,58 +161,74 @@ pub fn sharpe_delta(
 pub struct PairedHit {
     pub candidate_direction: bool,
     pub baseline_direction: bool,
+    /// Whether the label's type is one of the ten (only those events score event types).
+    pub type_known: bool,
     pub candidate_type: bool,
     pub baseline_type: bool,
 }
 
 /// Direction-accuracy and event-type-accuracy deltas (candidate − baseline) with a paired
 /// bootstrap over events: each resample draws events with replacement and scores both models
-/// on the same draw.
-pub fn accuracy_deltas(hits: &[PairedHit], config: &BootstrapConfig) -> (Delta, Delta) {
+/// on the same draw. The DA delta is over all events; the ETA delta over the events of a known
+/// type among them (in a resample without one it counts as 0). Either is refused with its
+/// reason when it has no event to score.
+pub fn accuracy_deltas(
+    hits: &[PairedHit],
+    config: &BootstrapConfig,
+) -> (Result<Delta, Undefined>, Result<Delta, Undefined>) {
     let n = hits.len();
     if n == 0 {
-        let zero = Delta {
-            value: 0.0,
-            ci_lower: 0.0,
-            ci_upper: 0.0,
-            p_value: 1.0,
-        };
-        return (zero.clone(), zero);
+        return (Err(Undefined::NothingScored), Err(Undefined::NothingScored));
     }
-    // Each event's contribution to the two deltas, as one of 9 categories.
-    let diff = |c: bool, b: bool| c as i8 - b as i8;
+    // Each event's contribution to the two deltas, as one of 12 categories: the DA difference
+    // (−1, 0, +1) × the ETA difference (−1, 0, +1, or not scored).
+    let diff = |c: bool, b: bool| (c as i8 - b as i8 + 1) as u8;
     let category: Vec<u8> = hits
         .iter()
         .map(|h| {
-            let da = diff(h.candidate_direction, h.baseline_direction) + 1;
-            let eta = diff(h.candidate_type, h.baseline_type) + 1;
-            (da * 3 + eta) as u8
+            let da = diff(h.candidate_direction, h.baseline_direction);
+            let eta = if h.type_known {
+                diff(h.candidate_type, h.baseline_type)
+            } else {
+                3
+            };
+            da * 4 + eta
         })
         .collect();
-    let sums = |counts: &[u32; 9]| -> (f64, f64) {
-        let (mut da, mut eta) = (0i64, 0i64);
+    let sums = |counts: &[u32; 12]| -> (f64, f64) {
+        let (mut da, mut eta, mut known) = (0i64, 0i64, 0i64);
         for (c, &k) in counts.iter().enumerate() {
-            da += (c as i64 / 3 - 1) * k as i64;
-            eta += (c as i64 % 3 - 1) * k as i64;
+            da += (c as i64 / 4 - 1) * k as i64;
+            if c % 4 != 3 {
+                eta += (c as i64 % 4 - 1) * k as i64;
+                known += k as i64;
+            }
         }
-        (da as f64 / n as f64, eta as f64 / n as f64)
+        let eta = if known == 0 {
+            0.0
+        } else {
+            eta as f64 / known as f64
+        };
+        (da as f64 / n as f64, eta)
     };
-    let mut full = [0u32; 9];
+    let mut full = [0u32; 12];
     for &c in &category {
         full[c as usize] += 1;
     }
     let (da_value, eta_value) = sums(&full);
     // One pass over a resample yields both deltas.
     let draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
-        let mut counts = [0u32; 9];
+        let mut counts = [0u32; 12];
         for _ in 0..n {
             counts[category[rng.below(n as u64) as usize] as usize] += 1;
         }
         sums(&counts)
     });
     let (da_draws, eta_draws): (Vec<f64>, Vec<f64>) = draws.into_iter().unzip();
-    (
-        summarize(da_value, da_draws, config.confidence),
-        summarize(eta_value, eta_draws, config.confidence),
-    )
+    let eta = if hits.iter().any(|h| h.type_known) {
+        Ok(summarize(eta_value, eta_draws, config.confidence))
+    } else {
+        Err(Undefined::NoKnownType)
+    };
+    (Ok(summarize(da_value, da_draws, config.confidence)), eta)
 }

@@ -66,6 +66,15 @@ pub enum Undefined {
     Unpaired { candidate: usize, baseline: usize },
     #[error("no labelled events with a call to score")]
     NothingScored,
+    #[error("no labelled events of a known type with a call to score")]
+    NoKnownType,
+    #[error(
+        "no call states an event type: the model does not classify events (the type-sign \
+         baseline is given the type from upstream), so there is no type accuracy to measure"
+    )]
+    NoTypeCalls,
+    #[error("no trades")]
+    NoTrades,
 }
 
 /// Where a NAV series reached 0 or below.

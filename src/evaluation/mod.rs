@@ -7,5 +7,6 @@ pub mod baseline;
 pub mod bootstrap;
 pub mod charts;
 pub mod metrics;
+pub mod present;
 pub mod replay;
 pub mod report;

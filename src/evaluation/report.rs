@@ -138,6 +138,72 @@ impl BootstrapSettings {
     }
 }
 
+/// Why a record did not enter an evaluation. Every dropped record is counted under one of these
+/// (`Evaluation::dropped`, the evidence's `counts.dropped`), and the ones that lose something
+/// that could have been scored make the evidence incomplete (docs/methodology.md, "Dropped
+/// records and completeness").
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// A labelled event whose symbol has no prices, or whose d0 is not a day of the prices'
+    /// calendar: its label can be neither traded nor scored.
+    LabelledEventWithoutPrices,
+    /// The same for an event without a label (the labeller already said why it has none, e.g.
+    /// an unknown symbol): nothing to score was lost.
+    UnlabelledEventWithoutPrices,
+    /// An event without d0 (the labeller placed it outside the calendar or could not read its
+    /// timestamp; counted there too).
+    EventWithoutD0,
+    /// A predictions line that is not a valid prediction (the error goes to stderr with file and
+    /// line).
+    PredictionMalformed,
+    /// A prediction whose `event_id` names no event of the event-car artifact.
+    PredictionUnknownEvent,
+    /// A second prediction for the same event (the later one is used).
+    PredictionDuplicate,
+    /// A prediction for an event dropped for one of the reasons above.
+    PredictionForDroppedEvent,
+    /// A prices row that could not be read (skipped).
+    PriceRowBad,
+    /// A labelled event of the evaluated window without the candidate's prediction: DA, ETA
+    /// and the errors would be computed without it.
+    LabelledEventWithoutCall,
+}
+
+impl DropReason {
+    /// The name used as the count's key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LabelledEventWithoutPrices => "labelled_event_without_prices",
+            Self::UnlabelledEventWithoutPrices => "unlabelled_event_without_prices",
+            Self::EventWithoutD0 => "event_without_d0",
+            Self::PredictionMalformed => "prediction_malformed",
+            Self::PredictionUnknownEvent => "prediction_unknown_event",
+            Self::PredictionDuplicate => "prediction_duplicate",
+            Self::PredictionForDroppedEvent => "prediction_for_dropped_event",
+            Self::PriceRowBad => "price_row_bad",
+            Self::LabelledEventWithoutCall => "labelled_event_without_call",
+        }
+    }
+
+    /// Whether a drop for this reason lost something the evaluation could have used (a label,
+    /// a prediction, a price): then the evidence is not complete. Events the labeller could not
+    /// label or place, and the predictions for them, are counted but lose nothing.
+    pub fn breaks_completeness(self) -> bool {
+        !matches!(
+            self,
+            Self::UnlabelledEventWithoutPrices
+                | Self::EventWithoutD0
+                | Self::PredictionForDroppedEvent
+        )
+    }
+}
+
+/// Dropped records by reason.
+pub type Dropped = std::collections::BTreeMap<DropReason, u64>;
+
 /// The events and market an evaluation runs on.
 pub struct EvaluationInput<'a> {
     pub prices: PricePanel<'a>,
@@ -153,28 +219,35 @@ pub struct EvaluationInput<'a> {
     /// The market index's return on each calendar day (NaN when unknown) for that
     /// classification; `None` uses an equal-weighted proxy of all stocks.
     pub market_returns: Option<&'a [f64]>,
+    /// Records left out while the inputs were read, by reason (carried into the result).
+    pub dropped: &'a Dropped,
 }
 
 /// One model's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelResult {
     pub metrics: NavMetrics,
-    /// Direction accuracy over labelled events with a call.
-    pub da: f64,
-    /// Event-type accuracy over labelled events of a known type with a call.
-    pub eta: f64,
+    /// Direction accuracy over labelled events with a call; `None` (reason in `null_reasons`)
+    /// when there is none.
+    pub da: Option<f64>,
+    /// Event-type accuracy over labelled events of a known type with a call (a call without a
+    /// type counts as wrong); `None` with a reason when there is no such event, or when no call
+    /// states a type at all (the type-sign baseline, which is given the type).
+    pub eta: Option<f64>,
     /// Mean absolute error of ĉ against the label's CAR (CAR units); `None` with a reason when
     /// nothing was scored.
     pub mae: Option<f64>,
     /// Root mean squared error of ĉ (CAR units), computed without overflow for any finite ĉ.
     pub rmse: Option<f64>,
     pub trades: usize,
-    pub hit_rate: f64,
+    /// Share of trades with a positive net PnL; `None` without trades.
+    pub hit_rate: Option<f64>,
     /// Traded notional per evaluated day as a multiple of mean NAV (see
     /// [`backtest::BacktestResult::turnover`]).
     pub turnover: Option<f64>,
     pub cost_paid: f64,
-    pub cost_bps: f64,
+    /// Costs as basis points of traded notional; `None` without traded notional.
+    pub cost_bps: Option<f64>,
     /// Largest gross exposure as a multiple of NAV.
     pub gross_exposure_max: f64,
     /// NAV at each close of the evaluated window, starting at 1.
@@ -198,14 +271,14 @@ pub const METRICS: [MetricSpec; 16] = [
     ("total_return", "total return", |m| {
         Some(m.metrics.total_return)
     }),
-    ("da", "DA", |m| Some(m.da)),
-    ("eta", "ETA", |m| Some(m.eta)),
+    ("da", "DA", |m| m.da),
+    ("eta", "ETA", |m| m.eta),
     ("mae", "MAE", |m| m.mae),
     ("rmse", "RMSE", |m| m.rmse),
     ("trades", "trades", |m| Some(m.trades as f64)),
-    ("hit_rate", "hit rate", |m| Some(m.hit_rate)),
+    ("hit_rate", "hit rate", |m| m.hit_rate),
     ("turnover", "turnover (daily, × NAV)", |m| m.turnover),
-    ("cost_bps", "cost (bps of notional)", |m| Some(m.cost_bps)),
+    ("cost_bps", "cost (bps of notional)", |m| m.cost_bps),
     ("cost_paid", "cost paid (× initial NAV)", |m| {
         Some(m.cost_paid)
     }),
@@ -268,18 +341,36 @@ pub struct Evaluation {
     pub baseline: ModelResult,
     /// Candidate − baseline SR; `None` (reason in `null_reasons`) when either has no SR.
     pub sr_delta: Option<Delta>,
-    pub da_delta: Delta,
-    pub eta_delta: Delta,
+    /// Candidate − baseline DA, paired on the events both called; `None` with a reason.
+    pub da_delta: Option<Delta>,
+    /// Candidate − baseline ETA on those events of a known type; `None` with a reason (always
+    /// against the type-sign baseline, which states no type).
+    pub eta_delta: Option<Delta>,
     pub significance: Significance,
     pub folds: Vec<Fold>,
     pub walk_forward: WalkForwardSummary,
     pub regimes: Vec<RegimeSlice>,
     pub calibration: Option<Calibration>,
-    /// Why a delta without a value (key `sr_delta`) has none.
+    /// Why a delta without a value (keys `sr_delta`, `da_delta`, `eta_delta`) has none.
     pub null_reasons: std::collections::BTreeMap<String, String>,
     pub predictions: usize,
     pub evaluated_events: usize,
     pub trading_days: usize,
+    /// Records that did not enter the evaluation, by reason; empty when none was dropped.
+    #[serde(default)]
+    pub dropped: Dropped,
+}
+
+impl Evaluation {
+    /// The drops that make the evidence incomplete, as `dropped.<reason>` entries of the
+    /// evidence's `summary.missing`.
+    pub fn incomplete_drops(&self) -> Vec<String> {
+        self.dropped
+            .iter()
+            .filter(|(r, n)| r.breaks_completeness() && **n > 0)
+            .map(|(r, _)| format!("dropped.{}", r.name()))
+            .collect()
+    }
 }
 
 fn direction_matches(d: Direction, s: Sign) -> bool {
@@ -343,16 +434,10 @@ fn model_result(
         let base = bt.nav[input.start];
         bt.nav[input.start..].iter().map(|v| v / base).collect()
     };
-    let (mut n_dir, mut hit_dir, mut n_type, mut hit_type) = (0, 0, 0, 0);
+    let (da, eta) = accuracies(&in_window, input.labels);
     let mut errors = Vec::new();
     for (call, label) in in_window.iter().zip(input.labels) {
         if let (Some(p), Some(l)) = (call, label) {
-            n_dir += 1;
-            hit_dir += direction_matches(p.direction, l.direction) as usize;
-            if l.event_type.is_known() {
-                n_type += 1;
-                hit_type += (p.event_type == Some(l.event_type)) as usize;
-            }
             let err = if p.car_estimate.is_finite() {
                 p.car_estimate - l.car
             } else {
@@ -362,7 +447,6 @@ fn model_result(
         }
     }
     let mut null_reasons = std::collections::BTreeMap::new();
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let metrics = NavMetrics::from_nav(&nav).unwrap_or_else(|e| {
         let why = e.to_string();
         NavMetrics {
@@ -387,6 +471,10 @@ fn model_result(
             None
         }
     };
+    let da = defined("da", da);
+    let eta = defined("eta", eta);
+    let hit_rate = defined("hit_rate", bt.hit_rate().ok_or(Undefined::NoTrades));
+    let cost_bps = defined("cost_bps", bt.cost_in_bps().ok_or(Undefined::NoTrades));
     let mae = defined("mae", mean_abs(&errors));
     let rmse = defined("rmse", root_mean_square(&errors));
     let turnover = defined(
@@ -398,8 +486,8 @@ fn model_result(
     );
     ModelResult {
         metrics,
-        da: ratio(hit_dir, n_dir),
-        eta: ratio(hit_type, n_type),
+        da,
+        eta,
         mae,
         rmse,
         trades: bt
@@ -407,10 +495,10 @@ fn model_result(
             .iter()
             .filter(|t| t.entry_day >= input.start)
             .count(),
-        hit_rate: bt.hit_rate(),
+        hit_rate,
         turnover,
         cost_paid: bt.cost_paid,
-        cost_bps: bt.cost_in_bps(),
+        cost_bps,
         gross_exposure_max: bt.max_gross_exposure,
         nav,
         positions: bt
@@ -421,6 +509,42 @@ fn model_result(
             .collect(),
         null_reasons,
     }
+}
+
+/// Direction and event-type accuracy of `calls` (aligned with `labels`, `None`: no call) over
+/// the labelled events with a call; ETA only over those of a known type, a call without a type
+/// counting as wrong. Each is undefined, with the reason, when it has nothing to score; ETA also
+/// when no call states a type at all (a model that does not classify, such as the baseline).
+fn accuracies(
+    calls: &[Option<Prediction>],
+    labels: &[Option<Label>],
+) -> (Result<f64, Undefined>, Result<f64, Undefined>) {
+    let (mut n_dir, mut hit_dir, mut n_type, mut hit_type, mut typed) = (0, 0, 0, 0, 0);
+    for (call, label) in calls.iter().zip(labels) {
+        if let (Some(p), Some(l)) = (call, label) {
+            n_dir += 1;
+            hit_dir += direction_matches(p.direction, l.direction) as usize;
+            if l.event_type.is_known() {
+                n_type += 1;
+                typed += p.event_type.is_some() as usize;
+                hit_type += (p.event_type == Some(l.event_type)) as usize;
+            }
+        }
+    }
+    let ratio = |hits: usize, n: usize| hits as f64 / n as f64;
+    let da = if n_dir == 0 {
+        Err(Undefined::NothingScored)
+    } else {
+        Ok(ratio(hit_dir, n_dir))
+    };
+    let eta = if n_type == 0 {
+        Err(Undefined::NoKnownType)
+    } else if typed == 0 {
+        Err(Undefined::NoTypeCalls)
+    } else {
+        Ok(ratio(hit_type, n_type))
+    };
+    (da, eta)
 }
 
 /// Mean of |e| as a running mean, which cannot overflow for finite errors.
@@ -500,20 +624,48 @@ pub fn evaluate_against(
     }
     .map_err(|why| null_reasons.insert("sr_delta".to_string(), why.to_string()))
     .ok();
-    let hits: Vec<PairedHit> = (0..input.events.len())
+    let paired: Vec<usize> = (0..input.events.len())
         .filter(|&i| input.events[i].d0 >= input.start)
-        .filter_map(|i| {
+        .filter(|&i| {
+            input.labels[i].is_some() && candidate[i].is_some() && baseline_calls[i].is_some()
+        })
+        .collect();
+    let hits: Vec<PairedHit> = paired
+        .iter()
+        .filter_map(|&i| {
             let l = input.labels[i].as_ref()?;
             let (c, b) = (candidate[i].as_ref()?, baseline_calls[i].as_ref()?);
             Some(PairedHit {
                 candidate_direction: direction_matches(c.direction, l.direction),
                 baseline_direction: direction_matches(b.direction, l.direction),
-                candidate_type: l.event_type.is_known() && c.event_type == Some(l.event_type),
-                baseline_type: l.event_type.is_known() && b.event_type == Some(l.event_type),
+                type_known: l.event_type.is_known(),
+                candidate_type: c.event_type == Some(l.event_type),
+                baseline_type: b.event_type == Some(l.event_type),
             })
         })
         .collect();
     let (da_delta, eta_delta) = accuracy_deltas(&hits, &boot);
+    // A side that states no type at all has no ETA, so neither has the delta.
+    let no_types = |who: &'static str, calls: &[Option<Prediction>]| {
+        let calls: Vec<Option<Prediction>> = paired.iter().map(|&i| calls[i].clone()).collect();
+        let labels: Vec<Option<Label>> = paired.iter().map(|&i| input.labels[i].clone()).collect();
+        match accuracies(&calls, &labels).1 {
+            Err(Undefined::NoTypeCalls) => {
+                Some(Undefined::Side(who, Box::new(Undefined::NoTypeCalls)))
+            }
+            _ => None,
+        }
+    };
+    let eta_delta =
+        match no_types("candidate", candidate).or_else(|| no_types("baseline", baseline_calls)) {
+            Some(why) => Err(why),
+            None => eta_delta,
+        };
+    let mut delta = |name: &str, d: Result<Delta, Undefined>| {
+        d.map_err(|why| null_reasons.insert(name.to_string(), why.to_string()))
+            .ok()
+    };
+    let (da_delta, eta_delta) = (delta("da_delta", da_delta), delta("eta_delta", eta_delta));
 
     // Walk-forward folds over the evaluated days.
     let wf = &config.walk_forward;
@@ -548,6 +700,16 @@ pub fn evaluate_against(
         None => regime_slices(input, &rc, &rb, config.regime_window as usize),
     };
     let calibration = calibration(input, candidate, config.target_coverage);
+    let mut dropped = input.dropped.clone();
+    let uncalled = (0..input.events.len())
+        .filter(|&i| input.events[i].d0 >= input.start)
+        .filter(|&i| input.labels[i].is_some() && candidate[i].is_none())
+        .count() as u64;
+    if uncalled > 0 {
+        *dropped
+            .entry(DropReason::LabelledEventWithoutCall)
+            .or_default() += uncalled;
+    }
     Evaluation {
         predictions: candidate.iter().filter(|c| c.is_some()).count(),
         evaluated_events: hits.len(),
@@ -563,6 +725,7 @@ pub fn evaluate_against(
         regimes,
         calibration,
         null_reasons,
+        dropped,
     }
 }
 

@@ -475,10 +475,9 @@ impl Service {
                     "forceFallback=true in the runtime configuration".to_string(),
                 ),
                 (Err(e), false) => (None, Source::Fallback, "model_unavailable", e.clone()),
-                (Ok(model), false) => {
-                    self.infer(model.clone(), event_type, &event.symbol, &event.title)
-                        .await
-                }
+                // The model reads the headline only; the upstream type (above) serves the
+                // fallback, never the model's inputs (training::features).
+                (Ok(model), false) => self.infer(model.clone(), &event.symbol, &event.title).await,
             };
             let prediction = prediction
                 .unwrap_or_else(|| decision::fallback(&loaded.fallback, event_type, &self.rules));
@@ -521,7 +520,6 @@ impl Service {
     async fn infer(
         &self,
         model: Arc<Mutex<OnnxPolicy>>,
-        event_type: EventType,
         symbol: &str,
         title: &str,
     ) -> (
@@ -556,13 +554,8 @@ impl Service {
                 .map_err(|_| "the model lock is poisoned".to_string())?;
             let dim = m.dim();
             let buckets = dim.saturating_sub(crate::training::features::HASH_OFFSET);
-            let mut dense = vec![0f32; dim];
-            for (i, v) in crate::training::features::encode(event_type, &symbol, &title, buckets) {
-                if let Some(x) = dense.get_mut(i as usize) {
-                    *x += v;
-                }
-            }
-            m.predict(&dense)
+            let x = crate::training::features::encode(&symbol, &title, buckets);
+            m.predict(&crate::training::onnx::dense(&[&x], dim))
         });
         match tokio::time::timeout(self.budget, task).await {
             Ok(Ok(Ok(p))) => (Some(p), Source::Model, "ok", "model".to_string()),

@@ -1,21 +1,30 @@
-//! Event features of the reference policy: the normalized event type (one-hot) and the title's
-//! tokens hashed into a fixed number of buckets (words split on whitespace and punctuation, plus
-//! character bigrams of CJK runs, so Chinese headlines need no segmenter). Sparse: a handful
-//! of active indices per event. The event's own symbol is masked out of the title: a stock
-//! code identifies the company but says nothing about the news, and a policy that can see it
-//! memorizes each stock's past returns instead of learning what headlines mean.
-
-use crate::taxonomy::EventType;
+//! Event features of the reference policy: a bias and the title's tokens hashed into a fixed
+//! number of buckets (words split on whitespace and punctuation, plus character bigrams of CJK
+//! runs, so Chinese headlines need no segmenter). Sparse: a handful of active indices per event.
+//!
+//! The policy sees only what it would see in production: the headline. Two things are kept out
+//! on purpose:
+//! - the event type label. The policy *predicts* the type (its type head, scored as ETA and by
+//!   the HGRM event-type gate); a policy fed the label could only echo it, so ETA was 1.0 for
+//!   every model (issue 17). Where a type comes from upstream in production (the trading lane's
+//!   `event.event_type`, the events file's `event_type` column), the deterministic fallback and
+//!   the backtest's capital split read it; the model never does.
+//! - the event's own symbol, masked out of the title: a stock code identifies the company but
+//!   says nothing about the news, and a policy that can see it memorizes each stock's past
+//!   returns instead of learning what headlines mean.
+//!
+//! [`encode`] is the one feature builder: training ([`super::examples`]), prediction for
+//! evaluation ([`super::encode_all`]) and the decision service (`serve`) all call it.
 
 /// Which encoding this is. Stamped into every model the trainer writes (model.json's format
 /// and the ONNX graph's metadata) and checked when one is loaded, so a model is never fed
-/// features it was not trained on. v1 hashed the event's own symbol too.
-pub const FEATURES_VERSION: &str = "janus-features-v2";
+/// features it was not trained on. v1 hashed the event's own symbol too; v2 had a one-hot of
+/// the event type label in front (11 slots), which v3 drops.
+pub const FEATURES_VERSION: &str = "janus-features-v3";
 
-/// One-hot slots for the ten types and `unknown`, then a bias slot, then the hashed tokens.
-pub const TYPE_SLOTS: usize = 11;
-pub const BIAS_SLOT: usize = TYPE_SLOTS;
-pub const HASH_OFFSET: usize = TYPE_SLOTS + 1;
+/// Slot 0 is the bias; the hashed tokens follow it.
+pub const BIAS_SLOT: usize = 0;
+pub const HASH_OFFSET: usize = BIAS_SLOT + 1;
 
 /// Sparse feature vector: (index, value) pairs, indices unique and ascending.
 pub type Sparse = Vec<(u32, f32)>;
@@ -75,13 +84,16 @@ pub fn tokens(title: &str) -> Vec<String> {
     out
 }
 
-/// Features of one event about `symbol`.
-pub fn encode(event_type: EventType, symbol: &str, title: &str, buckets: usize) -> Sparse {
+/// Features of one event about `symbol` with headline `title`, over `buckets` hash buckets
+/// (dimension [`dimension`]`(buckets)`). Neither the event type nor the symbol is an input.
+pub fn encode(symbol: &str, title: &str, buckets: usize) -> Sparse {
     let mut x: Vec<(u32, f32)> = Vec::with_capacity(16);
-    x.push((event_type.index().unwrap_or(10) as u32, 1.0));
     x.push((BIAS_SLOT as u32, 1.0));
     let masked = tokens(symbol);
-    for t in tokens(title).into_iter().filter(|t| !masked.contains(t)) {
+    let hashed = tokens(title)
+        .into_iter()
+        .filter(|t| buckets > 0 && !masked.contains(t));
+    for t in hashed {
         x.push((
             (HASH_OFFSET as u64 + fnv1a(t.as_bytes()) % buckets as u64) as u32,
             1.0,
@@ -117,33 +129,25 @@ mod tests {
 
     #[test]
     fn encoding_is_sparse_sorted_and_deterministic() {
-        let x = encode(EventType::Dividend, "600000.SH", "分红 分红", 64);
-        assert_eq!(x, encode(EventType::Dividend, "600000.SH", "分红 分红", 64));
+        let x = encode("600000.SH", "分红 分红", 64);
+        assert_eq!(x, encode("600000.SH", "分红 分红", 64));
         assert!(x.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(
             x.iter()
                 .any(|(i, v)| *i as usize >= HASH_OFFSET && *v == 2.0)
         );
-        assert_eq!(x[0], (EventType::Dividend.index().unwrap() as u32, 1.0));
+        assert_eq!(x[0], (BIAS_SLOT as u32, 1.0));
+        // Bias and one slot holding both "分红" tokens: nothing else (no type label).
+        assert_eq!(x.len(), 2);
     }
 
     #[test]
     fn the_events_own_symbol_is_masked() {
-        let plain = encode(EventType::Dividend, "600000.SH", "分红：增持", 4096);
-        let named = encode(
-            EventType::Dividend,
-            "600000.SH",
-            "600000.SH 分红：增持",
-            4096,
-        );
+        let plain = encode("600000.SH", "分红：增持", 4096);
+        let named = encode("600000.SH", "600000.SH 分红：增持", 4096);
         assert_eq!(plain, named);
         // Another company named in the title is content, not identity.
-        let other = encode(
-            EventType::Dividend,
-            "600000.SH",
-            "600001.SH 分红：增持",
-            4096,
-        );
+        let other = encode("600000.SH", "600001.SH 分红：增持", 4096);
         assert_eq!(other.len(), plain.len() + 1);
     }
 }

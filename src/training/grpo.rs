@@ -302,7 +302,7 @@ mod tests {
         let examples: Vec<Example> = (0..4)
             .map(|i| Example {
                 event_id: format!("e{i}"),
-                x: encode(EventType::KNOWN[i], "600000.SH", titles[i], 16),
+                x: encode("600000.SH", titles[i], 16),
                 label: Label {
                     car: 0.01,
                     direction: Sign::Positive,

@@ -42,7 +42,7 @@ pub fn examples(
             }
             Some(Example {
                 event_id: r.event_id.clone(),
-                x: encode(r.event_type, &r.symbol, &r.title, buckets),
+                x: encode(&r.symbol, &r.title, buckets),
                 label,
                 known_on: last_day,
             })
@@ -55,11 +55,6 @@ pub fn encode_all(artifact: &EventCarArtifact, buckets: usize) -> Vec<(String, S
     artifact
         .records
         .iter()
-        .map(|r| {
-            (
-                r.event_id.clone(),
-                encode(r.event_type, &r.symbol, &r.title, buckets),
-            )
-        })
+        .map(|r| (r.event_id.clone(), encode(&r.symbol, &r.title, buckets)))
         .collect()
 }

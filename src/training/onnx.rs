@@ -224,11 +224,12 @@ pub fn export_stamped(model: &PolicyModel, features: Option<&str>) -> Vec<u8> {
     model_bytes
 }
 
-/// Dense feature rows for the ONNX graph's `features` input.
+/// Dense feature rows (`features.len()` × `dim`, row-major) for the ONNX graph's `features`
+/// input; an index at or beyond `dim` is left out rather than spilling into the next row.
 pub fn dense(features: &[&super::features::Sparse], dim: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; features.len() * dim];
     for (row, x) in features.iter().enumerate() {
-        for &(i, v) in x.iter() {
+        for &(i, v) in x.iter().filter(|(i, _)| (*i as usize) < dim) {
             out[row * dim + i as usize] = v;
         }
     }

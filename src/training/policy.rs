@@ -17,8 +17,9 @@ pub const TYPES: usize = 10;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyModel {
-    /// Always `janus-reference-policy-v2` (v2: trained on `features::FEATURES_VERSION` v2,
-    /// the event's symbol masked; a v1 model would be served different features than it
+    /// Always `janus-reference-policy-v3` (v3: trained on `features::FEATURES_VERSION` v3,
+    /// headline only, without the event type label; v2 took the type label as an input and
+    /// v1 the event's symbol. An older model would be served different features than it
     /// learned, so it is refused).
     pub format: String,
     pub buckets: usize,
@@ -30,7 +31,7 @@ pub struct PolicyModel {
     pub params: Vec<f32>,
 }
 
-pub const FORMAT: &str = "janus-reference-policy-v2";
+pub const FORMAT: &str = "janus-reference-policy-v3";
 
 /// Offsets of each block in `params`.
 #[derive(Debug, Clone, Copy)]
@@ -321,7 +322,7 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let model = PolicyModel::init(32, 6, 0.03, 1);
-        let x = encode(EventType::Dividend, "600000.SH", "分红 增长 profit", 32);
+        let x = encode("600000.SH", "分红 增长 profit", 32);
         // Loss: CE(direction = 1) + CE(type = 4) + CE(strength = 0) + (raw car − 0.5)².
         let loss = |m: &PolicyModel| -> f64 {
             let f = m.forward(&x);

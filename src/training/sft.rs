@@ -247,7 +247,7 @@ mod tests {
                 let car = if up { 0.01 } else { -0.01 };
                 Example {
                     event_id: format!("e{i}"),
-                    x: encode(EventType::Dividend, "600000.SH", &title, 4096),
+                    x: encode("600000.SH", &title, 4096),
                     label: Label {
                         car,
                         direction: if up { Sign::Positive } else { Sign::Negative },

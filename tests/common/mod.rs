@@ -203,6 +203,7 @@ pub fn evidence() -> EvidenceArtifact {
             predictions: 2,
             trades: 2,
             trading_days: 54,
+            dropped: Default::default(),
         },
         metrics: BTreeMap::from([("sr".into(), 1.3088), ("mdd".into(), 0.1196)]),
         baseline_metrics: BTreeMap::from([("sr".into(), 0.6481)]),
@@ -280,6 +281,7 @@ pub fn good_evidence() -> EvidenceArtifact {
             predictions: 12_000,
             trades: 9_000,
             trading_days: 250,
+            dropped: Default::default(),
         },
         deltas: BTreeMap::from([
             ("sr".into(), delta(0.8, 0.2, 0.01)),
