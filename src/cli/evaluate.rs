@@ -63,6 +63,9 @@ pub struct EvaluateArgs {
     /// Output directory: evaluation.json, evidence.json, report.md and SVG charts.
     #[arg(long)]
     pub out: PathBuf,
+    /// The candidate's name in report.md and the charts' legends.
+    #[arg(long, default_value = "candidate")]
+    pub name: String,
     /// A paragraph printed at the top of report.md, under the title (`janus demo`: that the
     /// data is synthetic and what its ceiling is).
     #[arg(skip)]
@@ -281,6 +284,11 @@ impl Loaded {
         }
     }
 
+    /// The date of each NAV point of an evaluation of these inputs.
+    fn nav_dates(&self, e: &Evaluation) -> Vec<NaiveDate> {
+        charts::nav_dates(&self.dates, self.start, e.candidate.nav.len())
+    }
+
     /// A predictions file's calls, aligned with `events`, and every record left out (this
     /// file's and the inputs'), by reason.
     fn calls(&self, path: &Path) -> Result<(Vec<Option<Prediction>>, Dropped), CliError> {
@@ -320,12 +328,14 @@ pub fn compare_predictions(args: &EvaluateArgs, reference: &Path) -> Result<Eval
     let loaded = Loaded::read(args)?;
     let ((candidate, dropped), (reference, _)) =
         (loaded.calls(&args.predictions)?, loaded.calls(reference)?);
-    Ok(evaluate_against(
+    let mut evaluation = evaluate_against(
         &loaded.input(&dropped),
         &candidate,
         &reference,
         &loaded.config,
-    ))
+    );
+    evaluation.nav_dates = loaded.nav_dates(&evaluation);
+    Ok(evaluation)
 }
 
 pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifact), CliError> {
@@ -334,7 +344,8 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
         args.rewards.as_deref().map(read_artifact).transpose()?;
     let (calls, dropped) = loaded.calls(&args.predictions)?;
     let (config, event_car) = (&loaded.config, &loaded.event_car);
-    let evaluation = evaluate(&loaded.input(&dropped), &calls, config);
+    let mut evaluation = evaluate(&loaded.input(&dropped), &calls, config);
+    evaluation.nav_dates = loaded.nav_dates(&evaluation);
 
     // Every output is computed before any is written, so a failure (a value JSON cannot carry,
     // a chart that cannot be drawn) leaves no partial set of outputs behind.
@@ -440,7 +451,12 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     sealed.push(b'\n');
     let mut outputs = render_report(
         &evaluation,
-        &loaded.dates[loaded.start..],
+        &loaded.dates,
+        loaded.start,
+        &charts::Names {
+            candidate: args.name.clone(),
+            ..charts::Names::default()
+        },
         args.note.as_deref(),
     )?;
     outputs.push(("evaluation.json", report));
@@ -589,49 +605,70 @@ fn delta_reason(e: &Evaluation, name: &str) -> String {
 /// The report and its charts, by file name, rendered in memory.
 fn render_report(
     e: &Evaluation,
-    dates: &[NaiveDate],
+    calendar: &[NaiveDate],
+    start: usize,
+    names: &charts::Names,
     note: Option<&str>,
 ) -> Result<Vec<(&'static str, Vec<u8>)>, CliError> {
+    let dates = &calendar[start.min(calendar.len())..];
     let mut files: Vec<(&'static str, Vec<u8>)> = Vec::new();
     let mut chart = |name: &'static str, svg: Result<String, String>| -> Result<(), CliError> {
         let svg = svg.map_err(CliError::Usage)?;
         files.push((name, svg.into_bytes()));
         Ok(())
     };
-    chart("nav.svg", charts::nav(e))?;
-    chart("drawdown.svg", charts::drawdown(e))?;
-    let folds: Vec<(String, f64, f64)> = e
+    chart("nav.svg", charts::nav(e, names, &e.nav_dates))?;
+    chart("drawdown.svg", charts::drawdown(e, names, &e.nav_dates))?;
+    // Each fold under its test window's dates (start_day and end_day are calendar positions).
+    let day = |d: usize| {
+        calendar
+            .get(d)
+            .map_or(String::new(), |d| d.format("%b %d").to_string())
+    };
+    let folds: Vec<(String, Option<f64>, Option<f64>)> = e
         .folds
         .iter()
-        .enumerate()
-        .map(|(i, f)| {
+        .map(|f| {
             (
-                format!("fold {}", i + 1),
-                f.candidate_return,
-                f.baseline_return,
+                format!("{}–{}", day(f.start_day), day(f.end_day)),
+                Some(100.0 * f.candidate_return),
+                Some(100.0 * f.baseline_return),
             )
         })
         .collect();
     chart(
         "folds.svg",
-        charts::bars("Fold returns (candidate blue, baseline red)", &folds),
+        charts::bars(
+            "Walk-forward fold returns (test windows)",
+            "return over the fold (%)",
+            names,
+            &folds,
+            &format!(
+                "No walk-forward fold: the evaluated window has {} return days; a fold needs \
+                 the training days plus the test days of the configuration.",
+                e.trading_days
+            ),
+        ),
     )?;
-    let regimes: Vec<(String, f64, f64)> = e
+    let regimes: Vec<(String, Option<f64>, Option<f64>)> = e
         .regimes
         .iter()
         .map(|r| {
             (
-                r.regime.replace('_', " "),
-                r.candidate_sr.unwrap_or(0.0),
-                r.baseline_sr.unwrap_or(0.0),
+                format!("{} ({} d)", r.regime.replace('_', " "), r.days),
+                r.candidate_sr,
+                r.baseline_sr,
             )
         })
         .collect();
     chart(
         "regimes.svg",
         charts::bars(
-            "Sharpe ratio by regime (candidate blue, baseline red)",
+            "Sharpe ratio by market regime",
+            "Sharpe ratio (annualized)",
+            names,
             &regimes,
+            "No regime slices.",
         ),
     )?;
 
@@ -648,7 +685,11 @@ fn render_report(
     if let Some(note) = note {
         let _ = writeln!(md, "{note}\n");
     }
-    let _ = writeln!(md, "| metric | candidate | baseline |\n| --- | --- | --- |");
+    let _ = writeln!(
+        md,
+        "| metric | {} | {} |\n| --- | --- | --- |",
+        names.candidate, names.baseline
+    );
     let m = |x: Option<f64>| present::metric("", x);
     for (short, name, get) in METRICS {
         let (c, b) = (get(&e.candidate), get(&e.baseline));
@@ -661,7 +702,9 @@ fn render_report(
     }
     let _ = writeln!(
         md,
-        "\n## Candidate − baseline\n\n{} ({} resamples, block length {}, seed {})\n\n| delta | value | CI | p (Δ ≤ 0) |\n| --- | --- | --- | --- |",
+        "\n## {} − {}\n\n{} ({} resamples, block length {}, seed {})\n\n| delta | value | CI | p (Δ ≤ 0) |\n| --- | --- | --- | --- |",
+        names.candidate,
+        names.baseline,
         e.significance.method,
         e.significance.resamples,
         e.significance.block_length,

@@ -1,121 +1,379 @@
 //! SVG charts of an evaluation, rendered to strings (no files, no fonts needed beyond SVG text).
+//!
+//! What a reader should be able to tell without the docs: every series is named in a legend by
+//! its model (`SFT → GRPO`, `baseline (type sign)`, never "candidate"); time runs over calendar
+//! dates; every axis says its unit; bars sit above the label they belong to; a value that does
+//! not exist is shown as `n/a`, never as a zero-height bar; a chart with nothing to show says
+//! why instead of drawing an empty frame.
 
 use super::report::Evaluation;
+use chrono::NaiveDate;
 use plotters::prelude::*;
 
 fn chart_error<E: std::fmt::Debug>(e: E) -> String {
     format!("chart: {e:?}")
 }
 
-/// NAV of candidate and baseline.
-pub fn nav(e: &Evaluation) -> Result<String, String> {
-    let series = [
-        ("candidate", &e.candidate.nav, BLUE),
-        ("baseline", &e.baseline.nav, RED),
-    ];
-    lines("NAV (start = 1)", &series)
+/// The legend names of the two models of an evaluation.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub candidate: String,
+    pub baseline: String,
 }
 
-/// Drawdown of candidate and baseline.
-pub fn drawdown(e: &Evaluation) -> Result<String, String> {
-    let dd = |nav: &[f64]| -> Vec<f64> {
-        let mut peak = f64::MIN;
-        nav.iter()
-            .map(|v| {
-                peak = peak.max(*v);
-                -(peak - v) / peak
-            })
-            .collect()
-    };
-    let (c, b) = (dd(&e.candidate.nav), dd(&e.baseline.nav));
+impl Default for Names {
+    fn default() -> Self {
+        Self {
+            candidate: "candidate".into(),
+            baseline: "baseline (type sign)".into(),
+        }
+    }
+}
+
+const SIZE: (u32, u32) = (760, 380);
+/// Colours of the first, second and third series.
+const COLORS: [RGBColor; 3] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+];
+
+/// The date of each NAV point of an evaluated window that starts at calendar day `start` of
+/// `calendar`: point 0 is the close before the window's first open (the day before `start`, or
+/// one day earlier than the calendar when `start` is 0), point k ≥ 1 the close of day
+/// `start + k − 1`.
+pub fn nav_dates(calendar: &[NaiveDate], start: usize, points: usize) -> Vec<NaiveDate> {
+    (0..points)
+        .filter_map(|k| match (start + k).checked_sub(1) {
+            Some(day) => calendar.get(day).copied(),
+            None => calendar.first().and_then(|d| d.pred_opt()),
+        })
+        .collect()
+}
+
+/// NAV of candidate and baseline over the dates of their points.
+pub fn nav(e: &Evaluation, names: &Names, dates: &[NaiveDate]) -> Result<String, String> {
     lines(
-        "Drawdown",
-        &[("candidate", &c, BLUE), ("baseline", &b, RED)],
+        "NAV over the evaluated window (start = 1)",
+        "NAV (multiple of the starting capital)",
+        dates,
+        &[
+            (names.candidate.as_str(), &e.candidate.nav),
+            (names.baseline.as_str(), &e.baseline.nav),
+        ],
     )
 }
 
-fn lines(title: &str, series: &[(&str, &Vec<f64>, RGBColor)]) -> Result<String, String> {
+/// Drawdown below the running peak, in percent.
+pub fn drawdown_percent(nav: &[f64]) -> Vec<f64> {
+    let mut peak = f64::MIN;
+    nav.iter()
+        .map(|v| {
+            peak = peak.max(*v);
+            -100.0 * (peak - v) / peak
+        })
+        .collect()
+}
+
+/// Drawdown of candidate and baseline, in percent of the running peak.
+pub fn drawdown(e: &Evaluation, names: &Names, dates: &[NaiveDate]) -> Result<String, String> {
+    let (c, b) = (
+        drawdown_percent(&e.candidate.nav),
+        drawdown_percent(&e.baseline.nav),
+    );
+    lines(
+        "Drawdown",
+        "drawdown (% below the running peak NAV)",
+        dates,
+        &[
+            (names.candidate.as_str(), &c),
+            (names.baseline.as_str(), &b),
+        ],
+    )
+}
+
+/// Lines over dates (`dates[k]` is the date of point k of every series), one colour each and a
+/// legend naming them.
+pub fn lines(
+    title: &str,
+    y_desc: &str,
+    dates: &[NaiveDate],
+    series: &[(&str, &Vec<f64>)],
+) -> Result<String, String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (720, 360)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(chart_error)?;
-        let n = series.iter().map(|s| s.1.len()).max().unwrap_or(1).max(2);
+        let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
+        if n < 2 {
+            empty(root, title, "fewer than two points: nothing to draw")?;
+        } else {
+            draw_lines(&root, title, y_desc, dates, series, n)?;
+        }
+    }
+    Ok(svg)
+}
+
+fn draw_lines(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    dates: &[NaiveDate],
+    series: &[(&str, &Vec<f64>)],
+    n: usize,
+) -> Result<(), String> {
+    {
         let (lo, hi) = series
             .iter()
             .flat_map(|s| s.1.iter().copied())
+            .filter(|v| v.is_finite())
             .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
         let pad = ((hi - lo) * 0.05).max(1e-6);
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0..n, (lo - pad)..(hi + pad))
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0..n - 1, (lo - pad)..(hi + pad))
             .map_err(chart_error)?;
+        let label = |i: &usize| dates.get(*i).map(|d| d.to_string()).unwrap_or_default();
         chart
             .configure_mesh()
-            .x_desc("trading day")
+            .x_labels(6)
+            .x_label_formatter(&label)
+            .x_desc("date (close)")
+            .y_desc(y_desc)
             .draw()
             .map_err(chart_error)?;
-        for (name, values, color) in series {
-            let color = *color;
+        for (k, (name, values)) in series.iter().enumerate() {
+            let color = COLORS[k % COLORS.len()];
             chart
                 .draw_series(LineSeries::new(
                     values.iter().enumerate().map(|(i, v)| (i, *v)),
-                    color,
+                    color.stroke_width(2),
                 ))
                 .map_err(chart_error)?
                 .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
             .map_err(chart_error)?;
         root.present().map_err(chart_error)?;
     }
+    Ok(())
+}
+
+/// A caption and a sentence saying why there is nothing to draw.
+fn empty(
+    root: DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    why: &str,
+) -> Result<(), String> {
+    let h = SIZE.1;
+    root.draw(&Text::new(
+        title.to_string(),
+        (12, 12),
+        ("sans-serif", 18).into_font(),
+    ))
+    .map_err(chart_error)?;
+    root.draw(&Text::new(
+        why.to_string(),
+        (40, h as i32 / 2),
+        ("sans-serif", 15).into_font().color(&RGBColor(90, 90, 90)),
+    ))
+    .map_err(chart_error)?;
+    root.present().map_err(chart_error)
+}
+
+/// Bars of named values (fold returns, regime Sharpe ratios), candidate and baseline side by
+/// side above each row's label, with a legend naming the models. A value that does not exist is
+/// drawn as no bar and its label says `n/a`. Without rows, the chart says `when_empty`.
+pub fn bars(
+    title: &str,
+    y_desc: &str,
+    names: &Names,
+    rows: &[(String, Option<f64>, Option<f64>)],
+    when_empty: &str,
+) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        if rows.is_empty() {
+            empty(root, title, when_empty)?;
+        } else {
+            draw_bars(&root, title, y_desc, names, rows)?;
+        }
+    }
     Ok(svg)
 }
 
-/// Bars of named values (fold returns, regime Sharpe ratios), candidate and baseline side by side.
-pub fn bars(title: &str, rows: &[(String, f64, f64)]) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (720, 360)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let (lo, hi) = rows
-            .iter()
-            .flat_map(|r| [r.1, r.2])
-            .fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
-        let pad = ((hi - lo) * 0.1).max(1e-6);
-        let n = rows.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..n as f64, (lo - pad)..(hi + pad))
-            .map_err(chart_error)?;
-        let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|x| labels.get(x.floor() as usize).cloned().unwrap_or_default())
-            .draw()
-            .map_err(chart_error)?;
-        for (i, (_, c, b)) in rows.iter().enumerate() {
-            let x = i as f64;
-            chart
-                .draw_series([
-                    Rectangle::new([(x + 0.1, 0.0), (x + 0.45, *c)], BLUE.filled()),
-                    Rectangle::new([(x + 0.55, 0.0), (x + 0.9, *b)], RED.filled()),
-                ])
-                .map_err(chart_error)?;
+fn draw_bars(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    names: &Names,
+    rows: &[(String, Option<f64>, Option<f64>)],
+) -> Result<(), String> {
+    let (lo, hi) = rows
+        .iter()
+        .flat_map(|r| [r.1, r.2])
+        .flatten()
+        .fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.1).max(1e-6);
+    let n = rows.len();
+    // Row i is centred on x = i, so the axis's integer ticks fall under each pair of bars.
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, (lo - pad)..(hi + pad))
+        .map_err(chart_error)?;
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|(name, c, b)| {
+            if c.is_none() || b.is_none() {
+                format!("{name} (n/a)")
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    let label = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() > 1e-6 || i < 0.0 {
+            return String::new();
         }
-        root.present().map_err(chart_error)?;
+        labels.get(i as usize).cloned().unwrap_or_default()
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&label)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(chart_error)?;
+    for (k, name) in [&names.candidate, &names.baseline].into_iter().enumerate() {
+        let color = COLORS[k];
+        let (from, to) = if k == 0 { (-0.38, -0.02) } else { (0.02, 0.38) };
+        chart
+            .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
+                let v = if k == 0 { r.1 } else { r.2 }?;
+                let x = i as f64;
+                Some(Rectangle::new(
+                    [(x + from, 0.0), (x + to, v)],
+                    color.filled(),
+                ))
+            }))
+            .map_err(chart_error)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
-    Ok(svg)
+    chart
+        .draw_series(LineSeries::new(
+            [(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(chart_error)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(chart_error)?;
+    root.present().map_err(chart_error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| t.split('>').nth(1))
+            .map(|t| t.split('<').next().unwrap_or("").trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn bars_sit_above_their_labels_and_legends_name_the_models() {
+        let names = Names {
+            candidate: "SFT → GRPO".into(),
+            baseline: "baseline (type sign)".into(),
+        };
+        let rows = vec![
+            ("calm".to_string(), Some(1.0), Some(-0.5)),
+            ("stress".to_string(), None, Some(0.2)),
+        ];
+        let svg = bars("t", "Sharpe ratio", &names, &rows, "none").unwrap();
+        let t = texts(&svg);
+        for want in ["calm", "stress (n/a)", "SFT → GRPO", "baseline (type sign)"] {
+            assert!(t.iter().any(|x| x == want), "{want} in {t:?}");
+        }
+        // Three bars in all (the missing value draws none), and each label's x lies between
+        // its pair's bars: the plot spans x 76..748 of 760 for rows at −0.5..1.5, so row 0's
+        // centre is about a quarter of the way across and row 1's three quarters.
+        let label_x = |name: &str| -> f64 {
+            let at = svg
+                .find(&format!(">\n{name}\n"))
+                .or_else(|| svg.find(name))
+                .unwrap();
+            let open = svg[..at].rfind("<text x=\"").unwrap() + 9;
+            svg[open..].split('"').next().unwrap().parse().unwrap()
+        };
+        let (a, b) = (label_x("calm"), label_x("stress (n/a)"));
+        assert!(a < 380.0 && b > 380.0 && (b - a) > 250.0, "{a} {b}");
+        let filled = |c: &str| {
+            svg.matches(&format!("fill=\"{c}\" stroke=\"none\"/>"))
+                .count()
+        };
+        // Legend swatches add one rectangle per model.
+        assert_eq!(filled("#1F77B4"), 1 + 1);
+        assert_eq!(filled("#D62728"), 2 + 1);
+    }
+
+    #[test]
+    fn an_empty_chart_says_why() {
+        let svg = bars(
+            "Folds",
+            "%",
+            &Names::default(),
+            &[],
+            "No walk-forward fold: 30 days",
+        )
+        .unwrap();
+        let t = texts(&svg);
+        assert!(
+            t.iter().any(|x| x == "No walk-forward fold: 30 days"),
+            "{t:?}"
+        );
+        // No axis, so no tick labels such as 0.0 and -0.0.
+        assert!(!t.iter().any(|x| x == "0.0" || x == "-0.0"), "{t:?}");
+    }
+
+    #[test]
+    fn nav_points_are_dated_by_their_close() {
+        let d = |day| NaiveDate::from_ymd_opt(2024, 1, day).unwrap();
+        let calendar = [d(2), d(3), d(4), d(5)];
+        // Window from day 2: point 0 is day 1's close, point k the close of day 1 + k.
+        assert_eq!(nav_dates(&calendar, 2, 3), vec![d(3), d(4), d(5)]);
+        // From day 0 there is no earlier close: the day before the calendar.
+        assert_eq!(nav_dates(&calendar, 0, 2), vec![d(1), d(2)]);
+        assert_eq!(
+            drawdown_percent(&[1.0, 2.0, 1.5, 3.0]),
+            vec![0.0, 0.0, -25.0, 0.0]
+        );
+    }
 }

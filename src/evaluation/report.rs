@@ -359,6 +359,10 @@ pub struct Evaluation {
     /// Records that did not enter the evaluation, by reason; empty when none was dropped.
     #[serde(default)]
     pub dropped: Dropped,
+    /// The date of each point of the candidate's `nav` (the close it was marked at; point 0 is
+    /// the close before the window), filled in by whoever knows the calendar (`janus evaluate`).
+    #[serde(default)]
+    pub nav_dates: Vec<chrono::NaiveDate>,
 }
 
 impl Evaluation {
@@ -726,6 +730,7 @@ pub fn evaluate_against(
         calibration,
         null_reasons,
         dropped,
+        nav_dates: Vec::new(),
     }
 }
 
