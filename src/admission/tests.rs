@@ -528,3 +528,42 @@ fn garbage_never_panics_and_a_response_carries_the_patch() {
             .any(|op| op["path"] == "/metadata/annotations/janus.torghut.io~1approval")
     );
 }
+
+/// Adversary (issue 16 review): the approval is bound to candidate, target and model, but not to
+/// the canary's risk limits (`spec.canary`). After an approver approved a canary limited to one
+/// symbol and $1,000 gross, anyone who may update the request (on-call; under GitOps Argo CD
+/// applying a researcher's later commit) widens the limits to every symbol and $1e12, and the
+/// webhook admits it and the old approval still verifies: the canary starts under limits nobody
+/// approved. Expected: the change is refused (spec.canary immutable once approved) or the
+/// approval is void.
+#[test]
+fn adversary_canary_limits_widened_after_approval_keep_the_approval() {
+    let mut stored = created_by(bob());
+    stored["spec"]["canary"] = json!({"maxGrossNotional": 1000.0, "maxNetNotional": 1000.0,
+        "maxOrderNotional": 100.0, "symbols": ["AAPL"]});
+    let approved = admit(
+        "UPDATE",
+        alice(),
+        ask(&stored, ASK_APPROVE_KEY, "true"),
+        Some(stored.clone()),
+    )
+    .unwrap();
+    assert!(verified(&approved).approval.is_some());
+    let mut widened = approved.clone();
+    widened["spec"]["canary"] = json!({"maxGrossNotional": 1e12, "maxNetNotional": 1e12,
+        "maxOrderNotional": 1e12, "symbols": ["AAPL", "TSLA", "GME", "*"]});
+    let argocd = user(
+        "system:serviceaccount:argocd:argocd-application-controller",
+        &["system:serviceaccounts", "system:authenticated"],
+    );
+    let after = admit("UPDATE", argocd, widened, Some(approved.clone()));
+    let still_approved = after
+        .as_ref()
+        .map(|o| verified(o).approval.is_some())
+        .unwrap_or(false);
+    assert!(
+        !still_approved,
+        "canary limits widened after approval were admitted ({:?}) and the approval still counts",
+        after.map(|_| "allowed")
+    );
+}
