@@ -113,7 +113,12 @@ pub(super) async fn publish<K: Resource<DynamicType = ()>>(
                 EventType::Normal
             },
             reason,
-            note: Some(note.chars().take(1000).collect()),
+            // The API server refuses a note over 1 KiB: cut it, saying so.
+            note: Some({
+                let mut note = note;
+                crate::identity::clip(&mut note, 1024);
+                note
+            }),
             action: action.to_string(),
             secondary: None,
         };
