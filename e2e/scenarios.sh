@@ -972,15 +972,23 @@ janus.torghut.io/runbook-validated: \"true\"" >"$E2E/forged-approval.yaml"
 }
 
 # sign_record NAME KIND BY AT EXPIRES: a record signed with the webhook's key (what an insider
-# holding the key could make), printed as the annotation's value.
+# holding the key could make), printed as the annotation's value. An approval binds the
+# request's spec as it is now (docs/gates.md: SHA-256 of its canonical JSON without killSwitch;
+# the integers kubectl prints are already canonical).
 sign_record() {
-  python3 - "$E2E/signing.key" "$NS" "$1" "$(jp "promotionrequest/$1" '{.metadata.uid}')" "$2" "$3" "$4" "$5" <<'PY'
+  python3 - "$E2E/signing.key" "$NS" "$1" "$(jp "promotionrequest/$1" '{.metadata.uid}')" "$2" "$3" "$4" "$5" \
+    "$(k get promotionrequest "$1" -o json)" <<'PY'
 import hashlib, hmac, json, sys
-key, ns, name, uid, kind, by, at, expires = sys.argv[1:]
+key, ns, name, uid, kind, by, at, expires, obj = sys.argv[1:]
 rec = {"kind": kind, "by": by, "groups": ["janus-approvers"], "namespace": ns, "request": name,
        "requestUid": uid, "candidate": "r1-candidate", "target": "canary", "at": at,
        "recordedAt": at, "expiresAt": expires}
 canonical = lambda r: json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+if kind == "approval":
+    spec = json.loads(obj)["spec"]
+    spec.pop("killSwitch", None)
+    spec.setdefault("canary", None)
+    rec["approvedSpecSha256"] = hashlib.sha256(canonical(spec).encode()).hexdigest()
 rec["sig"] = hmac.new(open(key).read().strip().encode(), canonical(rec).encode(), hashlib.sha256).hexdigest()
 print(canonical(rec))
 PY
@@ -1016,6 +1024,22 @@ s31_bad_approvals() {
   fresh="$(sign_record r1-canary-bob approval alice "$(rfc3339_ago 1)" "$(date -u -d '+6 hours' +%Y-%m-%dT%H:%M:%SZ)")"
   webhook_down as bob annotate --overwrite promotionrequest r1-canary-bob "janus.torghut.io/approval=$fresh"
   k wait promotionrequest/r1-canary-bob --for=condition=Approved --timeout=30s
+  # The approval covers the limits it approved: on-call widening spec.canary is admitted, the
+  # webhook removes the approval (warning naming the rule) ...
+  local out
+  out="$(as carol patch promotionrequest r1-canary-bob --type merge \
+    -p '{"spec":{"canary":{"symbols":["600000.SH","000001.SZ"],"maxGrossNotional":2000000}}}' 2>&1)" ||
+    fail "widening the canary was refused: $out"
+  grep -q approval-covers-the-spec <<<"$out" || fail "no warning naming approval-covers-the-spec: $out"
+  [ -z "$(jp promotionrequest/r1-canary-bob '{.metadata.annotations.janus\.torghut\.io/approval}')" ] ||
+    fail "the approval of the narrower limits is still on the request"
+  k wait promotionrequest/r1-canary-bob --for=condition=Approved=False --timeout=30s
+  # ... and with the webhook down the old approval put back is not believed: it approved other limits.
+  webhook_down as bob annotate --overwrite promotionrequest r1-canary-bob "janus.torghut.io/approval=$fresh"
+  eventually 30 sh -c "kubectl -n $NS get promotionrequest r1-canary-bob -o jsonpath='{.status.blockers}' | grep -q 'does not cover this spec'" ||
+    fail "the approval of other limits is not named as ignored: $(blockers r1-canary-bob)"
+  [ "$(jp promotionrequest/r1-canary-bob '{.status.conditions[?(@.type=="Approved")].status}')" = False ] || fail "approved for other limits"
+  echo "other limits: $(blockers r1-canary-bob)"
 }
 
 s32_kill_switch_webhook_down() {
@@ -1110,6 +1134,9 @@ s34_audit_trail() {
   janus audit verify "$log" || fail "the audit trail does not verify"
   grep -q '"event":"approval"' "$log" || fail "no approval in the trail"
   grep '"event":"approval"' "$log" | grep -q '"actor":"alice"' || fail "the approval does not name alice"
+  # Recorded by the operator from the stored request, once per record however often it reconciled.
+  [ "$(grep '"event":"approval"' "$log" | grep '"request":"r1-canary"' | grep -c '"recordSig"')" = 1 ] ||
+    fail "alice's approval of r1-canary is not on record exactly once: $(grep '"event":"approval"' "$log" | grep -c '"request":"r1-canary"')"
   grep -q '"event":"refused"' "$log" || fail "no refusal in the trail"
   grep '"request":"r1-canary"' "$log" | grep '"event":"transition"' | grep -q '"to":"canary"' || fail "no canary promotion in the trail"
   # Deleting a request keeps its record.

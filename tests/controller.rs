@@ -92,6 +92,7 @@ fn run_with(
     let m = model();
     let policy = GatePolicy::default();
     // What the webhook stamped, verified as the operator does (signature, binding, expiry).
+    let terms = spec.approved_terms_sha256().unwrap().to_string();
     let stamped = verify_all(
         annotations,
         &Binding {
@@ -101,6 +102,7 @@ fn run_with(
             candidate: &spec.candidate,
             target: spec.target,
             model_sha256: Some(m.sha256.as_str()),
+            spec_sha256: Some(&terms),
         },
         Some(&signing_key()),
         now,
@@ -161,6 +163,13 @@ fn stamp(kind: Kind, by: &str, at: DateTime<Utc>) -> (String, String) {
         candidate: "cand-1".into(),
         target: Target::Canary,
         model_sha256: (kind == Kind::Approval).then(|| model().sha256.to_string()),
+        // Approved: the canary spec of `spec(Target::Canary, false)`, limits included.
+        approved_spec_sha256: (kind == Kind::Approval).then(|| {
+            spec(Target::Canary, false)
+                .approved_terms_sha256()
+                .unwrap()
+                .to_string()
+        }),
         at,
         recorded_at: at,
         expires_at: (kind == Kind::Approval).then(|| at + Duration::hours(24)),

@@ -235,3 +235,124 @@ fn every_integer_carries_the_bounds_its_rust_type_needs() {
     assert_eq!(epochs["minimum"].as_f64(), Some(1.0));
     assert_eq!(epochs["maximum"].as_f64(), Some(1000.0));
 }
+
+/// The digest an approval binds (docs/gates.md): SHA-256 of the spec's RFC 8785 canonical JSON
+/// without `killSwitch`. Expected values: `hashlib.sha256` over the canonical texts written out
+/// by hand here (Python one-liner), not over this crate's encoder.
+#[test]
+fn an_approval_binds_the_spec_without_the_kill_switch() {
+    use janus::crd::{CanaryLimits, PromotionRequestSpec};
+    use janus::gates::Target;
+    let mut spec = PromotionRequestSpec {
+        candidate: "c1".into(),
+        target: Target::Canary,
+        canary: Some(CanaryLimits {
+            symbols: vec!["AAPL".into()],
+            max_order_notional: 100.0,
+            max_gross_notional: 1000.0,
+            max_net_notional: 1000.0,
+        }),
+        kill_switch: false,
+    };
+    // {"canary":{"maxGrossNotional":1000,"maxNetNotional":1000,"maxOrderNotional":100,
+    //  "symbols":["AAPL"]},"candidate":"c1","target":"canary"}
+    let narrow = "5d6ddc5be24fa4ac9c97eccf1e0d40b68af9e1a48bb8cb08ed87be11a1531978";
+    assert_eq!(spec.approved_terms_sha256().unwrap().as_str(), narrow);
+    spec.kill_switch = true;
+    assert_eq!(spec.approved_terms_sha256().unwrap().as_str(), narrow);
+    spec.canary.as_mut().unwrap().symbols.push("TSLA".into());
+    assert_ne!(spec.approved_terms_sha256().unwrap().as_str(), narrow);
+    // {"canary":null,"candidate":"c1","target":"paper"}
+    let paper = PromotionRequestSpec {
+        candidate: "c1".into(),
+        target: Target::Paper,
+        canary: None,
+        kill_switch: false,
+    };
+    assert_eq!(
+        paper.approved_terms_sha256().unwrap().as_str(),
+        "4c1b167eb4f6eae5b470905579ba090e7b222ff8bee6e887ca918712ca6694aa"
+    );
+}
+
+fn check_sizes(node: &Value, path: &str, found: &mut usize, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else {
+        return;
+    };
+    let bounded = |key: &str| obj.get(key).and_then(Value::as_u64).is_some();
+    match obj.get("type").and_then(Value::as_str) {
+        Some("string") if !obj.contains_key("enum") => {
+            *found += 1;
+            if !bounded("maxLength") {
+                problems.push(format!("{path}: a string without maxLength"));
+            }
+        }
+        Some("array") => {
+            *found += 1;
+            if !bounded("maxItems") {
+                problems.push(format!("{path}: a list without maxItems"));
+            }
+        }
+        Some("object") if obj.contains_key("additionalProperties") => {
+            *found += 1;
+            if !bounded("maxProperties") {
+                problems.push(format!("{path}: a map without maxProperties"));
+            }
+        }
+        _ => {}
+    }
+    if let Some(Value::Object(props)) = obj.get("properties") {
+        for (name, sub) in props {
+            check_sizes(sub, &format!("{path}.{name}"), found, problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        check_sizes(items, &format!("{path}[]"), found, problems);
+    }
+    if let Some(extra) = obj.get("additionalProperties") {
+        check_sizes(extra, &format!("{path}{{}}"), found, problems);
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for sub in obj.get(key).and_then(Value::as_array).into_iter().flatten() {
+            check_sizes(sub, path, found, problems);
+        }
+    }
+}
+
+/// No list, string or map of our objects is unbounded (issue 16 review: a PromotionRequest
+/// large enough to make the webhook answer 413 slipped past it on UPDATE), and the fields people
+/// write carry their own, tighter bounds.
+#[test]
+fn every_list_string_and_map_is_bounded() {
+    let mut found = 0;
+    let mut problems = Vec::new();
+    for crd in crds() {
+        check_sizes(
+            schema_of(&crd),
+            crd["metadata"]["name"].as_str().unwrap(),
+            &mut found,
+            &mut problems,
+        );
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        found > 60,
+        "only {found} sized schemas found: is the walk right?"
+    );
+    let promo = crds()
+        .into_iter()
+        .find(|c| c["spec"]["names"]["kind"] == "PromotionRequest")
+        .unwrap();
+    let spec = &schema_of(&promo)["properties"]["spec"]["properties"];
+    let symbols = &spec["canary"]["properties"]["symbols"];
+    assert_eq!(
+        symbols["maxItems"].as_u64(),
+        Some(janus::crd::MAX_CANARY_SYMBOLS as u64)
+    );
+    assert_eq!(symbols["minItems"].as_u64(), Some(1));
+    assert_eq!(symbols["items"]["maxLength"].as_u64(), Some(32));
+    assert_eq!(spec["candidate"]["maxLength"].as_u64(), Some(253));
+    // The status keeps at most MAX_HISTORY transitions, inside its bound.
+    let history = &schema_of(&promo)["properties"]["status"]["properties"]["history"];
+    assert!(history["maxItems"].as_u64().unwrap() >= janus::promotion::MAX_HISTORY as u64);
+}

@@ -9,6 +9,15 @@
 //! `janus.torghut.io/validate-runbook=true` (on-call group). The mutating webhook checks who
 //! asks and replaces the ask with the stamped record; the validating webhook checks the final
 //! object again, so a stamped annotation set by anything but the webhook is refused.
+//!
+//! An approval covers the spec it approved (the canary's risk limits included, see
+//! `crate::crd::PromotionRequestSpec::approved_terms_sha256`): an update that changes the spec
+//! of an approved request is admitted, but the mutating webhook removes the approval with a
+//! warning, and the operator never believes an approval whose bound spec differs from the
+//! spec (the case where the webhook was down). Nothing here refuses an update that only turns
+//! the kill switch on, and nothing here writes the audit trail for a record: the operator
+//! records a record once it sees it on a persisted object; only refusals are audited here
+//! (they happened here).
 
 use crate::audit::Entry;
 use crate::crd::STAMP_CREATED_BY;
@@ -157,6 +166,9 @@ pub enum Rule {
     /// The plain approval, drill and runbook annotations of earlier versions are refused: they
     /// were never authenticated.
     NoUnsignedApprovals,
+    /// An approval covers the spec it approved (the canary's risk limits included): a changed
+    /// spec removes it (a warning names this rule; nothing is refused).
+    ApprovalCoversTheSpec,
     /// The object or the ask could not be read.
     Malformed,
 }
@@ -177,6 +189,7 @@ impl Rule {
             Rule::CandidatesAreOperatorOnly => "candidates-are-operator-only",
             Rule::AsksGoThroughTheMutatingWebhook => "asks-go-through-the-mutating-webhook",
             Rule::NoUnsignedApprovals => "no-unsigned-approvals",
+            Rule::ApprovalCoversTheSpec => "approval-covers-the-spec",
             Rule::Malformed => "malformed",
         }
     }
@@ -212,7 +225,8 @@ pub struct Verdict {
     pub denial: Option<Denial>,
     /// JSONPatch operations (mutating only).
     pub patch: Vec<Value>,
-    /// For the audit trail: the records stamped, or the refusal.
+    /// For the audit trail: the refusal (a stamped record is audited by the operator once it
+    /// is persisted, never here, where a later webhook or the API server may still refuse it).
     pub audit: Vec<Entry>,
     pub warnings: Vec<String>,
 }
@@ -254,7 +268,7 @@ pub enum Mode {
 
 /// The parts of a PromotionRequest the rules read, from untyped JSON (the mutating webhook sees
 /// objects before schema validation).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Request {
     name: String,
     namespace: String,
@@ -263,8 +277,39 @@ struct Request {
     candidate: String,
     target: Option<Target>,
     kill_switch: bool,
+    /// `spec` read as a PromotionRequest spec: its approved-terms digest, or why it cannot be
+    /// read.
+    spec_sha256: Result<String, String>,
     annotations: BTreeMap<String, String>,
     has_annotations: bool,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            namespace: String::new(),
+            uid: String::new(),
+            created: None,
+            candidate: String::new(),
+            target: None,
+            kill_switch: false,
+            spec_sha256: Err("no spec".into()),
+            annotations: BTreeMap::new(),
+            has_annotations: false,
+        }
+    }
+}
+
+/// The approved-terms digest of an object's `spec` (see
+/// `crate::crd::PromotionRequestSpec::approved_terms_sha256`), or why it cannot be read.
+fn spec_digest(v: &Value) -> Result<String, String> {
+    let spec = v.get("spec").ok_or("the object has no spec")?;
+    let spec: crate::crd::PromotionRequestSpec =
+        serde_json::from_value(spec.clone()).map_err(|e| format!("spec: {e}"))?;
+    spec.approved_terms_sha256()
+        .map(|d| d.to_string())
+        .map_err(|e| format!("spec: {e}"))
 }
 
 fn read_request(v: &Value, fallback_namespace: &str) -> Request {
@@ -298,6 +343,7 @@ fn read_request(v: &Value, fallback_namespace: &str) -> Request {
             .pointer("/spec/target")
             .and_then(|t| serde_json::from_value(t.clone()).ok()),
         kill_switch: v.pointer("/spec/killSwitch") == Some(&Value::Bool(true)),
+        spec_sha256: spec_digest(v),
         has_annotations: v
             .pointer("/metadata/annotations")
             .is_some_and(Value::is_object),
@@ -314,6 +360,7 @@ impl Request {
             candidate: &self.candidate,
             target: self.target?,
             model_sha256: model,
+            spec_sha256: self.spec_sha256.as_deref().ok(),
         })
     }
 }
@@ -506,6 +553,7 @@ pub fn review(
             phase: None,
             reason: format!("{} {}: {}", req.operation, req.kind.kind, denial.message()),
             actor: req.user_info.username.clone(),
+            record_sig: None,
             prev: String::new(),
             hash: String::new(),
         }];
@@ -641,28 +689,14 @@ fn request_rules(
         model_sha256: (kind == Kind::Approval)
             .then(|| model.map(str::to_string))
             .flatten(),
+        approved_spec_sha256: (kind == Kind::Approval)
+            .then(|| new.spec_sha256.clone().ok())
+            .flatten(),
         at,
         recorded_at: now,
         expires_at: (kind == Kind::Approval).then(|| now + cfg.approval_ttl),
         sig: String::new(),
     };
-    let audit = |r: &Record| Entry {
-        time: now,
-        event: r.kind.name().to_string(),
-        namespace: r.namespace.clone(),
-        request: r.request.clone(),
-        request_uid: Some(uid.clone()).filter(|u| !u.is_empty()),
-        candidate: r.candidate.clone(),
-        model_sha256: r.model_sha256.clone(),
-        from: None,
-        to: None,
-        phase: None,
-        reason: format!("{} stamped at {}", r.kind.name(), r.at.to_rfc3339()),
-        actor: r.by.clone(),
-        prev: String::new(),
-        hash: String::new(),
-    };
-
     match mode {
         Mode::Mutate => {
             let mut after = new.annotations.clone();
@@ -690,6 +724,23 @@ fn request_rules(
                     stamped.push(record(Kind::CreatedBy, now));
                 }
             } else {
+                // A changed spec voids the approval of the old one (docs/gates.md): removed
+                // here, so what is stored says so; the operator ignores it anyway.
+                let terms_changed = match (&old, &new.spec_sha256) {
+                    (Some(o), Ok(new_terms)) => o.spec_sha256.as_ref() != Ok(new_terms),
+                    _ => true,
+                };
+                let approval = Kind::Approval.annotation();
+                if terms_changed
+                    && after.contains_key(approval)
+                    && after.get(approval) == old_annotations.get(approval)
+                {
+                    after.remove(approval);
+                    verdict.warnings.push(format!(
+                        "{approval} removed: the approval covered the spec as it was approved; spec.canary (the risk limits) or another approved field changed, so an approver must approve again (rule `{}`)",
+                        Rule::ApprovalCoversTheSpec.name()
+                    ));
+                }
                 for kind in Kind::ALL {
                     let Some(ask) = kind.ask() else { continue };
                     let Some(value) = after.remove(ask) else {
@@ -703,6 +754,14 @@ fn request_rules(
                     }
                     let at = ask_time(kind, &value, now)?;
                     authorize(kind, user, cfg, creator.as_ref(), created)?;
+                    if kind == Kind::Approval {
+                        if let Err(why) = &new.spec_sha256 {
+                            return Err(Denial::new(
+                                Rule::Malformed,
+                                format!("an approval binds the spec, which cannot be read: {why}"),
+                            ));
+                        }
+                    }
                     stamped.push(record(kind, at));
                 }
             }
@@ -718,9 +777,6 @@ fn request_rules(
             for r in &stamped {
                 let signed = r.clone().signed(key);
                 after.insert(r.kind.annotation().to_string(), signed.to_annotation());
-                if r.kind != Kind::CreatedBy {
-                    verdict.audit.push(audit(r));
-                }
             }
             verdict.patch = annotations_patch(new.has_annotations, &new.annotations, &after);
             Ok(())

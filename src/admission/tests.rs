@@ -130,7 +130,11 @@ fn annotations(o: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// What the operator believes of `o`: its records verified against its own spec (as the
+/// operator binds them, through the typed spec's digest).
 fn verified(o: &Value) -> Verified {
+    let spec: crate::crd::PromotionRequestSpec = serde_json::from_value(o["spec"].clone()).unwrap();
+    let terms = spec.approved_terms_sha256().unwrap().to_string();
     let b = Binding {
         namespace: "janus",
         request: "r1",
@@ -138,6 +142,7 @@ fn verified(o: &Value) -> Verified {
         candidate: "c1",
         target: Target::Canary,
         model_sha256: Some("aa"),
+        spec_sha256: Some(&terms),
     };
     verify_all(&annotations(o), &b, Some(&key()), now())
 }
@@ -527,4 +532,154 @@ fn garbage_never_panics_and_a_response_carries_the_patch() {
             .iter()
             .any(|op| op["path"] == "/metadata/annotations/janus.torghut.io~1approval")
     );
+}
+
+/// Adversary (issue 16 review): the approval is bound to candidate, target and model, but not to
+/// the canary's risk limits (`spec.canary`). After an approver approved a canary limited to one
+/// symbol and $1,000 gross, anyone who may update the request (on-call; under GitOps Argo CD
+/// applying a researcher's later commit) widens the limits to every symbol and $1e12, and the
+/// webhook admits it and the old approval still verifies: the canary starts under limits nobody
+/// approved. Expected: the change is refused (spec.canary immutable once approved) or the
+/// approval is void.
+#[test]
+fn adversary_canary_limits_widened_after_approval_keep_the_approval() {
+    let mut stored = created_by(bob());
+    stored["spec"]["canary"] = json!({"maxGrossNotional": 1000.0, "maxNetNotional": 1000.0,
+        "maxOrderNotional": 100.0, "symbols": ["AAPL"]});
+    let approved = admit(
+        "UPDATE",
+        alice(),
+        ask(&stored, ASK_APPROVE_KEY, "true"),
+        Some(stored.clone()),
+    )
+    .unwrap();
+    assert!(verified(&approved).approval.is_some());
+    let mut widened = approved.clone();
+    widened["spec"]["canary"] = json!({"maxGrossNotional": 1e12, "maxNetNotional": 1e12,
+        "maxOrderNotional": 1e12, "symbols": ["AAPL", "TSLA", "GME", "*"]});
+    let argocd = user(
+        "system:serviceaccount:argocd:argocd-application-controller",
+        &["system:serviceaccounts", "system:authenticated"],
+    );
+    let after = admit("UPDATE", argocd, widened, Some(approved.clone()));
+    let still_approved = after
+        .as_ref()
+        .map(|o| verified(o).approval.is_some())
+        .unwrap_or(false);
+    assert!(
+        !still_approved,
+        "canary limits widened after approval were admitted ({:?}) and the approval still counts",
+        after.map(|_| "allowed")
+    );
+}
+
+/// An approval covers the spec it approved: a widened `spec.canary` is admitted but removes the
+/// approval (a warning names the rule), turning the kill switch on keeps it, a new approval
+/// binds the new limits, and an approval left in place because the mutating webhook was
+/// skipped (down, updates fail open) counts for nothing at the operator.
+#[test]
+fn a_changed_spec_voids_the_approval_and_the_kill_switch_does_not() {
+    let mut stored = created_by(bob());
+    stored["spec"]["canary"] = json!({"maxGrossNotional": 1000.0, "maxNetNotional": 1000.0,
+        "maxOrderNotional": 100.0, "symbols": ["AAPL"]});
+    let approved = admit(
+        "UPDATE",
+        alice(),
+        ask(&stored, ASK_APPROVE_KEY, "true"),
+        Some(stored.clone()),
+    )
+    .unwrap();
+    let record = verified(&approved).approval.expect("approved");
+    // The digest of the canonical text written out by hand (see tests/crd.rs).
+    assert_eq!(
+        record.approved_spec_sha256.as_deref(),
+        Some("5d6ddc5be24fa4ac9c97eccf1e0d40b68af9e1a48bb8cb08ed87be11a1531978")
+    );
+    // The kill switch on: the approval stays (it can only stop trading).
+    let mut killed = approved.clone();
+    killed["spec"]["killSwitch"] = json!(true);
+    let out = admit("UPDATE", carol(), killed, Some(approved.clone())).unwrap();
+    assert!(verified(&out).approval.is_some());
+    // The same limits written as integers (as YAML gives them): the same terms.
+    let mut same = approved.clone();
+    same["spec"]["canary"] = json!({"maxGrossNotional": 1000, "maxNetNotional": 1000,
+        "maxOrderNotional": 100, "symbols": ["AAPL"]});
+    let out = admit("UPDATE", carol(), same, Some(approved.clone())).unwrap();
+    assert!(verified(&out).approval.is_some());
+    // Widened: admitted, the approval removed, the warning names the rule.
+    let mut widened = approved.clone();
+    widened["spec"]["canary"]["symbols"] = json!(["AAPL", "TSLA"]);
+    let m = review(
+        &review_of("UPDATE", carol(), widened.clone(), Some(approved.clone())),
+        &cfg(),
+        Mode::Mutate,
+        None,
+        now(),
+    );
+    assert!(m.allowed());
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("approval-covers-the-spec")),
+        "{:?}",
+        m.warnings
+    );
+    let out = admit("UPDATE", carol(), widened.clone(), Some(approved.clone())).unwrap();
+    assert!(!annotations(&out).contains_key(crate::crd::STAMP_APPROVAL));
+    // A new approval binds the new limits.
+    let again = admit(
+        "UPDATE",
+        alice(),
+        ask(&out, ASK_APPROVE_KEY, "true"),
+        Some(out.clone()),
+    )
+    .unwrap();
+    let renewed = verified(&again).approval.expect("approved again");
+    assert_ne!(renewed.approved_spec_sha256, record.approved_spec_sha256);
+    // The webhook skipped: the old approval stays on the widened object, and is not believed.
+    let v = verified(&widened);
+    assert!(v.approval.is_none());
+    assert!(
+        v.ignored
+            .iter()
+            .any(|i| i.contains("does not cover this spec")),
+        "{:?}",
+        v.ignored
+    );
+}
+
+/// A stamped record is not audited by the webhook (the object may still be refused after it);
+/// the operator records it once persisted. A refusal is audited here.
+#[test]
+fn stamping_writes_no_audit_line_and_a_refusal_does() {
+    let stored = created_by(bob());
+    let m = review(
+        &review_of(
+            "UPDATE",
+            alice(),
+            ask(&stored, ASK_APPROVE_KEY, "true"),
+            Some(stored.clone()),
+        ),
+        &cfg(),
+        Mode::Mutate,
+        Some("aa"),
+        now(),
+    );
+    assert!(m.allowed() && !m.patch.is_empty());
+    assert!(m.audit.is_empty(), "{:?}", m.audit);
+    let m = review(
+        &review_of(
+            "UPDATE",
+            bob(),
+            ask(&stored, ASK_APPROVE_KEY, "true"),
+            Some(stored.clone()),
+        ),
+        &cfg(),
+        Mode::Mutate,
+        Some("aa"),
+        now(),
+    );
+    assert_eq!(m.denial.unwrap().rule, Rule::SeparationOfDuties);
+    assert_eq!(m.audit.len(), 1);
+    assert_eq!(m.audit[0].event, "refused");
 }

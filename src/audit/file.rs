@@ -15,38 +15,44 @@ pub fn path_for(artifacts_root: &Path, namespace: &str) -> PathBuf {
         .join(format!("{namespace}.jsonl"))
 }
 
-/// The last 64 KiB of the file: enough to hold its last complete line.
+/// The end of the file from its last complete line on: the last 64 KiB, widened (×4 at a time)
+/// until a complete line is in it — a line longer than the window (a refusal quoting a long
+/// annotation) must not make the next line chain from nothing.
 fn tail(file: &mut std::fs::File) -> std::io::Result<(String, u64)> {
     let len = file.metadata()?.len();
-    let start = len.saturating_sub(64 * 1024);
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-    if start > 0 {
-        // Drop the partial first line.
-        text = text
-            .split_once('\n')
-            .map(|(_, r)| r.to_string())
-            .unwrap_or_default();
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let start = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        if start > 0 {
+            // Drop the partial first line; a complete one must remain.
+            match bytes.iter().position(|b| *b == b'\n') {
+                Some(i) if bytes[i + 1..].contains(&b'\n') => {
+                    bytes.drain(..=i);
+                }
+                _ => {
+                    window = window.saturating_mul(4);
+                    continue;
+                }
+            }
+        }
+        return Ok((String::from_utf8_lossy(&bytes).into_owned(), len));
     }
-    Ok((text, len))
 }
 
-/// Appends entries to the file, chained after its last line. Returns each appended line's
-/// hash (the next `prev`).
-pub fn append(path: &Path, entries: Vec<Entry>) -> Result<Vec<String>, AuditError> {
+/// Opens (creating) the file and its folder for appending, under an exclusive `flock`
+/// (released when the file is closed).
+fn open_locked(path: &Path) -> Result<std::fs::File, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_path_buf(),
         source,
     };
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
@@ -56,7 +62,21 @@ pub fn append(path: &Path, entries: Vec<Entry>) -> Result<Vec<String>, AuditErro
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(io(std::io::Error::last_os_error()));
     }
-    let (text, len) = tail(&mut file).map_err(io)?;
+    Ok(file)
+}
+
+/// Writes entries chained after the locked file's last line; `fsync`s. Returns each line's
+/// hash.
+fn write_chained(
+    file: &mut std::fs::File,
+    path: &Path,
+    entries: Vec<Entry>,
+) -> Result<Vec<String>, AuditError> {
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (text, len) = tail(file).map_err(io)?;
     if len > 0 && !text.ends_with('\n') {
         // A torn write before (a crash mid-line): end it, so the next line stands alone (the
         // torn one stays visible to `janus audit verify`).
@@ -72,6 +92,95 @@ pub fn append(path: &Path, entries: Vec<Entry>) -> Result<Vec<String>, AuditErro
     }
     file.sync_data().map_err(io)?;
     Ok(hashes)
+}
+
+/// Appends entries to the file, chained after its last line. Returns each appended line's
+/// hash (the next `prev`).
+pub fn append(path: &Path, entries: Vec<Entry>) -> Result<Vec<String>, AuditError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut file = open_locked(path)?;
+    write_chained(&mut file, path, entries)
+}
+
+/// The record signatures (`Entry::record_sig`) a trail file holds, read incrementally: the
+/// bytes up to `offset` (the end of its last complete line read) have been read.
+#[derive(Debug, Default, Clone)]
+pub struct Recorded {
+    offset: u64,
+    sigs: std::collections::HashSet<String>,
+}
+
+impl Recorded {
+    /// Whether a line for the record with this signature is in the file (as last read).
+    pub fn contains(&self, sig: &str) -> bool {
+        self.sigs.contains(sig)
+    }
+
+    /// Reads the complete lines appended since the last call (all of them the first time, or
+    /// when the file shrank: replaced). Lines that do not parse are skipped: `verify` is what
+    /// judges them.
+    fn catch_up(&mut self, file: &mut std::fs::File) -> std::io::Result<()> {
+        let len = file.metadata()?.len();
+        if len < self.offset {
+            *self = Recorded::default();
+        }
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+            return Ok(());
+        };
+        for line in bytes[..end].split(|b| *b == b'\n') {
+            if let Ok(Entry {
+                record_sig: Some(sig),
+                ..
+            }) = serde_json::from_slice::<Entry>(line)
+            {
+                self.sigs.insert(sig);
+            }
+        }
+        self.offset += end as u64 + 1;
+        Ok(())
+    }
+}
+
+/// Appends the entries for records (`Entry::record_sig`) the file does not hold yet, so each
+/// record gets one line however often it is offered, across restarts and replicas: under the
+/// file's lock, `seen` catches up with the lines appended since it last read (the whole file
+/// the first time), the entries already there (or twice in `entries`) are dropped and the rest
+/// appended. An entry without `record_sig` is always appended. Returns, for each appended
+/// line, the index of its entry in `entries` and the line's hash.
+pub fn append_records(
+    path: &Path,
+    entries: Vec<Entry>,
+    seen: &mut Recorded,
+) -> Result<Vec<(usize, String)>, AuditError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = open_locked(path)?;
+    seen.catch_up(&mut file).map_err(io)?;
+    let mut batch = std::collections::HashSet::new();
+    let (indices, new): (Vec<usize>, Vec<Entry>) = entries
+        .into_iter()
+        .enumerate()
+        .filter(|(_, e)| match &e.record_sig {
+            Some(sig) => !seen.contains(sig) && batch.insert(sig.clone()),
+            None => true,
+        })
+        .unzip();
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hashes = write_chained(&mut file, path, new)?;
+    seen.catch_up(&mut file).map_err(io)?;
+    Ok(indices.into_iter().zip(hashes).collect())
 }
 
 /// Verifies a whole file (see [`super::verify`]); the error names `file:line`.
@@ -116,6 +225,55 @@ mod tests {
                 actor: "alice".into(),
             },
         )
+    }
+
+    #[test]
+    fn a_line_longer_than_the_tail_window_still_chains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), "janus");
+        append(&path, vec![entry("short")]).unwrap();
+        // 300 KiB of reason: beyond the 64 KiB first window, and beyond one widening.
+        append(&path, vec![entry(&"x".repeat(300 * 1024))]).unwrap();
+        append(&path, vec![entry("after")]).unwrap();
+        assert_eq!(verify_file(&path).unwrap(), 3);
+    }
+
+    fn record(sig: &str) -> Entry {
+        let mut e = entry(sig);
+        e.event = "approval".into();
+        e.record_sig = Some(sig.into());
+        e
+    }
+
+    #[test]
+    fn a_record_is_appended_once_across_writers_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), "janus");
+        let mut seen = Recorded::default();
+        // Twice in one batch: once.
+        let hashes = append_records(&path, vec![record("s1"), record("s1")], &mut seen).unwrap();
+        assert_eq!(hashes.len(), 1);
+        // Another writer (the webhook's refusals) appends in between.
+        append(&path, vec![entry("refused")]).unwrap();
+        let hashes = append_records(&path, vec![record("s1"), record("s2")], &mut seen).unwrap();
+        assert_eq!(hashes.len(), 1, "only s2 is new");
+        // A restarted operator (nothing seen yet) reads the file and appends nothing again.
+        let mut restarted = Recorded::default();
+        let hashes =
+            append_records(&path, vec![record("s2"), record("s1")], &mut restarted).unwrap();
+        assert!(hashes.is_empty());
+        assert!(restarted.contains("s1") && restarted.contains("s2"));
+        // Entries without a record signature are always appended.
+        let hashes = append_records(&path, vec![entry("t")], &mut restarted).unwrap();
+        assert_eq!(hashes.len(), 1);
+        assert_eq!(verify_file(&path).unwrap(), 4, "s1, refused, s2, t");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("\"recordSig\":\"s1\"").count(), 1);
+        assert_eq!(text.matches("\"recordSig\":\"s2\"").count(), 1);
+        // A file replaced by a shorter one is read again from its start.
+        std::fs::remove_file(&path).unwrap();
+        let hashes = append_records(&path, vec![record("s1")], &mut restarted).unwrap();
+        assert_eq!(hashes.len(), 1);
     }
 
     #[test]

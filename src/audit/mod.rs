@@ -1,5 +1,7 @@
 //! The audit trail: one JSON line per transition of a PromotionRequest (promotion, block, halt,
-//! rollback) and per admission decision (approval, drill, refused change), each line the RFC
+//! rollback), per signed record the webhook stamped (approval, drill, runbook validation, kill
+//! switch, creator: appended by the operator once per record, when it first sees the record
+//! verified on a stored object) and per refused change (appended by the webhook), each line the RFC
 //! 8785 canonical JSON of an [`Entry`] carrying the SHA-256 of the line before it (`prev`) and
 //! of itself without `hash` (`hash`): a hash chain. Editing, deleting, inserting or reordering
 //! a line breaks the chain at the first line that changed or follows the change, and
@@ -48,6 +50,11 @@ pub struct Entry {
     /// Who: an authenticated username (from the API server's `userInfo`, or a verified stamped
     /// record), or what the operator could tell (`unverified: <field manager>`).
     pub actor: String,
+    /// A record's line: the record's signature (`crate::identity::Record::sig`), which names
+    /// the record — one line per record however often the operator sees it
+    /// ([`file::append_records`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_sig: Option<String>,
     /// SHA-256 of the previous line's bytes ([`GENESIS`] on the first line).
     pub prev: String,
     /// SHA-256 of this entry's canonical JSON without `hash`.
@@ -77,6 +84,36 @@ impl Entry {
             phase: Some(t.phase),
             reason: t.reason.clone(),
             actor: t.actor.clone(),
+            record_sig: None,
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// An entry for a signed record the webhook stamped (`crate::identity`), verified by the
+    /// operator on the stored request at `seen`: event = the record's kind, actor = its `by`.
+    pub fn stamped(record: &crate::identity::Record, seen: DateTime<Utc>) -> Entry {
+        Entry {
+            time: seen,
+            event: record.kind.name().to_string(),
+            namespace: record.namespace.clone(),
+            request: record.request.clone(),
+            request_uid: Some(record.request_uid.clone()).filter(|u| !u.is_empty()),
+            candidate: record.candidate.clone(),
+            model_sha256: record.model_sha256.clone(),
+            from: None,
+            to: None,
+            phase: None,
+            reason: format!(
+                "{} by {} (groups: {}) at {}, stamped {}; seen on the stored request",
+                record.kind.name(),
+                record.by,
+                record.groups.join(", "),
+                record.at.to_rfc3339(),
+                record.recorded_at.to_rfc3339(),
+            ),
+            actor: record.by.clone(),
+            record_sig: Some(record.sig.clone()),
             prev: String::new(),
             hash: String::new(),
         }
@@ -191,11 +228,17 @@ pub fn head(text: &str) -> String {
     }
 }
 
-/// The history entries of `after` that `before` did not have (history is append-only: the new
-/// ones are the tail past the common prefix).
+/// The history entries of `after` that `before` did not have. History is append-only, but
+/// keeps only its newest `crate::promotion::MAX_HISTORY` entries, so `after` is a tail of
+/// `before` followed by the new entries: they are what follows the longest prefix of `after`
+/// that ends `before`.
 pub fn new_transitions<'a>(before: &[Transition], after: &'a [Transition]) -> &'a [Transition] {
-    let common = before.iter().zip(after).take_while(|(a, b)| a == b).count();
-    &after[common..]
+    let most = before.len().min(after.len());
+    let overlap = (0..=most)
+        .rev()
+        .find(|&m| after[..m] == before[before.len() - m..])
+        .unwrap_or(0);
+    &after[overlap..]
 }
 
 #[cfg(test)]
@@ -216,6 +259,7 @@ mod tests {
             phase: Some(Phase::Promoted),
             reason: "all gates passed, ünïcode \"quoted\"".into(),
             actor: "alice".into(),
+            record_sig: None,
             prev: String::new(),
             hash: String::new(),
         }
@@ -305,5 +349,10 @@ mod tests {
         assert_eq!(new_transitions(&before, &after), &after[2..]);
         assert!(new_transitions(&after, &after).is_empty());
         assert_eq!(new_transitions(&[], &after).len(), 3);
+        // The oldest dropped as the newest arrives (history capped): only the newest is new.
+        let capped = vec![t(2), t(3), t(4)];
+        assert_eq!(new_transitions(&after, &capped), &capped[2..]);
+        let capped = vec![t(3), t(4), t(5)];
+        assert_eq!(new_transitions(&after, &capped), &capped[1..]);
     }
 }

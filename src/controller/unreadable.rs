@@ -39,12 +39,11 @@ impl Kind {
     }
 }
 
-/// A runtime ConfigMap to switch off: merge `data` into it (a missing ConfigMap is fine: there
-/// is nothing to switch off).
+/// A runtime ConfigMap to switch off with [`halt_merge`] (a missing ConfigMap is fine: there is
+/// nothing to switch off).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Halt {
     pub config_map: String,
-    pub data: BTreeMap<String, String>,
 }
 
 /// What the reconcile of an unreadable object does.
@@ -58,12 +57,30 @@ pub struct UnreadablePlan {
     pub halt: Option<Halt>,
 }
 
-/// The runtime ConfigMap data that stops trading: trading off, the deterministic fallback forced.
-pub fn halted_runtime_data() -> BTreeMap<String, String> {
-    BTreeMap::from([
+/// The runtime ConfigMap data that stops trading: trading off, the deterministic fallback
+/// forced and, when this replica leads, its lease epoch (a halt is a write of this leadership:
+/// a stale leader's later write at an older epoch must not count as newer than it).
+pub fn halted_runtime_data(lease_epoch: Option<u64>) -> BTreeMap<String, String> {
+    let mut data = BTreeMap::from([
         ("tradingEnabled".to_string(), "false".to_string()),
         ("forceFallback".to_string(), "true".to_string()),
-    ])
+    ]);
+    if let Some(epoch) = lease_epoch {
+        data.insert("leaseEpoch".to_string(), epoch.to_string());
+    }
+    data
+}
+
+/// What a halt merges into a runtime ConfigMap whose data is `current` (JSON merge patch of
+/// `data`, touching no other key): [`halted_runtime_data`], or `None` when the ConfigMap says
+/// all of it already (nothing to write, nothing changed). The one decision behind every halt:
+/// the kill switch's fast path, a reconcile that stops serving, an unreadable request.
+pub fn halt_merge(
+    current: &BTreeMap<String, String>,
+    lease_epoch: Option<u64>,
+) -> Option<BTreeMap<String, String>> {
+    let want = halted_runtime_data(lease_epoch);
+    (!want.iter().all(|(k, v)| current.get(k) == Some(v))).then_some(want)
 }
 
 /// What an unreadable object gets. `conditions` are the ones stored on it.
@@ -107,7 +124,6 @@ pub fn unreadable(
     };
     let halt = (kind == Kind::PromotionRequest).then(|| Halt {
         config_map: runtime_config_map_name(name),
-        data: halted_runtime_data(),
     });
     UnreadablePlan {
         conditions,
@@ -230,9 +246,6 @@ mod tests {
         );
         let halt = plan.halt.clone().expect("halt");
         assert_eq!(halt.config_map, "r1-canary-runtime");
-        assert_eq!(halt.data["tradingEnabled"], "false");
-        assert_eq!(halt.data["forceFallback"], "true");
-        assert_eq!(halt.data.len(), 2, "only the switches are touched");
         // Even when the condition is recorded already, the switch is thrown again.
         let again = unreadable(
             Kind::PromotionRequest,
@@ -279,5 +292,36 @@ mod tests {
             assert_eq!(Kind::from_name(k.name()), Some(k));
         }
         assert_eq!(Kind::from_name("Job"), None);
+    }
+
+    #[test]
+    fn a_halt_writes_the_switches_and_the_epoch_only_when_they_differ() {
+        let trading = BTreeMap::from([
+            ("stage".to_string(), "canary".to_string()),
+            ("tradingEnabled".to_string(), "true".to_string()),
+            ("forceFallback".to_string(), "false".to_string()),
+            ("leaseEpoch".to_string(), "3".to_string()),
+        ]);
+        let merge = halt_merge(&trading, Some(4)).expect("a trading ConfigMap is halted");
+        assert_eq!(
+            merge,
+            BTreeMap::from([
+                ("tradingEnabled".to_string(), "false".to_string()),
+                ("forceFallback".to_string(), "true".to_string()),
+                ("leaseEpoch".to_string(), "4".to_string()),
+            ]),
+            "only the switches and this leader's epoch are touched"
+        );
+        // Halted already at this epoch: nothing to write.
+        let mut halted = trading.clone();
+        halted.extend(merge);
+        assert_eq!(halt_merge(&halted, Some(4)), None);
+        // Halted by an older leader: this leader stamps its epoch.
+        assert!(halt_merge(&halted, Some(5)).is_some());
+        // Without a lease (one replica, no election): the switches alone.
+        assert_eq!(halt_merge(&halted, None), None);
+        let merge = halt_merge(&trading, None).unwrap();
+        assert_eq!(merge.len(), 2);
+        assert!(!merge.contains_key("leaseEpoch"));
     }
 }

@@ -125,7 +125,7 @@ impl JsonSchema for Conditions {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PinnedObject {
     /// Where it is: a path on the artifacts volume, or an object-store URI.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 4096))]
     pub uri: String,
     /// Its SHA-256; the step refuses content that does not match.
     pub sha256: Sha256Hex,
@@ -177,6 +177,7 @@ fn default_true() -> bool {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrainingSpec {
     /// A trainer image following docs/trainer-contract.md; the operator's own image otherwise.
+    #[schemars(length(min = 1, max = 1024))]
     pub image: Option<String>,
     /// The frozen prompt template.
     pub prompt_template: PinnedObject,
@@ -241,8 +242,10 @@ pub struct GrpoSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     /// e.g. `2`, `500m`.
+    #[schemars(length(min = 1, max = 64))]
     pub cpu: Option<String>,
     /// e.g. `4Gi`.
+    #[schemars(length(min = 1, max = 64))]
     pub memory: Option<String>,
 }
 
@@ -329,7 +332,7 @@ pub struct JanusCandidateSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelRef {
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 4096))]
     pub uri: String,
     pub sha256: Sha256Hex,
     pub format: ModelFormat,
@@ -410,11 +413,32 @@ pub struct PromotionRequestSpec {
     pub kill_switch: bool,
 }
 
+impl PromotionRequestSpec {
+    /// What an approval covers: the SHA-256 (lowercase hex) of the RFC 8785 canonical JSON of
+    /// this spec without `killSwitch` — the candidate, the target, the canary's risk limits and
+    /// any field added later. The kill switch is left out because it can only stop trading (it
+    /// latches on), so turning it on never voids an approval. An approval record carries this
+    /// digest (`crate::identity::Record::approved_spec_sha256`) and counts only while the spec
+    /// still has it (docs/gates.md). Errors only on a non-finite number, which no stored object
+    /// holds.
+    pub fn approved_terms_sha256(
+        &self,
+    ) -> Result<Sha256Hex, crate::contracts::jcs::CanonicalError> {
+        let bytes = crate::contracts::jcs::to_canonical_vec(self, Some("killSwitch"))?;
+        Ok(Sha256Hex::of_bytes(&bytes))
+    }
+}
+
+/// The most symbols a canary may name (`spec.canary.symbols`, `maxItems`).
+pub const MAX_CANARY_SYMBOLS: usize = 1000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryLimits {
-    /// Symbols the canary may trade.
-    #[schemars(length(min = 1))]
+    /// Symbols the canary may trade: 1 to [`MAX_CANARY_SYMBOLS`], each 1 to 32 characters
+    /// (`600000.SH`). A canary trades a few names; the bound keeps the runtime ConfigMap that
+    /// carries them far below the API server's 1 MiB.
+    #[schemars(length(min = 1, max = 1000), inner(length(min = 1, max = 32)))]
     pub symbols: Vec<String>,
     #[schemars(range(min = 0.0))]
     pub max_order_notional: f64,
@@ -542,6 +566,7 @@ pub fn definitions()
         if let Some(versions) = value["spec"]["versions"].as_array_mut() {
             for version in versions {
                 bound_integers(&mut version["schema"]["openAPIV3Schema"]);
+                bound_sizes(&mut version["schema"]["openAPIV3Schema"]);
             }
         }
         serde_json::from_value(value).expect("still a CRD")
@@ -620,6 +645,56 @@ fn bound_integers(value: &mut serde_json::Value) {
         }
         // `items` as a list of schemas (a tuple).
         serde_json::Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
+}
+
+/// The longest string, the longest list and the most map entries any field of our objects
+/// holds where its type sets no tighter bound (`maxLength`, `maxItems`, `maxProperties`). The
+/// fields people write carry their own, tighter bounds (names 253, URIs 4096, canary symbols
+/// 1000 × 32); these defaults cover the rest (status messages, history, configuration maps).
+/// With them no object the API server admits is one the operator, the webhook or the decision
+/// service cannot take whole.
+pub const DEFAULT_MAX_LENGTH: u64 = 32 * 1024;
+/// See [`DEFAULT_MAX_LENGTH`].
+pub const DEFAULT_MAX_ITEMS: u64 = 1024;
+/// See [`DEFAULT_MAX_LENGTH`].
+pub const DEFAULT_MAX_PROPERTIES: u64 = 1024;
+
+/// Gives every string, list and map schema without a size bound the defaults above (enum
+/// strings are bounded by their members), as [`bound_integers`] does for integers.
+fn bound_sizes(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let ty = map.get("type").and_then(serde_json::Value::as_str);
+            let (key, bound) = match ty {
+                Some("string") if !map.contains_key("enum") => {
+                    ("maxLength", Some(DEFAULT_MAX_LENGTH))
+                }
+                Some("array") => ("maxItems", Some(DEFAULT_MAX_ITEMS)),
+                Some("object") if map.contains_key("additionalProperties") => {
+                    ("maxProperties", Some(DEFAULT_MAX_PROPERTIES))
+                }
+                _ => ("", None),
+            };
+            if let Some(bound) = bound {
+                map.entry(key).or_insert(bound.into());
+            }
+            if let Some(serde_json::Value::Object(props)) = map.get_mut("properties") {
+                props.values_mut().for_each(bound_sizes);
+            }
+            for key in ["items", "additionalProperties", "not"] {
+                if let Some(sub) = map.get_mut(key) {
+                    bound_sizes(sub);
+                }
+            }
+            for key in ["allOf", "anyOf", "oneOf"] {
+                if let Some(serde_json::Value::Array(subs)) = map.get_mut(key) {
+                    subs.iter_mut().for_each(bound_sizes);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(bound_sizes),
         _ => {}
     }
 }

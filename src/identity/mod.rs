@@ -1,7 +1,8 @@
 //! Who did what to a PromotionRequest, as only the admission webhook can say it: records of the
 //! creator, an approval, a drill, a runbook validation or a kill switch, each taken from the
 //! API server's authenticated `userInfo` (Kubernetes AdmissionReview v1), bound to one request
-//! (namespace, name, UID, candidate, target) and signed with HMAC-SHA256 (RFC 2104) over the
+//! (namespace, name, UID, candidate, target; an approval also to the model and to the spec it
+//! approved, canary limits included) and signed with HMAC-SHA256 (RFC 2104) over the
 //! record's RFC 8785 canonical JSON, with a key only the operator reads. The operator believes
 //! a record only when [`verify`] accepts it; a record typed by hand, or copied from another
 //! request, is worth nothing. Pure: the key and the clock are inputs.
@@ -96,6 +97,12 @@ pub struct Record {
     /// The candidate's model digest when the webhook could read it (approvals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_sha256: Option<String>,
+    /// Approvals: the digest of the spec approved
+    /// (`crate::crd::PromotionRequestSpec::approved_terms_sha256`: everything but the kill
+    /// switch, so the canary's risk limits). An approval without it, or with another spec's,
+    /// counts for nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_spec_sha256: Option<String>,
     /// When it happened (a drill's time; otherwise the time of stamping), RFC 3339.
     pub at: DateTime<Utc>,
     /// When it was stamped.
@@ -216,6 +223,10 @@ pub struct Binding<'a> {
     pub target: Target,
     /// The candidate's model digest now, when known: an approval for another model is void.
     pub model_sha256: Option<&'a str>,
+    /// The digest of the request's spec now
+    /// (`crate::crd::PromotionRequestSpec::approved_terms_sha256`; `None` when it cannot be
+    /// computed): an approval counts only when it approved exactly this spec.
+    pub spec_sha256: Option<&'a str>,
 }
 
 /// Why a record does not count; the message names the rule.
@@ -246,6 +257,10 @@ pub enum Invalid {
         by: String,
         at: String,
     },
+    #[error(
+        "approval by {by} does not cover this spec: spec.canary (the risk limits) or another approved field changed after it was approved{detail}; ask an approver again"
+    )]
+    TermsChanged { by: String, detail: String },
     #[error("approval by {by}: separation of duties: the approver created the request")]
     SelfApproval { by: String },
     #[error(
@@ -307,6 +322,19 @@ pub fn verify(
             return Err(other("model", theirs, ours));
         }
     }
+    if kind == Kind::Approval
+        && (record.approved_spec_sha256.is_none()
+            || record.approved_spec_sha256.as_deref() != binding.spec_sha256)
+    {
+        return Err(Invalid::TermsChanged {
+            by: record.by.clone(),
+            detail: if record.approved_spec_sha256.is_none() {
+                " (the record binds no spec: stamped before approvals bound it)".into()
+            } else {
+                String::new()
+            },
+        });
+    }
     if record.at > now || record.recorded_at > now + chrono::Duration::minutes(5) {
         return Err(Invalid::Future {
             kind: name,
@@ -326,6 +354,19 @@ pub fn verify(
     Ok(Some(record))
 }
 
+/// Shortens `text` to at most `max` bytes (at a character boundary), marking the cut.
+pub fn clip(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max.saturating_sub(32);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!("… ({cut} bytes cut)"));
+    }
+}
+
 /// Everything verified on one request: what the operator may believe.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Verified {
@@ -337,6 +378,22 @@ pub struct Verified {
     pub kill_switch: Option<Record>,
     /// Why records or plain annotations present were not believed (shown as blockers).
     pub ignored: Vec<String>,
+}
+
+impl Verified {
+    /// The verified records, creator first.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        [
+            &self.created_by,
+            &self.approval,
+            &self.rollback_drill,
+            &self.kill_switch_drill,
+            &self.runbook_validation,
+            &self.kill_switch,
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// The plain annotations of earlier versions, which count for nothing now.
@@ -413,6 +470,10 @@ pub fn verify_all(
                 .push(format!("{} ignored: {e}", kind.annotation())),
         }
     }
+    // What a forged record says is quoted in these; a status message must stay small.
+    for message in &mut out.ignored {
+        clip(message, 1024);
+    }
     if let Some(approval) = &out.approval {
         let why = match &out.created_by {
             None => Some(Invalid::CreatorUnknown {
@@ -452,6 +513,7 @@ mod tests {
             candidate: "c1",
             target: Target::Canary,
             model_sha256: Some("aa"),
+            spec_sha256: Some("ss"),
         }
     }
 
@@ -466,6 +528,7 @@ mod tests {
             candidate: "c1".into(),
             target: Target::Canary,
             model_sha256: Some("aa".into()),
+            approved_spec_sha256: Some("ss".into()),
             at: t("2026-01-01T10:00:00Z"),
             recorded_at: t("2026-01-01T10:00:00Z"),
             expires_at: Some(t("2026-01-02T10:00:00Z")),
@@ -530,6 +593,23 @@ mod tests {
                     r.signed(&key())
                 },
                 "model",
+            ),
+            // Approved another spec (the canary's limits widened since), or no spec at all.
+            (
+                {
+                    let mut r = record(Kind::Approval, "alice");
+                    r.approved_spec_sha256 = Some("s2".into());
+                    r.signed(&key())
+                },
+                "does not cover this spec",
+            ),
+            (
+                {
+                    let mut r = record(Kind::Approval, "alice");
+                    r.approved_spec_sha256 = None;
+                    r.signed(&key())
+                },
+                "binds no spec",
             ),
             // Expired.
             (
@@ -612,6 +692,24 @@ mod tests {
                 "unsigned approval annotation ignored: only records the admission webhook stamped count (docs/gates.md)",
                 "unsigned runbook-validation annotation ignored: only records the admission webhook stamped count (docs/gates.md)",
             ]
+        );
+    }
+
+    #[test]
+    fn a_forged_records_text_is_quoted_short() {
+        let mut r = record(Kind::Approval, "alice");
+        r.candidate = "c".repeat(300_000);
+        let a = with(&[
+            record(Kind::CreatedBy, "bob").signed(&key()),
+            r.signed(&key()),
+        ]);
+        let v = verify_all(&a, &binding(), Some(&key()), t("2026-01-01T12:00:00Z"));
+        assert!(v.approval.is_none());
+        assert!(v.ignored[0].len() <= 1024, "{}", v.ignored[0].len());
+        assert!(
+            v.ignored[0].ends_with("bytes cut)"),
+            "{}",
+            &v.ignored[0][..80]
         );
     }
 

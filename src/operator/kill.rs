@@ -6,6 +6,7 @@
 
 use super::Context;
 use crate::controller::promotion::runtime_config_map_name;
+use crate::controller::unreadable::halt_merge;
 use crate::crd::PromotionRequest;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -63,22 +64,33 @@ pub fn kill_switch_actor(managed: &[ManagedFieldsEntry]) -> Option<String> {
 }
 
 /// Turns trading off in a request's runtime ConfigMap, touching nothing else in it: the two
-/// flags by JSON merge patch. A ConfigMap that does not exist is left absent (nothing trades on
-/// it). Used by the kill switch's fast path and wherever a request cannot be read or reconciled.
+/// flags and this leader's lease epoch (`controller::unreadable::halt_merge`), by JSON merge
+/// patch under the field manager `<manager>-halt`, unless it says all that already. Returns
+/// whether it wrote. A ConfigMap that does not exist is left absent (nothing trades on it).
+/// The one halt of the operator: the kill switch's fast path, a reconcile that stops serving
+/// and the reconcile of a request that cannot be read.
 pub async fn halt_runtime_config_map(
     ctx: &Context,
     ns: &str,
     config_map: &str,
 ) -> Result<bool, kube::Error> {
-    // The current leader's epoch too: a halt is a write of this leadership, and a stale
-    // leader's later write at an older epoch must not count as newer than it.
-    let mut data = serde_json::json!({"tradingEnabled": "false", "forceFallback": "true"});
-    if let Some(epoch) = ctx.lease_epoch() {
-        data["leaseEpoch"] = serde_json::Value::String(epoch.to_string());
-    }
-    let patch = serde_json::json!({ "data": data });
-    match Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
-        .patch(config_map, &PatchParams::default(), &Patch::Merge(&patch))
+    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns);
+    let Some(cm) = api.get_opt(config_map).await? else {
+        return Ok(false);
+    };
+    let Some(data) = halt_merge(&cm.data.unwrap_or_default(), ctx.lease_epoch()) else {
+        return Ok(false);
+    };
+    let params = PatchParams {
+        field_manager: Some(format!("{}-halt", ctx.config.field_manager)),
+        ..Default::default()
+    };
+    match api
+        .patch(
+            config_map,
+            &params,
+            &Patch::Merge(&serde_json::json!({ "data": data })),
+        )
         .await
     {
         Ok(_) => Ok(true),

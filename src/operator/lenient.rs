@@ -9,12 +9,11 @@
 use super::Context;
 use super::reconcile::{self, ReconcileError, publish};
 use crate::controller::unreadable::{
-    Halt, Kind, halt_note, readable_again, unreadable as unreadable_plan,
+    Kind, halt_note, readable_again, unreadable as unreadable_plan,
 };
 use crate::crd::{Conditions, JanusCandidate, JanusRun, Lenient, PromotionRequest};
 use chrono::Utc;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
@@ -164,7 +163,7 @@ async fn unreadable<K: Kube>(
     let mut failure: Option<ReconcileError> = None;
     // Trading off first: it must not wait on anything that follows.
     if let Some(halt) = &plan.halt {
-        match halt_runtime_config_map(&ctx.client, ns, halt, &ctx.config.field_manager).await {
+        match super::kill::halt_runtime_config_map(ctx, ns, &halt.config_map).await {
             Ok(true) => {
                 tracing::warn!(%name, config_map = %halt.config_map,
                     "unreadable PromotionRequest: trading switched off");
@@ -200,40 +199,6 @@ async fn unreadable<K: Kube>(
     match failure {
         Some(e) => Err(e),
         None => Ok(Action::await_change()),
-    }
-}
-
-/// Switches a runtime ConfigMap off (merges `halt.data` into it) unless it is off already.
-/// Returns whether it changed; a ConfigMap that does not exist has nothing to switch off.
-pub async fn halt_runtime_config_map(
-    client: &Client,
-    ns: &str,
-    halt: &Halt,
-    field_manager: &str,
-) -> std::result::Result<bool, kube::Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let Some(cm) = api.get_opt(&halt.config_map).await? else {
-        return Ok(false);
-    };
-    let data = cm.data.unwrap_or_default();
-    if halt.data.iter().all(|(k, v)| data.get(k) == Some(v)) {
-        return Ok(false);
-    }
-    let patch = serde_json::json!({"data": halt.data});
-    match api
-        .patch(
-            &halt.config_map,
-            &PatchParams {
-                field_manager: Some(format!("{field_manager}-halt")),
-                ..Default::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e),
     }
 }
 

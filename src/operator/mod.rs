@@ -148,6 +148,8 @@ pub struct Context {
     requests: std::sync::OnceLock<Store<Lenient<PromotionRequest>>>,
     /// The leader's lease epoch (`u64::MAX` until it leads).
     lease_epoch: AtomicU64,
+    /// The stamped records already in each audit file (one line per record).
+    pub audited: Arc<trail::RecordedTrails>,
 }
 
 impl Context {
@@ -428,6 +430,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         },
         failures: Mutex::new(HashMap::new()),
         ready: AtomicBool::new(false),
+        audited: Arc::default(),
         kill_latch: kill::KillLatch::default(),
         requests: std::sync::OnceLock::new(),
         lease_epoch: AtomicU64::new(u64::MAX),

@@ -113,7 +113,12 @@ pub(super) async fn publish<K: Resource<DynamicType = ()>>(
                 EventType::Normal
             },
             reason,
-            note: Some(note.chars().take(1000).collect()),
+            // The API server refuses a note over 1 KiB: cut it, saying so.
+            note: Some({
+                let mut note = note;
+                crate::identity::clip(&mut note, 1024);
+                note
+            }),
             action: action.to_string(),
             secondary: None,
         };
@@ -524,6 +529,8 @@ fn stamped_records(
         pr.name_any(),
         pr.uid().unwrap_or_default(),
     );
+    // An approval counts only for the spec it approved (canary limits included).
+    let terms = pr.spec.approved_terms_sha256().ok().map(|d| d.to_string());
     let binding = crate::identity::Binding {
         namespace: &ns,
         request: &name,
@@ -531,6 +538,7 @@ fn stamped_records(
         candidate: &pr.spec.candidate,
         target: pr.spec.target,
         model_sha256,
+        spec_sha256: terms.as_deref(),
     };
     crate::identity::verify_all(
         pr.annotations(),
@@ -622,6 +630,19 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         candidate.as_ref().map(|c| c.spec.model.sha256.as_str()),
         now,
     );
+    // The audit trail: each record the webhook stamped, once, now that it is verified on the
+    // stored object (the webhook stamps before the API server persists, so it cannot say).
+    let records = stamped
+        .records()
+        .map(|r| crate::audit::Entry::stamped(r, now))
+        .collect();
+    crate::operator::trail::append_records(
+        ctx.audited.clone(),
+        &ctx.config.artifacts_root,
+        &ns,
+        records,
+    )
+    .await;
     // The actor: the verified approver, else the verified creator, else the field manager.
     let actor = (stamped.approval.as_ref())
         .or(stamped.created_by.as_ref())

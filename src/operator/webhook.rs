@@ -1,7 +1,10 @@
 //! The admission webhook's server: `POST /mutate` and `POST /validate` take a Kubernetes
 //! AdmissionReview v1 and answer it with `crate::admission::review`, over TLS (rustls with the
 //! ring provider; `tls.crt` and `tls.key` from `--webhook-cert-dir`, read once at start). Every
-//! replica serves it, leader or not. Stamped records and refusals go to the audit trail.
+//! replica serves it, leader or not. Refusals go to the audit trail (stamped records go there
+//! from the operator, once they are stored). It takes any AdmissionReview the API server can
+//! send ([`MAX_REVIEW_BYTES`]): a review refused for its size would let an UPDATE (failure
+//! policy `Ignore`) past unchecked.
 
 use crate::admission::{AdmissionReview, Config, Mode, review};
 use crate::crd::JanusCandidate;
@@ -116,6 +119,12 @@ fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
     TlsListener { ready: rx, local }
 }
 
+/// The largest AdmissionReview the webhook reads: 16 MiB. The API server takes a request body
+/// of at most 3 MiB and a review carries the object and the old object (plus the request's
+/// metadata), so it never sends more than about 6 MiB; axum's default limit (2 MiB) would
+/// answer a big one 413.
+pub const MAX_REVIEW_BYTES: usize = 16 * 1024 * 1024;
+
 /// What the handlers share.
 pub struct Webhook {
     pub config: Config,
@@ -200,8 +209,22 @@ pub async fn serve(
     tls: rustls::ServerConfig,
     hook: Webhook,
 ) -> Result<(), WebhookError> {
-    let hook = Arc::new(hook);
-    let app = Router::new()
+    let app = app(Arc::new(hook));
+    let tcp = TcpListener::bind(&listen)
+        .await
+        .map_err(|source| WebhookError::Bind {
+            addr: listen.clone(),
+            source,
+        })?;
+    tracing::info!(%listen, "serving the admission webhook (/mutate, /validate) over TLS");
+    let listener = accept_loop(tcp, TlsAcceptor::from(Arc::new(tls)));
+    let _ = axum::serve(listener, app).await;
+    Ok(())
+}
+
+/// The routes: `POST /mutate` and `POST /validate`, bodies up to [`MAX_REVIEW_BYTES`].
+pub fn app(hook: Arc<Webhook>) -> Router {
+    Router::new()
         .route(
             "/mutate",
             post(
@@ -218,15 +241,112 @@ pub async fn serve(
                 },
             ),
         )
-        .with_state(hook);
-    let tcp = TcpListener::bind(&listen)
-        .await
-        .map_err(|source| WebhookError::Bind {
-            addr: listen.clone(),
-            source,
-        })?;
-    tracing::info!(%listen, "serving the admission webhook (/mutate, /validate) over TLS");
-    let listener = accept_loop(tcp, TlsAcceptor::from(Arc::new(tls)));
-    let _ = axum::serve(listener, app).await;
-    Ok(())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .with_state(hook)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::{AdmissionResponse, Config};
+    use crate::identity::SigningKey;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    /// A kube client whose API server answers every call 404 (no candidate to read).
+    fn client() -> Client {
+        let api = tower::service_fn(|_req: axum::http::Request<kube::client::Body>| async {
+            let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#;
+            Ok::<_, std::convert::Infallible>(
+                axum::http::Response::builder()
+                    .status(404)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.as_bytes().to_vec()))
+                    .unwrap(),
+            )
+        });
+        Client::new(api, "janus")
+    }
+
+    fn hook(root: &Path) -> Arc<Webhook> {
+        Arc::new(Webhook {
+            config: Config {
+                approver_group: "janus-approvers".into(),
+                oncall_group: "janus-oncall".into(),
+                operator_username: "system:serviceaccount:janus:janus-operator".into(),
+                approval_ttl: chrono::Duration::hours(24),
+                key: SigningKey::new(b"webhook-test-key-0123456789").unwrap(),
+            },
+            client: client(),
+            artifacts_root: root.to_path_buf(),
+        })
+    }
+
+    /// A PromotionRequest at the CRD's bounds where people write (253-character names, 1000
+    /// canary symbols of 32 characters), padded with annotations to `bytes` of JSON.
+    fn maximal(bytes: usize, kill: bool) -> Value {
+        let symbols: Vec<String> = (0..crate::crd::MAX_CANARY_SYMBOLS)
+            .map(|i| format!("{i:0>32}"))
+            .collect();
+        let mut o = json!({
+            "apiVersion": "janus.torghut.io/v1alpha1",
+            "kind": "PromotionRequest",
+            "metadata": {"name": "r1", "namespace": "janus", "uid": "uid-1",
+                         "creationTimestamp": "2026-03-01T10:00:00Z", "annotations": {}},
+            "spec": {"candidate": "c".repeat(253), "target": "canary", "killSwitch": kill,
+                     "canary": {"symbols": symbols, "maxOrderNotional": 1.0,
+                                "maxGrossNotional": 1.0, "maxNetNotional": 1.0}}
+        });
+        let mut i = 0;
+        while o.to_string().len() < bytes {
+            o["metadata"]["annotations"][format!("pad.example/{i}")] = json!("p".repeat(60_000));
+            i += 1;
+        }
+        o
+    }
+
+    /// What the API server can send at most: object and old object each at the 3 MiB request
+    /// cap. Reviewed (allowed, the kill switch stamped), not refused for its size.
+    #[tokio::test]
+    async fn the_largest_review_the_api_server_can_send_is_reviewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "review-1",
+                "kind": {"group": "janus.torghut.io", "version": "v1alpha1", "kind": "PromotionRequest"},
+                "name": "r1", "namespace": "janus", "operation": "UPDATE",
+                "userInfo": {"username": "carol", "groups": ["janus-oncall"]},
+                "object": maximal(3 << 20, true),
+                "oldObject": maximal(3 << 20, false),
+            }
+        });
+        let body = review.to_string();
+        assert!(body.len() > 6 << 20, "{} bytes", body.len());
+        for path in ["/mutate", "/validate"] {
+            let request = axum::http::Request::post(path)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.clone()))
+                .unwrap();
+            let response = app(hook(dir.path())).oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let answered: AdmissionReview = serde_json::from_slice(&bytes).unwrap();
+            let r: AdmissionResponse = answered.response.unwrap();
+            assert_eq!(r.uid, "review-1");
+            if path == "/mutate" {
+                assert!(r.allowed, "{:?}", r.status);
+                assert!(r.patch.is_some(), "the kill switch is stamped");
+            }
+        }
+        // Beyond the limit (not something the API server sends): refused, not read.
+        let request = axum::http::Request::post("/mutate")
+            .body(axum::body::Body::from(vec![b' '; MAX_REVIEW_BYTES + 1]))
+            .unwrap();
+        let response = app(hook(dir.path())).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 413);
+    }
 }

@@ -61,6 +61,11 @@ pub struct Transition {
     pub actor: String,
 }
 
+/// The most transitions a request's `status.history` keeps: the newest ones. The status must
+/// stay within its CRD's bounds (`crate::crd::DEFAULT_MAX_ITEMS`) and the API server's object
+/// size, or no status write would land; the audit trail (`crate::audit`) keeps them all.
+pub const MAX_HISTORY: usize = 256;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromotionState {
     pub stage: Stage,
@@ -116,6 +121,9 @@ impl PromotionState {
             reason: reason.clone(),
             actor: actor.to_string(),
         });
+        // The status keeps the newest MAX_HISTORY; the audit trail keeps every one.
+        let excess = self.history.len().saturating_sub(MAX_HISTORY);
+        self.history.drain(..excess);
         self.stage = to;
         self.phase = phase;
         self.reasons = vec![reason];
@@ -247,4 +255,30 @@ pub fn rollback(
     let mut next = state.clone();
     next.record(now, to, Phase::RolledBack, reason.to_string(), actor);
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_newest_transitions_only() {
+        let mut state = PromotionState::default();
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        for i in 0..(MAX_HISTORY as i64 + 44) {
+            state.record(
+                t0 + chrono::Duration::seconds(i),
+                Stage::Paper,
+                Phase::Blocked,
+                format!("r{i}"),
+                "a",
+            );
+        }
+        assert_eq!(state.history.len(), MAX_HISTORY);
+        assert_eq!(state.history[0].reason, "r44");
+        assert_eq!(
+            state.history.last().unwrap().reason,
+            format!("r{}", MAX_HISTORY + 43)
+        );
+    }
 }
