@@ -345,10 +345,10 @@ fn every_failure_is_named_with_its_gate_and_numbers() {
             g.reasons
         );
         // Only the mutated gate fails (runtime statistics feed gate0 and gate3 both).
-        let shared = if code == "missing_runtime_stats" {
-            "gate3"
-        } else {
-            ""
+        let shared = match code {
+            "missing_runtime_stats" => "gate3",
+            "window_incomplete" => "gate0",
+            _ => "",
         };
         let others: Vec<&str> = d
             .failed()
@@ -363,6 +363,67 @@ fn every_failure_is_named_with_its_gate_and_numbers() {
         {
             assert!(r.measured.is_some(), "measured values are recorded");
         }
+    }
+}
+
+/// Numbers no service could have measured (issue 18: a negative ratio, coverage 7, an empty
+/// window) fail gate0 for paper and gate3 for canary, each reason naming the field.
+#[test]
+fn impossible_runtime_numbers_fail_naming_the_field() {
+    type Mutation = fn(&mut RuntimeStats);
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("null_rate", |r| r.null_rate = Some(-0.1)),
+        ("error_ratio", |r| r.error_ratio = Some(-0.5)),
+        ("fallback_ratio", |r| r.fallback_ratio = Some(1.5)),
+        ("timeout_ratio", |r| r.timeout_ratio = Some(f64::NAN)),
+        ("symbol_coverage", |r| r.symbol_coverage = Some(7.0)),
+        ("latency_p95_ms", |r| r.latency_p95_ms = Some(-3.0)),
+        ("staleness_p95_ms", |r| {
+            r.staleness_p95_ms = Some(f64::INFINITY)
+        }),
+        ("decisions", |r| r.decisions = 0),
+        ("window_end", |r| r.window_end = r.window_start),
+        ("stage", |r| r.stage = "live".into()),
+    ];
+    let policy = GatePolicy::default();
+    for (field, mutate) in cases {
+        for (target, stage, id) in [
+            (Target::Paper, "shadow", "gate0"),
+            (Target::Canary, "paper", "gate3"),
+        ] {
+            let mut w = World::good();
+            let r = w.runtime.as_mut().unwrap();
+            r.stage = stage.into();
+            mutate(r);
+            let d = w.decide(target, &policy);
+            assert!(!d.allowed, "{field} for {target:?}");
+            // A stage that is not `paper` is no paper window for gate3; gate0 names it.
+            let g = gate(&d, if field == "stage" { "gate0" } else { id });
+            assert!(
+                g.reasons.iter().any(|r| r.code == "invalid_runtime_stats"
+                    && r.message.contains(&format!("`{field}`"))),
+                "{field} {id}: {:?}",
+                g.reasons
+            );
+        }
+    }
+    // The shipped examples' valid extremes stay valid: ratios 0 and 1, zero latency.
+    let mut w = World::good();
+    let r = w.runtime.as_mut().unwrap();
+    (r.error_ratio, r.latency_p95_ms, r.symbol_coverage) = (Some(0.0), Some(0.0), Some(1.0));
+    assert!(r.invalid_fields().is_empty());
+    // A window that has not ended yet cannot have completed.
+    let mut w = World::good();
+    w.runtime.as_mut().unwrap().window_end = now() + Duration::hours(1);
+    let d = w.decide(Target::Canary, &policy);
+    for id in ["gate0", "gate3"] {
+        assert!(
+            gate(&d, id)
+                .reasons
+                .iter()
+                .any(|r| r.code == "window_in_future"),
+            "{id}"
+        );
     }
 }
 
