@@ -90,7 +90,8 @@ fn run_with(
     let evidence = good_evidence();
     let stats = paper_stats(gate_now());
     let m = model();
-    let policy = GatePolicy::default();
+    // Canaries are the subject here: live trading deliberately on (the shipped policy has it off).
+    let policy = common::live_policy();
     // What the webhook stamped, verified as the operator does (signature, binding, expiry).
     let stamped = verify_all(
         annotations,

@@ -11,7 +11,7 @@ use janus::promotion::{Phase, PromotionState, Stage, rollback, step};
 use proptest::prelude::*;
 
 mod common;
-use common::good_evidence;
+use common::{good_evidence, live_policy};
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
@@ -94,7 +94,7 @@ fn gate<'a>(d: &'a Decision, id: &str) -> &'a GateResult {
 
 #[test]
 fn good_inputs_pass_every_gate_for_both_targets() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     for target in [Target::Paper, Target::Canary] {
         let d = World::good().decide(target, &policy);
         assert!(
@@ -331,7 +331,7 @@ fn every_failure_is_named_with_its_gate_and_numbers() {
             ev(|e| e.calibration.as_mut().unwrap().shift_score = 0.7),
         ),
     ];
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     for (id, code, mutate) in cases {
         let mut w = World::good();
         mutate(&mut w);
@@ -385,7 +385,7 @@ fn impossible_runtime_numbers_fail_naming_the_field() {
         ("window_end", |r| r.window_end = r.window_start),
         ("stage", |r| r.stage = "live".into()),
     ];
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     for (field, mutate) in cases {
         for (target, stage, id) in [
             (Target::Paper, "shadow", "gate0"),
@@ -429,7 +429,7 @@ fn impossible_runtime_numbers_fail_naming_the_field() {
 
 #[test]
 fn calibration_degrades_or_abstains_only_with_a_recalibration_reference() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     let mut w = World::good();
     w.evidence
         .as_mut()
@@ -467,7 +467,7 @@ fn calibration_degrades_or_abstains_only_with_a_recalibration_reference() {
 
 #[test]
 fn unusable_evidence_fails_closed() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     let w = World {
         evidence: Err("x.json: manifest_hash is ... changed after it was sealed".into()),
         ..World::good()
@@ -494,7 +494,7 @@ fn switch_matrix_never_contradicts() {
         "gate0", "gate1", "gate2", "gate3", "gate4", "gate6", "gate7",
     ];
     for mask in 0u32..(1 << families.len()) {
-        let mut policy = GatePolicy::default();
+        let mut policy = live_policy();
         let on = |i: usize| mask & (1 << i) != 0;
         policy.gate0_data_integrity.enabled = on(0);
         policy.gate1_statistics.enabled = on(1);
@@ -599,7 +599,7 @@ proptest! {
             w.runtime.as_mut().unwrap().latency_p95_ms = Some(latency + k * 50.0);
             w
         };
-        let policy = GatePolicy::default();
+        let policy = live_policy();
         let before = build(0.0).decide(Target::Canary, &policy);
         let after = build(worsen).decide(Target::Canary, &policy);
         prop_assert_eq!(&before, &build(0.0).decide(Target::Canary, &policy));
@@ -612,7 +612,7 @@ proptest! {
 
 #[test]
 fn drills_older_than_72_hours_block_canary() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     let mut w = World::good();
     let drill = now();
     w.ops.as_mut().unwrap().rollback_drill_at = Some(drill);
@@ -626,7 +626,7 @@ fn drills_older_than_72_hours_block_canary() {
 }
 
 fn allowed_decision(target: Target) -> Decision {
-    World::good().decide(target, &GatePolicy::default())
+    World::good().decide(target, &live_policy())
 }
 
 #[test]
@@ -658,7 +658,7 @@ fn the_stage_machine_moves_one_step_at_a_time_on_allowed_decisions() {
         &s,
         Target::Paper,
         false,
-        Some(&bad.decide(Target::Paper, &GatePolicy::default())),
+        Some(&bad.decide(Target::Paper, &live_policy())),
         "alice",
         t0,
     );
@@ -787,6 +787,20 @@ fn the_kill_switch_overrides_everything_and_clearing_it_does_not_re_promote() {
     }
 }
 
+/// The shipped policy has live trading off: good inputs reach paper, never canary, and the
+/// refusal says why. (Every other test here runs `live_policy()`, the shipped one switched on.)
+#[test]
+fn the_shipped_policy_never_goes_live() {
+    let shipped = GatePolicy::default();
+    assert!(!shipped.gate5_live.live_enabled);
+    assert!(World::good().decide(Target::Paper, &shipped).allowed);
+    let canary = World::good().decide(Target::Canary, &shipped);
+    assert!(!canary.allowed);
+    let failed: Vec<&str> = canary.failed().map(|g| g.id.as_str()).collect();
+    assert_eq!(failed, ["gate5"]);
+    assert_eq!(gate(&canary, "gate5").reasons[0].code, "live_disabled");
+}
+
 #[test]
 fn policies_are_validated_with_the_key_named() {
     let path = std::path::Path::new(concat!(
@@ -820,7 +834,7 @@ fn policies_are_validated_with_the_key_named() {
         "key `gate7_calibration.shift`",
     );
     check(
-        text.replace("\"gate5_live\": {\n    \"live_enabled\": true\n  },", ""),
+        text.replace("\"gate5_live\": {\n    \"live_enabled\": false\n  },", ""),
         "missing field `gate5_live`",
     );
 }
@@ -830,7 +844,7 @@ fn policies_are_validated_with_the_key_named() {
 /// reason of a null metric or only the total return says so.
 #[test]
 fn ruin_fails_every_gate_that_reads_performance() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     let ruined = |edit: &dyn Fn(&mut EvidenceArtifact)| {
         let mut w = World::good();
         let e = w.evidence.as_mut().unwrap();

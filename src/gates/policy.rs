@@ -104,7 +104,8 @@ pub struct OperationsPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LivePolicy {
-    /// Whether any candidate may go live (canary) at all.
+    /// Whether any candidate may go live (canary) at all. Shipped `false` (the plan's "no
+    /// unbounded live rollout"): turning it on is a deliberate, reviewed change in Git.
     pub live_enabled: bool,
 }
 
@@ -170,7 +171,9 @@ impl Default for GatePolicy {
                 enabled: true,
                 max_drill_age_hours: 72.0,
             },
-            gate5_live: LivePolicy { live_enabled: true },
+            gate5_live: LivePolicy {
+                live_enabled: false,
+            },
             gate6_janus_evidence: JanusEvidencePolicy {
                 enabled: true,
                 min_events: 1000,
