@@ -320,6 +320,80 @@ pub fn merge(files: &[RuntimeStatsArtifact]) -> Option<Merged> {
     })
 }
 
+/// What statistics must have come from to count for a decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    pub candidate: &'a str,
+    pub stage: &'a str,
+    /// The candidate's model digest: statistics of another model say nothing about this one.
+    pub model_sha256: &'a Sha256Hex,
+    /// The request that must have been served (shadow → paper: this request in shadow);
+    /// `None`: any request serving the candidate at the stage (paper → canary: the paper
+    /// request).
+    pub promotion_request: Option<&'a str>,
+    /// The policy lets a simulation stand in.
+    pub allow_simulation: bool,
+}
+
+/// Files read for a decision: the merge of those that count, and why each other one did not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub merged: Option<Merged>,
+    /// `<file>: <why>` for every file refused (unverifiable, another request, stage or model,
+    /// a simulation the policy does not accept).
+    pub refused: Vec<String>,
+}
+
+/// Keeps the files that verified (the caller read them with the fail-closed artifact reader)
+/// and come from serving `want`, and merges them (see [`merge`]).
+pub fn accept(
+    files: Vec<(String, Result<RuntimeStatsArtifact, String>)>,
+    want: &Wanted<'_>,
+) -> Accepted {
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for (name, file) in files {
+        let why = match &file {
+            Err(e) => Some(format!("does not verify: {e}")),
+            Ok(a) if a.candidate != want.candidate => {
+                Some(format!("is for candidate `{}`", a.candidate))
+            }
+            Ok(a) if a.stage != want.stage => Some(format!("is for stage {}", a.stage)),
+            Ok(a) if a.model_sha256 != *want.model_sha256 => Some(format!(
+                "served model {}, not the candidate's {}",
+                a.model_sha256, want.model_sha256
+            )),
+            Ok(a)
+                if want
+                    .promotion_request
+                    .is_some_and(|r| r != a.promotion_request) =>
+            {
+                Some(format!(
+                    "served request `{}`, not `{}`",
+                    a.promotion_request,
+                    want.promotion_request.unwrap_or_default()
+                ))
+            }
+            Ok(a) if a.source == StatsSource::Simulation && !want.allow_simulation => {
+                Some(format!(
+                    "is a simulation, which the policy does not accept for the {} window",
+                    want.stage
+                ))
+            }
+            Ok(_) => None,
+        };
+        match (why, file) {
+            (Some(why), _) => refused.push(format!("{name}: {why}")),
+            (None, Ok(a)) => kept.push(a),
+            (None, Err(_)) => {}
+        }
+    }
+    Accepted {
+        merged: merge(&kept),
+        refused,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +544,57 @@ mod tests {
             (m.stats.window_start, m.stats.decisions, m.files),
             (at(300), 1, 1)
         );
+    }
+
+    #[test]
+    fn only_verified_statistics_of_the_request_stage_and_model_count() {
+        let mut r = recorder();
+        let s = served("shadow");
+        r.record(&s, &obs("a", "X", Source::Model, "shadow"), at(1));
+        let good = r.close(at(10)).unwrap();
+        let mut sim = good.clone();
+        sim.source = StatsSource::Simulation;
+        let mut other_model = good.clone();
+        other_model.model_sha256 = Sha256Hex::of_bytes(b"other");
+        let mut other_request = good.clone();
+        other_request.promotion_request = "p2".into();
+        let model = Sha256Hex::of_bytes(b"model");
+        let want = Wanted {
+            candidate: "c1",
+            stage: "shadow",
+            model_sha256: &model,
+            promotion_request: Some("p1"),
+            allow_simulation: false,
+        };
+        let files = || {
+            vec![
+                ("good".to_string(), Ok(good.clone())),
+                ("sim".to_string(), Ok(sim.clone())),
+                ("model".to_string(), Ok(other_model.clone())),
+                ("request".to_string(), Ok(other_request.clone())),
+                (
+                    "edited".to_string(),
+                    Err("changed after it was sealed".to_string()),
+                ),
+            ]
+        };
+        let a = accept(files(), &want);
+        assert_eq!(a.merged.as_ref().unwrap().files, 1);
+        let refused: Vec<&str> = a
+            .refused
+            .iter()
+            .map(|r| r.split(':').next().unwrap())
+            .collect();
+        assert_eq!(refused, ["sim", "model", "request", "edited"]);
+        assert!(a.refused[0].contains("simulation"));
+        let a = accept(
+            files(),
+            &Wanted {
+                allow_simulation: true,
+                ..want
+            },
+        );
+        let m = a.merged.unwrap();
+        assert_eq!((m.files, m.source), (2, StatsSource::Simulation));
     }
 }
