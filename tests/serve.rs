@@ -654,3 +654,55 @@ fn the_decision_service_records_sealed_statistics_and_loses_nothing_on_sigterm()
         .to_string();
     assert!(err.contains("changed after it was sealed"), "{err}");
 }
+
+/// /readyz means "send me events": 503 while no usable configuration is in force (no runtime
+/// file: every decision would be halted) and while the model loads; 200 once it has settled
+/// (here refused, so the deterministic fallback serves).
+#[test]
+fn readyz_is_ready_only_with_a_usable_configuration_and_a_settled_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut child = Command::new(JANUS)
+        .args(["serve", "--runtime-file"])
+        .arg(dir.join("runtime.json"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+        .args([
+            "--inject-model-load-delay-ms",
+            "1500",
+            "--stats-interval",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let s = Server {
+        addr: line.trim().rsplit("http://").next().unwrap().to_string(),
+        child,
+    };
+    let ready = || http(&s.addr, "GET", "/readyz", b"");
+    wait_until(|| ready().1.contains("no usable runtime configuration"));
+    assert_eq!(ready().0, 503);
+    write_runtime(
+        dir,
+        &Runtime {
+            stage: "shadow",
+            trading: false,
+            fallback: false,
+            sha: "0".repeat(64),
+        },
+    );
+    wait_until(|| ready().1.contains("loading the model"));
+    assert_eq!(ready().0, 503);
+    wait_until(|| ready().0 == 200);
+    assert!(
+        runtime(&s)["model_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read")
+    );
+}

@@ -113,7 +113,9 @@ pub const BUCKET_BOUNDS_MS: [f64; 22] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Histogram {
+    /// Upper edges of the buckets, increasing, in ms.
     pub bounds_ms: Vec<f64>,
+    /// Values per bucket; one more than `bounds_ms` (the last: above every edge).
     pub counts: Vec<u64>,
 }
 
@@ -181,15 +183,19 @@ impl Histogram {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeStatsArtifact {
-    /// The request served, the candidate it names and the stage (`shadow`, `paper`, `canary`).
+    /// The PromotionRequest served.
     pub promotion_request: String,
+    /// The candidate the request names.
     pub candidate: String,
+    /// The stage served: `shadow`, `paper` or `canary`.
     pub stage: String,
     /// SHA-256 of the model served throughout the window.
     pub model_sha256: Sha256Hex,
     /// The event record schema the feed carried.
     pub feature_schema_version: String,
+    /// `decision-service` (served live events) or `simulation` (a replay).
     pub source: StatsSource,
+    /// The replica that wrote the file.
     pub service: ServiceIdentity,
     /// The exact window: every event answered at or after the start and before the end.
     pub window_start: DateTime<Utc>,
@@ -208,5 +214,6 @@ pub struct RuntimeStatsArtifact {
     pub lineage: Lineage,
     /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash`.
     pub manifest_hash: Sha256Hex,
+    /// Always `janus-runtime-stats-v1`.
     pub schema_version: RuntimeStatsVersion,
 }

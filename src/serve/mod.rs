@@ -457,6 +457,10 @@ impl Service {
             Ok(x) => x,
             Err(e) => (Err(format!("model loading panicked: {e}")), None),
         };
+        if let Ok(m) = &model {
+            tracing::info!(model_uri = %key.uri, model_sha256 = %key.sha256, dim = m.dim(),
+                "model loaded: the model serves");
+        }
         if let Err(e) = &model {
             let reason = if e.contains("hashes to") {
                 "digest_mismatch"
@@ -464,7 +468,7 @@ impl Service {
                 "load_failed"
             };
             self.metrics.model_error(reason);
-            tracing::error!(error = %e, "model refused: serving the fallback");
+            tracing::error!(model_uri = %key.uri, error = %e, "model refused: serving the fallback");
         }
         let mut current = self
             .current
@@ -781,8 +785,13 @@ async fn runtime_handler(State(service): State<Arc<Service>>) -> Response {
         .into_response()
 }
 
-/// 200 once a configuration has been read (usable or not: a halted service answers), 503 with
-/// the reason before that and while the configuration is not confirmed (`config_stale`).
+/// Whether a load balancer should send this replica events: 200 only when a usable runtime
+/// configuration is in force and confirmed, and its model has settled (loaded, or refused so
+/// that the deterministic fallback serves it); else 503 with the reason — before any
+/// configuration is read, without a usable one (missing file, unknown keys: every decision
+/// would be halted), while it is not confirmed (`config_stale`), and while the model loads (the
+/// fallback would answer for a model that is about to serve). The kill switch does not make a
+/// replica unready: a halted answer is the answer then, and every replica gives it.
 async fn ready_handler(State(s): State<Arc<Service>>) -> Response {
     if !s.ready.load(Ordering::Relaxed) {
         return error(
@@ -790,13 +799,21 @@ async fn ready_handler(State(s): State<Arc<Service>>) -> Response {
             "no runtime configuration read yet".into(),
         );
     }
+    let loaded = s.snapshot();
+    if let Err(e) = &loaded.config {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no usable runtime configuration: {e}"),
+        );
+    }
     let stale = lock(&s.guard).stale(Instant::now());
-    match stale {
-        Some(h) => error(
+    match (stale, &loaded.model) {
+        (Some(h), _) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{}: {}", h.reason, h.detail),
         ),
-        None => (StatusCode::OK, "ready").into_response(),
+        (None, Err(e)) if e == LOADING => error(StatusCode::SERVICE_UNAVAILABLE, e.clone()),
+        (None, _) => (StatusCode::OK, "ready").into_response(),
     }
 }
 
