@@ -90,7 +90,8 @@ fn run_with(
     let evidence = good_evidence();
     let stats = paper_stats(gate_now());
     let m = model();
-    let policy = GatePolicy::default();
+    // Canaries are the subject here: live trading deliberately on (the shipped policy has it off).
+    let policy = common::live_policy();
     // What the webhook stamped, verified as the operator does (signature, binding, expiry).
     let terms = spec.approved_terms_sha256().unwrap().to_string();
     let stamped = verify_all(
@@ -222,6 +223,79 @@ fn paper_is_promoted_and_the_runtime_config_appears_idempotently() {
     assert_eq!(again.status, plan.status);
     assert!(again.events.is_empty());
     assert_eq!(again.runtime_config, plan.runtime_config);
+}
+
+/// A paper request still at shadow (its gates not yet passed: no shadow statistics) gets a
+/// runtime ConfigMap at stage shadow with trading off, which the decision service's own reader
+/// takes as a shadow configuration: decisions computed, nothing placed. A kill switch halts it
+/// with the fallback forced; promotion to paper rewrites the same ConfigMap.
+#[test]
+fn a_request_waiting_at_shadow_is_served_in_shadow_with_trading_off() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    let waiting = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+        i.runtime = None
+    });
+    assert_eq!(waiting.status.phase, Some(Phase::Blocked));
+    assert_eq!(waiting.status.stage, Some(Stage::Shadow));
+    let data = waiting.runtime_config.as_ref().expect("a shadow ConfigMap");
+    assert_eq!(data["stage"], "shadow");
+    assert_eq!(data["tradingEnabled"], "false");
+    assert_eq!(data["forceFallback"], "false");
+    assert_eq!(data["modelSha256"], model().sha256.to_string());
+    assert_eq!(
+        waiting.status.runtime_config_map.as_deref(),
+        Some(janus::controller::promotion::runtime_config_map_name("promo-1").as_str())
+    );
+    let config = janus::runtime::config::RuntimeConfig::from_data(data).unwrap();
+    assert!(janus::runtime::decision::is_shadow(&config));
+    assert!(waiting.status.served_model.is_none(), "shadow pins nothing");
+
+    // The kill switch: halted at shadow, fallback forced, no longer a shadow configuration.
+    let halted = run_with(
+        &spec(Target::Paper, true),
+        &none,
+        Some(&waiting.status),
+        now,
+        |i| i.runtime = None,
+    );
+    let data = halted.runtime_config.as_ref().unwrap();
+    assert_eq!(
+        (data["stage"].as_str(), data["tradingEnabled"].as_str()),
+        ("shadow", "false")
+    );
+    assert_eq!(data["forceFallback"], "true");
+    let config = janus::runtime::config::RuntimeConfig::from_data(data).unwrap();
+    assert!(!janus::runtime::decision::is_shadow(&config));
+
+    // Statistics arrive: promoted, the same ConfigMap now says paper.
+    let promoted = run(
+        &spec(Target::Paper, false),
+        &none,
+        Some(&waiting.status),
+        now,
+    );
+    assert_eq!(promoted.status.phase, Some(Phase::Promoted));
+    assert_eq!(promoted.runtime_config.as_ref().unwrap()["stage"], "paper");
+    assert_eq!(
+        promoted.status.runtime_config_map,
+        waiting.status.runtime_config_map
+    );
+
+    // Not served in shadow: without a policy, while another request serves the candidate,
+    // with unverified evidence, or while the candidate is being deleted.
+    for case in 0..4 {
+        let plan = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+            i.runtime = None;
+            match case {
+                0 => i.policy = Err("absent".into()),
+                1 => i.stage_held_by = Some("other"),
+                2 => i.evidence = Err("changed after it was sealed".into()),
+                _ => i.candidate_deleting = true,
+            }
+        });
+        assert!(plan.runtime_config.is_none(), "case {case}");
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use janus::promotion::{Phase, PromotionState, Stage, rollback, step};
 use proptest::prelude::*;
 
 mod common;
-use common::good_evidence;
+use common::{good_evidence, live_policy};
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
@@ -94,7 +94,7 @@ fn gate<'a>(d: &'a Decision, id: &str) -> &'a GateResult {
 
 #[test]
 fn good_inputs_pass_every_gate_for_both_targets() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     for target in [Target::Paper, Target::Canary] {
         let d = World::good().decide(target, &policy);
         assert!(
@@ -331,7 +331,7 @@ fn every_failure_is_named_with_its_gate_and_numbers() {
             ev(|e| e.calibration.as_mut().unwrap().shift_score = 0.7),
         ),
     ];
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     for (id, code, mutate) in cases {
         let mut w = World::good();
         mutate(&mut w);
@@ -345,10 +345,10 @@ fn every_failure_is_named_with_its_gate_and_numbers() {
             g.reasons
         );
         // Only the mutated gate fails (runtime statistics feed gate0 and gate3 both).
-        let shared = if code == "missing_runtime_stats" {
-            "gate3"
-        } else {
-            ""
+        let shared = match code {
+            "missing_runtime_stats" => "gate3",
+            "window_incomplete" => "gate0",
+            _ => "",
         };
         let others: Vec<&str> = d
             .failed()
@@ -366,9 +366,70 @@ fn every_failure_is_named_with_its_gate_and_numbers() {
     }
 }
 
+/// Numbers no service could have measured (issue 18: a negative ratio, coverage 7, an empty
+/// window) fail gate0 for paper and gate3 for canary, each reason naming the field.
+#[test]
+fn impossible_runtime_numbers_fail_naming_the_field() {
+    type Mutation = fn(&mut RuntimeStats);
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("null_rate", |r| r.null_rate = Some(-0.1)),
+        ("error_ratio", |r| r.error_ratio = Some(-0.5)),
+        ("fallback_ratio", |r| r.fallback_ratio = Some(1.5)),
+        ("timeout_ratio", |r| r.timeout_ratio = Some(f64::NAN)),
+        ("symbol_coverage", |r| r.symbol_coverage = Some(7.0)),
+        ("latency_p95_ms", |r| r.latency_p95_ms = Some(-3.0)),
+        ("staleness_p95_ms", |r| {
+            r.staleness_p95_ms = Some(f64::INFINITY)
+        }),
+        ("decisions", |r| r.decisions = 0),
+        ("window_end", |r| r.window_end = r.window_start),
+        ("stage", |r| r.stage = "live".into()),
+    ];
+    let policy = live_policy();
+    for (field, mutate) in cases {
+        for (target, stage, id) in [
+            (Target::Paper, "shadow", "gate0"),
+            (Target::Canary, "paper", "gate3"),
+        ] {
+            let mut w = World::good();
+            let r = w.runtime.as_mut().unwrap();
+            r.stage = stage.into();
+            mutate(r);
+            let d = w.decide(target, &policy);
+            assert!(!d.allowed, "{field} for {target:?}");
+            // A stage that is not `paper` is no paper window for gate3; gate0 names it.
+            let g = gate(&d, if field == "stage" { "gate0" } else { id });
+            assert!(
+                g.reasons.iter().any(|r| r.code == "invalid_runtime_stats"
+                    && r.message.contains(&format!("`{field}`"))),
+                "{field} {id}: {:?}",
+                g.reasons
+            );
+        }
+    }
+    // The shipped examples' valid extremes stay valid: ratios 0 and 1, zero latency.
+    let mut w = World::good();
+    let r = w.runtime.as_mut().unwrap();
+    (r.error_ratio, r.latency_p95_ms, r.symbol_coverage) = (Some(0.0), Some(0.0), Some(1.0));
+    assert!(r.invalid_fields().is_empty());
+    // A window that has not ended yet cannot have completed.
+    let mut w = World::good();
+    w.runtime.as_mut().unwrap().window_end = now() + Duration::hours(1);
+    let d = w.decide(Target::Canary, &policy);
+    for id in ["gate0", "gate3"] {
+        assert!(
+            gate(&d, id)
+                .reasons
+                .iter()
+                .any(|r| r.code == "window_in_future"),
+            "{id}"
+        );
+    }
+}
+
 #[test]
 fn calibration_degrades_or_abstains_only_with_a_recalibration_reference() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     let mut w = World::good();
     w.evidence
         .as_mut()
@@ -406,7 +467,7 @@ fn calibration_degrades_or_abstains_only_with_a_recalibration_reference() {
 
 #[test]
 fn unusable_evidence_fails_closed() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     let w = World {
         evidence: Err("x.json: manifest_hash is ... changed after it was sealed".into()),
         ..World::good()
@@ -433,7 +494,7 @@ fn switch_matrix_never_contradicts() {
         "gate0", "gate1", "gate2", "gate3", "gate4", "gate6", "gate7",
     ];
     for mask in 0u32..(1 << families.len()) {
-        let mut policy = GatePolicy::default();
+        let mut policy = live_policy();
         let on = |i: usize| mask & (1 << i) != 0;
         policy.gate0_data_integrity.enabled = on(0);
         policy.gate1_statistics.enabled = on(1);
@@ -538,7 +599,7 @@ proptest! {
             w.runtime.as_mut().unwrap().latency_p95_ms = Some(latency + k * 50.0);
             w
         };
-        let policy = GatePolicy::default();
+        let policy = live_policy();
         let before = build(0.0).decide(Target::Canary, &policy);
         let after = build(worsen).decide(Target::Canary, &policy);
         prop_assert_eq!(&before, &build(0.0).decide(Target::Canary, &policy));
@@ -551,7 +612,7 @@ proptest! {
 
 #[test]
 fn drills_older_than_72_hours_block_canary() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     let mut w = World::good();
     let drill = now();
     w.ops.as_mut().unwrap().rollback_drill_at = Some(drill);
@@ -565,7 +626,7 @@ fn drills_older_than_72_hours_block_canary() {
 }
 
 fn allowed_decision(target: Target) -> Decision {
-    World::good().decide(target, &GatePolicy::default())
+    World::good().decide(target, &live_policy())
 }
 
 #[test]
@@ -597,7 +658,7 @@ fn the_stage_machine_moves_one_step_at_a_time_on_allowed_decisions() {
         &s,
         Target::Paper,
         false,
-        Some(&bad.decide(Target::Paper, &GatePolicy::default())),
+        Some(&bad.decide(Target::Paper, &live_policy())),
         "alice",
         t0,
     );
@@ -726,6 +787,20 @@ fn the_kill_switch_overrides_everything_and_clearing_it_does_not_re_promote() {
     }
 }
 
+/// The shipped policy has live trading off: good inputs reach paper, never canary, and the
+/// refusal says why. (Every other test here runs `live_policy()`, the shipped one switched on.)
+#[test]
+fn the_shipped_policy_never_goes_live() {
+    let shipped = GatePolicy::default();
+    assert!(!shipped.gate5_live.live_enabled);
+    assert!(World::good().decide(Target::Paper, &shipped).allowed);
+    let canary = World::good().decide(Target::Canary, &shipped);
+    assert!(!canary.allowed);
+    let failed: Vec<&str> = canary.failed().map(|g| g.id.as_str()).collect();
+    assert_eq!(failed, ["gate5"]);
+    assert_eq!(gate(&canary, "gate5").reasons[0].code, "live_disabled");
+}
+
 #[test]
 fn policies_are_validated_with_the_key_named() {
     let path = std::path::Path::new(concat!(
@@ -759,7 +834,7 @@ fn policies_are_validated_with_the_key_named() {
         "key `gate7_calibration.shift`",
     );
     check(
-        text.replace("\"gate5_live\": {\n    \"live_enabled\": true\n  },", ""),
+        text.replace("\"gate5_live\": {\n    \"live_enabled\": false\n  },", ""),
         "missing field `gate5_live`",
     );
 }
@@ -769,7 +844,7 @@ fn policies_are_validated_with_the_key_named() {
 /// reason of a null metric or only the total return says so.
 #[test]
 fn ruin_fails_every_gate_that_reads_performance() {
-    let policy = GatePolicy::default();
+    let policy = live_policy();
     let ruined = |edit: &dyn Fn(&mut EvidenceArtifact)| {
         let mut w = World::good();
         let e = w.evidence.as_mut().unwrap();

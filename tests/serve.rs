@@ -568,3 +568,141 @@ fn decisions_are_traced_over_otlp_when_configured() {
         }
     }
 }
+
+/// The service's own statistics: sealed windows under the candidate's folder, written on every
+/// `--stats-interval` and on SIGTERM, which together hold every event answered exactly once, in
+/// contiguous windows; an edited file no longer verifies. (No model: the digest pinned matches
+/// nothing, so the fallback decides, which is all the counting needs.)
+#[test]
+fn the_decision_service_records_sealed_statistics_and_loses_nothing_on_sigterm() {
+    use janus::contracts::runtime_stats::{RuntimeStatsArtifact, StatsSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sha = "0".repeat(64);
+    write_runtime(
+        dir,
+        &Runtime {
+            stage: "shadow",
+            trading: false,
+            fallback: false,
+            sha: sha.clone(),
+        },
+    );
+    let mut s = start(dir, &["--stats-interval", "1", "--replica", "r1"]);
+    for id in ["a", "b", "a"] {
+        let d = decide(&s, &event(id, "600000.SH", 1, "dividend", "t"));
+        assert_eq!(d["source"], "fallback", "{d}");
+    }
+    std::thread::sleep(Duration::from_millis(1300)); // at least one periodic flush
+    for id in ["c", "d"] {
+        decide(&s, &event(id, "600004.SH", 1, "dividend", "t"));
+    }
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(s.child.wait().unwrap().success());
+
+    let folder = dir.join("candidates/c1/runtime/shadow");
+    let mut files: Vec<RuntimeStatsArtifact> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| janus::contracts::read_artifact(&e.unwrap().path()).unwrap())
+        .collect();
+    assert!(files.len() >= 2, "a periodic file and the one on shutdown");
+    files.sort_by_key(|a| a.window_start);
+    for w in files.windows(2) {
+        assert_eq!(w[0].window_end, w[1].window_start, "contiguous");
+    }
+    let sum = |f: fn(&RuntimeStatsArtifact) -> u64| files.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|a| a.counts.events), 5);
+    assert_eq!(sum(|a| a.counts.decisions), 5);
+    assert_eq!(sum(|a| a.counts.fallbacks), 5);
+    assert_eq!(sum(|a| a.counts.duplicate_event_ids), 1);
+    for a in &files {
+        assert_eq!(a.source, StatsSource::DecisionService);
+        assert_eq!(
+            (
+                a.service.replica.as_str(),
+                a.promotion_request.as_str(),
+                a.stage.as_str()
+            ),
+            ("r1", "p1", "shadow")
+        );
+        assert_eq!(a.model_sha256.to_string(), sha);
+    }
+    let merged = janus::runtime::stats::merge(&files).unwrap();
+    assert!(merged.gaps.is_empty());
+    assert_eq!(merged.stats.symbol_coverage, Some(1.0));
+
+    // An edited count is refused by the same reader.
+    let path = std::fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("\"decisions\":", "\"decisions\":1", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
+    let err = janus::contracts::read_artifact::<RuntimeStatsArtifact>(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("changed after it was sealed"), "{err}");
+}
+
+/// /readyz means "send me events": 503 while no usable configuration is in force (no runtime
+/// file: every decision would be halted) and while the model loads; 200 once it has settled
+/// (here refused, so the deterministic fallback serves).
+#[test]
+fn readyz_is_ready_only_with_a_usable_configuration_and_a_settled_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut child = Command::new(JANUS)
+        .args(["serve", "--runtime-file"])
+        .arg(dir.join("runtime.json"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+        .args([
+            "--inject-model-load-delay-ms",
+            "1500",
+            "--stats-interval",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let s = Server {
+        addr: line.trim().rsplit("http://").next().unwrap().to_string(),
+        child,
+    };
+    let ready = || http(&s.addr, "GET", "/readyz", b"");
+    wait_until(|| ready().1.contains("no usable runtime configuration"));
+    assert_eq!(ready().0, 503);
+    write_runtime(
+        dir,
+        &Runtime {
+            stage: "shadow",
+            trading: false,
+            fallback: false,
+            sha: "0".repeat(64),
+        },
+    );
+    wait_until(|| ready().1.contains("loading the model"));
+    assert_eq!(ready().0, 503);
+    wait_until(|| ready().0 == 200);
+    assert!(
+        runtime(&s)["model_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read")
+    );
+}

@@ -15,27 +15,18 @@ pub struct SchemaArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Schemas of the documents that are not sealed artifacts: the gate policy and the runtime
-/// statistics the gates read. (name, schema)
+/// Schemas of the documents that are not sealed artifacts: the gate policy. (The runtime
+/// statistics are the sealed `janus-runtime-stats-v1` artifact.) (name, schema)
 pub fn document_schemas() -> Vec<(&'static str, serde_json::Value)> {
     use crate::contracts::artifact::schema_with_id;
     let id = |name: &str| format!("https://janus.torghut.io/contracts/{name}.schema.json");
-    vec![
-        (
+    vec![(
+        "janus-gate-policy-v1",
+        schema_with_id::<crate::gates::policy::GatePolicy>(
+            &id("janus-gate-policy-v1"),
             "janus-gate-policy-v1",
-            schema_with_id::<crate::gates::policy::GatePolicy>(
-                &id("janus-gate-policy-v1"),
-                "janus-gate-policy-v1",
-            ),
         ),
-        (
-            "janus-runtime-stats-v1",
-            schema_with_id::<crate::gates::RuntimeStats>(
-                &id("janus-runtime-stats-v1"),
-                "janus-runtime-stats-v1",
-            ),
-        ),
-    ]
+    )]
 }
 
 /// Every generated schema: (file name, pretty JSON with a trailing newline).

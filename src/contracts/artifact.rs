@@ -9,6 +9,7 @@ use super::hash::{Sha256Hex, canonical_hash};
 use super::jcs::{CanonicalError, member_at_gap, to_canonical_vec, to_canonical_without};
 use super::lineage::{ArtifactRef, Lineage};
 use super::reward::HgrmRewardArtifact;
+use super::runtime_stats::RuntimeStatsArtifact;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,13 +26,15 @@ pub enum ArtifactKind {
     EventCar,
     HgrmReward,
     Evidence,
+    RuntimeStats,
 }
 
 impl ArtifactKind {
-    pub const ALL: [ArtifactKind; 3] = [
+    pub const ALL: [ArtifactKind; 4] = [
         ArtifactKind::EventCar,
         ArtifactKind::HgrmReward,
         ArtifactKind::Evidence,
+        ArtifactKind::RuntimeStats,
     ];
 
     /// The family prefix shared by all versions, e.g. `janus-event-car`.
@@ -40,6 +43,7 @@ impl ArtifactKind {
             ArtifactKind::EventCar => "janus-event-car",
             ArtifactKind::HgrmReward => "janus-hgrm-reward",
             ArtifactKind::Evidence => "janus-q-evidence",
+            ArtifactKind::RuntimeStats => "janus-runtime-stats",
         }
     }
 
@@ -49,6 +53,7 @@ impl ArtifactKind {
             ArtifactKind::EventCar => "janus-event-car-v1",
             ArtifactKind::HgrmReward => "janus-hgrm-reward-v1",
             ArtifactKind::Evidence => "janus-q-evidence-v1",
+            ArtifactKind::RuntimeStats => "janus-runtime-stats-v1",
         }
     }
 
@@ -59,6 +64,7 @@ impl ArtifactKind {
             ArtifactKind::EventCar => &["janus-event-car-v1"],
             ArtifactKind::HgrmReward => &["janus-hgrm-reward-v1"],
             ArtifactKind::Evidence => &["janus-q-evidence-v1"],
+            ArtifactKind::RuntimeStats => &["janus-runtime-stats-v1"],
         }
     }
 
@@ -78,12 +84,13 @@ impl ArtifactKind {
 
     /// The JSON Schema of the version this build writes, generated from the Rust types.
     pub fn schema(self) -> &'static Value {
-        static SCHEMAS: OnceLock<[Value; 3]> = OnceLock::new();
+        static SCHEMAS: OnceLock<[Value; 4]> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
             [
                 generate_schema::<EventCarArtifact>(ArtifactKind::EventCar),
                 generate_schema::<HgrmRewardArtifact>(ArtifactKind::HgrmReward),
                 generate_schema::<EvidenceArtifact>(ArtifactKind::Evidence),
+                generate_schema::<RuntimeStatsArtifact>(ArtifactKind::RuntimeStats),
             ]
         });
         &all[self as usize]
@@ -162,6 +169,7 @@ macro_rules! impl_artifact {
 impl_artifact!(EventCarArtifact, ArtifactKind::EventCar);
 impl_artifact!(HgrmRewardArtifact, ArtifactKind::HgrmReward);
 impl_artifact!(EvidenceArtifact, ArtifactKind::Evidence);
+impl_artifact!(RuntimeStatsArtifact, ArtifactKind::RuntimeStats);
 
 /// A placeholder for an artifact that is about to be sealed.
 pub fn unsealed() -> Sha256Hex {
@@ -323,6 +331,9 @@ pub fn verify_value(path: &Path, value: Value) -> Result<Verified, ContractError
         ArtifactKind::EventCar => typed::<EventCarArtifact>(path, &value, &version)?.lineage,
         ArtifactKind::HgrmReward => typed::<HgrmRewardArtifact>(path, &value, &version)?.lineage,
         ArtifactKind::Evidence => typed::<EvidenceArtifact>(path, &value, &version)?.lineage,
+        ArtifactKind::RuntimeStats => {
+            typed::<RuntimeStatsArtifact>(path, &value, &version)?.lineage
+        }
     };
     let mut problems = lineage.inconsistencies();
     let expected_schema_hash = kind.schema_hash();

@@ -10,6 +10,7 @@ pub mod jcs;
 pub mod label;
 pub mod lineage;
 pub mod reward;
+pub mod runtime_stats;
 pub mod strict_json;
 
 pub use artifact::{

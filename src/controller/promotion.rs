@@ -72,7 +72,8 @@ pub struct PromotionInputs<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromotionPlan {
     pub status: PromotionRequestStatus,
-    /// Data of the runtime ConfigMap, when there is a promoted or halted stage to serve.
+    /// Data of the runtime ConfigMap: a promoted or halted stage to serve, or the shadow stage
+    /// (trading off) while the request waits there.
     pub runtime_config: Option<BTreeMap<String, String>>,
     /// (reason, message) of Kubernetes events for the transitions of this reconcile.
     pub events: Vec<(String, String)>,
@@ -451,11 +452,30 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     // The model a halted or rolled-back request names in its ConfigMap: the one it served (so a
     // halt never loads another model), else the candidate's.
     let model = previous.served_model.as_ref().or(input.model);
-    // Written while a stage is being served and whenever trading must stop (halt, rollback).
+    // Written while a stage is being served and whenever trading must stop (halt, rollback);
+    // and for a request still waiting at shadow, so that a decision service can serve the
+    // candidate in shadow (trading off, nothing placed) and record the statistics that gate0
+    // reads for shadow → paper. Not for a candidate being deleted or without verified
+    // evidence, without a readable policy, under a name the ConfigMap cannot carry, nor while
+    // another request serves the candidate.
+    let shadow = state.stage == Stage::Shadow
+        && matches!(state.phase, Phase::Pending | Phase::Blocked)
+        && !input.candidate_deleting
+        && input.evidence.is_ok()
+        && input.policy.is_ok()
+        && input.stage_held_by.is_none()
+        && input.name.len() <= MAX_PROMOTION_REQUEST_NAME;
     let runtime_config = match (state.phase, model) {
         (Phase::Promoted | Phase::Halted | Phase::RolledBack, Some(model))
             if state.stage != Stage::Shadow || state.phase != Phase::Promoted =>
         {
+            Some(model)
+        }
+        (Phase::Pending | Phase::Blocked, Some(model)) if shadow => Some(model),
+        _ => None,
+    };
+    let runtime_config = match runtime_config {
+        Some(model) => {
             Some(
                 RuntimeConfig {
                     stage: format!("{:?}", state.stage).to_lowercase(),
@@ -483,7 +503,7 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                 .to_data(),
             )
         }
-        _ => None,
+        None => None,
     };
     // Pinned once: the request's identity, and the model it serves once promoted.
     let bound = previous.bound.clone().or_else(|| {

@@ -51,6 +51,67 @@ pub struct RuntimeStats {
     pub timeout_ratio: Option<f64>,
 }
 
+/// A number in runtime statistics that cannot be true, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("runtime statistics field `{field}`: {problem}")]
+pub struct InvalidRuntimeField {
+    /// The field as the file spells it (`error_ratio`, `window_end`).
+    pub field: &'static str,
+    /// What is wrong with it, with the value.
+    pub problem: String,
+}
+
+impl RuntimeStats {
+    /// Every number checked before a gate reads it: ratios (`null_rate`, `error_ratio`,
+    /// `fallback_ratio`, `timeout_ratio`) and `symbol_coverage` finite and in [0, 1]; latencies
+    /// and staleness finite and non-negative (counts are unsigned by type); a stage of `shadow`
+    /// or `paper`; a window that ends after it starts; at least one decision in it. Empty:
+    /// every number can be true.
+    pub fn invalid_fields(&self) -> Vec<InvalidRuntimeField> {
+        let mut out = Vec::new();
+        let mut bad =
+            |field: &'static str, problem: String| out.push(InvalidRuntimeField { field, problem });
+        if !matches!(self.stage.as_str(), "shadow" | "paper") {
+            bad(
+                "stage",
+                format!("`{}` is neither shadow nor paper", self.stage),
+            );
+        }
+        if self.window_end <= self.window_start {
+            bad(
+                "window_end",
+                format!(
+                    "{} is not after window_start {}",
+                    self.window_end, self.window_start
+                ),
+            );
+        }
+        if self.decisions == 0 {
+            bad("decisions", "0: the window holds no decisions".into());
+        }
+        for (field, value) in [
+            ("null_rate", self.null_rate),
+            ("error_ratio", self.error_ratio),
+            ("fallback_ratio", self.fallback_ratio),
+            ("timeout_ratio", self.timeout_ratio),
+            ("symbol_coverage", self.symbol_coverage),
+        ] {
+            if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
+                bad(field, format!("{v} is not a ratio in [0, 1]"));
+            }
+        }
+        for (field, value) in [
+            ("staleness_p95_ms", self.staleness_p95_ms),
+            ("latency_p95_ms", self.latency_p95_ms),
+        ] {
+            if let Some(v) = value.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                bad(field, format!("{v} is not a finite non-negative duration"));
+            }
+        }
+        out
+    }
+}
+
 /// Operational readiness on record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -289,6 +350,13 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                     );
                 }
                 Some(r) => {
+                    refuse_impossible(&mut c, r, inputs.now);
+                    if !r.completed {
+                        c.fail(
+                            "window_incomplete",
+                            format!("the {} window has not completed", r.stage),
+                        );
+                    }
                     match &r.feature_schema_version {
                         Some(v) if *v == p.feature_schema_version => {}
                         Some(v) => c.fail(
@@ -459,6 +527,7 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                     );
                 }
                 Some(r) => {
+                    refuse_impossible(&mut c, r, inputs.now);
                     if !r.completed {
                         c.fail(
                             "window_incomplete",
@@ -663,6 +732,23 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
         gates,
         missing,
         policy_hash: canonical_hash(policy).expect("policies are canonicalizable"),
+    }
+}
+
+/// Fails a gate on runtime statistics that cannot be true (one reason per field), and on a
+/// window that ends after the decision is made (it cannot have completed yet).
+fn refuse_impossible(c: &mut Check, r: &RuntimeStats, now: DateTime<Utc>) {
+    for bad in r.invalid_fields() {
+        c.fail("invalid_runtime_stats", bad.to_string());
+    }
+    if r.window_end > now {
+        c.fail(
+            "window_in_future",
+            format!(
+                "runtime statistics field `window_end`: {} is after now ({now})",
+                r.window_end
+            ),
+        );
     }
 }
 

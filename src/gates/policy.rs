@@ -49,6 +49,14 @@ pub struct DataIntegrityPolicy {
     pub max_staleness_p95_ms: f64,
     /// Share of the universe's symbols seen in the feed.
     pub min_symbol_coverage: f64,
+    /// Whether statistics with `source: simulation` (a replay) may stand in for a decision
+    /// service's in shadow → paper. Default `true`.
+    #[serde(default = "yes")]
+    pub allow_simulation: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -91,6 +99,10 @@ pub struct PaperTradingPolicy {
     pub max_timeout_ratio: f64,
     /// The paper stability window must have run at least this long, in hours, and be complete.
     pub min_window_hours: f64,
+    /// Whether statistics with `source: simulation` may stand for the paper window. Default
+    /// `false`: a replay's minutes say nothing about 72 hours in the market.
+    #[serde(default)]
+    pub allow_simulation: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -104,7 +116,8 @@ pub struct OperationsPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LivePolicy {
-    /// Whether any candidate may go live (canary) at all.
+    /// Whether any candidate may go live (canary) at all. Shipped `false` (the plan's "no
+    /// unbounded live rollout"): turning it on is a deliberate, reviewed change in Git.
     pub live_enabled: bool,
 }
 
@@ -140,6 +153,7 @@ impl Default for GatePolicy {
                 max_null_rate: 0.01,
                 max_staleness_p95_ms: 120_000.0,
                 min_symbol_coverage: 1.0,
+                allow_simulation: true,
             },
             gate1_statistics: StatisticsPolicy {
                 enabled: true,
@@ -165,12 +179,15 @@ impl Default for GatePolicy {
                 max_latency_p95_ms: 200.0,
                 max_timeout_ratio: 0.005,
                 min_window_hours: 72.0,
+                allow_simulation: false,
             },
             gate4_operations: OperationsPolicy {
                 enabled: true,
                 max_drill_age_hours: 72.0,
             },
-            gate5_live: LivePolicy { live_enabled: true },
+            gate5_live: LivePolicy {
+                live_enabled: false,
+            },
             gate6_janus_evidence: JanusEvidencePolicy {
                 enabled: true,
                 min_events: 1000,

@@ -170,6 +170,45 @@ fn read_runtime(root: &Path, candidate: &str, stage: &str) -> Option<RuntimeStat
     }
 }
 
+/// Runtime statistics of a candidate at a stage: the sealed `janus-runtime-stats-v1` windows
+/// decision services wrote under `candidates/<name>/runtime/<stage>/`, each read by the
+/// fail-closed artifact reader, kept only when they come from serving `want`
+/// (`runtime::stats::accept`: request, stage, model digest, simulation per the policy) and
+/// merged over their newest contiguous stretch. Refused files and gaps are logged with their
+/// reasons. Without any such file, the legacy `runtime-<stage>.json`.
+fn read_runtime_stats(
+    root: &Path,
+    want: &crate::runtime::stats::Wanted<'_>,
+) -> Option<RuntimeStats> {
+    let dir = root.join(crate::runtime::stats::stage_dir(want.candidate, want.stage));
+    let files: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| {
+                let read =
+                    read_artifact::<crate::contracts::runtime_stats::RuntimeStatsArtifact>(&p)
+                        .map_err(|e| e.to_string());
+                (p.display().to_string(), read)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if files.is_empty() {
+        return read_runtime(root, want.candidate, want.stage);
+    }
+    let accepted = crate::runtime::stats::accept(files, want);
+    for why in &accepted.refused {
+        tracing::warn!(refused = %why, "runtime statistics refused");
+    }
+    let merged = accepted.merged?;
+    for gap in &merged.gaps {
+        tracing::warn!(candidate = want.candidate, stage = want.stage, from = %gap.from, to = %gap.to,
+            "a gap in the runtime statistics: only the windows after it count");
+    }
+    Some(merged.stats)
+}
+
 /// Where a candidate's runtime statistics of a stage go (relative to the artifacts root).
 pub fn runtime_stats_path(candidate: &str, stage: &str) -> String {
     format!("candidates/{candidate}/runtime-{stage}.json")
@@ -407,7 +446,16 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
         }
     };
     let evidence = read_evidence(&ctx.config.artifacts_root, &cand.spec.run_ref);
-    let runtime = read_runtime(&ctx.config.artifacts_root, &name, "shadow");
+    let runtime = read_runtime_stats(
+        &ctx.config.artifacts_root,
+        &crate::runtime::stats::Wanted {
+            candidate: &name,
+            stage: "shadow",
+            model_sha256: &cand.spec.model.sha256,
+            promotion_request: None,
+            allow_simulation: policy.gate0_data_integrity.allow_simulation,
+        },
+    );
     let before = cand.status.clone();
     let status = candidate_plan::reconcile(&candidate_plan::CandidateInputs {
         name: &name,
@@ -616,11 +664,26 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         crate::gates::Target::Paper => "shadow",
         crate::gates::Target::Canary => "paper",
     };
-    let runtime = read_runtime(
-        &ctx.config.artifacts_root,
-        &pr.spec.candidate,
-        runtime_stage,
-    );
+    // Shadow statistics must come from serving this request; the paper window from whichever
+    // request served the candidate at paper. Simulation only where the policy accepts it.
+    let allow_simulation = policy.as_ref().is_ok_and(|p| match pr.spec.target {
+        crate::gates::Target::Paper => p.gate0_data_integrity.allow_simulation,
+        crate::gates::Target::Canary => p.gate3_paper_trading.allow_simulation,
+    });
+    let runtime = match candidate.as_ref() {
+        Some(c) => read_runtime_stats(
+            &ctx.config.artifacts_root,
+            &crate::runtime::stats::Wanted {
+                candidate: &pr.spec.candidate,
+                stage: runtime_stage,
+                model_sha256: &c.spec.model.sha256,
+                promotion_request: (pr.spec.target == crate::gates::Target::Paper)
+                    .then_some(name.as_str()),
+                allow_simulation,
+            },
+        ),
+        None => None,
+    };
     let history_uri = candidate
         .as_ref()
         .map(|c| format!("{}/event-car.json", run_plan::run_dir(&c.spec.run_ref)));

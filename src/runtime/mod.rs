@@ -1,7 +1,8 @@
 //! The decision service's pieces: the runtime configuration it obeys, the decision rules, and
-//! running an exported policy through ONNX Runtime.
+//! running an exported policy through ONNX Runtime, and the statistics it records of itself.
 
 pub mod config;
 pub mod decision;
 pub mod guard;
 pub mod onnx;
+pub mod stats;

@@ -16,11 +16,14 @@ pub mod metrics;
 use crate::contracts::Sha256Hex;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::read_artifact;
+use crate::contracts::runtime_stats::{RuntimeStatsArtifact, ServiceIdentity, StatsSource};
+use crate::contracts::write_artifact;
 use crate::evaluation::baseline::TypeTable;
 use crate::runtime::config::RuntimeConfig;
 use crate::runtime::decision::{self, Book, DecideRequest, Decision, Rules, Session, Source};
 use crate::runtime::guard::{Guard, Halt};
 use crate::runtime::onnx::OnnxPolicy;
+use crate::runtime::stats::{self, Observation, Recorder, Served};
 use crate::taxonomy::{EventType, Normalizer};
 use axum::Router;
 use axum::body::Bytes;
@@ -103,6 +106,17 @@ pub struct ServeArgs {
     /// `json` (default) or `text` logs.
     #[arg(long, default_value = "json")]
     pub log_format: String,
+    /// Seconds between the sealed `janus-runtime-stats-v1` files this replica writes under
+    /// `<artifacts root>/candidates/<candidate>/runtime/<stage>/` (also written on shutdown and
+    /// whenever what is served changes). 0: never written.
+    #[arg(long, default_value_t = 300)]
+    pub stats_interval: u64,
+    /// This replica's name in its statistics files (default: `$HOSTNAME`, the pod's name).
+    #[arg(long)]
+    pub replica: Option<String>,
+    /// The events are a replay (`janus demo`): statistics say `source: simulation`.
+    #[arg(long, hide = true)]
+    pub simulation: bool,
 }
 
 /// What the service runs with at one moment; replaced whole, never edited, so a request keeps a
@@ -155,6 +169,8 @@ pub struct Service {
     normalizer: Normalizer,
     ready: AtomicBool,
     pub metrics: metrics::ServeMetrics,
+    /// This replica's statistics; `None` with `--stats-interval 0`.
+    stats: Option<Mutex<Recorder>>,
 }
 
 /// Locks a mutex; a panic elsewhere while it was held does not stop the service (the data is
@@ -255,7 +271,67 @@ impl Service {
             normalizer: Normalizer::default(),
             ready: AtomicBool::new(false),
             metrics: metrics::ServeMetrics::default(),
+            stats: (args.stats_interval > 0).then(|| {
+                let source = if args.simulation {
+                    StatsSource::Simulation
+                } else {
+                    StatsSource::DecisionService
+                };
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+                Mutex::new(Recorder::new(
+                    source,
+                    ServiceIdentity {
+                        replica: args
+                            .replica
+                            .clone()
+                            .or_else(|| env("HOSTNAME"))
+                            .unwrap_or_else(|| "local".into()),
+                        namespace: env("POD_NAMESPACE"),
+                        service_account: env("JANUS_SERVICE_ACCOUNT"),
+                    },
+                ))
+            }),
         })
+    }
+
+    /// Closes this replica's current statistics window at `now` and writes it (the periodic
+    /// flush and the one on shutdown).
+    pub fn flush_stats(&self, now: chrono::DateTime<Utc>) {
+        if let Some(r) = &self.stats {
+            let closed = lock(r).close(now);
+            self.write_stats(closed);
+        }
+    }
+
+    /// Seals and writes a closed window; a failure is logged and counted, never fatal.
+    fn write_stats(&self, closed: Option<RuntimeStatsArtifact>) {
+        let Some(mut a) = closed else { return };
+        let path = self.root.join(stats::file_path(&a));
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(|e| e.to_string())
+            .and_then(|()| write_artifact(&path, &mut a).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => tracing::info!(path = %path.display(), events = a.counts.events,
+                decisions = a.counts.decisions, window_start = %a.window_start,
+                window_end = %a.window_end, "runtime statistics written"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write runtime statistics")
+            }
+        }
+    }
+
+    /// What a configuration serves, for the statistics.
+    fn served(config: &RuntimeConfig) -> Served {
+        Served {
+            promotion_request: config.promotion_request.clone(),
+            candidate: config.candidate.clone(),
+            stage: config.stage.clone(),
+            model_sha256: config.model_sha256.clone(),
+            config_hash: crate::contracts::canonical_hash(&config.to_data())
+                .expect("a map of strings hashes"),
+        }
     }
 
     fn snapshot(&self) -> Arc<Loaded> {
@@ -317,6 +393,11 @@ impl Service {
                 tracing::info!(stage = %c.stage, candidate = %c.candidate, trading_enabled = c.trading_enabled,
                     force_fallback = c.force_fallback, model_sha256 = %c.model_sha256,
                     lease_epoch = ?c.lease_epoch, "runtime configuration");
+                if let Some(r) = &self.stats {
+                    // Serving time counts from now, events or not.
+                    let closed = lock(r).serving(&Self::served(c), Utc::now());
+                    self.write_stats(closed);
+                }
                 lock(&self.guard).observe_epoch(c);
                 self.metrics.config_valid(true);
             }
@@ -376,6 +457,10 @@ impl Service {
             Ok(x) => x,
             Err(e) => (Err(format!("model loading panicked: {e}")), None),
         };
+        if let Ok(m) = &model {
+            tracing::info!(model_uri = %key.uri, model_sha256 = %key.sha256, dim = m.dim(),
+                "model loaded: the model serves");
+        }
         if let Err(e) = &model {
             let reason = if e.contains("hashes to") {
                 "digest_mismatch"
@@ -383,7 +468,7 @@ impl Service {
                 "load_failed"
             };
             self.metrics.model_error(reason);
-            tracing::error!(error = %e, "model refused: serving the fallback");
+            tracing::error!(model_uri = %key.uri, error = %e, "model refused: serving the fallback");
         }
         let mut current = self
             .current
@@ -443,6 +528,26 @@ impl Service {
             }
         };
         decision.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        if let (Some(r), Ok(c)) = (&self.stats, config) {
+            let closed = lock(r).record(
+                &Self::served(c),
+                &Observation {
+                    event_id: &event.event_id,
+                    symbol: &event.symbol,
+                    null: event.title.trim().is_empty()
+                        || event
+                            .event_type
+                            .as_deref()
+                            .is_none_or(|t| t.trim().is_empty()),
+                    source: decision.source,
+                    reason: &decision.reason,
+                    latency_ms: decision.latency_ms,
+                    staleness_ms: (now - event.timestamp).num_milliseconds() as f64,
+                },
+                Utc::now(),
+            );
+            self.write_stats(closed);
+        }
         self.metrics.decision(
             decision.source.name(),
             &decision.reason,
@@ -673,8 +778,13 @@ async fn runtime_handler(State(service): State<Arc<Service>>) -> Response {
         .into_response()
 }
 
-/// 200 once a configuration has been read (usable or not: a halted service answers), 503 with
-/// the reason before that and while the configuration is not confirmed (`config_stale`).
+/// Whether a load balancer should send this replica events: 200 only when a usable runtime
+/// configuration is in force and confirmed, and its model has settled (loaded, or refused so
+/// that the deterministic fallback serves it); else 503 with the reason — before any
+/// configuration is read, without a usable one (missing file, unknown keys: every decision
+/// would be halted), while it is not confirmed (`config_stale`), and while the model loads (the
+/// fallback would answer for a model that is about to serve). The kill switch does not make a
+/// replica unready: a halted answer is the answer then, and every replica gives it.
 async fn ready_handler(State(s): State<Arc<Service>>) -> Response {
     if !s.ready.load(Ordering::Relaxed) {
         return error(
@@ -682,13 +792,21 @@ async fn ready_handler(State(s): State<Arc<Service>>) -> Response {
             "no runtime configuration read yet".into(),
         );
     }
+    let loaded = s.snapshot();
+    if let Err(e) = &loaded.config {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no usable runtime configuration: {e}"),
+        );
+    }
     let stale = lock(&s.guard).stale(Instant::now());
-    match stale {
-        Some(h) => error(
+    match (stale, &loaded.model) {
+        (Some(h), _) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{}: {}", h.reason, h.detail),
         ),
-        None => (StatusCode::OK, "ready").into_response(),
+        (None, Err(e)) if e == LOADING => error(StatusCode::SERVICE_UNAVAILABLE, e.clone()),
+        (None, _) => (StatusCode::OK, "ready").into_response(),
     }
 }
 
@@ -812,14 +930,26 @@ pub fn run(args: ServeArgs) -> crate::cli::CliResult {
                 ));
             }
         }
-        crate::http_server::serve(
+        if args.stats_interval > 0 {
+            let (s, every) = (service.clone(), Duration::from_secs(args.stats_interval));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tick.tick().await;
+                    s.flush_stats(Utc::now());
+                }
+            });
+        }
+        let served = crate::http_server::serve(
             listener,
-            router(service),
+            router(service.clone()),
             &args.http,
             crate::operator::shutdown_signal(),
         )
-        .await
-        .map_err(|e| fail(format!("serving: {e}")))?;
+        .await;
+        // On shutdown (SIGTERM, SIGINT) the open window is written: nothing answered is lost.
+        service.flush_stats(Utc::now());
+        served.map_err(|e| fail(format!("serving: {e}")))?;
         crate::operator::flush_traces();
         Ok(std::process::ExitCode::SUCCESS)
     })

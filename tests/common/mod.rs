@@ -411,3 +411,11 @@ pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) 
         .unwrap_or_default();
     (status, body)
 }
+
+/// The shipped policy with live trading switched on: what a platform that has deliberately
+/// enabled canaries in Git would run (the shipped file has `gate5_live.live_enabled: false`).
+pub fn live_policy() -> janus::gates::policy::GatePolicy {
+    let mut p = janus::gates::policy::GatePolicy::default();
+    p.gate5_live.live_enabled = true;
+    p
+}

@@ -1,0 +1,600 @@
+//! The decision service's own statistics (sans-IO: time is an argument). A [`Recorder`] counts
+//! every answered event into the current window of what is served (request, candidate, stage,
+//! model, configuration); a window closes when it is flushed (every `--stats-interval`, and on
+//! shutdown) or when what is served changes, and the next one starts at the same instant, so one
+//! replica's windows are contiguous by construction. [`merge`] combines files (several replicas,
+//! several windows) into the figures the gates read, joining only windows that touch or overlap:
+//! a gap (a replica killed without its last flush, a service that was down) is reported and the
+//! statistics before it are not bridged over it.
+//!
+//! Invariants: every event answered while a configuration is in force is counted exactly once,
+//! in exactly one window; a window is never written twice (closing empties it).
+
+use crate::contracts::artifact::unsealed;
+use crate::contracts::runtime_stats::{
+    Histogram, RuntimeCounts, RuntimeStatsArtifact, RuntimeStatsVersion, ServiceIdentity,
+    StatsSource,
+};
+use crate::contracts::{ArtifactKind, Inputs, Lineage, Sha256Hex, canonical_hash};
+use crate::gates::RuntimeStats;
+use crate::runtime::decision::Source;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeSet, HashSet};
+
+/// What is being served: a window holds one of these throughout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub promotion_request: String,
+    pub candidate: String,
+    pub stage: String,
+    pub model_sha256: Sha256Hex,
+    /// Canonical hash of the runtime configuration's data.
+    pub config_hash: Sha256Hex,
+}
+
+/// One answered event, as the statistics see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub event_id: &'a str,
+    pub symbol: &'a str,
+    /// The title is empty or the event type is missing.
+    pub null: bool,
+    pub source: Source,
+    /// The decision's reason (`inference_timeout`, `max_gross_notional_reduced`, ...).
+    pub reason: &'a str,
+    pub latency_ms: f64,
+    /// Age of the event at decision time.
+    pub staleness_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Window {
+    served: Served,
+    start: DateTime<Utc>,
+    counts: RuntimeCounts,
+    latency: Histogram,
+    staleness: Histogram,
+    seen: BTreeSet<String>,
+    decided: BTreeSet<String>,
+    ids: HashSet<String>,
+}
+
+impl Window {
+    fn new(served: Served, start: DateTime<Utc>) -> Self {
+        Self {
+            served,
+            start,
+            counts: RuntimeCounts::default(),
+            latency: Histogram::default(),
+            staleness: Histogram::default(),
+            seen: BTreeSet::new(),
+            decided: BTreeSet::new(),
+            ids: HashSet::new(),
+        }
+    }
+}
+
+/// Accumulates one replica's windows.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    source: StatsSource,
+    service: ServiceIdentity,
+    feature_schema_version: String,
+    window: Option<Window>,
+}
+
+impl Recorder {
+    pub fn new(source: StatsSource, service: ServiceIdentity) -> Self {
+        Self {
+            source,
+            service,
+            feature_schema_version: ArtifactKind::EventCar.version().to_string(),
+            window: None,
+        }
+    }
+
+    /// Counts one event answered under `served` at `now`. When `served` differs from the
+    /// current window's, that window is closed at `now` and returned (to be written), and a new
+    /// one starts.
+    pub fn record(
+        &mut self,
+        served: &Served,
+        o: &Observation<'_>,
+        now: DateTime<Utc>,
+    ) -> Option<RuntimeStatsArtifact> {
+        let closed = match &self.window {
+            Some(w) if w.served != *served => {
+                let closed = self.close(now);
+                // The next window is the new identity's, from the same instant.
+                self.window = None;
+                closed
+            }
+            _ => None,
+        };
+        let w = self
+            .window
+            .get_or_insert_with(|| Window::new(served.clone(), now));
+        let c = &mut w.counts;
+        c.events += 1;
+        if !w.ids.insert(o.event_id.to_string()) {
+            c.duplicate_event_ids += 1;
+        }
+        if o.null {
+            c.null_events += 1;
+        }
+        w.seen.insert(o.symbol.to_string());
+        match o.source {
+            Source::Halted => c.halts += 1,
+            Source::Suppressed => c.suppressed += 1,
+            Source::Model | Source::Fallback => {
+                c.decisions += 1;
+                w.decided.insert(o.symbol.to_string());
+                if o.source == Source::Fallback {
+                    c.fallbacks += 1;
+                }
+                match o.reason {
+                    "inference_error" => c.errors += 1,
+                    "inference_timeout" => c.timeouts += 1,
+                    r if r.ends_with("_refused") => c.canary_refusals += 1,
+                    r if r.ends_with("_reduced") => c.canary_reductions += 1,
+                    _ => {}
+                }
+            }
+        }
+        w.latency.record(o.latency_ms);
+        w.staleness.record(o.staleness_ms);
+        closed
+    }
+
+    /// Starts a window for `served` at `now` if none is open (a service that is serving but
+    /// receives no events still covers its time).
+    pub fn serving(&mut self, served: &Served, now: DateTime<Utc>) -> Option<RuntimeStatsArtifact> {
+        match &self.window {
+            Some(w) if w.served == *served => None,
+            Some(_) => {
+                let closed = self.close(now);
+                self.window = Some(Window::new(served.clone(), now));
+                closed
+            }
+            None => {
+                self.window = Some(Window::new(served.clone(), now));
+                None
+            }
+        }
+    }
+
+    /// Closes the current window at `now` (unsealed; see [`crate::contracts::seal`]) and starts
+    /// the next one for the same served identity at the same instant. `None` when nothing is
+    /// served or the window is empty in time.
+    pub fn close(&mut self, now: DateTime<Utc>) -> Option<RuntimeStatsArtifact> {
+        let w = self.window.take()?;
+        let served = w.served.clone();
+        if now <= w.start {
+            self.window = Some(w);
+            return None;
+        }
+        self.window = Some(Window::new(served.clone(), now));
+        let inputs = Inputs::new();
+        Some(RuntimeStatsArtifact {
+            promotion_request: served.promotion_request,
+            candidate: served.candidate,
+            stage: served.stage,
+            model_sha256: served.model_sha256,
+            feature_schema_version: self.feature_schema_version.clone(),
+            source: self.source,
+            service: self.service.clone(),
+            window_start: w.start,
+            window_end: now,
+            counts: w.counts,
+            latency_ms: w.latency,
+            staleness_ms: w.staleness,
+            symbols_seen: w.seen.into_iter().collect(),
+            symbols_decided: w.decided.into_iter().collect(),
+            lineage: Lineage {
+                dataset_snapshot_hash: canonical_hash(&inputs).expect("an empty map hashes"),
+                generation_code: crate::contracts::lineage::generation_code(),
+                generation_code_hash: crate::contracts::lineage::generation_code_hash(),
+                inputs,
+                parents: Vec::new(),
+                run_config_hash: served.config_hash,
+                schema_hash: ArtifactKind::RuntimeStats.schema_hash(),
+            },
+            manifest_hash: unsealed(),
+            schema_version: RuntimeStatsVersion::V1,
+        })
+    }
+}
+
+/// Where a window's file goes, relative to the artifacts root:
+/// `candidates/<candidate>/runtime/<stage>/<replica>-<window start>.json` (start as
+/// `YYYYMMDDTHHMMSS.mmmZ`).
+pub fn file_path(a: &RuntimeStatsArtifact) -> String {
+    format!(
+        "{}/{}-{}.json",
+        stage_dir(&a.candidate, &a.stage),
+        a.service.replica,
+        a.window_start.format("%Y%m%dT%H%M%S%.3fZ")
+    )
+}
+
+/// The folder of a candidate's statistics at a stage, relative to the artifacts root.
+pub fn stage_dir(candidate: &str, stage: &str) -> String {
+    format!("candidates/{candidate}/runtime/{stage}")
+}
+
+/// A hole between two windows nothing covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// Files merged into the figures the gates read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// Over the newest contiguous stretch of windows (the one that reaches the latest end).
+    pub stats: RuntimeStats,
+    /// The sources of the files merged (a simulation among them makes the whole a simulation).
+    pub source: StatsSource,
+    /// Files merged.
+    pub files: usize,
+    /// Holes between windows, oldest first; what lies before the last one is not merged.
+    pub gaps: Vec<Gap>,
+}
+
+/// Merges windows (any replicas, any order) of one request, stage and model: counts and
+/// histograms add, symbol sets unite. Only the newest contiguous stretch counts; every gap is
+/// reported. `None` without files.
+pub fn merge(files: &[RuntimeStatsArtifact]) -> Option<Merged> {
+    let mut sorted: Vec<&RuntimeStatsArtifact> = files.iter().collect();
+    sorted.sort_by_key(|a| (a.window_start, a.window_end));
+    // Split into contiguous stretches (a window that starts after everything before it ended
+    // opens a new stretch).
+    let mut gaps = Vec::new();
+    let mut stretch_from = 0;
+    let mut end = sorted.first()?.window_end;
+    for (i, a) in sorted.iter().enumerate().skip(1) {
+        if a.window_start > end {
+            gaps.push(Gap {
+                from: end,
+                to: a.window_start,
+            });
+            stretch_from = i;
+        }
+        end = end.max(a.window_end);
+    }
+    let stretch = &sorted[stretch_from..];
+    let mut counts = RuntimeCounts::default();
+    let (mut latency, mut staleness) = (Histogram::default(), Histogram::default());
+    let (mut seen, mut decided) = (BTreeSet::new(), BTreeSet::new());
+    let mut source = StatsSource::DecisionService;
+    let mut schema_versions = BTreeSet::new();
+    let mut mergeable = true;
+    for a in stretch {
+        let c = &a.counts;
+        counts.events += c.events;
+        counts.decisions += c.decisions;
+        counts.errors += c.errors;
+        counts.timeouts += c.timeouts;
+        counts.fallbacks += c.fallbacks;
+        counts.halts += c.halts;
+        counts.suppressed += c.suppressed;
+        counts.duplicate_event_ids += c.duplicate_event_ids;
+        counts.canary_refusals += c.canary_refusals;
+        counts.canary_reductions += c.canary_reductions;
+        counts.null_events += c.null_events;
+        mergeable &= latency.merge(&a.latency_ms) && staleness.merge(&a.staleness_ms);
+        seen.extend(a.symbols_seen.iter().cloned());
+        decided.extend(a.symbols_decided.iter().cloned());
+        if a.source == StatsSource::Simulation {
+            source = StatsSource::Simulation;
+        }
+        schema_versions.insert(a.feature_schema_version.clone());
+    }
+    let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+    let first = stretch.first()?;
+    let stats = RuntimeStats {
+        stage: first.stage.clone(),
+        window_start: first.window_start,
+        window_end: end,
+        // Every window written was closed: the stretch is complete up to its end.
+        completed: true,
+        decisions: counts.decisions,
+        // Two feature schemas in one stretch is no one schema.
+        feature_schema_version: (schema_versions.len() == 1)
+            .then(|| schema_versions.into_iter().next())
+            .flatten(),
+        null_rate: ratio(counts.null_events, counts.events),
+        staleness_p95_ms: mergeable.then(|| staleness.quantile(0.95)).flatten(),
+        symbol_coverage: ratio(decided.len() as u64, seen.len() as u64),
+        error_ratio: ratio(counts.errors, counts.decisions),
+        fallback_ratio: ratio(counts.fallbacks, counts.decisions),
+        latency_p95_ms: mergeable.then(|| latency.quantile(0.95)).flatten(),
+        timeout_ratio: ratio(counts.timeouts, counts.decisions),
+    };
+    Some(Merged {
+        stats,
+        source,
+        files: stretch.len(),
+        gaps,
+    })
+}
+
+/// What statistics must have come from to count for a decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    pub candidate: &'a str,
+    pub stage: &'a str,
+    /// The candidate's model digest: statistics of another model say nothing about this one.
+    pub model_sha256: &'a Sha256Hex,
+    /// The request that must have been served (shadow → paper: this request in shadow);
+    /// `None`: any request serving the candidate at the stage (paper → canary: the paper
+    /// request).
+    pub promotion_request: Option<&'a str>,
+    /// The policy lets a simulation stand in.
+    pub allow_simulation: bool,
+}
+
+/// Files read for a decision: the merge of those that count, and why each other one did not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub merged: Option<Merged>,
+    /// `<file>: <why>` for every file refused (unverifiable, another request, stage or model,
+    /// a simulation the policy does not accept).
+    pub refused: Vec<String>,
+}
+
+/// Keeps the files that verified (the caller read them with the fail-closed artifact reader)
+/// and come from serving `want`, and merges them (see [`merge`]).
+pub fn accept(
+    files: Vec<(String, Result<RuntimeStatsArtifact, String>)>,
+    want: &Wanted<'_>,
+) -> Accepted {
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for (name, file) in files {
+        let why = match &file {
+            Err(e) => Some(format!("does not verify: {e}")),
+            Ok(a) if a.candidate != want.candidate => {
+                Some(format!("is for candidate `{}`", a.candidate))
+            }
+            Ok(a) if a.stage != want.stage => Some(format!("is for stage {}", a.stage)),
+            Ok(a) if a.model_sha256 != *want.model_sha256 => Some(format!(
+                "served model {}, not the candidate's {}",
+                a.model_sha256, want.model_sha256
+            )),
+            Ok(a)
+                if want
+                    .promotion_request
+                    .is_some_and(|r| r != a.promotion_request) =>
+            {
+                Some(format!(
+                    "served request `{}`, not `{}`",
+                    a.promotion_request,
+                    want.promotion_request.unwrap_or_default()
+                ))
+            }
+            Ok(a) if a.source == StatsSource::Simulation && !want.allow_simulation => {
+                Some(format!(
+                    "is a simulation, which the policy does not accept for the {} window",
+                    want.stage
+                ))
+            }
+            Ok(_) => None,
+        };
+        match (why, file) {
+            (Some(why), _) => refused.push(format!("{name}: {why}")),
+            (None, Ok(a)) => kept.push(a),
+            (None, Err(_)) => {}
+        }
+    }
+    Accepted {
+        merged: merge(&kept),
+        refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+    fn served(stage: &str) -> Served {
+        Served {
+            promotion_request: "p1".into(),
+            candidate: "c1".into(),
+            stage: stage.into(),
+            model_sha256: Sha256Hex::of_bytes(b"model"),
+            config_hash: Sha256Hex::of_bytes(stage.as_bytes()),
+        }
+    }
+    fn obs<'a>(id: &'a str, symbol: &'a str, source: Source, reason: &'a str) -> Observation<'a> {
+        Observation {
+            event_id: id,
+            symbol,
+            null: false,
+            source,
+            reason,
+            latency_ms: 3.0,
+            staleness_ms: 700.0,
+        }
+    }
+    fn recorder() -> Recorder {
+        Recorder::new(
+            StatsSource::DecisionService,
+            ServiceIdentity {
+                replica: "r1".into(),
+                namespace: None,
+                service_account: None,
+            },
+        )
+    }
+
+    #[test]
+    fn quantiles_are_bucket_upper_edges() {
+        // 1..=100 ms: 50 values ≤ 50 (the 50th lands in the (20, 50] bucket), 95th and 99th in
+        // (50, 100]; counted by hand from BUCKET_BOUNDS_MS.
+        let mut h = Histogram::default();
+        (1..=100).for_each(|v| h.record(v as f64));
+        assert_eq!(h.quantile(0.5), Some(50.0));
+        assert_eq!(h.quantile(0.95), Some(100.0));
+        assert_eq!(h.quantile(0.99), Some(100.0));
+        assert_eq!(Histogram::default().quantile(0.5), None);
+        h.record(f64::NAN);
+        h.record(-1.0);
+        assert_eq!(h.counts.last(), Some(&2), "never reported as fast");
+        let mut other = Histogram::default();
+        other.bounds_ms.pop();
+        assert!(!h.merge(&other), "different buckets do not merge");
+    }
+
+    #[test]
+    fn every_event_is_counted_once_in_contiguous_windows() {
+        let mut r = recorder();
+        let s = served("shadow");
+        assert!(r.serving(&s, at(0)).is_none());
+        r.record(&s, &obs("a", "X", Source::Model, "shadow"), at(1));
+        r.record(
+            &s,
+            &obs("b", "Y", Source::Fallback, "inference_timeout"),
+            at(2),
+        );
+        r.record(&s, &obs("a", "X", Source::Model, "shadow"), at(3));
+        r.record(&s, &obs("c", "Z", Source::Halted, "kill_switch"), at(4));
+        let first = r.close(at(10)).unwrap();
+        assert_eq!((first.window_start, first.window_end), (at(0), at(10)));
+        let c = &first.counts;
+        assert_eq!((c.events, c.decisions, c.halts), (4, 3, 1));
+        assert_eq!((c.timeouts, c.fallbacks, c.duplicate_event_ids), (1, 1, 1));
+        assert_eq!(first.symbols_seen, ["X", "Y", "Z"]);
+        assert_eq!(first.symbols_decided, ["X", "Y"]);
+        // The next window starts where the last ended and holds only what came after.
+        r.record(
+            &s,
+            &obs("d", "X", Source::Model, "max_gross_notional_reduced"),
+            at(11),
+        );
+        // What is served changes: the shadow window closes there, a paper one starts.
+        let paper = served("paper");
+        let second = r
+            .record(&paper, &obs("e", "X", Source::Model, "ok"), at(12))
+            .unwrap();
+        assert_eq!((second.window_start, second.window_end), (at(10), at(12)));
+        assert_eq!(
+            (second.counts.events, second.counts.canary_reductions),
+            (1, 1)
+        );
+        let third = r.close(at(20)).unwrap();
+        assert_eq!((third.stage.as_str(), third.counts.events), ("paper", 1));
+        assert_eq!(third.window_start, at(12));
+        // An empty instant writes nothing.
+        assert!(r.close(at(20)).is_none());
+    }
+
+    #[test]
+    fn merging_adds_counts_and_reports_gaps_without_bridging_them() {
+        let mut r1 = recorder();
+        let s = served("shadow");
+        let mut files = Vec::new();
+        r1.serving(&s, at(0));
+        r1.record(&s, &obs("a", "X", Source::Model, "shadow"), at(1));
+        files.push(r1.close(at(100)).unwrap());
+        r1.record(&s, &obs("b", "Y", Source::Model, "shadow"), at(101));
+        files.push(r1.close(at(200)).unwrap());
+        // A second replica, overlapping: merged, not a gap.
+        let mut r2 = recorder();
+        r2.serving(&s, at(50));
+        r2.record(
+            &s,
+            &obs("c", "Y", Source::Fallback, "inference_error"),
+            at(60),
+        );
+        files.push(r2.close(at(150)).unwrap());
+        let m = merge(&files).unwrap();
+        assert!(m.gaps.is_empty());
+        assert_eq!((m.stats.window_start, m.stats.window_end), (at(0), at(200)));
+        assert_eq!(m.stats.decisions, 3);
+        assert_eq!(m.stats.error_ratio, Some(1.0 / 3.0));
+        assert_eq!(m.stats.fallback_ratio, Some(1.0 / 3.0));
+        assert_eq!(m.stats.symbol_coverage, Some(1.0));
+        assert_eq!(m.stats.latency_p95_ms, Some(5.0), "3 ms lies in (2, 5]");
+        assert_eq!(
+            m.stats.staleness_p95_ms,
+            Some(1000.0),
+            "700 ms lies in (500, 1000]"
+        );
+        assert!(m.stats.invalid_fields().is_empty());
+        // A window lost (killed before its flush): a gap, and only what follows it counts.
+        r1.record(&s, &obs("d", "Z", Source::Model, "shadow"), at(201));
+        r1.close(at(300)).unwrap(); // never written
+        r1.record(&s, &obs("e", "Z", Source::Model, "shadow"), at(301));
+        files.push(r1.close(at(400)).unwrap());
+        let m = merge(&files).unwrap();
+        assert_eq!(
+            m.gaps,
+            [Gap {
+                from: at(200),
+                to: at(300)
+            }]
+        );
+        assert_eq!(
+            (m.stats.window_start, m.stats.decisions, m.files),
+            (at(300), 1, 1)
+        );
+    }
+
+    #[test]
+    fn only_verified_statistics_of_the_request_stage_and_model_count() {
+        let mut r = recorder();
+        let s = served("shadow");
+        r.record(&s, &obs("a", "X", Source::Model, "shadow"), at(1));
+        let good = r.close(at(10)).unwrap();
+        let mut sim = good.clone();
+        sim.source = StatsSource::Simulation;
+        let mut other_model = good.clone();
+        other_model.model_sha256 = Sha256Hex::of_bytes(b"other");
+        let mut other_request = good.clone();
+        other_request.promotion_request = "p2".into();
+        let model = Sha256Hex::of_bytes(b"model");
+        let want = Wanted {
+            candidate: "c1",
+            stage: "shadow",
+            model_sha256: &model,
+            promotion_request: Some("p1"),
+            allow_simulation: false,
+        };
+        let files = || {
+            vec![
+                ("good".to_string(), Ok(good.clone())),
+                ("sim".to_string(), Ok(sim.clone())),
+                ("model".to_string(), Ok(other_model.clone())),
+                ("request".to_string(), Ok(other_request.clone())),
+                (
+                    "edited".to_string(),
+                    Err("changed after it was sealed".to_string()),
+                ),
+            ]
+        };
+        let a = accept(files(), &want);
+        assert_eq!(a.merged.as_ref().unwrap().files, 1);
+        let refused: Vec<&str> = a
+            .refused
+            .iter()
+            .map(|r| r.split(':').next().unwrap())
+            .collect();
+        assert_eq!(refused, ["sim", "model", "request", "edited"]);
+        assert!(a.refused[0].contains("simulation"));
+        let a = accept(
+            files(),
+            &Wanted {
+                allow_simulation: true,
+                ..want
+            },
+        );
+        let m = a.merged.unwrap();
+        assert_eq!((m.files, m.source), (2, StatsSource::Simulation));
+    }
+}
