@@ -17,6 +17,7 @@ pub mod labeling;
 pub mod operator;
 pub mod promotion;
 pub mod reward;
+pub mod records;
 pub mod reward_service;
 pub mod rng;
 pub mod runtime;

@@ -26,6 +26,7 @@ impl Files {
                 universe: ("universe.csv", self.universe.as_bytes()),
                 factors: self.factors.as_ref().map(|f| ("factors.csv", f.as_bytes())),
                 events: ("events.csv", self.events.as_bytes()),
+                events_format: None,
             },
             true,
         )
@@ -673,6 +674,7 @@ fn duplicate_dates_are_refused_in_any_order() {
                     .unwrap()
                     .as_slice(),
             ),
+            events_format: None,
         },
         false,
     )

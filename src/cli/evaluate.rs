@@ -13,6 +13,7 @@ use crate::evaluation::report::{
     Evaluation, EvaluationConfig, EvaluationInput, METRICS, evaluate, evaluate_against,
 };
 use crate::labeling::input::parse_price_panel;
+use crate::records;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -67,7 +68,9 @@ pub struct EvaluateArgs {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PredictionLine {
-    event_id: serde_json::Value,
+    /// Read as text by [`records::json_line_id`] (a number's raw token), not here.
+    #[allow(dead_code)]
+    event_id: serde::de::IgnoredAny,
     #[serde(flatten)]
     prediction: Prediction,
 }
@@ -79,29 +82,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
     }
 }
 
-/// Reads predictions by event id; bad lines are reported and skipped.
+/// Reads predictions by event id (text exactly as written); bad lines (malformed, not a JSON
+/// object, not UTF-8) are named and skipped.
 pub fn read_predictions(path: &Path) -> Result<BTreeMap<String, Prediction>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let bytes = std::fs::read(path).map_err(io(path))?;
     let mut out = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<PredictionLine>(line) {
-            Ok(p) => {
-                let id = match p.event_id {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                if out.insert(id.clone(), p.prediction).is_some() {
+    for (line, text) in records::text_lines(&bytes) {
+        let parsed = text.and_then(|text| {
+            let id = records::json_line_id(text)?;
+            let p: PredictionLine = records::json_object(text)?;
+            Ok((id, p.prediction))
+        });
+        match parsed {
+            Ok((id, prediction)) => {
+                if out.insert(id.clone(), prediction).is_some() {
                     eprintln!(
-                        "{}:{}: second prediction for `{id}` replaces the first",
+                        "{}:{line}: second prediction for `{}` replaces the first",
                         path.display(),
-                        i + 1
+                        records::excerpt(id.as_bytes())
                     );
                 }
             }
-            Err(e) => eprintln!("skipped {}:{}: {e}", path.display(), i + 1),
+            Err(e) => eprintln!("skipped {}:{line}: {e}", path.display()),
         }
     }
     Ok(out)
@@ -380,36 +382,34 @@ fn read_index_returns(
     name: Option<&str>,
     calendar: &crate::labeling::input::Calendar,
 ) -> Result<Vec<f64>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let bad = |line: usize, m: String| CliError::Usage(format!("{}:{line}: {m}", path.display()));
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
-    let col = |n: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(n))
-            .ok_or_else(|| bad(1, format!("header lacks `{n}`")))
-    };
-    let (date_col, index_col, close_col) = (col("date")?, col("index")?, col("close")?);
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let file = path.display().to_string();
+    let bad = |line: u64, m: String| CliError::Usage(format!("{file}:{line}: {m}"));
+    let table = records::Table::parse(&file, &bytes).map_err(CliError::Table)?;
+    let cols = table
+        .header
+        .columns(&["date", "index", "close"])
+        .map_err(CliError::Table)?;
     let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.map_err(|e| bad(line, e.to_string()))?;
-        let field = |c: usize| record.get(c).unwrap_or("").trim();
-        let date = crate::labeling::input::parse_date(field(date_col)).map_err(|m| bad(line, m))?;
-        let close: f64 = field(close_col)
+    for (line, fields) in table.rows() {
+        let fields = fields.map_err(|m| bad(line, m))?;
+        let date = crate::labeling::input::parse_date(&fields[cols[0]]).map_err(|m| bad(line, m))?;
+        let close: f64 = fields[cols[2]]
             .parse()
             .ok()
             .filter(|c: &f64| c.is_finite() && *c > 0.0)
             .ok_or_else(|| {
                 bad(
                     line,
-                    format!("close `{}` is not a positive number", field(close_col)),
+                    format!(
+                        "close `{}` is not a positive number",
+                        records::excerpt(fields[cols[2]].as_bytes())
+                    ),
                 )
             })?;
         if let Some(day) = calendar.index(date) {
             series
-                .entry(field(index_col).to_string())
+                .entry(fields[cols[1]].to_string())
                 .or_insert_with(|| vec![f64::NAN; calendar.len()])[day] = close;
         }
     }
@@ -439,30 +439,22 @@ fn read_regimes(
     path: &Path,
     calendar: &crate::labeling::input::Calendar,
 ) -> Result<Vec<Option<String>>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let bad = |line: usize, m: String| CliError::Usage(format!("{}:{line}: {m}", path.display()));
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
-    let col = |n: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(n))
-            .ok_or_else(|| bad(1, format!("header lacks `{n}`")))
-    };
-    let (date_col, regime_col) = (col("date")?, col("regime")?);
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let file = path.display().to_string();
+    let bad = |line: u64, m: String| CliError::Usage(format!("{file}:{line}: {m}"));
+    let table = records::Table::parse(&file, &bytes).map_err(CliError::Table)?;
+    let cols = table
+        .header
+        .columns(&["date", "regime"])
+        .map_err(CliError::Table)?;
     let mut labels = vec![None; calendar.len()];
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.map_err(|e| bad(line, e.to_string()))?;
-        let date = crate::labeling::input::parse_date(record.get(date_col).unwrap_or("").trim())
-            .map_err(|m| bad(line, m))?;
+    for (line, fields) in table.rows() {
+        let fields = fields.map_err(|m| bad(line, m))?;
+        let date = crate::labeling::input::parse_date(&fields[cols[0]]).map_err(|m| bad(line, m))?;
         let day = calendar
             .index(date)
             .ok_or_else(|| bad(line, format!("{date} is not a trading day of the prices")))?;
-        let regime = record.get(regime_col).unwrap_or("").trim();
-        if regime.is_empty() {
-            return Err(bad(line, "empty regime".into()));
-        }
+        let regime = records::field(&fields, cols[1], "regime").map_err(|m| bad(line, m))?;
         if labels[day].replace(regime.to_string()).is_some() {
             return Err(bad(line, format!("{date} is labelled twice")));
         }

@@ -3,6 +3,7 @@ use crate::contracts::event_car::{EventCarArtifact, EventCarVersion};
 use crate::contracts::{ArtifactKind, Inputs, Lineage, artifact, generated_at, write_artifact};
 use crate::labeling::input::{Dataset, Sources};
 use crate::labeling::{LabelingConfig, label};
+use crate::records::Format;
 use chrono::{DateTime, NaiveTime, Utc};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ pub struct LabelArgs {
     /// events.csv or events.jsonl: event_id,timestamp,symbol,event_type,title
     #[arg(long, required_unless_present = "dataset")]
     pub events: Option<PathBuf>,
+    /// The events file's format, when its name does not end in .csv or .jsonl.
+    #[arg(long, value_enum)]
+    pub events_format: Option<Format>,
     /// Labeling configuration (YAML or JSON); defaults as documented in docs/methodology.md.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -99,6 +103,7 @@ impl DatasetFiles {
             universe: &self.universe,
             factors: self.factors.as_deref(),
             events: &self.events,
+            events_format: None,
             expected_dataset_hash,
         }
     }
@@ -111,6 +116,8 @@ pub struct LabelInputs<'a> {
     pub universe: &'a Path,
     pub factors: Option<&'a Path>,
     pub events: &'a Path,
+    /// The events' format; `None`: from the file name.
+    pub events_format: Option<Format>,
     /// The dataset snapshot hash the inputs must have, when pinned.
     pub expected_dataset_hash: Option<&'a crate::contracts::Sha256Hex>,
 }
@@ -130,7 +137,8 @@ pub fn run(args: LabelArgs) -> CliResult {
             events: args.events.clone().expect("clap requires it"),
         },
     };
-    let inputs = files.inputs(args.expect_dataset_hash.as_ref());
+    let mut inputs = files.inputs(args.expect_dataset_hash.as_ref());
+    inputs.events_format = args.events_format;
     let out = args.out.join("event-car.json");
     let artifact = label_files(&inputs, &config, args.strict, args.generated_at, &out)?;
     print_summary(&artifact);
@@ -216,6 +224,7 @@ pub fn label_files(
         universe: get("universe").expect("read above"),
         factors: get("factors"),
         events: get("events").expect("read above"),
+        events_format: inputs.events_format,
     };
 
     lap("read");

@@ -144,6 +144,8 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Table(#[from] crate::records::TableError),
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,

@@ -122,7 +122,9 @@ pub fn run(args: RewardArgs) -> CliResult {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CompletionLine {
-    event_id: serde_json::Value,
+    /// Read as text by [`crate::records::json_line_id`] (a number's raw token), not here.
+    #[allow(dead_code)]
+    event_id: serde::de::IgnoredAny,
     completion: String,
 }
 
@@ -159,37 +161,42 @@ pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
     let config = load_config(&args.config)?;
     let event_car: EventCarArtifact = read_artifact(&args.event_car)?;
     let (labels, unlabelled) = labels_of(&event_car);
-    let text = std::fs::read_to_string(&args.completions).map_err(|source| CliError::Io {
+    let bytes = std::fs::read(&args.completions).map_err(|source| CliError::Io {
         path: args.completions.clone(),
         source,
     })?;
     let mut records = Vec::new();
     let mut unscored: BTreeMap<String, u64> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", args.completions.display(), i + 1);
-        let (reason, detail) = match serde_json::from_str::<CompletionLine>(line) {
+    for (line, text) in crate::records::text_lines(&bytes) {
+        let at = format!("{}:{line}", args.completions.display());
+        let parsed = text.and_then(|text| {
+            let id = crate::records::json_line_id(text)?;
+            let item: CompletionLine = crate::records::json_object(text)?;
+            Ok((id, item))
+        });
+        let (reason, detail) = match parsed {
             Err(e) => (
                 "bad_line",
                 format!("not {{\"event_id\", \"completion\"}}: {e}"),
             ),
-            Ok(item) => {
-                let id = match item.event_id {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
+            Ok((id, item)) => {
                 if let Some(label) = labels.get(&id) {
                     let parsed = parse_completion(&item.completion);
                     records.push(score(&id, parsed.as_ref(), label, &config));
                     continue;
                 } else if unlabelled.contains(&id) {
-                    ("unlabelled_event", format!("event `{id}` has no label"))
+                    ("unlabelled_event", format!(
+                        "event `{}` has no label",
+                        crate::records::excerpt(id.as_bytes())
+                    ))
                 } else {
                     (
                         "unknown_event_id",
-                        format!("event `{id}` is not in {}", args.event_car.display()),
+                        format!(
+                            "event `{}` is not in {}",
+                            crate::records::excerpt(id.as_bytes()),
+                            args.event_car.display()
+                        ),
                     )
                 }
             }
