@@ -314,10 +314,20 @@ mod tests {
 
     #[test]
     fn rows_wider_or_narrower_than_the_header_are_refused() {
-        let t = Table::parse("p.csv", b"date,close\n2020-01-02,1,124.20\n2020-01-03\n2020-01-06,\"1,124.20\"\n").unwrap();
+        let t = Table::parse(
+            "p.csv",
+            b"date,close\n2020-01-02,1,124.20\n2020-01-03\n2020-01-06,\"1,124.20\"\n",
+        )
+        .unwrap();
         let rows: Vec<_> = t.rows().collect();
         assert_eq!(rows[0].0, 2);
-        assert!(rows[0].1.as_ref().unwrap_err().starts_with("3 field(s) where the header has 2"));
+        assert!(
+            rows[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .starts_with("3 field(s) where the header has 2")
+        );
         assert!(rows[1].1.as_ref().unwrap_err().starts_with("1 field(s)"));
         assert_eq!(rows[2].1.as_ref().unwrap()[1], "1,124.20");
     }
@@ -330,12 +340,19 @@ mod tests {
         );
         assert_eq!(json_line_id(r#"{"event_id": "a\"b"}"#).unwrap(), "a\"b");
         assert!(json_line_id(r#"{"event_id": null}"#).is_err());
-        assert!(json_line_id("[1]").unwrap_err().starts_with("not a JSON object"));
+        assert!(
+            json_line_id("[1]")
+                .unwrap_err()
+                .starts_with("not a JSON object")
+        );
     }
 
     #[test]
     fn format_comes_from_the_name_or_the_flag() {
-        assert_eq!(Format::of(Path::new("a/e.JSONL"), None), Some(Format::Jsonl));
+        assert_eq!(
+            Format::of(Path::new("a/e.JSONL"), None),
+            Some(Format::Jsonl)
+        );
         assert_eq!(Format::of(Path::new("e.csv"), None), Some(Format::Csv));
         assert_eq!(Format::of(Path::new("e.txt"), None), None);
         assert_eq!(

@@ -712,3 +712,243 @@ fn an_artifact_with_a_double_beyond_2_53_verifies() {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+/// Parses the hand-made files with one file replaced; strict.
+fn parse_with(role: &str, text: &str) -> Result<Dataset, janus::labeling::input::InputError> {
+    let (files, ..) = hand_made();
+    let factors = "date,symbol,size\n2024-01-01,AAA,1.5\n".to_string();
+    let pick = |r: &str, own: &str| {
+        if r == role {
+            text.to_string()
+        } else {
+            own.to_string()
+        }
+    };
+    let (prices, indices, universe, factors, events) = (
+        pick("prices", &files.prices),
+        pick("indices", &files.indices),
+        pick("universe", &files.universe),
+        pick("factors", &factors),
+        pick("events", &files.events),
+    );
+    Dataset::parse(
+        &Sources {
+            prices: ("prices.csv", prices.as_bytes()),
+            indices: ("indices.csv", indices.as_bytes()),
+            universe: ("universe.csv", universe.as_bytes()),
+            factors: Some(("factors.csv", factors.as_bytes())),
+            events: ("events.csv", events.as_bytes()),
+            events_format: None,
+        },
+        true,
+    )
+}
+
+/// The `1,124.20` case of the issue: a row with more (or fewer) fields than the header is a bad
+/// row naming file and line in every labeling input, never a shifted reading (close 1.0).
+#[test]
+fn rows_whose_width_differs_from_the_header_are_refused_in_every_input() {
+    let (files, ..) = hand_made();
+    // Line 3 of each file gets one field too many; line numbers count the header as line 1.
+    let widen = |text: &str, extra: &str| -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines[2].push_str(extra);
+        lines.join("\n") + "\n"
+    };
+    let cases = [
+        ("prices", widen(&files.prices, ",124.20")),
+        ("indices", widen(&files.indices, ",5")),
+        (
+            "universe",
+            "symbol,index,industry\nBBB,IDX,bank\nAAA,IDX,bank,x\n".to_string(),
+        ),
+        (
+            "factors",
+            "date,symbol,size\n2024-01-01,AAA,1.5\n2024-01-02,AAA,1,5\n".to_string(),
+        ),
+        ("events", widen(&files.events, ",extra")),
+    ];
+    for (role, text) in cases {
+        let err = parse_with(role, &text).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{role}.csv:3: ")) && err.contains("where the header has"),
+            "{role}: {err}"
+        );
+    }
+    // Too few fields too (the date alone).
+    let mut prices = files.prices.clone();
+    prices.push_str("2024-01-05\n");
+    let line = prices.lines().count();
+    let err = parse_with("prices", &prices).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "prices.csv:{line}: 1 field(s) where the header has 4"
+        )),
+        "{err}"
+    );
+    // Quoted, the same value is one field: a number with a separator, refused as such.
+    let first = files.prices.lines().nth(1).unwrap().to_string();
+    let quoted = files.prices.replacen(
+        &first,
+        &format!("{},\"1,124.20\",\"1,124.20\"", &first[..14]),
+        1,
+    );
+    let err = parse_with("prices", &quoted).unwrap_err().to_string();
+    assert!(
+        err.starts_with("prices.csv:2: open `1,124.20` is not a finite number"),
+        "{err}"
+    );
+}
+
+/// The end-to-end case: the unquoted separator used to give the event a CAR of +1094.8; now
+/// the row is counted as bad (lenient) or stops the run (strict).
+#[test]
+fn an_unquoted_thousands_separator_is_a_bad_row_not_a_car() {
+    let (files, dates, ..) = hand_made();
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("{},AAA,", dates[171]);
+    let prices: String = files
+        .prices
+        .lines()
+        .map(|l| {
+            if l.starts_with(&target) {
+                format!("{target}1,124.20,1,124.20\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let line = prices.lines().position(|l| l.starts_with(&target)).unwrap() + 1;
+    for (name, text) in [
+        ("prices.csv", prices.as_str()),
+        ("indices.csv", &files.indices),
+        ("universe.csv", &files.universe),
+        ("events.csv", &files.events),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("factors.csv"),
+        "date,symbol,size\n2024-01-01,AAA,1\n",
+    )
+    .unwrap();
+    let lenient = label_dir(dir.path(), "out", &[]);
+    let stderr = String::from_utf8_lossy(&lenient.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "prices.csv:{line}: 6 field(s) where the header has 4"
+        )),
+        "{stderr}"
+    );
+    let artifact: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/event-car.json")).unwrap())
+            .unwrap();
+    assert_eq!(artifact["summary"]["bad_rows"]["prices"], 1);
+    let strict = label_dir(dir.path(), "strict", &["--strict"]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&strict.stderr).contains(&format!("prices.csv:{line}: 6 field(s)")),
+    );
+}
+
+fn events_jsonl(lines: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn parse_events_bytes(
+    name: &str,
+    bytes: &[u8],
+    format: Option<janus::records::Format>,
+    strict: bool,
+) -> Result<Dataset, janus::labeling::input::InputError> {
+    let (files, ..) = hand_made();
+    Dataset::parse(
+        &Sources {
+            prices: ("prices.csv", files.prices.as_bytes()),
+            indices: ("indices.csv", files.indices.as_bytes()),
+            universe: ("universe.csv", files.universe.as_bytes()),
+            factors: None,
+            events: (name, bytes),
+            events_format: format,
+        },
+        strict,
+    )
+}
+
+/// Non-UTF-8 lines, JSON Lines decided by the name, and numeric ids beyond 2^64 kept as
+/// written (they used to collapse into one float and be rejected as duplicates).
+#[test]
+fn event_lines_are_named_bad_lines_and_ids_stay_as_written() {
+    let ok = |id: &str| {
+        format!(
+            r#"{{"event_id": {id}, "timestamp": "2024-06-03T10:00:00+08:00", "symbol": "AAA", "event_type": "dividend"}}"#
+        )
+    };
+    let (a, b) = (ok("18446744073709551617"), ok("18446744073709551618"));
+    let bytes = events_jsonl(&[a.as_bytes(), b"{\"event_id\": \"x\xff\"}", b.as_bytes()]);
+    let d = parse_events_bytes("events.jsonl", &bytes, None, false).unwrap();
+    let ids: Vec<&str> = d.events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["18446744073709551617", "18446744073709551618"]);
+    assert_eq!(d.bad_rows.counts["events"], 1);
+    assert_eq!(d.bad_rows.examples[0].line, 2);
+    assert!(d.bad_rows.examples[0].reason.contains("not valid UTF-8"));
+    let err = parse_events_bytes("events.jsonl", &bytes, None, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("events.jsonl:2: not valid UTF-8"), "{err}");
+
+    // A JSONL file whose first line is not an object: a JSON error for line 1, the rest read.
+    let bytes = events_jsonl(&[b"[1, 2]", a.as_bytes()]);
+    let d = parse_events_bytes("events.jsonl", &bytes, None, false).unwrap();
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.bad_rows.examples[0].line, 1);
+    assert!(
+        d.bad_rows.examples[0]
+            .reason
+            .starts_with("not a JSON object")
+    );
+    // The same bytes under a name that does not say: refused unless the format is given.
+    let err = parse_events_bytes("events.txt", &bytes, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot tell CSV from JSON Lines"), "{err}");
+    let d = parse_events_bytes(
+        "events.txt",
+        &bytes,
+        Some(janus::records::Format::Jsonl),
+        false,
+    )
+    .unwrap();
+    assert_eq!(d.events.len(), 1);
+    // A CSV events file with a non-UTF-8 title: one bad line, the others kept.
+    let (files, ..) = hand_made();
+    let mut csv = files.events.into_bytes();
+    csv.extend_from_slice(b"e3,2024-06-03T10:00:00Z,AAA,dividend,caf\xe9\n");
+    let d = parse_events_bytes("events.csv", &csv, None, false).unwrap();
+    assert_eq!(d.events.len(), 2);
+    assert_eq!(d.bad_rows.examples[0].line, 4);
+    assert!(
+        d.bad_rows.examples[0]
+            .reason
+            .contains("field 5 is not valid UTF-8")
+    );
+}
+
+/// A CR-only file is one line of 655 KB: the missing-column error quotes at most ~200 bytes.
+#[test]
+fn errors_quote_a_bounded_excerpt() {
+    let cr_only = "event_id\r".repeat(65_536);
+    let err = parse_with("universe", &cr_only).unwrap_err().to_string();
+    assert!(err.len() < 600, "{} bytes: {}", err.len(), &err[..300]);
+    assert!(err.contains("bytes in all"), "{err}");
+    let long_field = format!("{}\n", "9".repeat(1 << 20));
+    let mut prices = hand_made().0.prices;
+    prices.push_str(&format!("2024-01-05,AAA,1,{long_field}"));
+    let err = parse_with("prices", &prices).unwrap_err().to_string();
+    assert!(err.len() < 600, "{} bytes", err.len());
+}

@@ -393,7 +393,8 @@ fn read_index_returns(
     let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for (line, fields) in table.rows() {
         let fields = fields.map_err(|m| bad(line, m))?;
-        let date = crate::labeling::input::parse_date(&fields[cols[0]]).map_err(|m| bad(line, m))?;
+        let date =
+            crate::labeling::input::parse_date(&fields[cols[0]]).map_err(|m| bad(line, m))?;
         let close: f64 = fields[cols[2]]
             .parse()
             .ok()
@@ -450,7 +451,8 @@ fn read_regimes(
     let mut labels = vec![None; calendar.len()];
     for (line, fields) in table.rows() {
         let fields = fields.map_err(|m| bad(line, m))?;
-        let date = crate::labeling::input::parse_date(&fields[cols[0]]).map_err(|m| bad(line, m))?;
+        let date =
+            crate::labeling::input::parse_date(&fields[cols[0]]).map_err(|m| bad(line, m))?;
         let day = calendar
             .index(date)
             .ok_or_else(|| bad(line, format!("{date} is not a trading day of the prices")))?;

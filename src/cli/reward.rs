@@ -185,10 +185,13 @@ pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
                     records.push(score(&id, parsed.as_ref(), label, &config));
                     continue;
                 } else if unlabelled.contains(&id) {
-                    ("unlabelled_event", format!(
-                        "event `{}` has no label",
-                        crate::records::excerpt(id.as_bytes())
-                    ))
+                    (
+                        "unlabelled_event",
+                        format!(
+                            "event `{}` has no label",
+                            crate::records::excerpt(id.as_bytes())
+                        ),
+                    )
                 } else {
                     (
                         "unknown_event_id",

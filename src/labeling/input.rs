@@ -10,12 +10,12 @@
 //! exports often come newest first). A file whose rows are not in increasing date order is
 //! accepted and said so in [`Dataset::notes`]; a repeated (symbol, date) is still a bad row.
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
-use rustc_hash::FxHashMap as HashMap;
 use crate::records::{
     Format, Table, TableError, excerpt, field, json_line_id, json_object, lines, split_fields,
     split_header, split_row, text_lines,
 };
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 
 /// A skipped input row: where and why.
@@ -276,12 +276,15 @@ impl Dataset {
             }
             None => None,
         };
-        let format = Format::of(std::path::Path::new(src.events.0), src.events_format)
-            .ok_or_else(|| InputError::Invalid {
-                file: src.events.0.into(),
-                message: "cannot tell CSV from JSON Lines: name the file .csv or .jsonl, or give \
+        let format =
+            Format::of(std::path::Path::new(src.events.0), src.events_format).ok_or_else(|| {
+                InputError::Invalid {
+                    file: src.events.0.into(),
+                    message:
+                        "cannot tell CSV from JSON Lines: name the file .csv or .jsonl, or give \
                           the format explicitly"
-                    .into(),
+                            .into(),
+                }
             })?;
         let events = parse_events(src.events, format, strict, &mut bad)?;
         Ok(Dataset {
@@ -426,6 +429,8 @@ fn fast_decimal(field: &str) -> Option<f64> {
     for &c in digits {
         match c {
             b'.' if !point => point = true,
+            // More than 15 digits is not the fast path (and would overflow the mantissa).
+            b'0'..=b'9' if count == 15 => return None,
             b'0'..=b'9' => {
                 mantissa = mantissa * 10 + (c - b'0') as u64;
                 count += 1;
@@ -434,7 +439,7 @@ fn fast_decimal(field: &str) -> Option<f64> {
             _ => return None,
         }
     }
-    if count == 0 || count > 15 {
+    if count == 0 {
         return None;
     }
     let value = mantissa as f64 / POW10[fraction];
@@ -655,12 +660,12 @@ fn parse_prices(
                         "prices must be positive (open {open}, close {close})"
                     ));
                 }
-                let symbol = *universe
-                    .lookup
-                    .get(symbol)
-                    .ok_or_else(|| {
-                        format!("symbol `{}` is not in the universe", excerpt(symbol.as_bytes()))
-                    })?;
+                let symbol = *universe.lookup.get(symbol).ok_or_else(|| {
+                    format!(
+                        "symbol `{}` is not in the universe",
+                        excerpt(symbol.as_bytes())
+                    )
+                })?;
                 let day = calendar
                     .index(date)
                     .ok_or_else(|| format!("{date} is not a trading day of the index calendar"))?;
@@ -869,12 +874,12 @@ fn parse_factors(
                     .zip(&factors)
                     .map(|(&c, name)| parse_number(field(&fields, c, name)?, name))
                     .collect::<Result<Vec<f64>, String>>()?;
-                let symbol = *universe
-                    .lookup
-                    .get(symbol)
-                    .ok_or_else(|| {
-                        format!("symbol `{}` is not in the universe", excerpt(symbol.as_bytes()))
-                    })?;
+                let symbol = *universe.lookup.get(symbol).ok_or_else(|| {
+                    format!(
+                        "symbol `{}` is not in the universe",
+                        excerpt(symbol.as_bytes())
+                    )
+                })?;
                 let day = calendar
                     .index(date)
                     .ok_or_else(|| format!("{date} is not a trading day of the index calendar"))?;
@@ -996,9 +1001,13 @@ fn parse_events(
         }
         Format::Csv => {
             let table = Table::parse(file, bytes)?;
-            let cols = table
-                .header
-                .columns(&["event_id", "timestamp", "symbol", "event_type", "title"])?;
+            let cols = table.header.columns(&[
+                "event_id",
+                "timestamp",
+                "symbol",
+                "event_type",
+                "title",
+            ])?;
             for (line, fields) in table.rows() {
                 let row = fields.and_then(|f| {
                     let get = |i: usize| f[cols[i]].as_ref();
@@ -1024,13 +1033,12 @@ fn make_event(
     if symbol.is_empty() {
         return Err("missing symbol".into());
     }
-    let timestamp = DateTime::parse_from_rfc3339(timestamp)
-        .map_err(|e| {
-            format!(
-                "timestamp `{}` is not RFC 3339 with an offset: {e}",
-                excerpt(timestamp.as_bytes())
-            )
-        })?;
+    let timestamp = DateTime::parse_from_rfc3339(timestamp).map_err(|e| {
+        format!(
+            "timestamp `{}` is not RFC 3339 with an offset: {e}",
+            excerpt(timestamp.as_bytes())
+        )
+    })?;
     Ok(Event {
         event_id: id.to_string(),
         timestamp,
