@@ -1057,13 +1057,17 @@ mod tests {
         "date,index,close\n2024-01-02,IDX,100\n2024-01-03,IDX,101\n2024-01-04,IDX,99\n";
 
     fn parse(prices: &str, events: &str, strict: bool) -> Result<Dataset, InputError> {
+        parse_as(prices, ("events.csv", events), strict)
+    }
+
+    fn parse_as(prices: &str, events: (&str, &str), strict: bool) -> Result<Dataset, InputError> {
         Dataset::parse(
             &Sources {
                 prices: ("prices.csv", prices.as_bytes()),
                 indices: ("indices.csv", INDICES.as_bytes()),
                 universe: ("universe.csv", UNIVERSE.as_bytes()),
                 factors: None,
-                events: ("events.csv", events.as_bytes()),
+                events: (events.0, events.1.as_bytes()),
                 events_format: None,
             },
             strict,
@@ -1128,7 +1132,7 @@ mod tests {
             {\"event_id\": \"7\", \"timestamp\": \"2024-01-02T10:00:00+08:00\", \"symbol\": \"A\", \"event_type\": \"x\", \"title\": \"t\"}\n\
             {\"event_id\": \"8\", \"timestamp\": \"2024-01-02 10:00\", \"symbol\": \"A\", \"event_type\": \"x\", \"title\": \"t\"}\n\
             not json\n";
-        let d = parse(prices, jsonl, false).unwrap();
+        let d = parse_as(prices, ("events.jsonl", jsonl), false).unwrap();
         assert_eq!(d.events.len(), 1);
         assert_eq!(d.events[0].event_id, "7");
         assert_eq!(d.bad_rows.counts["events"], 3);
