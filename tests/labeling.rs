@@ -952,3 +952,79 @@ fn errors_quote_a_bounded_excerpt() {
     let err = parse_with("prices", &prices).unwrap_err().to_string();
     assert!(err.len() < 600, "{} bytes", err.len());
 }
+
+/// `exclude_other_events: false` is the classic event study: e2's window days (140..143) stay
+/// in e1's estimation window. Expected values by the same hand computation as above, without
+/// the exclusion: 57 days (60 minus the three returns touching the halt).
+#[test]
+fn the_classic_event_study_keeps_other_events_days() {
+    let (files, _, index, stock) = hand_made();
+    let config = |exclude| LabelingConfig {
+        estimation_window: 60,
+        buffer: 5,
+        min_observations: 30,
+        event_window: 3,
+        exclude_other_events: exclude,
+        ..LabelingConfig::default()
+    };
+    let data = files.parse();
+    let classic = label(&data, &config(false));
+    let r = |t: usize| -> Option<f64> { Some(stock[t]? / stock[t - 1]? - 1.0) };
+    let rm = |t: usize| index[t] / index[t - 1] - 1.0;
+    let (xs, ys): (Vec<f64>, Vec<f64>) =
+        (106..166).filter_map(|t| r(t).map(|y| (rm(t), y))).unzip();
+    assert_eq!(xs.len(), 57);
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    let beta = sxy / sxx;
+    let alpha = my - beta * mx;
+    let car: f64 = (171..174)
+        .map(|t| r(t).unwrap() - alpha - beta * rm(t))
+        .sum();
+    let e1 = &classic.records[0];
+    assert_eq!(e1.fit.as_ref().unwrap().observations, 57);
+    assert!((e1.car_market_model.unwrap() - car).abs() < 1e-12);
+    // The default still leaves them out, and the two CARs differ.
+    let default = label(&data, &config(true));
+    assert_eq!(default.records[0].fit.as_ref().unwrap().observations, 54);
+    assert_ne!(default.records[0].car_market_model, e1.car_market_model);
+    assert!(LabelingConfig::default().exclude_other_events);
+}
+
+/// An event before the calendar's first day is `outside_calendar` with no d0, exactly like
+/// one after its last day (it used to be moved to the first trading day and labelled there).
+#[test]
+fn events_before_the_calendar_are_outside_it_like_events_after_it() {
+    let (mut files, dates, ..) = hand_made();
+    files.events = format!(
+        "event_id,timestamp,symbol,event_type,title\n\
+         before,2023-11-28T10:00:00+08:00,AAA,dividend,t\n\
+         eve,2023-12-31T23:00:00+08:00,AAA,dividend,t\n\
+         after,{}T10:00:00+08:00,AAA,dividend,t\n",
+        dates[199]
+    );
+    assert_eq!(dates[0], NaiveDate::from_ymd_opt(2024, 1, 1).unwrap());
+    let labeled = label(&files.parse(), &LabelingConfig::default());
+    let (before, eve, after) = (
+        &labeled.records[0],
+        &labeled.records[1],
+        &labeled.records[2],
+    );
+    for r in [before, after] {
+        assert_eq!(
+            r.unlabelled_reason,
+            Some(UnlabelledReason::OutsideCalendar),
+            "{}",
+            r.event_id
+        );
+        assert_eq!(r.d0, None, "{}", r.event_id);
+    }
+    // The boundary: an event whose first open is the calendar's first day is inside it.
+    assert_eq!(eve.d0, Some(dates[0]));
+    assert_eq!(
+        eve.unlabelled_reason,
+        Some(UnlabelledReason::InsufficientHistory)
+    );
+}
