@@ -1028,3 +1028,117 @@ fn events_before_the_calendar_are_outside_it_like_events_after_it() {
         Some(UnlabelledReason::InsufficientHistory)
     );
 }
+
+fn gafam(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/us-gafam/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// Real data: five US stocks and SPY 2000-2019 with 41 10-K dates (tests/fixtures/us-gafam,
+/// from the `eventstudy` package's example data; see its README), labelled with its own
+/// configuration, against an independent plain-Python market model
+/// (tests/market_model_reference.py, no code of ours). Its output is committed as
+/// `expected-car.json`; regenerate with
+/// `python3 tests/market_model_reference.py tests/fixtures/us-gafam > tests/fixtures/us-gafam/expected-car.json`.
+/// Both settings of `exclude_other_events` are checked (with this configuration's
+/// `min_observations` = window they coincide), and the three 2020 events are outside the
+/// calendar, which ends 2019-12-31.
+#[test]
+fn real_us_data_matches_an_independent_market_model() {
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(gafam("expected-car.json")).unwrap()).unwrap();
+    if let Ok(out) = std::process::Command::new("python3")
+        .args([
+            &format!(
+                "{}/tests/market_model_reference.py",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            &gafam(""),
+        ])
+        .output()
+    {
+        // Where Python is available, the committed expectation is what the script computes.
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fresh: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(fresh, expected, "regenerate expected-car.json (see above)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(gafam("labeling-10k.json")).unwrap()).unwrap();
+    let mut hashes = Vec::new();
+    for (variant, exclude) in [("exclude", true), ("classic", false)] {
+        let mut config = base.clone();
+        config["exclude_other_events"] = serde_json::json!(exclude);
+        let config_path = dir.path().join(format!("{variant}.json"));
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let out_dir = dir.path().join(variant);
+        let out = janus(&[
+            "label",
+            "--prices",
+            &gafam("prices.csv"),
+            "--indices",
+            &gafam("indices.csv"),
+            "--universe",
+            &gafam("universe.csv"),
+            "--events",
+            &gafam("events-10k.csv"),
+            "--config",
+            config_path.to_str().unwrap(),
+            "--strict",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let artifact: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out_dir.join("event-car.json")).unwrap())
+                .unwrap();
+        hashes.push(artifact["lineage"]["run_config_hash"].clone());
+        let records = artifact["records"].as_array().unwrap();
+        assert_eq!(records.len(), 41);
+        let mut labelled = 0;
+        for r in records {
+            let id = r["event_id"].as_str().unwrap();
+            let want = &expected[variant][id];
+            if let Some(reason) = want["reason"].as_str() {
+                assert_eq!(r["unlabelled_reason"], reason, "{id}");
+                continue;
+            }
+            labelled += 1;
+            assert_eq!(r["d0"], want["d0"], "{id}");
+            let fit = &r["fit"];
+            assert_eq!(fit["observations"], want["observations"], "{id}");
+            for (got, want, what) in [
+                (&fit["alpha"], &want["alpha"], "alpha"),
+                (&fit["beta"], &want["beta"], "beta"),
+                (&r["car_market_model"], &want["car"], "car"),
+                (&r["label"]["car"], &want["car"], "label car"),
+            ] {
+                let (g, w) = (got.as_f64().unwrap(), want.as_f64().unwrap());
+                assert!((g - w).abs() <= 1e-12, "{id} {what}: {g} vs {w}");
+            }
+        }
+        assert_eq!(labelled, 38, "{variant}");
+        let outside: Vec<&str> = records
+            .iter()
+            .filter(|r| r["unlabelled_reason"] == "outside_calendar")
+            .map(|r| r["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(outside.len(), 3);
+        assert!(
+            outside.iter().all(|id| id.contains("_2020-")),
+            "{outside:?}"
+        );
+    }
+    // The key enters the lineage: the two runs' configurations hash differently.
+    assert_ne!(hashes[0], hashes[1]);
+}
