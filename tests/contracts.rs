@@ -565,7 +565,8 @@ fn janus_verify_says_ok_or_exactly_what_is_wrong() {
         tampered.to_str().unwrap(),
         "/nonexistent.json",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // A missing file among them: a usage error (2), not only a failed check.
+    assert_eq!(out.status.code(), Some(2));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("OK      {}", paths[1].display())),
@@ -590,6 +591,6 @@ fn janus_schema_prints_and_writes_schemas() {
     assert_eq!(&printed, ArtifactKind::Evidence.schema());
 
     let out = janus(&["schema", "janus-nope-v1"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown contract 'janus-nope-v1'"));
 }

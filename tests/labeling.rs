@@ -516,7 +516,11 @@ fn bad_rows_are_skipped_and_counted_or_fatal_in_strict_mode() {
     assert_eq!(artifact["summary"]["bad_rows"]["prices"], 1);
 
     let strict = label_dir(dir.path(), "strict", &["--strict"]);
-    assert_eq!(strict.status.code(), Some(1));
+    assert_eq!(
+        strict.status.code(),
+        Some(2),
+        "an input that cannot be parsed"
+    );
     let stderr = String::from_utf8_lossy(&strict.stderr);
     assert!(
         stderr.contains("strict mode stops at the first bad row"),

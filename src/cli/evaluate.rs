@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::evidence::{
     EvidenceArtifact, EvidenceCounts, EvidenceSummary, EvidenceVersion,
@@ -126,7 +127,7 @@ pub fn run(args: EvaluateArgs) -> CliResult {
         })
         .to_string(),
     );
-    println!(
+    outln!(
         "wrote {}, {} (manifest_hash {}), report.md",
         args.out.join("evaluation.json").display(),
         args.out.join("evidence.json").display(),
@@ -469,9 +470,9 @@ fn fmt(x: Option<f64>) -> String {
 }
 
 pub fn print_table(e: &Evaluation) {
-    println!("{:<28} {:>10} {:>10}", "", "candidate", "baseline");
+    outln!("{:<28} {:>10} {:>10}", "", "candidate", "baseline");
     for (_, name, get) in METRICS {
-        println!(
+        outln!(
             "{name:<28} {:>10} {:>10}",
             fmt(get(&e.candidate)),
             fmt(get(&e.baseline))
@@ -484,21 +485,26 @@ pub fn print_table(e: &Evaluation) {
         ("ETA", Some(&e.eta_delta)),
     ] {
         match d {
-            Some(d) => println!(
+            Some(d) => outln!(
                 "Δ{name:<11} {:>10.4}  {conf:.0}% CI [{:.4}, {:.4}]  p = {:.4}",
-                d.value, d.ci_lower, d.ci_upper, d.p_value
+                d.value,
+                d.ci_lower,
+                d.ci_upper,
+                d.p_value
             ),
-            None => println!("Δ{name:<11} {:>10}  ({})", "n/a", delta_reason(e, name)),
+            None => outln!("Δ{name:<11} {:>10}  ({})", "n/a", delta_reason(e, name)),
         }
     }
     for (key, why) in e.null_reasons() {
         if !key.starts_with("delta.") {
-            println!("  n/a {key}: {why}");
+            outln!("  n/a {key}: {why}");
         }
     }
-    println!(
+    outln!(
         "walk-forward: {} folds, negative-fold ratio {:.2}, fold PnL CV {:.2}",
-        e.walk_forward.folds, e.walk_forward.negative_fold_ratio, e.walk_forward.fold_pnl_cv
+        e.walk_forward.folds,
+        e.walk_forward.negative_fold_ratio,
+        e.walk_forward.fold_pnl_cv
     );
 }
 

@@ -1,4 +1,5 @@
 use super::{CliError, CliResult, progress};
+use crate::cli::output::outln;
 use crate::contracts::event_car::{EventCarArtifact, EventCarVersion};
 use crate::contracts::{ArtifactKind, Inputs, Lineage, artifact, generated_at, write_artifact};
 use crate::labeling::input::{Dataset, Sources};
@@ -152,7 +153,7 @@ pub fn run(args: LabelArgs) -> CliResult {
         })
         .to_string(),
     );
-    println!(
+    outln!(
         "wrote {} (manifest_hash {})",
         out.display(),
         artifact.manifest_hash
@@ -257,7 +258,7 @@ pub fn label_files(
             }
         })?;
         if &actual != expected {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Refused(format!(
                 "the inputs' dataset snapshot hash is {actual}, not the pinned {expected}: refusing to label a different dataset"
             )));
         }
@@ -326,7 +327,7 @@ pub fn label_files(
 
 pub fn print_summary(a: &EventCarArtifact) {
     let s = &a.summary;
-    println!(
+    outln!(
         "events {}  labelled {}  unlabelled {}  bad input rows {}",
         s.events,
         s.labelled,
@@ -334,15 +335,15 @@ pub fn print_summary(a: &EventCarArtifact) {
         s.bad_rows.values().sum::<u64>()
     );
     for (reason, n) in &s.unlabelled_by_reason {
-        println!("  unlabelled: {reason:<26} {n}");
+        outln!("  unlabelled: {reason:<26} {n}");
     }
-    println!("  {:<20} {:>7} {:>10}", "event type", "events", "mean CAR");
+    outln!("  {:<20} {:>7} {:>10}", "event type", "events", "mean CAR");
     for (t, n) in &s.by_event_type {
         let mean = s
             .mean_car_by_type
             .get(t)
             .map_or("-".to_string(), |m| format!("{m:+.4}"));
-        println!("  {t:<20} {n:>7} {mean:>10}");
+        outln!("  {t:<20} {n:>7} {mean:>10}");
     }
     if !s.unknown_event_types.is_empty() {
         let unknown: Vec<String> = s
@@ -350,9 +351,9 @@ pub fn print_summary(a: &EventCarArtifact) {
             .iter()
             .map(|(k, v)| format!("{k} ({v})"))
             .collect();
-        println!("  unmapped source types: {}", unknown.join(", "));
+        outln!("  unmapped source types: {}", unknown.join(", "));
     }
-    println!(
+    outln!(
         "  neutralized: {}{}",
         a.method.neutralized,
         if a.method.neutralized {

@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::evaluation::bootstrap::{BootstrapConfig, sharpe_delta, sharpe_interval};
 use crate::evaluation::metrics::{NavMetrics, daily_returns};
 use clap::Args;
@@ -206,14 +207,14 @@ pub fn run(args: MetricsArgs) -> CliResult {
         out["delta_null_reasons"] = serde_json::Value::Object(delta_reasons);
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).expect("serializes")
         );
         return Ok(ExitCode::SUCCESS);
     }
     let show = |v: &serde_json::Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.4}"));
-    println!(
+    outln!(
         "days {}  SR {}  MDD {}  ARR {}  Calmar {}  total return {}",
         m.days,
         show(&out["sr"]),
@@ -223,7 +224,7 @@ pub fn run(args: MetricsArgs) -> CliResult {
         show(&out["total_return"])
     );
     if let Some(ci) = out.get("sr_ci") {
-        println!(
+        outln!(
             "  SR {:.0}% CI [{}, {}], p(SR ≤ 0) = {}",
             args.confidence * 100.0,
             show(&ci["ci_lower"]),
@@ -233,15 +234,15 @@ pub fn run(args: MetricsArgs) -> CliResult {
     }
     if let Some(reasons) = out["null_reasons"].as_object() {
         for (k, why) in reasons {
-            println!("  {k} n/a: {}", why.as_str().unwrap_or_default());
+            outln!("  {k} n/a: {}", why.as_str().unwrap_or_default());
         }
     }
     if let Some(d) = out.get("delta") {
         if let Some(why) = out["delta_null_reasons"]["sr"].as_str() {
-            println!("  SR − baseline: n/a: {why}");
+            outln!("  SR − baseline: n/a: {why}");
         }
         if let Some(sr) = d.get("sr") {
-            println!(
+            outln!(
                 "  SR − baseline: {} [{}, {}], p(Δ ≤ 0) = {}",
                 show(&sr["value"]),
                 show(&sr["ci_lower"]),
@@ -249,7 +250,7 @@ pub fn run(args: MetricsArgs) -> CliResult {
                 show(&sr["p_value"])
             );
         }
-        println!(
+        outln!(
             "  ARR − baseline: {}  MDD − baseline: {}",
             show(&d["arr"]["value"]),
             show(&d["mdd"]["value"])

@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::label::Label;
 use crate::contracts::lineage::digest_file;
@@ -131,7 +132,7 @@ struct CompletionLine {
 fn run_batch(args: BatchArgs) -> CliResult {
     let artifact = score_files(&args)?;
     let s = &artifact.summary;
-    println!(
+    outln!(
         "samples {}  format failures {}  hard-gate failures {}  direction pass {:.3}  type match {:.3}  clipped {}  mean reward {:+.4}  mean PnL term {:+.5}",
         s.samples,
         s.format_failures,
@@ -143,9 +144,9 @@ fn run_batch(args: BatchArgs) -> CliResult {
         s.mean_pnl_reward
     );
     for (reason, n) in &s.unscored_by_reason {
-        println!("  unscored: {reason} {n}");
+        outln!("  unscored: {reason} {n}");
     }
-    println!(
+    outln!(
         "wrote {} (manifest_hash {})",
         args.out.join("reward.json").display(),
         artifact.manifest_hash
@@ -306,7 +307,7 @@ fn serve(
             trace: tokio::sync::Mutex::new(trace_file),
             metrics: Default::default(),
         });
-        println!(
+        outln!(
             "serving HGRM rewards for {} labelled events on http://{local}",
             service.labels.len()
         );
@@ -317,7 +318,7 @@ fn serve(
         )
         .await
         .map_err(|e| CliError::Usage(format!("serving on {local}: {e}")))?;
-        println!("shut down");
+        outln!("shut down");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -2,6 +2,7 @@
 //! contract (docs/trainer-contract.md).
 
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::artifact::write_atomically;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::{Artifact, Sha256Hex, read_artifact};
@@ -204,7 +205,7 @@ pub fn run(args: TrainArgs) -> CliResult {
                 },
                 &trace,
             )?;
-            println!(
+            outln!(
                 "SFT on {} events: {}; model {digest}",
                 data.len(),
                 sft::describe_kept(&trace)
@@ -262,7 +263,7 @@ pub fn run(args: TrainArgs) -> CliResult {
             let mean = |t: &[grpo::GrpoStep]| {
                 t.iter().map(|s| s.mean_reward).sum::<f64>() / t.len().max(1) as f64
             };
-            println!(
+            outln!(
                 "GRPO {} steps: mean sampled reward {:.4} (first 20 steps) → {:.4} (last 20); model {digest}",
                 trace.len(),
                 mean(head),
@@ -322,7 +323,7 @@ pub fn predict(args: PredictArgs) -> CliResult {
     if let Some(path) = &args.completions {
         write_atomically(path, &completions_jsonl(&model, &artifact))?;
     }
-    println!(
+    outln!(
         "wrote {} predictions to {}",
         artifact.records.len(),
         args.out.display()

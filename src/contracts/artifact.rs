@@ -235,6 +235,26 @@ pub enum ContractError {
     },
 }
 
+impl ContractError {
+    /// Whether the input could not be read or parsed as the expected artifact (missing, not
+    /// JSON, no or an unknown version, another kind, not conforming to the schema): a usage
+    /// error (exit 2). `false` for an artifact that parsed but failed verification (its
+    /// manifest hash or lineage) and for failures to write or canonicalize (exit 1).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            ContractError::Read { .. }
+                | ContractError::Json { .. }
+                | ContractError::NotAnObject { .. }
+                | ContractError::MissingVersion { .. }
+                | ContractError::UnsupportedVersion { .. }
+                | ContractError::WrongKind { .. }
+                | ContractError::Schema { .. }
+                | ContractError::Field { .. }
+        )
+    }
+}
+
 /// What a successful verification established.
 #[derive(Debug, Clone)]
 pub struct Verified {
