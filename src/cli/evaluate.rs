@@ -370,10 +370,10 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     let mut outputs = render_report(&evaluation, &loaded.dates[loaded.start..])?;
     outputs.push(("evaluation.json", report));
     outputs.push(("evidence.json", sealed));
-    std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
-    for (name, bytes) in &outputs {
-        artifact::write_atomically(&args.out.join(name), bytes)?;
-    }
+    // Committed as a set, the sealed evidence last (see `write_set`): a crash never leaves a
+    // new evaluation.json beside an old evidence.json.
+    let files: Vec<(&str, &[u8])> = outputs.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    artifact::write_set(&args.out, &files)?;
     Ok((evaluation, evidence))
 }
 
