@@ -16,6 +16,7 @@ pub mod identity;
 pub mod labeling;
 pub mod operator;
 pub mod promotion;
+pub mod records;
 pub mod reward;
 pub mod reward_service;
 pub mod rng;

@@ -565,7 +565,8 @@ fn janus_verify_says_ok_or_exactly_what_is_wrong() {
         tampered.to_str().unwrap(),
         "/nonexistent.json",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // A missing file among them: a usage error (2), not only a failed check.
+    assert_eq!(out.status.code(), Some(2));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("OK      {}", paths[1].display())),
@@ -590,6 +591,51 @@ fn janus_schema_prints_and_writes_schemas() {
     assert_eq!(&printed, ArtifactKind::Evidence.schema());
 
     let out = janus(&["schema", "janus-nope-v1"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown contract 'janus-nope-v1'"));
+}
+
+/// Outputs of one run are committed as a set: a crash injected between two renames leaves part
+/// of the new set and nothing of the old one beside it, and no temporaries.
+#[test]
+fn an_output_set_never_mixes_runs() {
+    use janus::contracts::artifact::{write_set, write_set_with};
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["report.md", "evaluation.json", "evidence.json"];
+    let old: Vec<(&str, &[u8])> = names.iter().map(|n| (*n, b"old".as_slice())).collect();
+    write_set(dir.path(), &old).unwrap();
+    let new: Vec<(&str, &[u8])> = names.iter().map(|n| (*n, b"new".as_slice())).collect();
+    for crash_after in 0..names.len() - 1 {
+        write_set(dir.path(), &old).unwrap();
+        let err = write_set_with(dir.path(), &new, |i| {
+            if i == crash_after {
+                Err(std::io::Error::other("injected crash"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("injected crash"), "{err}");
+        let mut listing: Vec<(String, String)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        listing.sort();
+        let mut expected: Vec<(String, String)> = names[..=crash_after]
+            .iter()
+            .map(|n| (n.to_string(), "new".to_string()))
+            .collect();
+        expected.sort();
+        assert_eq!(listing, expected, "crash after rename {crash_after}");
+    }
+    write_set(dir.path(), &new).unwrap();
+    for n in names {
+        assert_eq!(std::fs::read(dir.path().join(n)).unwrap(), b"new");
+    }
 }

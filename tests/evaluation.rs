@@ -234,8 +234,8 @@ fn janus_metrics_reports_the_paper_figures_and_deltas_as_json() {
         .args(["metrics", "--nav", csv.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3: nav `abc` is not a number"));
+    assert_eq!(out.status.code(), Some(2), "an input that cannot be parsed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nav.csv:3: nav `abc` is not a number"));
 }
 
 #[test]
@@ -454,7 +454,7 @@ fn janus_evaluate_writes_verified_evidence_and_a_report_deterministically() {
         .args(as_str(&f).split('\u{0}'))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("choose one with --index"));
 
     // Nothing NaN anywhere in the report.

@@ -351,13 +351,15 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     let decisions = std::fs::read_to_string(paper.join("decisions.jsonl")).unwrap();
     assert_eq!(decisions.lines().count() as u64, replayed);
     // gate3 reads it: a replay of minutes is not the 72-hour stability window the policy asks for.
+    let evidence = dir.join("evidence.json");
+    janus::contracts::write_artifact(&evidence, &mut common::good_evidence()).unwrap();
     let out = Command::new(JANUS)
         .args([
             "gates",
             "--target",
             "canary",
             "--evidence",
-            dir.join("event-car.json").to_str().unwrap(),
+            evidence.to_str().unwrap(),
         ])
         .args([
             "--runtime-stats",

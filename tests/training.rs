@@ -238,7 +238,7 @@ fn the_trainer_contract_outputs_and_lineage() {
         "--out",
         &p("x.jsonl"),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a model file that cannot be parsed");
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("1 parameters, but buckets 512 and hidden 32 need")
@@ -387,6 +387,6 @@ fn the_demo_runs_on_the_users_own_data() {
         "--out",
         dir.path().join("x").to_str().unwrap(),
     ]);
-    assert_eq!(res.status.code(), Some(1));
+    assert_eq!(res.status.code(), Some(2), "a missing input");
     assert!(String::from_utf8_lossy(&res.stderr).contains("prices.csv is missing"));
 }

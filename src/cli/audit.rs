@@ -3,6 +3,7 @@
 use super::CliResult;
 use crate::audit::AuditError;
 use crate::audit::file::verify_file;
+use crate::cli::output::outln;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ pub fn run(args: AuditArgs) -> CliResult {
             let mut ok = true;
             for file in files {
                 match verify_file(&file) {
-                    Ok(n) => println!("{}: {n} lines, chain intact", file.display()),
+                    Ok(n) => outln!("{}: {n} lines, chain intact", file.display()),
                     Err(AuditError::Io { path, source }) => {
                         return Err(super::CliError::Io { path, source });
                     }

@@ -3,6 +3,7 @@
 //! spread, and the peak resident memory of the children.
 
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -135,18 +136,18 @@ fn bench_label(data: Option<PathBuf>, runs: usize) -> CliResult {
     let peak_kib = peak_child_rss_kib();
     let _ = std::fs::remove_dir_all(&scratch);
 
-    println!("janus label, {runs} runs on {}", data.display());
-    println!(
+    outln!("janus label, {runs} runs on {}", data.display());
+    outln!(
         "  wall: median {:.3} s (min {:.3}, max {:.3})",
         median(&walls),
         walls.iter().cloned().fold(f64::INFINITY, f64::min),
         walls.iter().cloned().fold(0.0, f64::max)
     );
     if let Some(kib) = peak_kib {
-        println!("  peak RSS: {:.0} MiB", kib as f64 / 1024.0);
+        outln!("  peak RSS: {:.0} MiB", kib as f64 / 1024.0);
     }
     if let Some(first) = stages.first() {
-        println!("  median time spent per stage:");
+        outln!("  median time spent per stage:");
         let mut previous = 0.0;
         for (j, (name, _)) in first.iter().enumerate() {
             let ends: Vec<f64> = stages
@@ -154,7 +155,7 @@ fn bench_label(data: Option<PathBuf>, runs: usize) -> CliResult {
                 .filter_map(|s| s.get(j).map(|x| x.1))
                 .collect();
             let end = median(&ends);
-            println!("    {name:<12} {:.3} s", end - previous);
+            outln!("    {name:<12} {:.3} s", end - previous);
             previous = end;
         }
     }
@@ -187,11 +188,11 @@ fn bench_bootstrap(runs: usize) -> CliResult {
         walls.push(start.elapsed().as_secs_f64());
         std::hint::black_box((sr, da.ok(), eta.ok()));
     }
-    println!(
+    outln!(
         "bootstrap: {} resamples of the SR delta (520 days) + DA/ETA deltas (62,400 events), {runs} runs",
         config.resamples
     );
-    println!(
+    outln!(
         "  wall: median {:.3} s (min {:.3}, max {:.3}) on {} threads",
         median(&walls),
         walls.iter().cloned().fold(f64::INFINITY, f64::min),
@@ -263,11 +264,11 @@ fn bench_reward(samples: usize, runs: usize) -> CliResult {
             .map(|(c, l)| score("e", parse_completion(c).as_ref(), l, &config).final_reward)
             .sum()
     });
-    println!(
+    outln!(
         "HGRM reward, {samples} samples, median of {runs} runs, one thread (checksum {checksum:.3})"
     );
-    println!("  parsed outputs:  {:>12.0} rewards/s", parsed_rate);
-    println!(
+    outln!("  parsed outputs:  {:>12.0} rewards/s", parsed_rate);
+    outln!(
         "  raw completions: {:>12.0} rewards/s (extraction and validation included)",
         raw_rate
     );

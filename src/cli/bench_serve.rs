@@ -7,6 +7,7 @@
 
 use super::http_client::Conn;
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -260,32 +261,32 @@ fn report(
     let fallbacks = count(&|o| o.source == "fallback");
     let model = count(&|o| o.source == "model");
     let elapsed = results.iter().map(|o| o.done).max().unwrap_or_default();
-    println!(
+    outln!(
         "janus bench serve: {rate} req/s for {seconds} s over {connections} connections, budget {timeout_ms} ms, 127.0.0.1"
     );
-    println!(
+    outln!(
         "  sent {} requests in {:.1} s ({:.0} req/s achieved)",
         results.len(),
         elapsed.as_secs_f64(),
         results.len() as f64 / elapsed.as_secs_f64().max(1e-9)
     );
-    println!(
+    outln!(
         "  before the kill switch: {} decisions — model {model}, fallback {fallbacks}, errors {errors}",
         before.len()
     );
-    println!(
+    outln!(
         "  latency from schedule (ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
         percentile(&client, 0.5),
         percentile(&client, 0.9),
         percentile(&client, 0.99),
         client.last().copied().unwrap_or(f64::NAN)
     );
-    println!(
+    outln!(
         "  service-side latency (ms): p50 {:.3}  p99 {:.3}",
         percentile(&server, 0.5),
         percentile(&server, 0.99)
     );
-    println!(
+    outln!(
         "  timeout ratio {:.5}  fallback ratio {:.5}  error ratio {:.5}",
         timeouts as f64 / n,
         fallbacks as f64 / n,
@@ -303,14 +304,14 @@ fn report(
                     .iter()
                     .filter(|o| o.scheduled >= h && o.source != "halted")
                     .count();
-                println!(
+                outln!(
                     "  kill switch: runtime file rewritten at {:.3} s; first halted decision {:.1} ms later; {} non-halted decisions scheduled after it",
                     f.as_secs_f64(),
                     (h.saturating_sub(f)).as_secs_f64() * 1e3,
                     trading_after
                 );
             }
-            None => println!("  kill switch: no decision was ever halted"),
+            None => outln!("  kill switch: no decision was ever halted"),
         }
     }
 }

@@ -1,4 +1,5 @@
 use super::CliResult;
+use crate::cli::output::outln;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::contracts::read_artifact;
 use crate::evaluation::replay::compare;
@@ -30,7 +31,7 @@ pub fn run(args: CompareArgs) -> CliResult {
         })
         .to_string(),
     );
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&verdict).expect("serializes")
     );

@@ -1,4 +1,5 @@
 use super::CliResult;
+use crate::cli::output::{out, outln};
 use crate::contracts::artifact::write_atomically;
 use crate::crd::definitions_yaml;
 use clap::Args;
@@ -18,12 +19,12 @@ pub fn run(args: CrdArgs) -> CliResult {
         Some(dir) => {
             for (file, yaml) in &crds {
                 write_atomically(&dir.join(file), yaml.as_bytes())?;
-                println!("{}", dir.join(file).display());
+                outln!("{}", dir.join(file).display());
             }
         }
         None => {
             let docs: Vec<&str> = crds.iter().map(|(_, y)| y.as_str()).collect();
-            print!("{}", docs.join("---\n"));
+            out!("{}", docs.join("---\n"));
         }
     }
     Ok(ExitCode::SUCCESS)

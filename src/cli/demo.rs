@@ -9,6 +9,7 @@ use super::label::{DatasetFiles, label_files};
 use super::reward::{BatchArgs, score_files};
 use super::train::{Checkpoint, completions_jsonl, predictions_jsonl, write_outputs};
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::artifact::write_atomically;
 use crate::contracts::{Artifact, verify_bytes};
 use crate::evaluation::present;
@@ -71,7 +72,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         None => {
             let dir = out.join("data");
             bar.set_message("generating the paper-scale scenario");
-            println!(
+            outln!(
                 "[1/7] generating a scenario of {} symbols × {} days, {} events (seed {}) in {}",
                 args.symbols,
                 args.days,
@@ -97,7 +98,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     let prices = files.prices.clone();
 
     bar.set_message("labeling");
-    println!("[2/7] labeling events");
+    outln!("[2/7] labeling events");
     let event_car_path = out.join("event-car.json");
     let event_car = label_files(
         &files.inputs(None),
@@ -106,9 +107,10 @@ pub fn run(args: DemoArgs) -> CliResult {
         None,
         &event_car_path,
     )?;
-    println!(
+    outln!(
         "      {} events, {} labelled",
-        event_car.summary.events, event_car.summary.labelled
+        event_car.summary.events,
+        event_car.summary.labelled
     );
     bar.inc(1);
 
@@ -122,7 +124,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     let held_out_from = days[((days.len() as f64) * (1.0 - args.holdout)) as usize];
 
     bar.set_message("training SFT and GRPO");
-    println!("[3/7] training on labels known before {held_out_from}: SFT, then GRPO under HGRM");
+    outln!("[3/7] training on labels known before {held_out_from}: SFT, then GRPO under HGRM");
     let sft_config = SftConfig {
         seed: args.seed,
         ..SftConfig::default()
@@ -174,7 +176,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         },
         &grpo_trace,
     )?;
-    println!(
+    outln!(
         "      {} training events; SFT {}\n      SFT {sft_digest}; GRPO {grpo_digest}",
         train.len(),
         sft::describe_kept(&sft_trace)
@@ -182,7 +184,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     bar.inc(1);
 
     bar.set_message("predicting");
-    println!("[4/7] predicting every event with both models");
+    outln!("[4/7] predicting every event with both models");
     let sft_predictions = out.join("predictions-sft.jsonl");
     let grpo_predictions = out.join("predictions-grpo.jsonl");
     write_atomically(&sft_predictions, &predictions_jsonl(&sft_model, &event_car))?;
@@ -193,7 +195,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     bar.inc(1);
 
     bar.set_message("scoring with HGRM");
-    println!("[5/7] scoring the GRPO policy's outputs with the HGRM reward");
+    outln!("[5/7] scoring the GRPO policy's outputs with the HGRM reward");
     // The policy's structured outputs, as the completions an LLM would write.
     let completions = out.join("completions-grpo.jsonl");
     write_atomically(&completions, &completions_jsonl(&grpo_model, &event_car))?;
@@ -205,14 +207,15 @@ pub fn run(args: DemoArgs) -> CliResult {
         generated_at: None,
         out: out.clone(),
     })?;
-    println!(
+    outln!(
         "      {} samples, mean reward {:+.4}",
-        rewards.summary.samples, rewards.summary.mean_final_reward
+        rewards.summary.samples,
+        rewards.summary.mean_final_reward
     );
     bar.inc(1);
 
     bar.set_message("evaluating on the held-out window");
-    println!("[6/7] evaluating both models against the baseline from {held_out_from}");
+    outln!("[6/7] evaluating both models against the baseline from {held_out_from}");
     let args = |predictions: &Path,
                 dir: &str,
                 name: &str,
@@ -272,7 +275,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     bar.inc(1);
 
     bar.set_message("gates for paper");
-    println!("[7/7] gates for shadow → paper (the GRPO candidate)");
+    outln!("[7/7] gates for shadow → paper (the GRPO candidate)");
     let evidence_path = out.join("evaluation-grpo/evidence.json");
     let bytes = std::fs::read(&evidence_path).map_err(io(&evidence_path))?;
     verify_bytes(&evidence_path, &bytes)?;
@@ -323,8 +326,8 @@ pub fn run(args: DemoArgs) -> CliResult {
         note.as_deref(),
     );
     write_atomically(&out.join("summary.md"), summary.as_bytes())?;
-    println!("\n{summary}");
-    println!("artifacts, reports and charts are in {}", out.display());
+    outln!("\n{summary}");
+    outln!("artifacts, reports and charts are in {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 

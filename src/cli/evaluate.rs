@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::evidence::{
     EvidenceArtifact, EvidenceCounts, EvidenceSummary, EvidenceVersion,
@@ -14,6 +15,7 @@ use crate::evaluation::report::{
 };
 use crate::evaluation::{charts, present};
 use crate::labeling::input::parse_price_panel;
+use crate::records;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -75,7 +77,9 @@ pub struct EvaluateArgs {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PredictionLine {
-    event_id: serde_json::Value,
+    /// Read as text by [`records::json_line_id`] (a number's raw token), not here.
+    #[allow(dead_code)]
+    event_id: serde::de::IgnoredAny,
     #[serde(flatten)]
     prediction: Prediction,
 }
@@ -90,9 +94,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
 /// A predictions file, read.
 #[derive(Debug, Default)]
 pub struct PredictionFile {
-    /// The prediction of each event id (the last line wins for a repeated id).
+    /// The prediction of each event id, text exactly as written (the last line wins for a
+    /// repeated id).
     pub by_id: BTreeMap<String, Prediction>,
-    /// Lines that are not a valid prediction (each reported on stderr with file and line).
+    /// Lines that are not a valid prediction (malformed, not a JSON object, not UTF-8), each
+    /// reported on stderr with file and line.
     pub malformed: u64,
     /// Lines that repeat an event id (each reported on stderr).
     pub duplicates: u64,
@@ -101,30 +107,28 @@ pub struct PredictionFile {
 /// Reads predictions by event id; bad lines are reported (file and line) on stderr, skipped and
 /// counted, so that the evaluation can count them as dropped.
 pub fn read_predictions(path: &Path) -> Result<PredictionFile, CliError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let bytes = std::fs::read(path).map_err(io(path))?;
     let mut out = PredictionFile::default();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<PredictionLine>(line) {
-            Ok(p) => {
-                let id = match p.event_id {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                if out.by_id.insert(id.clone(), p.prediction).is_some() {
+    for (line, text) in records::text_lines(&bytes) {
+        let parsed = text.and_then(|text| {
+            let id = records::json_line_id(text)?;
+            let p: PredictionLine = records::json_object(text)?;
+            Ok((id, p.prediction))
+        });
+        match parsed {
+            Ok((id, prediction)) => {
+                if out.by_id.insert(id.clone(), prediction).is_some() {
                     out.duplicates += 1;
                     eprintln!(
-                        "{}:{}: second prediction for `{id}` replaces the first",
+                        "{}:{line}: second prediction for `{}` replaces the first",
                         path.display(),
-                        i + 1
+                        records::excerpt(id.as_bytes())
                     );
                 }
             }
             Err(e) => {
                 out.malformed += 1;
-                eprintln!("skipped {}:{}: {e}", path.display(), i + 1);
+                eprintln!("skipped {}:{line}: {e}", path.display());
             }
         }
     }
@@ -148,7 +152,7 @@ pub fn run(args: EvaluateArgs) -> CliResult {
         })
         .to_string(),
     );
-    println!(
+    outln!(
         "wrote {}, {} (manifest_hash {}), report.md",
         args.out.join("evaluation.json").display(),
         args.out.join("evidence.json").display(),
@@ -461,10 +465,10 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     )?;
     outputs.push(("evaluation.json", report));
     outputs.push(("evidence.json", sealed));
-    std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
-    for (name, bytes) in &outputs {
-        artifact::write_atomically(&args.out.join(name), bytes)?;
-    }
+    // Committed as a set, the sealed evidence last (see `write_set`): a crash never leaves a
+    // new evaluation.json beside an old evidence.json.
+    let files: Vec<(&str, &[u8])> = outputs.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    artifact::write_set(&args.out, &files)?;
     Ok((evaluation, evidence))
 }
 
@@ -474,36 +478,35 @@ fn read_index_returns(
     name: Option<&str>,
     calendar: &crate::labeling::input::Calendar,
 ) -> Result<Vec<f64>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let bad = |line: usize, m: String| CliError::Usage(format!("{}:{line}: {m}", path.display()));
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
-    let col = |n: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(n))
-            .ok_or_else(|| bad(1, format!("header lacks `{n}`")))
-    };
-    let (date_col, index_col, close_col) = (col("date")?, col("index")?, col("close")?);
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let file = path.display().to_string();
+    let bad = |line: u64, m: String| CliError::Usage(format!("{file}:{line}: {m}"));
+    let table = records::Table::parse(&file, &bytes).map_err(CliError::Table)?;
+    let cols = table
+        .header
+        .columns(&["date", "index", "close"])
+        .map_err(CliError::Table)?;
     let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.map_err(|e| bad(line, e.to_string()))?;
-        let field = |c: usize| record.get(c).unwrap_or("").trim();
-        let date = crate::labeling::input::parse_date(field(date_col)).map_err(|m| bad(line, m))?;
-        let close: f64 = field(close_col)
+    for (line, fields) in table.rows() {
+        let fields = fields.map_err(|m| bad(line, m))?;
+        let date =
+            crate::labeling::input::parse_date(&fields[cols[0]]).map_err(|m| bad(line, m))?;
+        let close: f64 = fields[cols[2]]
             .parse()
             .ok()
             .filter(|c: &f64| c.is_finite() && *c > 0.0)
             .ok_or_else(|| {
                 bad(
                     line,
-                    format!("close `{}` is not a positive number", field(close_col)),
+                    format!(
+                        "close `{}` is not a positive number",
+                        records::excerpt(fields[cols[2]].as_bytes())
+                    ),
                 )
             })?;
         if let Some(day) = calendar.index(date) {
             series
-                .entry(field(index_col).to_string())
+                .entry(fields[cols[1]].to_string())
                 .or_insert_with(|| vec![f64::NAN; calendar.len()])[day] = close;
         }
     }
@@ -533,30 +536,23 @@ fn read_regimes(
     path: &Path,
     calendar: &crate::labeling::input::Calendar,
 ) -> Result<Vec<Option<String>>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let bad = |line: usize, m: String| CliError::Usage(format!("{}:{line}: {m}", path.display()));
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
-    let col = |n: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(n))
-            .ok_or_else(|| bad(1, format!("header lacks `{n}`")))
-    };
-    let (date_col, regime_col) = (col("date")?, col("regime")?);
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let file = path.display().to_string();
+    let bad = |line: u64, m: String| CliError::Usage(format!("{file}:{line}: {m}"));
+    let table = records::Table::parse(&file, &bytes).map_err(CliError::Table)?;
+    let cols = table
+        .header
+        .columns(&["date", "regime"])
+        .map_err(CliError::Table)?;
     let mut labels = vec![None; calendar.len()];
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.map_err(|e| bad(line, e.to_string()))?;
-        let date = crate::labeling::input::parse_date(record.get(date_col).unwrap_or("").trim())
-            .map_err(|m| bad(line, m))?;
+    for (line, fields) in table.rows() {
+        let fields = fields.map_err(|m| bad(line, m))?;
+        let date =
+            crate::labeling::input::parse_date(&fields[cols[0]]).map_err(|m| bad(line, m))?;
         let day = calendar
             .index(date)
             .ok_or_else(|| bad(line, format!("{date} is not a trading day of the prices")))?;
-        let regime = record.get(regime_col).unwrap_or("").trim();
-        if regime.is_empty() {
-            return Err(bad(line, "empty regime".into()));
-        }
+        let regime = records::field(&fields, cols[1], "regime").map_err(|m| bad(line, m))?;
         if labels[day].replace(regime.to_string()).is_some() {
             return Err(bad(line, format!("{date} is labelled twice")));
         }
@@ -565,9 +561,9 @@ fn read_regimes(
 }
 
 pub fn print_table(e: &Evaluation) {
-    println!("{:<28} {:>10} {:>10}", "", "candidate", "baseline");
+    outln!("{:<28} {:>10} {:>10}", "", "candidate", "baseline");
     for (short, name, get) in METRICS {
-        println!(
+        outln!(
             "{name:<28} {:>10} {:>10}",
             present::metric(short, get(&e.candidate)),
             present::metric(short, get(&e.baseline))
@@ -580,18 +576,20 @@ pub fn print_table(e: &Evaluation) {
         ("ETA", e.eta_delta.as_ref()),
     ] {
         match d {
-            Some(d) => println!("Δ{name:<11} {}  ({conf:.0}% CI)", present::delta(d)),
-            None => println!("Δ{name:<11} {:>10}  ({})", "n/a", delta_reason(e, name)),
+            Some(d) => outln!("Δ{name:<11} {}  ({conf:.0}% CI)", present::delta(d)),
+            None => outln!("Δ{name:<11} {:>10}  ({})", "n/a", delta_reason(e, name)),
         }
     }
     for (key, why) in e.null_reasons() {
         if !key.starts_with("delta.") {
-            println!("  n/a {key}: {why}");
+            outln!("  n/a {key}: {why}");
         }
     }
-    println!(
+    outln!(
         "walk-forward: {} folds, negative-fold ratio {:.2}, fold PnL CV {:.2}",
-        e.walk_forward.folds, e.walk_forward.negative_fold_ratio, e.walk_forward.fold_pnl_cv
+        e.walk_forward.folds,
+        e.walk_forward.negative_fold_ratio,
+        e.walk_forward.fold_pnl_cv
     );
 }
 

@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::contracts::read_artifact;
 use crate::gates::policy::GatePolicy;
@@ -72,9 +73,14 @@ pub fn load_policy(path: Option<&Path>) -> Result<GatePolicy, CliError> {
 
 pub fn run(args: GatesArgs) -> CliResult {
     let policy = load_policy(args.policy.as_deref())?;
-    // An unreadable or tampered evidence file is a gate failure with its reason, not a crash.
-    let evidence: Result<EvidenceArtifact, String> =
-        read_artifact(&args.evidence).map_err(|e| e.to_string());
+    // Evidence that cannot be read or parsed is a usage error (exit 2): it says nothing about
+    // the candidate. Evidence that parses but fails verification (tampered: its manifest hash
+    // does not match) is a gate failure with its reason (BLOCKED, exit 1).
+    let evidence: Result<EvidenceArtifact, String> = match read_artifact(&args.evidence) {
+        Ok(e) => Ok(e),
+        Err(e) if e.is_unreadable() => return Err(e.into()),
+        Err(e) => Err(e.to_string()),
+    };
     let runtime: Option<RuntimeStats> = args.runtime_stats.as_deref().map(read_json).transpose()?;
     let operations: Option<Operations> = args.operations.as_deref().map(read_json).transpose()?;
     let approval = match (&args.approved_by, &args.approval_token) {
@@ -101,12 +107,12 @@ pub fn run(args: GatesArgs) -> CliResult {
         &policy,
     );
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&decision).expect("serializes")
         );
     } else {
-        println!(
+        outln!(
             "target {:?}: {}",
             target,
             if decision.allowed {
@@ -120,17 +126,17 @@ pub fn run(args: GatesArgs) -> CliResult {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            println!("  {:<6} {:<24} {status}", g.id, g.name);
+            outln!("  {:<6} {:<24} {status}", g.id, g.name);
             if g.status != GateStatus::Pass {
                 for r in &g.reasons {
-                    println!("           - {} ({})", r.message, r.code);
+                    outln!("           - {} ({})", r.message, r.code);
                 }
             }
         }
         if !decision.missing.is_empty() {
-            println!("  missing: {}", decision.missing.join(", "));
+            outln!("  missing: {}", decision.missing.join(", "));
         }
-        println!("  policy {}", decision.policy_hash);
+        outln!("  policy {}", decision.policy_hash);
     }
     Ok(if decision.allowed {
         ExitCode::SUCCESS

@@ -1,8 +1,10 @@
 use super::{CliError, CliResult, progress};
+use crate::cli::output::outln;
 use crate::contracts::event_car::{EventCarArtifact, EventCarVersion};
 use crate::contracts::{ArtifactKind, Inputs, Lineage, artifact, generated_at, write_artifact};
 use crate::labeling::input::{Dataset, Sources};
 use crate::labeling::{LabelingConfig, label};
+use crate::records::Format;
 use chrono::{DateTime, NaiveTime, Utc};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,9 @@ pub struct LabelArgs {
     /// events.csv or events.jsonl: event_id,timestamp,symbol,event_type,title
     #[arg(long, required_unless_present = "dataset")]
     pub events: Option<PathBuf>,
+    /// The events file's format, when its name does not end in .csv or .jsonl.
+    #[arg(long, value_enum)]
+    pub events_format: Option<Format>,
     /// Labeling configuration (YAML or JSON); defaults as documented in docs/methodology.md.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -99,6 +104,7 @@ impl DatasetFiles {
             universe: &self.universe,
             factors: self.factors.as_deref(),
             events: &self.events,
+            events_format: None,
             expected_dataset_hash,
         }
     }
@@ -111,6 +117,8 @@ pub struct LabelInputs<'a> {
     pub universe: &'a Path,
     pub factors: Option<&'a Path>,
     pub events: &'a Path,
+    /// The events' format; `None`: from the file name.
+    pub events_format: Option<Format>,
     /// The dataset snapshot hash the inputs must have, when pinned.
     pub expected_dataset_hash: Option<&'a crate::contracts::Sha256Hex>,
 }
@@ -130,7 +138,8 @@ pub fn run(args: LabelArgs) -> CliResult {
             events: args.events.clone().expect("clap requires it"),
         },
     };
-    let inputs = files.inputs(args.expect_dataset_hash.as_ref());
+    let mut inputs = files.inputs(args.expect_dataset_hash.as_ref());
+    inputs.events_format = args.events_format;
     let out = args.out.join("event-car.json");
     let artifact = label_files(&inputs, &config, args.strict, args.generated_at, &out)?;
     print_summary(&artifact);
@@ -144,7 +153,7 @@ pub fn run(args: LabelArgs) -> CliResult {
         })
         .to_string(),
     );
-    println!(
+    outln!(
         "wrote {} (manifest_hash {})",
         out.display(),
         artifact.manifest_hash
@@ -216,6 +225,7 @@ pub fn label_files(
         universe: get("universe").expect("read above"),
         factors: get("factors"),
         events: get("events").expect("read above"),
+        events_format: inputs.events_format,
     };
 
     lap("read");
@@ -248,7 +258,7 @@ pub fn label_files(
             }
         })?;
         if &actual != expected {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Refused(format!(
                 "the inputs' dataset snapshot hash is {actual}, not the pinned {expected}: refusing to label a different dataset"
             )));
         }
@@ -317,7 +327,7 @@ pub fn label_files(
 
 pub fn print_summary(a: &EventCarArtifact) {
     let s = &a.summary;
-    println!(
+    outln!(
         "events {}  labelled {}  unlabelled {}  bad input rows {}",
         s.events,
         s.labelled,
@@ -325,15 +335,15 @@ pub fn print_summary(a: &EventCarArtifact) {
         s.bad_rows.values().sum::<u64>()
     );
     for (reason, n) in &s.unlabelled_by_reason {
-        println!("  unlabelled: {reason:<26} {n}");
+        outln!("  unlabelled: {reason:<26} {n}");
     }
-    println!("  {:<20} {:>7} {:>10}", "event type", "events", "mean CAR");
+    outln!("  {:<20} {:>7} {:>10}", "event type", "events", "mean CAR");
     for (t, n) in &s.by_event_type {
         let mean = s
             .mean_car_by_type
             .get(t)
             .map_or("-".to_string(), |m| format!("{m:+.4}"));
-        println!("  {t:<20} {n:>7} {mean:>10}");
+        outln!("  {t:<20} {n:>7} {mean:>10}");
     }
     if !s.unknown_event_types.is_empty() {
         let unknown: Vec<String> = s
@@ -341,9 +351,9 @@ pub fn print_summary(a: &EventCarArtifact) {
             .iter()
             .map(|(k, v)| format!("{k} ({v})"))
             .collect();
-        println!("  unmapped source types: {}", unknown.join(", "));
+        outln!("  unmapped source types: {}", unknown.join(", "));
     }
-    println!(
+    outln!(
         "  neutralized: {}{}",
         a.method.neutralized,
         if a.method.neutralized {

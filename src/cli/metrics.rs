@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::evaluation::bootstrap::{BootstrapConfig, sharpe_delta, sharpe_interval};
 use crate::evaluation::metrics::{NavMetrics, daily_returns};
 use clap::Args;
@@ -34,15 +35,23 @@ pub struct MetricsArgs {
     pub json: bool,
 }
 
-/// Reads a NAV series: CSV with a `nav` column (and a `date` column), or the fixture's JSON.
+/// Reads a NAV series: the fixture's JSON layout when the name ends in `.json`, else CSV with a
+/// `nav` column (and optionally a `date` column). The format comes from the name, never from
+/// the content.
 fn read_nav(path: &Path, series: Option<&str>) -> Result<(Vec<String>, Vec<f64>), CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+    let bytes = std::fs::read(path).map_err(|source| CliError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let bad = |m: String| CliError::Usage(format!("{}: {m}", path.display()));
-    if text.trim_start().starts_with('{') {
-        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let file = path.display().to_string();
+    let bad = |m: String| CliError::Usage(format!("{file}: {m}"));
+    let is_json = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         let all = doc["series"]
             .as_object()
             .ok_or_else(|| bad("no `series` object".into()))?;
@@ -75,29 +84,22 @@ fn read_nav(path: &Path, series: Option<&str>) -> Result<(Vec<String>, Vec<f64>)
             .unwrap_or_default();
         return Ok((dates, values));
     }
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
-    let col = |n: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(n))
-    };
-    let nav_col = col("nav").ok_or_else(|| bad("CSV needs a `nav` column".into()))?;
-    let date_col = col("date");
+    let table = crate::records::Table::parse(&file, &bytes)?;
+    let nav_col = table.header.columns(&["nav"])?[0];
+    let date_col = table.header.position("date");
     let (mut dates, mut values) = (Vec::new(), Vec::new());
-    for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| bad(e.to_string()))?;
-        let field = record.get(nav_col).unwrap_or("").trim();
-        let v: f64 = field
-            .parse()
-            .map_err(|_| bad(format!("line {}: nav `{field}` is not a number", i + 2)))?;
+    for (line, fields) in table.rows() {
+        let at = |m: String| CliError::Usage(format!("{file}:{line}: {m}"));
+        let fields = fields.map_err(at)?;
+        let field = fields[nav_col].as_ref();
+        let v: f64 = field.parse().map_err(|_| {
+            at(format!(
+                "nav `{}` is not a number",
+                crate::records::excerpt(field.as_bytes())
+            ))
+        })?;
         values.push(v);
-        dates.push(
-            date_col
-                .and_then(|c| record.get(c))
-                .unwrap_or("")
-                .to_string(),
-        );
+        dates.push(date_col.map_or(String::new(), |c| fields[c].to_string()));
     }
     Ok((dates, values))
 }
@@ -205,14 +207,14 @@ pub fn run(args: MetricsArgs) -> CliResult {
         out["delta_null_reasons"] = serde_json::Value::Object(delta_reasons);
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).expect("serializes")
         );
         return Ok(ExitCode::SUCCESS);
     }
     let show = |v: &serde_json::Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.4}"));
-    println!(
+    outln!(
         "days {}  SR {}  MDD {}  ARR {}  Calmar {}  total return {}",
         m.days,
         show(&out["sr"]),
@@ -222,7 +224,7 @@ pub fn run(args: MetricsArgs) -> CliResult {
         show(&out["total_return"])
     );
     if let Some(ci) = out.get("sr_ci") {
-        println!(
+        outln!(
             "  SR {:.0}% CI [{}, {}], p(SR ≤ 0) = {}",
             args.confidence * 100.0,
             show(&ci["ci_lower"]),
@@ -232,15 +234,15 @@ pub fn run(args: MetricsArgs) -> CliResult {
     }
     if let Some(reasons) = out["null_reasons"].as_object() {
         for (k, why) in reasons {
-            println!("  {k} n/a: {}", why.as_str().unwrap_or_default());
+            outln!("  {k} n/a: {}", why.as_str().unwrap_or_default());
         }
     }
     if let Some(d) = out.get("delta") {
         if let Some(why) = out["delta_null_reasons"]["sr"].as_str() {
-            println!("  SR − baseline: n/a: {why}");
+            outln!("  SR − baseline: n/a: {why}");
         }
         if let Some(sr) = d.get("sr") {
-            println!(
+            outln!(
                 "  SR − baseline: {} [{}, {}], p(Δ ≤ 0) = {}",
                 show(&sr["value"]),
                 show(&sr["ci_lower"]),
@@ -248,7 +250,7 @@ pub fn run(args: MetricsArgs) -> CliResult {
                 show(&sr["p_value"])
             );
         }
-        println!(
+        outln!(
             "  ARR − baseline: {}  MDD − baseline: {}",
             show(&d["arr"]["value"]),
             show(&d["mdd"]["value"])

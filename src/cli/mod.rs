@@ -11,6 +11,7 @@ mod gates;
 mod http_client;
 pub mod label;
 mod metrics;
+pub mod output;
 mod paper;
 pub mod progress;
 pub mod reward;
@@ -82,8 +83,11 @@ pub fn version_string() -> &'static str {
     )
 }
 
-/// Parses the command line and runs it. Errors print as one precise message and exit 1;
-/// usage errors exit 2 (clap's convention).
+/// Parses the command line and runs it. Errors print as one precise message; the exit code
+/// says which kind (README, "Exit codes"): 0 success; 1 not allowed, checks failed, an input
+/// that parses but fails verification, or a runtime failure (cannot write, cannot reach the
+/// API server); 2 usage errors and inputs that are missing or cannot be parsed (clap's
+/// convention for usage errors).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -106,11 +110,14 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => crate::serve::run(args),
         Command::Paper(args) => paper::run(args),
     };
+    // Output that could not be written (other than to a closed pipe) fails a command that
+    // otherwise succeeded; a command's own error comes first.
+    let result = result.and_then(|code| output::finish().map(|()| code));
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("janus: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -136,17 +143,48 @@ pub fn termination_message(result: &str) {
 /// A command's failure: a message that says what was wrong and where.
 pub type CliResult = Result<ExitCode, CliError>;
 
+/// A command's failure. Each variant belongs to one exit code ([`CliError::exit_code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The input parsed but failed a check it must pass (a pinned hash, a lineage): exit 1.
+    #[error("{0}")]
+    Refused(String),
+    /// A failure of the run itself, not of its inputs (the API server unreachable, a listener
+    /// that cannot bind): exit 1.
+    #[error("{0}")]
+    Runtime(String),
+    /// Standard output could not be written (a full disk, an I/O error; a closed pipe is not
+    /// an error, see [`output`]): exit 1.
+    #[error("cannot write to standard output: {0}")]
+    Output(std::io::Error),
     #[error(transparent)]
     Contract(#[from] crate::contracts::ContractError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Table(#[from] crate::records::TableError),
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+impl CliError {
+    /// 2 for usage errors and inputs that are missing or cannot be parsed; 1 for everything
+    /// else (verification refused, runtime and output failures).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::Table(_) | CliError::Config(_) | CliError::Io { .. } => {
+                2
+            }
+            CliError::Contract(e) if e.is_unreadable() => 2,
+            CliError::Contract(_)
+            | CliError::Refused(_)
+            | CliError::Runtime(_)
+            | CliError::Output(_) => 1,
+        }
+    }
 }

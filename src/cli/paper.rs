@@ -6,6 +6,7 @@
 
 use super::http_client::{Conn, percentile};
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::artifact::write_atomically;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::{ArtifactKind, read_artifact};
@@ -223,7 +224,7 @@ pub fn run(args: PaperArgs) -> CliResult {
     });
     write_atomically(&args.out.join("paper-report.json"), &json(&report))?;
     write_atomically(&args.out.join("decisions.jsonl"), lines.as_bytes())?;
-    println!(
+    outln!(
         "replayed {sent} events: {} decisions ({} model, {} fallback, {} suppressed, {} halted), {errors} errors, {filled} fills, PnL {pnl:.2} after {cost:.2} costs, {limit_actions} limit actions; latency p95 {:.2} ms",
         sent - errors,
         by_source.get("model").copied().unwrap_or(0),
@@ -232,6 +233,6 @@ pub fn run(args: PaperArgs) -> CliResult {
         by_source.get("halted").copied().unwrap_or(0),
         stats.latency_p95_ms.unwrap_or(f64::NAN),
     );
-    println!("wrote {}", args.out.join("runtime-paper.json").display());
+    outln!("wrote {}", args.out.join("runtime-paper.json").display());
     Ok(ExitCode::SUCCESS)
 }

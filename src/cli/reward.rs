@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::label::Label;
 use crate::contracts::lineage::digest_file;
@@ -122,14 +123,16 @@ pub fn run(args: RewardArgs) -> CliResult {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CompletionLine {
-    event_id: serde_json::Value,
+    /// Read as text by [`crate::records::json_line_id`] (a number's raw token), not here.
+    #[allow(dead_code)]
+    event_id: serde::de::IgnoredAny,
     completion: String,
 }
 
 fn run_batch(args: BatchArgs) -> CliResult {
     let artifact = score_files(&args)?;
     let s = &artifact.summary;
-    println!(
+    outln!(
         "samples {}  format failures {}  hard-gate failures {}  direction pass {:.3}  type match {:.3}  clipped {}  mean reward {:+.4}  mean PnL term {:+.5}",
         s.samples,
         s.format_failures,
@@ -141,9 +144,9 @@ fn run_batch(args: BatchArgs) -> CliResult {
         s.mean_pnl_reward
     );
     for (reason, n) in &s.unscored_by_reason {
-        println!("  unscored: {reason} {n}");
+        outln!("  unscored: {reason} {n}");
     }
-    println!(
+    outln!(
         "wrote {} (manifest_hash {})",
         args.out.join("reward.json").display(),
         artifact.manifest_hash
@@ -159,37 +162,45 @@ pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
     let config = load_config(&args.config)?;
     let event_car: EventCarArtifact = read_artifact(&args.event_car)?;
     let (labels, unlabelled) = labels_of(&event_car);
-    let text = std::fs::read_to_string(&args.completions).map_err(|source| CliError::Io {
+    let bytes = std::fs::read(&args.completions).map_err(|source| CliError::Io {
         path: args.completions.clone(),
         source,
     })?;
     let mut records = Vec::new();
     let mut unscored: BTreeMap<String, u64> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", args.completions.display(), i + 1);
-        let (reason, detail) = match serde_json::from_str::<CompletionLine>(line) {
+    for (line, text) in crate::records::text_lines(&bytes) {
+        let at = format!("{}:{line}", args.completions.display());
+        let parsed = text.and_then(|text| {
+            let id = crate::records::json_line_id(text)?;
+            let item: CompletionLine = crate::records::json_object(text)?;
+            Ok((id, item))
+        });
+        let (reason, detail) = match parsed {
             Err(e) => (
                 "bad_line",
                 format!("not {{\"event_id\", \"completion\"}}: {e}"),
             ),
-            Ok(item) => {
-                let id = match item.event_id {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
+            Ok((id, item)) => {
                 if let Some(label) = labels.get(&id) {
                     let parsed = parse_completion(&item.completion);
                     records.push(score(&id, parsed.as_ref(), label, &config));
                     continue;
                 } else if unlabelled.contains(&id) {
-                    ("unlabelled_event", format!("event `{id}` has no label"))
+                    (
+                        "unlabelled_event",
+                        format!(
+                            "event `{}` has no label",
+                            crate::records::excerpt(id.as_bytes())
+                        ),
+                    )
                 } else {
                     (
                         "unknown_event_id",
-                        format!("event `{id}` is not in {}", args.event_car.display()),
+                        format!(
+                            "event `{}` is not in {}",
+                            crate::records::excerpt(id.as_bytes()),
+                            args.event_car.display()
+                        ),
                     )
                 }
             }
@@ -296,7 +307,7 @@ fn serve(
             trace: tokio::sync::Mutex::new(trace_file),
             metrics: Default::default(),
         });
-        println!(
+        outln!(
             "serving HGRM rewards for {} labelled events on http://{local}",
             service.labels.len()
         );
@@ -307,7 +318,7 @@ fn serve(
         )
         .await
         .map_err(|e| CliError::Usage(format!("serving on {local}: {e}")))?;
-        println!("shut down");
+        outln!("shut down");
         Ok(ExitCode::SUCCESS)
     })
 }

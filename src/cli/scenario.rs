@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::artifact::write_atomically;
 use crate::scenario::{ScenarioConfig, generate};
 use clap::Args;
@@ -39,7 +40,7 @@ pub fn run(args: ScenarioArgs) -> CliResult {
         factors: !args.no_factors,
     });
     write_scenario(&args.out, &scenario)?;
-    println!(
+    outln!(
         "wrote {} symbols × {} days, {} events to {}",
         args.symbols,
         args.days,

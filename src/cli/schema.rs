@@ -1,4 +1,5 @@
 use super::{CliError, CliResult};
+use crate::cli::output::{out, outln};
 use crate::contracts::ArtifactKind;
 use crate::contracts::artifact::write_atomically;
 use clap::Args;
@@ -82,10 +83,10 @@ pub fn run(args: SchemaArgs) -> CliResult {
             }
             for (file, text) in &schemas {
                 write_atomically(&dir.join(file), text.as_bytes())?;
-                println!("{}", dir.join(file).display());
+                outln!("{}", dir.join(file).display());
             }
         }
-        None if schemas.len() == 1 => print!("{}", schemas[0].1),
+        None if schemas.len() == 1 => out!("{}", schemas[0].1),
         None => {
             let all: serde_json::Map<String, serde_json::Value> = ArtifactKind::ALL
                 .iter()
@@ -96,7 +97,7 @@ pub fn run(args: SchemaArgs) -> CliResult {
                         .map(|(n, s)| (n.to_string(), s)),
                 )
                 .collect();
-            print!("{}", pretty(&serde_json::Value::Object(all)));
+            out!("{}", pretty(&serde_json::Value::Object(all)));
         }
     }
     Ok(ExitCode::SUCCESS)

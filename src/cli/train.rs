@@ -2,6 +2,7 @@
 //! contract (docs/trainer-contract.md).
 
 use super::{CliError, CliResult};
+use crate::cli::output::outln;
 use crate::contracts::artifact::write_atomically;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::{Artifact, Sha256Hex, read_artifact};
@@ -134,24 +135,31 @@ pub fn write_outputs(
 ) -> Result<Sha256Hex, CliError> {
     let mut bytes = serde_json::to_vec(model).expect("model serializes");
     bytes.push(b'\n');
-    write_atomically(&out.join("model.json"), &bytes)?;
     let digest = Sha256Hex::of_bytes(&bytes);
     let onnx = crate::training::onnx::export(model);
-    write_atomically(&out.join("model.onnx"), &onnx)?;
     let mut cp = checkpoint(digest.clone());
     cp.onnx_sha256 = Some(Sha256Hex::of_bytes(&onnx));
     let mut cp_bytes = serde_json::to_vec_pretty(&cp).expect("serializes");
     cp_bytes.push(b'\n');
-    write_atomically(&out.join("checkpoint.json"), &cp_bytes)?;
     let mut lines = Vec::new();
     for t in trace {
         serde_json::to_writer(&mut lines, t).expect("serializes");
         lines.push(b'\n');
     }
-    write_atomically(&out.join("training-trace.jsonl"), &lines)?;
     let result = serde_json::json!({"stage": cp.stage, "model_sha256": digest, "onnx_sha256": cp.onnx_sha256, "parent_model_sha256": cp.parent_model_sha256, "examples": cp.examples});
     let result_text = serde_json::to_string(&result).expect("serializes");
-    write_atomically(&out.join("result.json"), result_text.as_bytes())?;
+    // Committed as a set (see `write_set`), the checkpoint that names the model's digests and
+    // the result last: a crash never pairs a new model with an old checkpoint.
+    crate::contracts::artifact::write_set(
+        out,
+        &[
+            ("model.json", &bytes),
+            ("model.onnx", &onnx),
+            ("training-trace.jsonl", &lines),
+            ("checkpoint.json", &cp_bytes),
+            ("result.json", result_text.as_bytes()),
+        ],
+    )?;
     super::termination_message(&result_text);
     Ok(digest)
 }
@@ -204,7 +212,7 @@ pub fn run(args: TrainArgs) -> CliResult {
                 },
                 &trace,
             )?;
-            println!(
+            outln!(
                 "SFT on {} events: {}; model {digest}",
                 data.len(),
                 sft::describe_kept(&trace)
@@ -262,7 +270,7 @@ pub fn run(args: TrainArgs) -> CliResult {
             let mean = |t: &[grpo::GrpoStep]| {
                 t.iter().map(|s| s.mean_reward).sum::<f64>() / t.len().max(1) as f64
             };
-            println!(
+            outln!(
                 "GRPO {} steps: mean sampled reward {:.4} (first 20 steps) → {:.4} (last 20); model {digest}",
                 trace.len(),
                 mean(head),
@@ -322,7 +330,7 @@ pub fn predict(args: PredictArgs) -> CliResult {
     if let Some(path) = &args.completions {
         write_atomically(path, &completions_jsonl(&model, &artifact))?;
     }
-    println!(
+    outln!(
         "wrote {} predictions to {}",
         artifact.records.len(),
         args.out.display()

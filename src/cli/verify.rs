@@ -1,4 +1,5 @@
 use super::CliResult;
+use crate::cli::output::outln;
 use crate::contracts::verify_bytes;
 use clap::Args;
 use std::path::PathBuf;
@@ -12,13 +13,21 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs) -> CliResult {
-    let mut failed = 0usize;
+    let (mut failed, mut unreadable) = (0usize, 0usize);
     for path in &args.files {
         let outcome = std::fs::read(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))
-            .and_then(|bytes| verify_bytes(path, &bytes).map_err(|e| e.to_string()));
+            .map_err(|e| {
+                unreadable += 1;
+                format!("{}: cannot read: {e}", path.display())
+            })
+            .and_then(|bytes| {
+                verify_bytes(path, &bytes).map_err(|e| {
+                    unreadable += usize::from(e.is_unreadable());
+                    e.to_string()
+                })
+            });
         match outcome {
-            Ok(v) => println!(
+            Ok(v) => outln!(
                 "OK      {} ({}, manifest_hash {})",
                 path.display(),
                 v.schema_version,
@@ -26,7 +35,7 @@ pub fn run(args: VerifyArgs) -> CliResult {
             ),
             Err(message) => {
                 failed += 1;
-                println!("FAILED  {message}");
+                outln!("FAILED  {message}");
             }
         }
     }
@@ -35,7 +44,9 @@ pub fn run(args: VerifyArgs) -> CliResult {
             "janus verify: {failed} of {} artifacts failed",
             args.files.len()
         );
-        Ok(ExitCode::FAILURE)
+        // A file that cannot be read or parsed is a usage error (2); one that parses but fails
+        // verification (its hash, its lineage) is a failed check (1).
+        Ok(ExitCode::from(if unreadable > 0 { 2 } else { 1 }))
     } else {
         Ok(ExitCode::SUCCESS)
     }

@@ -243,6 +243,26 @@ pub enum ContractError {
     },
 }
 
+impl ContractError {
+    /// Whether the input could not be read or parsed as the expected artifact (missing, not
+    /// JSON, no or an unknown version, another kind, not conforming to the schema): a usage
+    /// error (exit 2). `false` for an artifact that parsed but failed verification (its
+    /// manifest hash or lineage) and for failures to write or canonicalize (exit 1).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            ContractError::Read { .. }
+                | ContractError::Json { .. }
+                | ContractError::NotAnObject { .. }
+                | ContractError::MissingVersion { .. }
+                | ContractError::UnsupportedVersion { .. }
+                | ContractError::WrongKind { .. }
+                | ContractError::Schema { .. }
+                | ContractError::Field { .. }
+        )
+    }
+}
+
 /// What a successful verification established.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -448,6 +468,72 @@ pub fn write_artifact<T: Artifact>(path: &Path, artifact: &mut T) -> Result<(), 
     let sealed = seal_text(artifact)?;
     let [head, member, tail] = sealed.parts();
     write_parts_atomically(path, &[head, member, tail, b"\n"])
+}
+
+/// Writes several output files of one run into `dir` as a set, so that no reader ever finds a
+/// new file beside the previous run's (a new `evaluation.json` beside an old `evidence.json`):
+///
+/// 1. every new file is written under a temporary name in `dir` and synced (a failure here
+///    leaves the previous set untouched);
+/// 2. every file of the set's names already in `dir` is removed;
+/// 3. the new files are renamed into place in the order given: put last the file readers act
+///    on (the sealed artifact), so its presence means the whole set is there.
+///
+/// A crash during 2 leaves part of the old set and nothing new; during 3, part of the new set
+/// and nothing old. Temporaries are removed on failure.
+pub fn write_set(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), ContractError> {
+    write_set_with(dir, files, |_| Ok(()))
+}
+
+/// [`write_set`] with `after_rename(i)` called once file `i` is in place; an error from it stops
+/// the commit there, as a crash would (how tests inject one).
+pub fn write_set_with(
+    dir: &Path,
+    files: &[(&str, &[u8])],
+    mut after_rename: impl FnMut(usize) -> std::io::Result<()>,
+) -> Result<(), ContractError> {
+    use std::io::Write as _;
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ContractError::Write { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let tmp_of = |name: &str| dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let cleanup = || {
+        for (name, _) in files {
+            let _ = std::fs::remove_file(tmp_of(name));
+        }
+    };
+    for (name, bytes) in files {
+        let tmp = tmp_of(name);
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_data()
+        });
+        if let Err(e) = written {
+            cleanup();
+            return Err(err(&tmp)(e));
+        }
+    }
+    for (name, _) in files {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                cleanup();
+                return Err(err(&path)(e));
+            }
+        }
+    }
+    for (i, (name, _)) in files.iter().enumerate() {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::rename(tmp_of(name), &path).and_then(|()| after_rename(i)) {
+            cleanup();
+            return Err(err(&path)(e));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.

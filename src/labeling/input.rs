@@ -10,9 +10,12 @@
 //! exports often come newest first). A file whose rows are not in increasing date order is
 //! accepted and said so in [`Dataset::notes`]; a repeated (symbol, date) is still a bad row.
 
+use crate::records::{
+    Format, Table, TableError, excerpt, field, json_line_id, json_object, lines, split_fields,
+    split_header, split_row, text_lines,
+};
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
 use rustc_hash::FxHashMap as HashMap;
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A skipped input row: where and why.
@@ -33,12 +36,8 @@ impl std::fmt::Display for BadRow {
 pub enum InputError {
     #[error("{0} (strict mode stops at the first bad row)")]
     BadRow(BadRow),
-    #[error("{file}: header lacks required column `{column}` (header: {header})")]
-    MissingColumn {
-        file: String,
-        column: String,
-        header: String,
-    },
+    #[error(transparent)]
+    Table(#[from] TableError),
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
 }
@@ -242,6 +241,8 @@ pub struct Sources<'a> {
     pub universe: (&'a str, &'a [u8]),
     pub factors: Option<(&'a str, &'a [u8])>,
     pub events: (&'a str, &'a [u8]),
+    /// The events' format; `None`: from the events file's name (`.csv`, `.jsonl`).
+    pub events_format: Option<Format>,
 }
 
 impl Dataset {
@@ -275,7 +276,17 @@ impl Dataset {
             }
             None => None,
         };
-        let events = parse_events(src.events, strict, &mut bad)?;
+        let format =
+            Format::of(std::path::Path::new(src.events.0), src.events_format).ok_or_else(|| {
+                InputError::Invalid {
+                    file: src.events.0.into(),
+                    message:
+                        "cannot tell CSV from JSON Lines: name the file .csv or .jsonl, or give \
+                          the format explicitly"
+                            .into(),
+                }
+            })?;
+        let events = parse_events(src.events, format, strict, &mut bad)?;
         Ok(Dataset {
             calendar,
             universe,
@@ -317,7 +328,7 @@ pub fn parse_price_panel(
     strict: bool,
 ) -> Result<(Calendar, Universe, Prices, BadRows), InputError> {
     let (header, body) = split_header(file, bytes)?;
-    let (cols, _) = header_columns(file, header, &["date", "symbol"])?;
+    let cols = header.columns(&["date", "symbol"])?;
     let mut dates = std::collections::BTreeSet::new();
     let mut universe = Universe::default();
     let mut fields = Vec::new();
@@ -354,83 +365,6 @@ pub fn parse_price_panel(
 
 // ---------- line and field splitting ----------
 
-/// Lines of a text file with 1-based line numbers, without line terminators; skips a UTF-8 BOM
-/// and blank lines.
-fn lines(bytes: &[u8], first_line: u64) -> impl Iterator<Item = (u64, &[u8])> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let mut line_no = first_line;
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', bytes)
-        .chain(std::iter::once(bytes.len()))
-        .map(move |end| {
-            let line = &bytes[start.min(end)..end];
-            start = end + 1;
-            let n = line_no;
-            line_no += 1;
-            (n, line.strip_suffix(b"\r").unwrap_or(line))
-        })
-        .filter(|(_, line)| !line.iter().all(|b| b.is_ascii_whitespace()))
-}
-
-/// Splits one CSV line into fields. Plain lines split on commas; a line with quotes goes
-/// through the csv crate so quoted commas and doubled quotes are handled.
-fn split_fields<'a>(line: &'a [u8], out: &mut Vec<Cow<'a, str>>) -> Result<(), String> {
-    out.clear();
-    if memchr::memchr(b'"', line).is_none() {
-        let text = std::str::from_utf8(line).map_err(|e| {
-            let field = memchr::memchr_iter(b',', &line[..e.valid_up_to()]).count() + 1;
-            format!("field {field} is not valid UTF-8")
-        })?;
-        let mut start = 0;
-        // Commas are ASCII, so these are character boundaries.
-        for end in memchr::memchr_iter(b',', line).chain(std::iter::once(line.len())) {
-            out.push(Cow::Borrowed(text[start..end].trim()));
-            start = end + 1;
-        }
-        return Ok(());
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(line);
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => {
-            out.extend(record.iter().map(|f| Cow::Owned(f.trim().to_string())));
-            Ok(())
-        }
-        Ok(false) => Ok(()),
-        Err(e) => Err(format!("malformed CSV: {e}")),
-    }
-}
-
-/// Column positions of `required` names in a header line.
-fn header_columns(
-    file: &str,
-    header: &[u8],
-    required: &[&str],
-) -> Result<(Vec<usize>, Vec<String>), InputError> {
-    let mut fields = Vec::new();
-    split_fields(header, &mut fields).map_err(|message| InputError::Invalid {
-        file: file.to_string(),
-        message: format!("header: {message}"),
-    })?;
-    let names: Vec<String> = fields.iter().map(|f| f.to_ascii_lowercase()).collect();
-    let positions = required
-        .iter()
-        .map(|col| {
-            names
-                .iter()
-                .position(|n| n == col)
-                .ok_or_else(|| InputError::MissingColumn {
-                    file: file.to_string(),
-                    column: col.to_string(),
-                    header: names.join(","),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((positions, names))
-}
-
 /// Splits the body after the header into up to `parts` chunks at line boundaries; each with the
 /// line number of its first line.
 fn chunks(body: &[u8], first_line: u64, parts: usize) -> Vec<(u64, &[u8])> {
@@ -456,21 +390,6 @@ fn chunks(body: &[u8], first_line: u64, parts: usize) -> Vec<(u64, &[u8])> {
     out
 }
 
-/// The header line and the rest of a file.
-fn split_header<'a>(file: &str, bytes: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), InputError> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
-    let header = &bytes[..end];
-    let header = header.strip_suffix(b"\r").unwrap_or(header);
-    if header.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(InputError::Invalid {
-            file: file.to_string(),
-            message: "empty file: expected a header line".into(),
-        });
-    }
-    Ok((header, &bytes[(end + 1).min(bytes.len())..]))
-}
-
 /// `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     let b = s.as_bytes();
@@ -486,7 +405,10 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
             }
         }
     }
-    Err(format!("`{s}` is not a date (YYYY-MM-DD)"))
+    Err(format!(
+        "`{}` is not a date (YYYY-MM-DD)",
+        excerpt(s.as_bytes())
+    ))
 }
 
 /// Exact powers of ten as doubles (10^22 is the largest exactly representable).
@@ -507,6 +429,8 @@ fn fast_decimal(field: &str) -> Option<f64> {
     for &c in digits {
         match c {
             b'.' if !point => point = true,
+            // More than 15 digits is not the fast path (and would overflow the mantissa).
+            b'0'..=b'9' if count == 15 => return None,
             b'0'..=b'9' => {
                 mantissa = mantissa * 10 + (c - b'0') as u64;
                 count += 1;
@@ -515,7 +439,7 @@ fn fast_decimal(field: &str) -> Option<f64> {
             _ => return None,
         }
     }
-    if count == 0 || count > 15 {
+    if count == 0 {
         return None;
     }
     let value = mantissa as f64 / POW10[fraction];
@@ -528,16 +452,11 @@ fn parse_number(field: &str, column: &str) -> Result<f64, String> {
     }
     match field.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(format!("{column} `{field}` is not a finite number")),
+        _ => Err(format!(
+            "{column} `{}` is not a finite number",
+            excerpt(field.as_bytes())
+        )),
     }
-}
-
-fn field<'a>(fields: &'a [Cow<'a, str>], i: usize, column: &str) -> Result<&'a str, String> {
-    fields
-        .get(i)
-        .map(|f| f.as_ref())
-        .filter(|f| !f.is_empty())
-        .ok_or_else(|| format!("missing {column}"))
 }
 
 // ---------- universe ----------
@@ -548,13 +467,13 @@ fn parse_universe(
     bad: &mut BadRows,
 ) -> Result<Universe, InputError> {
     let (header, body) = split_header(file, bytes)?;
-    let (cols, _) = header_columns(file, header, &["symbol", "index", "industry"])?;
+    let cols = header.columns(&["symbol", "index", "industry"])?;
     let mut u = Universe::default();
     let mut index_ids: HashMap<String, u32> = HashMap::default();
     let mut industry_ids: HashMap<String, u32> = HashMap::default();
     let mut fields = Vec::new();
     for (line, text) in lines(body, 2) {
-        let row = split_fields(text, &mut fields).and_then(|()| {
+        let row = split_row(text, header.width(), &mut fields).and_then(|()| {
             Ok((
                 field(&fields, cols[0], "symbol")?.to_string(),
                 field(&fields, cols[1], "index")?.to_string(),
@@ -577,7 +496,7 @@ fn parse_universe(
             }
         };
         if u.lookup.contains_key(&symbol) {
-            let reason = format!("duplicate symbol `{symbol}`");
+            let reason = format!("duplicate symbol `{}`", excerpt(symbol.as_bytes()));
             bad.push(
                 "universe",
                 BadRow {
@@ -622,7 +541,7 @@ fn parse_indices(
     bad: &mut BadRows,
 ) -> Result<(Calendar, Vec<Vec<f64>>, u64), InputError> {
     let (header, body) = split_header(file, bytes)?;
-    let (cols, _) = header_columns(file, header, &["date", "index", "close"])?;
+    let cols = header.columns(&["date", "index", "close"])?;
     let mut seen: HashMap<(usize, NaiveDate), u64> = HashMap::default();
     let mut unordered = 0u64;
     let index_ids: HashMap<&str, usize> = universe
@@ -635,7 +554,7 @@ fn parse_indices(
     let mut last_date: Vec<Option<(NaiveDate, u64)>> = vec![None; universe.indices.len()];
     let mut fields = Vec::new();
     for (line, text) in lines(body, 2) {
-        let row = split_fields(text, &mut fields).and_then(|()| {
+        let row = split_row(text, header.width(), &mut fields).and_then(|()| {
             let date = parse_date(field(&fields, cols[0], "date")?)?;
             let index = field(&fields, cols[1], "index")?;
             let close = parse_number(field(&fields, cols[2], "close")?, "close")?;
@@ -650,7 +569,10 @@ fn parse_indices(
                 None => continue,
                 Some(&i) => match seen.get(&(i, date)) {
                     Some(l) => {
-                        format!("duplicate row for index `{index}` on {date} (first on line {l})")
+                        format!(
+                            "duplicate row for index `{}` on {date} (first on line {l})",
+                            excerpt(index.as_bytes())
+                        )
                     }
                     None => {
                         seen.insert((i, date), line);
@@ -722,13 +644,13 @@ fn parse_prices(
     threads: usize,
 ) -> Result<(Prices, BadRows, u64), InputError> {
     let (header, body) = split_header(file, bytes)?;
-    let (cols, _) = header_columns(file, header, &["date", "symbol", "open", "close"])?;
+    let cols = header.columns(&["date", "symbol", "open", "close"])?;
     let parse_chunk = |(first_line, chunk): (u64, &[u8])| -> ChunkResult<PriceRow> {
         let mut rows = Vec::with_capacity(chunk.len() / 32);
         let mut bad = Vec::new();
         let mut fields = Vec::new();
         for (line, text) in lines(chunk, first_line) {
-            let row = split_fields(text, &mut fields).and_then(|()| {
+            let row = split_row(text, header.width(), &mut fields).and_then(|()| {
                 let date = parse_date(field(&fields, cols[0], "date")?)?;
                 let symbol = field(&fields, cols[1], "symbol")?;
                 let open = parse_number(field(&fields, cols[2], "open")?, "open")?;
@@ -738,10 +660,12 @@ fn parse_prices(
                         "prices must be positive (open {open}, close {close})"
                     ));
                 }
-                let symbol = *universe
-                    .lookup
-                    .get(symbol)
-                    .ok_or_else(|| format!("symbol `{symbol}` is not in the universe"))?;
+                let symbol = *universe.lookup.get(symbol).ok_or_else(|| {
+                    format!(
+                        "symbol `{}` is not in the universe",
+                        excerpt(symbol.as_bytes())
+                    )
+                })?;
                 let day = calendar
                     .index(date)
                     .ok_or_else(|| format!("{date} is not a trading day of the index calendar"))?;
@@ -927,7 +851,8 @@ fn parse_factors(
     threads: usize,
 ) -> Result<(Exposures, BadRows, u64), InputError> {
     let (header, body) = split_header(file, bytes)?;
-    let (cols, names) = header_columns(file, header, &["date", "symbol"])?;
+    let cols = header.columns(&["date", "symbol"])?;
+    let names = &header.names;
     let factor_cols: Vec<usize> = (0..names.len()).filter(|i| !cols.contains(i)).collect();
     if factor_cols.is_empty() {
         return Err(InputError::Invalid {
@@ -941,7 +866,7 @@ fn parse_factors(
         let mut bad = Vec::new();
         let mut fields = Vec::new();
         for (line, text) in lines(chunk, first_line) {
-            let row = split_fields(text, &mut fields).and_then(|()| {
+            let row = split_row(text, header.width(), &mut fields).and_then(|()| {
                 let date = parse_date(field(&fields, cols[0], "date")?)?;
                 let symbol = field(&fields, cols[1], "symbol")?;
                 let values = factor_cols
@@ -949,10 +874,12 @@ fn parse_factors(
                     .zip(&factors)
                     .map(|(&c, name)| parse_number(field(&fields, c, name)?, name))
                     .collect::<Result<Vec<f64>, String>>()?;
-                let symbol = *universe
-                    .lookup
-                    .get(symbol)
-                    .ok_or_else(|| format!("symbol `{symbol}` is not in the universe"))?;
+                let symbol = *universe.lookup.get(symbol).ok_or_else(|| {
+                    format!(
+                        "symbol `{}` is not in the universe",
+                        excerpt(symbol.as_bytes())
+                    )
+                })?;
                 let day = calendar
                     .index(date)
                     .ok_or_else(|| format!("{date} is not a trading day of the index calendar"))?;
@@ -1017,7 +944,6 @@ fn parse_factors(
 
 #[derive(serde::Deserialize)]
 struct JsonEvent {
-    event_id: serde_json::Value,
     timestamp: String,
     symbol: String,
     event_type: String,
@@ -1025,14 +951,15 @@ struct JsonEvent {
     title: String,
 }
 
-/// Events as CSV (with a header) or JSON Lines (detected by a first non-blank character `{`).
+/// Events as CSV (with a header) or JSON Lines, as `format` says (the caller decides it from
+/// the file name or a flag). Every bad line (malformed, not UTF-8, too many or too few fields,
+/// a repeated id) is named and counted; event ids are text exactly as written.
 fn parse_events(
     (file, bytes): (&str, &[u8]),
+    format: Format,
     strict: bool,
     bad: &mut BadRows,
 ) -> Result<Vec<Event>, InputError> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let is_jsonl = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let mut events = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::default();
     let mut accept = |line: u64, row: Result<Event, String>, bad: &mut BadRows| {
@@ -1040,7 +967,7 @@ fn parse_events(
             Ok(event) => match seen.get(&event.event_id) {
                 Some(first) => format!(
                     "duplicate event_id `{}` (first on line {first})",
-                    event.event_id
+                    excerpt(event.event_id.as_bytes())
                 ),
                 None => {
                     seen.insert(event.event_id.clone(), line);
@@ -1060,70 +987,33 @@ fn parse_events(
             strict,
         )
     };
-    if is_jsonl {
-        for (line, text) in lines(bytes, 1) {
-            let row = serde_json::from_slice::<JsonEvent>(text)
-                .map_err(|e| format!("not an event object: {e}"))
-                .and_then(|e| {
-                    let id = match e.event_id {
-                        serde_json::Value::String(s) => s,
-                        serde_json::Value::Number(n) => n.to_string(),
-                        other => return Err(format!("event_id {other} is not a string or number")),
-                    };
+    match format {
+        Format::Jsonl => {
+            for (line, text) in text_lines(bytes) {
+                let row = text.and_then(|text| {
+                    let id = json_line_id(text)?;
+                    let e: JsonEvent =
+                        json_object(text).map_err(|e| format!("not an event object: {e}"))?;
                     make_event(&id, &e.timestamp, &e.symbol, &e.event_type, &e.title)
                 });
-            accept(line, row, bad)?;
+                accept(line, row, bad)?;
+            }
         }
-    } else {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
-        let headers: Vec<String> = reader
-            .headers()
-            .map_err(|e| InputError::Invalid {
-                file: file.into(),
-                message: format!("header: {e}"),
-            })?
-            .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect();
-        let col = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h == name)
-                .ok_or_else(|| InputError::MissingColumn {
-                    file: file.into(),
-                    column: name.into(),
-                    header: headers.join(","),
-                })
-        };
-        let cols = [
-            col("event_id")?,
-            col("timestamp")?,
-            col("symbol")?,
-            col("event_type")?,
-            col("title")?,
-        ];
-        let mut record = csv::StringRecord::new();
-        loop {
-            let line = reader.position().line();
-            match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {
-                    let get = |i: usize| record.get(cols[i]).unwrap_or("").trim();
-                    let row = make_event(get(0), get(1), get(2), get(3), get(4));
-                    accept(record.position().map_or(line, |p| p.line()), row, bad)?;
-                }
-                Err(e) => {
-                    let reason = format!("malformed CSV: {e}");
-                    bad.push(
-                        "events",
-                        BadRow {
-                            file: file.into(),
-                            line,
-                            reason,
-                        },
-                        strict,
-                    )?;
-                }
+        Format::Csv => {
+            let table = Table::parse(file, bytes)?;
+            let cols = table.header.columns(&[
+                "event_id",
+                "timestamp",
+                "symbol",
+                "event_type",
+                "title",
+            ])?;
+            for (line, fields) in table.rows() {
+                let row = fields.and_then(|f| {
+                    let get = |i: usize| f[cols[i]].as_ref();
+                    make_event(get(0), get(1), get(2), get(3), get(4))
+                });
+                accept(line, row, bad)?;
             }
         }
     }
@@ -1143,8 +1033,12 @@ fn make_event(
     if symbol.is_empty() {
         return Err("missing symbol".into());
     }
-    let timestamp = DateTime::parse_from_rfc3339(timestamp)
-        .map_err(|e| format!("timestamp `{timestamp}` is not RFC 3339 with an offset: {e}"))?;
+    let timestamp = DateTime::parse_from_rfc3339(timestamp).map_err(|e| {
+        format!(
+            "timestamp `{}` is not RFC 3339 with an offset: {e}",
+            excerpt(timestamp.as_bytes())
+        )
+    })?;
     Ok(Event {
         event_id: id.to_string(),
         timestamp,
@@ -1163,13 +1057,18 @@ mod tests {
         "date,index,close\n2024-01-02,IDX,100\n2024-01-03,IDX,101\n2024-01-04,IDX,99\n";
 
     fn parse(prices: &str, events: &str, strict: bool) -> Result<Dataset, InputError> {
+        parse_as(prices, ("events.csv", events), strict)
+    }
+
+    fn parse_as(prices: &str, events: (&str, &str), strict: bool) -> Result<Dataset, InputError> {
         Dataset::parse(
             &Sources {
                 prices: ("prices.csv", prices.as_bytes()),
                 indices: ("indices.csv", INDICES.as_bytes()),
                 universe: ("universe.csv", UNIVERSE.as_bytes()),
                 factors: None,
-                events: ("events.csv", events.as_bytes()),
+                events: (events.0, events.1.as_bytes()),
+                events_format: None,
             },
             strict,
         )
@@ -1233,7 +1132,7 @@ mod tests {
             {\"event_id\": \"7\", \"timestamp\": \"2024-01-02T10:00:00+08:00\", \"symbol\": \"A\", \"event_type\": \"x\", \"title\": \"t\"}\n\
             {\"event_id\": \"8\", \"timestamp\": \"2024-01-02 10:00\", \"symbol\": \"A\", \"event_type\": \"x\", \"title\": \"t\"}\n\
             not json\n";
-        let d = parse(prices, jsonl, false).unwrap();
+        let d = parse_as(prices, ("events.jsonl", jsonl), false).unwrap();
         assert_eq!(d.events.len(), 1);
         assert_eq!(d.events[0].event_id, "7");
         assert_eq!(d.bad_rows.counts["events"], 3);
@@ -1333,6 +1232,7 @@ mod tests {
                 universe: ("u", UNIVERSE.as_bytes()),
                 factors: Some(("f", factors.as_bytes())),
                 events: ("e", EVENTS.as_bytes()),
+                events_format: Some(Format::Csv),
             },
             true,
         )

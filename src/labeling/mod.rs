@@ -41,6 +41,10 @@ pub struct LabelingConfig {
     pub timezone: String,
     /// Neutralize against factor returns when exposures are given.
     pub neutralize: bool,
+    /// Keep other events' window days of the same stock out of each estimation window
+    /// (default). `false` keeps them: the classic event study (MacKinlay 1997), where the
+    /// estimation window is every trading day of `(T0, T1]`.
+    pub exclude_other_events: bool,
     /// Extra spellings of event types (source string → type).
     pub aliases: BTreeMap<String, EventType>,
 }
@@ -57,6 +61,7 @@ impl Default for LabelingConfig {
             session_open: "09:30".into(),
             timezone: "Asia/Shanghai".into(),
             neutralize: true,
+            exclude_other_events: true,
             aliases: BTreeMap::new(),
         }
     }
@@ -155,7 +160,10 @@ pub fn label(data: &Dataset, config: &LabelingConfig) -> Labeled {
         )
     });
 
-    // d0 of each event: the first trading day whose session opens strictly after it.
+    // d0 of each event: the first trading day whose session opens strictly after it. An event
+    // before the calendar's first day has none, exactly like one after its last day: its first
+    // tradable day is not in the data (the calendar's first day may be weeks later).
+    let first_day = data.calendar.dates.first().copied();
     let d0: Vec<Option<usize>> = data
         .events
         .iter()
@@ -166,6 +174,9 @@ pub fn label(data: &Dataset, config: &LabelingConfig) -> Labeled {
             } else {
                 local.date().checked_add_days(Days::new(1))?
             };
+            if first_day.is_some_and(|first| first_open_date < first) {
+                return None;
+            }
             data.calendar.first_on_or_after(first_open_date)
         })
         .collect();
@@ -175,9 +186,15 @@ pub fn label(data: &Dataset, config: &LabelingConfig) -> Labeled {
         .map(|e| data.universe.lookup.get(&e.symbol).map(|&s| s as usize))
         .collect();
 
-    // Days inside any event window of each symbol: kept out of that symbol's estimation windows.
+    // Days inside any event window of each symbol: kept out of that symbol's estimation windows
+    // (unless the configuration keeps them: the classic event study).
     let mut in_event_window = vec![false; symbols * days];
-    for (s, d) in symbol_of.iter().zip(&d0) {
+    let excluded = if config.exclude_other_events {
+        symbol_of.as_slice()
+    } else {
+        &[]
+    };
+    for (s, d) in excluded.iter().zip(&d0) {
         if let (Some(s), Some(d)) = (s, d) {
             for t in *d..(*d + horizon).min(days) {
                 in_event_window[s * days + t] = true;

@@ -333,15 +333,15 @@ pub fn run(args: ControllerArgs) -> crate::cli::CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| crate::cli::CliError::Usage(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| crate::cli::CliError::Runtime(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(operate(args))
 }
 
 async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
     let fail = |m: String| crate::cli::CliError::Usage(m);
-    let client = Client::try_default()
-        .await
-        .map_err(|e| fail(format!("cannot reach the Kubernetes API: {e}")))?;
+    let client = Client::try_default().await.map_err(|e| {
+        crate::cli::CliError::Runtime(format!("cannot reach the Kubernetes API: {e}"))
+    })?;
     let policy_config_map = match &args.policy {
         Some(p) => {
             let (ns, name) = p

@@ -886,15 +886,21 @@ pub fn run(args: ServeArgs) -> crate::cli::CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| fail(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| crate::cli::CliError::Runtime(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .map_err(|e| fail(format!("cannot listen on {}: {e}", args.listen)))?;
+            .map_err(|e| {
+                crate::cli::CliError::Runtime(format!("cannot listen on {}: {e}", args.listen))
+            })?;
         let addr = listener
             .local_addr()
-            .map_err(|e| fail(format!("listener: {e}")))?;
-        println!("janus serve listening on http://{addr}");
+            .map_err(|e| crate::cli::CliError::Runtime(format!("listener: {e}")))?;
+        // A log line: a closed or full stdout must not stop the service (println! would panic).
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stdout(),
+            format_args!("janus serve listening on http://{addr}\n"),
+        );
         let max_age = (args.max_config_age > 0).then(|| Duration::from_secs(args.max_config_age));
         let source = &args.source;
         match (
@@ -949,7 +955,7 @@ pub fn run(args: ServeArgs) -> crate::cli::CliResult {
         .await;
         // On shutdown (SIGTERM, SIGINT) the open window is written: nothing answered is lost.
         service.flush_stats(Utc::now());
-        served.map_err(|e| fail(format!("serving: {e}")))?;
+        served.map_err(|e| crate::cli::CliError::Runtime(format!("serving: {e}")))?;
         crate::operator::flush_traces();
         Ok(std::process::ExitCode::SUCCESS)
     })
