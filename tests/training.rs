@@ -238,7 +238,11 @@ fn the_trainer_contract_outputs_and_lineage() {
         "--out",
         &p("x.jsonl"),
     ]);
-    assert_eq!(out.status.code(), Some(2), "a model file that cannot be parsed");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a model file that cannot be parsed"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("1 parameters, but buckets 512 and hidden 32 need")
