@@ -528,3 +528,41 @@ fn garbage_never_panics_and_a_response_carries_the_patch() {
             .any(|op| op["path"] == "/metadata/annotations/janus.torghut.io~1approval")
     );
 }
+
+// ---------- adversarial (adv16b) ----------
+
+/// An approval asked while the webhook cannot read the candidate's model (the candidate does
+/// not exist yet, or the read timed out) is stamped with no model digest; such a record must
+/// not count for whatever model the candidate later names (issue 16: "bound to the request's
+/// candidate digest").
+#[test]
+fn adv_an_approval_stamped_without_a_model_digest_does_not_count_for_another_model() {
+    let stored = created_by(bob());
+    let asked = ask(&stored, ASK_APPROVE_KEY, "true");
+    let m = review(
+        &review_of("UPDATE", alice(), asked.clone(), Some(stored.clone())),
+        &cfg(),
+        Mode::Mutate,
+        None,
+        now(),
+    );
+    if m.denial.is_some() {
+        return; // Refusing the unbound approval is a fix too.
+    }
+    let out = apply(asked, &m.patch);
+    // Later the candidate names model "bb" (recreated from another run), not one Alice saw.
+    let b = Binding {
+        namespace: "janus",
+        request: "r1",
+        uid: "uid-1",
+        candidate: "c1",
+        target: Target::Canary,
+        model_sha256: Some("bb"),
+    };
+    let v = verify_all(&annotations(&out), &b, Some(&key()), now());
+    assert!(
+        v.approval.is_none(),
+        "an approval bound to no model counts for model bb: {:?}",
+        v.approval
+    );
+}
