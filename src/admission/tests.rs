@@ -566,3 +566,20 @@ fn adv_an_approval_stamped_without_a_model_digest_does_not_count_for_another_mod
         v.approval
     );
 }
+
+/// `kubectl annotate --dry-run=server ... approve=true`: nothing is persisted and nothing goes
+/// to the audit trail, but the response carries a valid signed approval, which can be put on
+/// the request later (an update with the webhook down) with no approval ever audited.
+#[test]
+fn adv_a_dry_run_gets_no_signed_record() {
+    let stored = created_by(bob());
+    let asked = ask(&stored, ASK_APPROVE_KEY, "true");
+    let mut r = review_of("UPDATE", alice(), asked.clone(), Some(stored.clone()));
+    r.dry_run = Some(true);
+    let m = review(&r, &cfg(), Mode::Mutate, Some("aa"), now());
+    let out = apply(asked, &m.patch);
+    assert!(
+        verified(&out).approval.is_none(),
+        "a dry run was answered with a valid signed approval"
+    );
+}
