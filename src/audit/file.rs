@@ -139,4 +139,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    // ---------- adversarial (adv16b) ----------
+
+    /// A line longer than the 64 KiB tail window (a refusal whose reason quotes a huge
+    /// annotation value: annotations may hold 256 KiB) must not make the next append restart
+    /// the chain at GENESIS.
+    #[test]
+    fn adv_a_line_longer_than_the_tail_window_does_not_break_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), "janus");
+        append(&path, vec![entry("a")]).unwrap();
+        append(&path, vec![entry(&"x".repeat(70 * 1024))]).unwrap();
+        append(&path, vec![entry("after the long line")]).unwrap();
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            3,
+            "an untampered trail does not verify"
+        );
+    }
 }
