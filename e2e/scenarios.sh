@@ -1128,3 +1128,20 @@ s34_audit_trail() {
   echo "$out"
   grep -q "$copy:$line:" <<<"$out" || fail "the failure does not name line $line"
 }
+
+# ---------- adversarial checks of issue 16 (adv16b) ----------
+
+s35_rollback_actor() {
+  # Needs scenario 2: r1-canary created by rita, approved by alice, promoted to canary.
+  [ "$(phase r1-canary)" = Promoted ] || fail "r1-canary is not promoted (run scenario 2 first)"
+  # On-call (carol, who neither created nor approved it) rolls it back.
+  as carol annotate promotionrequest r1-canary janus.torghut.io/rollback-reason="adv: carol rolls back"
+  k wait promotionrequest/r1-canary --for=jsonpath='{.status.phase}'=RolledBack --timeout=30s
+  local actor
+  actor="$(jp promotionrequest/r1-canary '{.status.history[-1].actor}')"
+  echo "rollback recorded as by: $actor"
+  grep '"request":"r1-canary"' "$ART/audit/$NS.jsonl" | grep '"phase":"RolledBack"' | tail -1
+  # The history and the audit trail must name who asked for the rollback, not the approver.
+  [ "$actor" = carol ] || fail "carol's rollback is attributed to '$actor'"
+}
+
