@@ -1145,3 +1145,17 @@ s35_rollback_actor() {
   [ "$actor" = carol ] || fail "carol's rollback is attributed to '$actor'"
 }
 
+s36_kill_switch_typed_actor() {
+  # Needs scenario 2: r1-paper promoted to paper.
+  [ "$(phase r1-paper)" = Promoted ] || fail "r1-paper is not promoted (run scenario 2 first)"
+  # With the webhook down, carol sets the kill switch under a field manager she typed: "alice".
+  webhook_down as carol patch promotionrequest r1-paper --field-manager=alice --type merge -p '{"spec":{"killSwitch":true}}'
+  k wait promotionrequest/r1-paper --for=jsonpath='{.status.phase}'=Halted --timeout=30s
+  local actor
+  actor="$(jp promotionrequest/r1-paper '{.status.history[-1].actor}')"
+  echo "kill switch recorded as set by: $actor"
+  grep '"request":"r1-paper"' "$ART/audit/$NS.jsonl" | grep '"phase":"Halted"' | tail -1
+  # A field manager is a name the client typed: never recorded as an authenticated actor.
+  [ "$actor" != alice ] || fail "the kill switch is attributed to alice, a name carol typed (--field-manager)"
+}
+
