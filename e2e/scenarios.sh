@@ -1159,3 +1159,23 @@ s36_kill_switch_typed_actor() {
   [ "$actor" != alice ] || fail "the kill switch is attributed to alice, a name carol typed (--field-manager)"
 }
 
+s37_withdrawn_approval_resurrected() {
+  # An approval withdrawn by its approver, put back with the webhook down by on-call (who may
+  # not approve): an update that slipped past a down webhook must never approve anything.
+  canary_request withdrawn | as rita apply -f -
+  eventually 30 decided withdrawn
+  as alice annotate promotionrequest withdrawn janus.torghut.io/approve=true
+  k wait promotionrequest/withdrawn --for=condition=Approved --timeout=30s
+  local saved
+  saved="$(jp promotionrequest/withdrawn '{.metadata.annotations.janus\.torghut\.io/approval}')"
+  as alice annotate promotionrequest withdrawn janus.torghut.io/approval-
+  k wait promotionrequest/withdrawn --for=condition=Approved=False --timeout=30s
+  webhook_down as carol annotate --overwrite promotionrequest withdrawn "janus.torghut.io/approval=$saved"
+  poke withdrawn
+  sleep 5
+  local approved
+  approved="$(jp promotionrequest/withdrawn '{.status.conditions[?(@.type=="Approved")].status}')"
+  echo "after carol put the withdrawn approval back: Approved=$approved; blockers: $(blockers withdrawn)"
+  [ "$approved" = False ] || fail "a withdrawn approval, put back by carol with the webhook down, approves the request again"
+}
+
