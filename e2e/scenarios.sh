@@ -1179,3 +1179,15 @@ s37_withdrawn_approval_resurrected() {
   [ "$approved" = False ] || fail "a withdrawn approval, put back by carol with the webhook down, approves the request again"
 }
 
+s38_server_side_apply_resync() {
+  # GitOps with server-side apply (Argo CD `ServerSideApply=true`): the same manifest applied
+  # again, before and after an approval, must go through and keep the webhook's stamps.
+  canary_request ssa-sync >"$E2E/ssa-sync.yaml"
+  k apply --server-side --field-manager=argocd-e2e -f "$E2E/ssa-sync.yaml"
+  jp promotionrequest/ssa-sync '{.metadata.annotations.janus\.torghut\.io/created-by}' | grep -q '"by":' || fail "creator not stamped"
+  k apply --server-side --field-manager=argocd-e2e -f "$E2E/ssa-sync.yaml" || fail "an unchanged re-sync is refused"
+  jp promotionrequest/ssa-sync '{.metadata.annotations.janus\.torghut\.io/created-by}' | grep -q '"by":' || fail "the re-sync removed the creator"
+  as alice annotate promotionrequest ssa-sync janus.torghut.io/approve=true
+  k apply --server-side --field-manager=argocd-e2e -f "$E2E/ssa-sync.yaml" || fail "a re-sync after the approval is refused"
+  jp promotionrequest/ssa-sync '{.metadata.annotations.janus\.torghut\.io/approval}' | grep -q '"by":"alice"' || fail "the re-sync removed the approval"
+}
