@@ -1191,3 +1191,42 @@ s38_server_side_apply_resync() {
   k apply --server-side --field-manager=argocd-e2e -f "$E2E/ssa-sync.yaml" || fail "a re-sync after the approval is refused"
   jp promotionrequest/ssa-sync '{.metadata.annotations.janus\.torghut\.io/approval}' | grep -q '"by":"alice"' || fail "the re-sync removed the approval"
 }
+s39_webhook_signing_oracle() {
+  # The webhook's TLS asks no client certificate: anything that reaches its port (any pod in
+  # the cluster: there is no NetworkPolicy) can POST an AdmissionReview with any userInfo and
+  # get back records signed with the operator's key. Carol (on-call, not an approver) asks it
+  # for an approval "by alice" of rita's request.
+  canary_request oracle | as rita apply -f -
+  eventually 30 decided oracle
+  k get promotionrequest oracle -o json >"$E2E/oracle.json"
+  python3 - "$E2E/oracle.json" >"$E2E/oracle-review.json" <<'PY'
+import json, sys
+old = json.load(open(sys.argv[1]))
+new = json.loads(json.dumps(old))
+new["metadata"]["annotations"]["janus.torghut.io/approve"] = "true"
+print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+  "uid": "forged-1", "kind": {"group": "janus.torghut.io", "version": "v1alpha1", "kind": "PromotionRequest"},
+  "name": old["metadata"]["name"], "namespace": old["metadata"]["namespace"], "operation": "UPDATE",
+  "userInfo": {"username": "alice", "groups": ["janus-approvers", "system:authenticated"]},
+  "object": new, "oldObject": old}}))
+PY
+  local forged=""
+  forged="$(curl -sS --cacert "$WH/ca.crt" -H 'Content-Type: application/json' -X POST \
+      --data-binary @"$E2E/oracle-review.json" "https://127.0.0.1:$WH_PORT/mutate" 2>/dev/null |
+    python3 -c '
+import base64, json, sys
+r = json.load(sys.stdin)["response"]
+for op in json.loads(base64.b64decode(r.get("patch") or "W10=")):
+    if op["path"].endswith("janus.torghut.io~1approval"):
+        print(op["value"])' 2>/dev/null || true)"
+  [ -n "$forged" ] || { echo "the webhook signed nothing for an unauthenticated caller"; return 0; }
+  echo "signed for an unauthenticated caller: $forged"
+  # What it buys: carol puts it on with the webhook down, and the operator believes alice.
+  webhook_down as carol annotate --overwrite promotionrequest oracle "janus.torghut.io/approval=$forged"
+  poke oracle
+  sleep 5
+  local approved
+  approved="$(jp promotionrequest/oracle '{.status.conditions[?(@.type=="Approved")].status}')"
+  fail "the webhook signed an approval 'by alice' for an unauthenticated POST; put on by carol with the webhook down, the request is Approved=$approved"
+}
+
