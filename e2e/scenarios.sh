@@ -1230,3 +1230,20 @@ for op in json.loads(base64.b64decode(r.get("patch") or "W10=")):
   fail "the webhook signed an approval 'by alice' for an unauthenticated POST; put on by carol with the webhook down, the request is Approved=$approved"
 }
 
+s40_huge_ask_breaks_the_audit_chain() {
+  # An approver's ask with a 100 KiB value is refused; the refusal's audit line quotes it, and
+  # every later append chains to GENESIS: the untampered trail no longer verifies.
+  local log="$ART/audit/$NS.jsonl"
+  canary_request huge-ask | as rita apply -f -
+  eventually 30 decided huge-ask
+  janus audit verify "$log" || fail "the trail did not verify before"
+  python3 -c 'import json; print(json.dumps({"metadata": {"annotations": {"janus.torghut.io/approve": "x" * 100000}}}))' >"$E2E/huge-ask.json"
+  if as alice patch promotionrequest huge-ask --type merge --patch-file "$E2E/huge-ask.json" >/dev/null 2>&1; then
+    fail "the huge ask was allowed"
+  fi
+  sleep 1
+  as alice annotate promotionrequest huge-ask janus.torghut.io/approve=true
+  sleep 1
+  janus audit verify "$log" || fail "an untampered trail no longer verifies after a refusal with a long reason"
+}
+
