@@ -1247,3 +1247,23 @@ s40_huge_ask_breaks_the_audit_chain() {
   janus audit verify "$log" || fail "an untampered trail no longer verifies after a refusal with a long reason"
 }
 
+s41_approval_without_model() {
+  # A canary request for a candidate that does not exist yet: the webhook cannot read its model,
+  # and stamps the approval bound to no model digest.
+  cat <<YAML | as rita apply -f -
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: future-canary}
+spec:
+  candidate: future-candidate
+  target: canary
+  canary: {symbols: ["600000.SH"], maxOrderNotional: 100000, maxGrossNotional: 1000000, maxNetNotional: 250000}
+YAML
+  eventually 30 decided future-canary
+  if as alice annotate promotionrequest future-canary janus.torghut.io/approve=true; then
+    local rec
+    rec="$(jp promotionrequest/future-canary '{.metadata.annotations.janus\.torghut\.io/approval}')"
+    echo "stamped: $rec"
+    grep -q '"modelSha256"' <<<"$rec" || fail "an approval was stamped bound to no model digest (the candidate does not exist yet): it will count for whatever model future-candidate names"
+  fi
+}
