@@ -1191,6 +1191,7 @@ s38_server_side_apply_resync() {
   k apply --server-side --field-manager=argocd-e2e -f "$E2E/ssa-sync.yaml" || fail "a re-sync after the approval is refused"
   jp promotionrequest/ssa-sync '{.metadata.annotations.janus\.torghut\.io/approval}' | grep -q '"by":"alice"' || fail "the re-sync removed the approval"
 }
+
 s39_webhook_signing_oracle() {
   # The webhook's TLS asks no client certificate: anything that reaches its port (any pod in
   # the cluster: there is no NetworkPolicy) can POST an AdmissionReview with any userInfo and
@@ -1266,4 +1267,24 @@ YAML
     echo "stamped: $rec"
     grep -q '"modelSha256"' <<<"$rec" || fail "an approval was stamped bound to no model digest (the candidate does not exist yet): it will count for whatever model future-candidate names"
   fi
+}
+
+s42_audit_outage_loses_transitions() {
+  # Needs scenario 2: r1-paper promoted. The audit folder unwritable for a moment (a full or
+  # read-only volume): the kill switch must still halt (it does), and once the folder is back
+  # the halt must reach the trail — today the entry is dropped for good and the chain verifies.
+  [ "$(phase r1-paper)" = Promoted ] || fail "r1-paper is not promoted (run scenario 2 first)"
+  local log="$ART/audit/$NS.jsonl"
+  mv "$ART/audit" "$ART/audit.saved"
+  touch "$ART/audit"   # a file where the folder should be: every append fails
+  as carol patch promotionrequest r1-paper --type merge -p '{"spec":{"killSwitch":true}}'
+  k wait promotionrequest/r1-paper --for=jsonpath='{.status.phase}'=Halted --timeout=30s
+  sleep 2
+  rm "$ART/audit"
+  mv "$ART/audit.saved" "$ART/audit"
+  poke r1-paper
+  sleep 5
+  janus audit verify "$log"
+  grep '"request":"r1-paper"' "$log" | grep -q '"phase":"Halted"' ||
+    fail "the halt of r1-paper during the audit outage never reached the trail, and the trail still verifies"
 }
