@@ -1288,3 +1288,21 @@ s42_audit_outage_loses_transitions() {
   grep '"request":"r1-paper"' "$log" | grep -q '"phase":"Halted"' ||
     fail "the halt of r1-paper during the audit outage never reached the trail, and the trail still verifies"
 }
+
+s43_rotated_key_halts_promoted() {
+  # Needs scenario 2: r1-paper promoted. docs/gitops.md: "a rotated signing key voids every
+  # approval and drill on record, which blocks canaries until they are recorded again" — the
+  # chart regenerates the key on every Argo CD sync unless ignoreDifferences is set. Nothing
+  # says it stops what is trading: r1-paper (paper needs no approval) must stay promoted.
+  [ "$(phase r1-paper)" = Promoted ] || fail "r1-paper is not promoted (run scenario 2 first)"
+  openssl rand -hex 32 >"$E2E/signing.key"
+  local old
+  old="$(leader)"
+  kill "$(cat "$E2E/pid-$old")"
+  start_operator op-rotated
+  wait_leader op-rotated || fail "op-rotated never led"
+  poke r1-paper
+  sleep 5
+  echo "after the key rotation: $(phase r1-paper): $(last_reason r1-paper)"
+  [ "$(phase r1-paper)" = Promoted ] || fail "rotating the signing key halted a promoted paper request: $(last_reason r1-paper)"
+}
