@@ -1311,3 +1311,44 @@ fn step_jobs_run_as_the_step_service_account_without_an_api_token() {
         assert_eq!(pod.automount_service_account_token, Some(false));
     }
 }
+
+// ---------- adversarial (adv16b) ----------
+
+/// Every step Job, including the trainer image a researcher names in `spec.training.image`
+/// (code the researcher chose), mounts the whole artifacts volume read-write at /artifacts.
+/// On it lie the audit trail (`audit/<namespace>.jsonl`) and the runtime statistics the gates
+/// read for every candidate (`candidates/<candidate>/runtime-<stage>.json`, unsigned): a
+/// researcher's step can rewrite the trail and write its own candidate a paper window it
+/// never traded. A step must not be able to write either.
+#[test]
+fn adv_no_step_job_can_write_the_audit_trail_or_runtime_statistics() {
+    let run = janus_run(
+        "run-1",
+        janus::contracts::Sha256Hex::of_bytes(b"d"),
+        Some("registry.example/researchers-own-trainer:1"),
+    );
+    for step in Step::ALL {
+        let job = jobs::job(&run, step, "registry.example/janus:0.1.0").unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+        for folder in ["audit", "candidates"] {
+            let path = format!("{}/{folder}", jobs::ARTIFACTS);
+            // A writable mount of the artifacts volume's root that the folder lies under, with
+            // no read-only mount over the folder.
+            let writable_root = mounts.iter().any(|m| {
+                m.name == "artifacts"
+                    && m.read_only != Some(true)
+                    && m.sub_path.as_deref().unwrap_or("").is_empty()
+                    && path.starts_with(&m.mount_path)
+            });
+            let read_only = mounts
+                .iter()
+                .any(|m| m.mount_path == path && m.read_only == Some(true));
+            assert!(
+                !writable_root || read_only,
+                "step {} can write {path}: {mounts:?}",
+                step.name()
+            );
+        }
+    }
+}

@@ -718,4 +718,25 @@ mod tests {
         assert!(SigningKey::new(b"short").is_none());
         assert!(SigningKey::new(&[0; 16]).is_some());
     }
+
+    /// The webhook's clock a few seconds ahead of the operator's (another node): a record it
+    /// just stamped (`at` = its `now`) must count, as `recordedAt` does within five minutes; a
+    /// fresh approval or kill-switch record is otherwise ignored as "dated in the future".
+    #[test]
+    fn adv_a_fresh_record_from_a_webhook_two_seconds_ahead_counts() {
+        let operator_now = t("2026-01-01T10:00:00Z");
+        let mut approval = record(Kind::Approval, "alice");
+        approval.at = t("2026-01-01T10:00:02Z");
+        approval.recorded_at = t("2026-01-01T10:00:02Z");
+        let a = with(&[
+            record(Kind::CreatedBy, "bob").signed(&key()),
+            approval.signed(&key()),
+        ]);
+        let v = verify_all(&a, &binding(), Some(&key()), operator_now);
+        assert!(
+            v.approval.is_some(),
+            "a fresh approval stamped 2 s ahead is ignored: {:?}",
+            v.ignored
+        );
+    }
 }
