@@ -261,6 +261,10 @@ pub enum Invalid {
         "approval by {by} does not cover this spec: spec.canary (the risk limits) or another approved field changed after it was approved{detail}; ask an approver again"
     )]
     TermsChanged { by: String, detail: String },
+    #[error(
+        "approval by {by} binds no model digest (the candidate's model could not be read when it was stamped): it could count for any model; ask an approver again"
+    )]
+    NoModel { by: String },
     #[error("approval by {by}: separation of duties: the approver created the request")]
     SelfApproval { by: String },
     #[error(
@@ -269,14 +273,39 @@ pub enum Invalid {
     CreatorUnknown { by: String },
 }
 
+/// How far ahead of the operator's clock a record's `at` and `recordedAt` may be and still
+/// count: 5 minutes. The webhook may run on another node whose clock is ahead; a record it just
+/// stamped must count at once (a kill switch's actor, an approval). A drill is never dated in
+/// the future by the webhook's own clock (rule `no-future-drills`), so this bounds only the
+/// skew between the two clocks (docs/gates.md).
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Reads the record of `kind` from the annotations and checks it: well-formed, signed by `key`,
-/// bound to `binding`, not expired and not in the future at `now`. `Ok(None)` when absent.
+/// bound to `binding` (an approval always to a model digest), not expired and not dated more
+/// than [`MAX_CLOCK_SKEW`] after `now`. `Ok(None)` when absent.
 pub fn verify(
     annotations: &BTreeMap<String, String>,
     kind: Kind,
     binding: &Binding<'_>,
     key: &SigningKey,
     now: DateTime<Utc>,
+) -> Result<Option<Record>, Invalid> {
+    let Some(record) = parse(annotations, kind)? else {
+        return Ok(None);
+    };
+    if !record.signature_valid(key) {
+        return Err(Invalid::BadSignature { kind: kind.name() });
+    }
+    check_bound(&record, binding, now)?;
+    Ok(Some(record))
+}
+
+/// Parses the record of `kind` from the annotations without checking its signature (`Ok(None)`
+/// when absent): for the validating webhook on a dry run, whose records the mutating webhook
+/// leaves unsigned. Never a reason to believe a record.
+pub fn parse(
+    annotations: &BTreeMap<String, String>,
+    kind: Kind,
 ) -> Result<Option<Record>, Invalid> {
     let Some(text) = annotations.get(kind.annotation()) else {
         return Ok(None);
@@ -292,9 +321,14 @@ pub fn verify(
             why: format!("it is a {} record", record.kind.name()),
         });
     }
-    if !record.signature_valid(key) {
-        return Err(Invalid::BadSignature { kind: name });
-    }
+    Ok(Some(record))
+}
+
+/// The checks of [`verify`] after the signature: bound to `binding`, an approval to a model and
+/// the spec, not expired, not dated in the future beyond [`MAX_CLOCK_SKEW`].
+pub fn check_bound(record: &Record, binding: &Binding<'_>, now: DateTime<Utc>) -> Result<(), Invalid> {
+    let kind = record.kind;
+    let name = kind.name();
     let other = |what, theirs: &str, ours: &str| Invalid::OtherRequest {
         kind: name,
         what,
@@ -317,6 +351,11 @@ pub fn verify(
     if record.target != binding.target {
         return Err(other("target", record.target.name(), binding.target.name()));
     }
+    if kind == Kind::Approval && record.model_sha256.is_none() {
+        return Err(Invalid::NoModel {
+            by: record.by.clone(),
+        });
+    }
     if let (Some(theirs), Some(ours)) = (&record.model_sha256, binding.model_sha256) {
         if theirs != ours {
             return Err(other("model", theirs, ours));
@@ -335,7 +374,7 @@ pub fn verify(
             },
         });
     }
-    if record.at > now || record.recorded_at > now + chrono::Duration::minutes(5) {
+    if record.at > now + MAX_CLOCK_SKEW || record.recorded_at > now + MAX_CLOCK_SKEW {
         return Err(Invalid::Future {
             kind: name,
             by: record.by.clone(),
@@ -351,7 +390,7 @@ pub fn verify(
             });
         }
     }
-    Ok(Some(record))
+    Ok(())
 }
 
 /// Shortens `text` to at most `max` bytes (at a character boundary), marking the cut.
