@@ -122,6 +122,7 @@ fn run_with(
         runtime: Some(&stats),
         policy: Ok(&policy),
         actor: "alice",
+        rollback_actor: "carol",
         kill_switch_seen: false,
         kill_switch_actor: "unknown",
         stage_held_by: None,
@@ -390,7 +391,8 @@ fn a_rollback_annotation_demotes_once_stops_trading_and_is_final() {
             Stage::Paper,
             Stage::Shadow,
             "drill: rollback rehearsal",
-            "alice"
+            // Who asked for the rollback (on-call), not the approver of the promotion.
+            "carol"
         )
     );
     let cm = rolled
@@ -516,6 +518,7 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
         runtime: None,
         policy: Ok(&GatePolicy::default()),
         actor: "alice",
+        rollback_actor: "carol",
         kill_switch_seen: false,
         kill_switch_actor: "unknown",
         stage_held_by: None,
@@ -650,8 +653,10 @@ fn a_served_request_whose_backing_is_gone_halts_with_trading_off_first() {
     for (why, tweak) in cases {
         let plan = run_with(&s, &none, Some(&paper.status), now, |i| tweak(i));
         assert_halted_for(&plan, "BackingLost");
-        let reason = &plan.status.history.last().unwrap().reason;
-        assert!(reason.contains(why), "{reason}");
+        let last = plan.status.history.last().unwrap();
+        assert!(last.reason.contains(why), "{}", last.reason);
+        // Nobody asked for it: the operator's own act, not the approver's.
+        assert_eq!(last.actor, janus::controller::promotion::OPERATOR_ACTOR);
     }
     // Before anything is served the same losses only block.
     let plan = run_with(&s, &none, None, now, |i| i.policy = Err("not found".into()));

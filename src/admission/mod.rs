@@ -470,7 +470,7 @@ fn authorize(
             }
             Ok(())
         }
-        Kind::CreatedBy | Kind::KillSwitch => Ok(()),
+        Kind::CreatedBy | Kind::KillSwitch | Kind::Rollback => Ok(()),
     }
 }
 
@@ -785,6 +785,20 @@ fn request_rules(
             if switched_on && new.target.is_some() {
                 stamped.push(record(Kind::KillSwitch, now));
             }
+            // Who asked for a rollback: whoever adds or changes the reason (anybody who may
+            // update the request may roll it back, as anybody may stop it).
+            let reason = |a: &BTreeMap<String, String>| {
+                a.get(crate::crd::ROLLBACK_REASON)
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+            };
+            if !create
+                && new.target.is_some()
+                && reason(&after).is_some()
+                && reason(&after) != reason(&old_annotations)
+            {
+                stamped.push(record(Kind::Rollback, now));
+            }
             // Stamps changed by hand, other than the ones stamped now: refused below by the
             // validating webhook too; refused here first with the same rule.
             if !create {
@@ -800,7 +814,11 @@ fn request_rules(
                 ));
             }
             for r in &stamped {
-                let record = if dry_run { r.clone() } else { r.clone().signed(key) };
+                let record = if dry_run {
+                    r.clone()
+                } else {
+                    r.clone().signed(key)
+                };
                 after.insert(r.kind.annotation().to_string(), record.to_annotation());
             }
             verdict.patch = annotations_patch(new.has_annotations, &new.annotations, &after);

@@ -749,7 +749,12 @@ fn adv_a_dry_run_gets_no_signed_record() {
 fn an_unbound_approval_is_refused_and_a_dry_run_is_answered_unsigned() {
     let stored = created_by(bob());
     let m = review(
-        &review_of("UPDATE", alice(), ask(&stored, ASK_APPROVE_KEY, "true"), Some(stored)),
+        &review_of(
+            "UPDATE",
+            alice(),
+            ask(&stored, ASK_APPROVE_KEY, "true"),
+            Some(stored),
+        ),
         &cfg(),
         Mode::Mutate,
         None,
@@ -765,7 +770,11 @@ fn an_unbound_approval_is_refused_and_a_dry_run_is_answered_unsigned() {
     r.dry_run = Some(true);
     let m = review(&r, &cfg(), Mode::Mutate, Some("aa"), now());
     assert!(m.allowed(), "{:?}", m.denial);
-    assert!(m.warnings.iter().any(|w| w.contains("dry-run-signs-nothing")));
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("dry-run-signs-nothing"))
+    );
     let mutated = apply(object, &m.patch);
     let record: Record =
         serde_json::from_str(&annotations(&mutated)[crate::crd::STAMP_CREATED_BY]).unwrap();
@@ -775,6 +784,31 @@ fn an_unbound_approval_is_refused_and_a_dry_run_is_answered_unsigned() {
     let checked = review(&v, &cfg(), Mode::Validate, Some("aa"), now());
     assert!(checked.allowed(), "{:?}", checked.denial);
     // The same unsigned record on a real (not dry-run) creation is refused.
-    let real = review(&review_of("CREATE", bob(), mutated, None), &cfg(), Mode::Validate, Some("aa"), now());
+    let real = review(
+        &review_of("CREATE", bob(), mutated, None),
+        &cfg(),
+        Mode::Validate,
+        Some("aa"),
+        now(),
+    );
     assert_eq!(real.denial.unwrap().rule, Rule::StampsAreWebhookOnly);
+}
+
+/// Adding or changing `rollback-reason` stamps who asked (`rollback-by`, for the history's
+/// actor); an unchanged reason stamps nothing, and a `rollback-by` typed by hand is refused.
+#[test]
+fn a_rollback_ask_is_stamped_with_who_asked() {
+    let stored = created_by(bob());
+    let asked = ask(&stored, crate::crd::ROLLBACK_REASON, "bad fills");
+    let out = admit("UPDATE", carol(), asked, Some(stored.clone())).unwrap();
+    let v = verified(&out);
+    assert_eq!(v.rollback.expect("stamped").by, "carol");
+    let again = admit("UPDATE", alice(), out.clone(), Some(out.clone())).unwrap();
+    assert_eq!(
+        annotations(&again)[crate::crd::STAMP_ROLLBACK],
+        annotations(&out)[crate::crd::STAMP_ROLLBACK]
+    );
+    let forged = ask(&stored, crate::crd::STAMP_ROLLBACK, "{\"by\":\"alice\"}");
+    let d = admit("UPDATE", carol(), forged, Some(stored)).unwrap_err();
+    assert_eq!(d.rule, Rule::StampsAreWebhookOnly);
 }

@@ -24,6 +24,10 @@ use std::collections::BTreeMap;
 pub const KILL_SWITCH_DRILL_AT: &str = "janus.torghut.io/kill-switch-drill-at";
 pub const RUNBOOK_VALIDATED: &str = "janus.torghut.io/runbook-validated";
 
+/// The actor of transitions the operator detected itself (a request's backing lost, its status
+/// not sealed): nobody asked for them.
+pub const OPERATOR_ACTOR: &str = "janus-operator";
+
 /// Everything one reconcile reads.
 pub struct PromotionInputs<'a> {
     pub name: &'a str,
@@ -49,12 +53,17 @@ pub struct PromotionInputs<'a> {
     pub runtime: Option<&'a RuntimeStats>,
     /// The gate policy, or why it could not be read.
     pub policy: Result<&'a GatePolicy, String>,
-    /// Who changed the request last (a field manager or the approver annotation).
+    /// Who a promotion or block is credited to: the verified approver, else the verified
+    /// creator, else `unverified:<field manager>`.
     pub actor: &'a str,
+    /// Who asked for a rollback: the webhook's verified `rollback-by` record, else
+    /// `unverified:<field manager of the rollback-reason annotation>`.
+    pub rollback_actor: &'a str,
     /// `spec.killSwitch` was seen `true` by the operator at some point (a watch event), even if
     /// the object now says `false`: the switch latches.
     pub kill_switch_seen: bool,
-    /// Who set the kill switch (the field manager of `spec.killSwitch`), for the history.
+    /// Who set the kill switch (the webhook's verified `kill-switch-by` record, else
+    /// `unverified:<field manager of spec.killSwitch>`), for the history.
     pub kill_switch_actor: &'a str,
     /// Another request already holds this candidate at the target stage (its name): at most one
     /// promoted request per candidate and stage.
@@ -291,13 +300,14 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     if let (Some(reason), false, None, Phase::Promoted) =
         (rollback_reason, kill_switch, &lost, state.phase)
     {
-        match rollback(&state, reason, input.actor, input.now) {
+        match rollback(&state, reason, input.rollback_actor, input.now) {
             Ok(next) => state = next,
             Err(e) => blockers.push(format!("rollback refused: {e}")),
         }
     }
     state = match &lost {
-        Some(reason) => halt(&state, reason, input.actor, input.now),
+        // Detected by the operator itself (backing lost, status not sealed): its own act.
+        Some(reason) => halt(&state, reason, OPERATOR_ACTOR, input.now),
         None => {
             let claimed = match (input.stage_held_by, usable) {
                 // Another request serves this candidate at the stage: not a second one.

@@ -41,6 +41,8 @@ pub const STAMP_ROLLBACK_DRILL: &str = "janus.torghut.io/rollback-drill";
 pub const STAMP_KILL_SWITCH_DRILL: &str = "janus.torghut.io/kill-switch-drill";
 pub const STAMP_RUNBOOK_VALIDATION: &str = "janus.torghut.io/runbook-validation";
 pub const STAMP_KILL_SWITCH: &str = "janus.torghut.io/kill-switch-by";
+/// The webhook's signed record of who asked for a rollback (set `rollback-reason`).
+pub const STAMP_ROLLBACK: &str = "janus.torghut.io/rollback-by";
 
 /// The longest PromotionRequest name the operator serves: its runtime ConfigMap is
 /// `<name>-runtime`, which must fit a 63-character name without shortening, so the chart (which

@@ -29,16 +29,19 @@ pub enum Kind {
     RunbookValidation,
     /// Who turned the kill switch on.
     KillSwitch,
+    /// Who asked for a rollback (added or changed `janus.torghut.io/rollback-reason`).
+    Rollback,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::CreatedBy,
         Kind::Approval,
         Kind::RollbackDrill,
         Kind::KillSwitchDrill,
         Kind::RunbookValidation,
         Kind::KillSwitch,
+        Kind::Rollback,
     ];
 
     /// The annotation the webhook writes the signed record to.
@@ -50,6 +53,7 @@ impl Kind {
             Kind::KillSwitchDrill => crate::crd::STAMP_KILL_SWITCH_DRILL,
             Kind::RunbookValidation => crate::crd::STAMP_RUNBOOK_VALIDATION,
             Kind::KillSwitch => crate::crd::STAMP_KILL_SWITCH,
+            Kind::Rollback => crate::crd::STAMP_ROLLBACK,
         }
     }
 
@@ -60,7 +64,7 @@ impl Kind {
             Kind::RollbackDrill => Some(crate::crd::ASK_ROLLBACK_DRILL),
             Kind::KillSwitchDrill => Some(crate::crd::ASK_KILL_SWITCH_DRILL),
             Kind::RunbookValidation => Some(crate::crd::ASK_VALIDATE_RUNBOOK),
-            Kind::CreatedBy | Kind::KillSwitch => None,
+            Kind::CreatedBy | Kind::KillSwitch | Kind::Rollback => None,
         }
     }
 
@@ -72,6 +76,7 @@ impl Kind {
             Kind::KillSwitchDrill => "kill-switch-drill",
             Kind::RunbookValidation => "runbook-validation",
             Kind::KillSwitch => "kill-switch",
+            Kind::Rollback => "rollback",
         }
     }
 }
@@ -326,7 +331,11 @@ pub fn parse(
 
 /// The checks of [`verify`] after the signature: bound to `binding`, an approval to a model and
 /// the spec, not expired, not dated in the future beyond [`MAX_CLOCK_SKEW`].
-pub fn check_bound(record: &Record, binding: &Binding<'_>, now: DateTime<Utc>) -> Result<(), Invalid> {
+pub fn check_bound(
+    record: &Record,
+    binding: &Binding<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), Invalid> {
     let kind = record.kind;
     let name = kind.name();
     let other = |what, theirs: &str, ours: &str| Invalid::OtherRequest {
@@ -415,6 +424,7 @@ pub struct Verified {
     pub kill_switch_drill: Option<Record>,
     pub runbook_validation: Option<Record>,
     pub kill_switch: Option<Record>,
+    pub rollback: Option<Record>,
     /// Why records or plain annotations present were not believed (shown as blockers).
     pub ignored: Vec<String>,
 }
@@ -429,6 +439,7 @@ impl Verified {
             &self.kill_switch_drill,
             &self.runbook_validation,
             &self.kill_switch,
+            &self.rollback,
         ]
         .into_iter()
         .flatten()
@@ -501,6 +512,7 @@ pub fn verify_all(
                     Kind::KillSwitchDrill => &mut out.kill_switch_drill,
                     Kind::RunbookValidation => &mut out.runbook_validation,
                     Kind::KillSwitch => &mut out.kill_switch,
+                    Kind::Rollback => &mut out.rollback,
                 };
                 *slot = record;
             }
