@@ -1322,7 +1322,9 @@ s43_rotated_key_halts_promoted() {
   # chart regenerates the key on every Argo CD sync unless ignoreDifferences is set. Nothing
   # says it stops what is trading: r1-paper (paper needs no approval) must stay promoted.
   [ "$(phase r1-paper)" = Promoted ] || fail "r1-paper is not promoted (run scenario 2 first)"
-  openssl rand -hex 32 >"$E2E/signing.key"
+  # The documented rotation (docs/gitops.md): the new key first, the old one kept below it.
+  { openssl rand -hex 32; cat "$E2E/signing.key"; } >"$E2E/signing.key.new"
+  mv "$E2E/signing.key.new" "$E2E/signing.key"
   local old
   old="$(leader)"
   kill "$(cat "$E2E/pid-$old")"

@@ -795,6 +795,7 @@ fn a_promoted_status_the_operator_did_not_seal_halts() {
         |i| i.status_sealed = false,
     );
     assert_eq!(plan.status.phase, Some(Phase::Halted));
+    assert_halted_for(&plan, "StatusNotSealed");
     assert!(plan.status.history.last().unwrap().reason.contains("seal"));
     assert_eq!(plan.runtime_config.unwrap()["tradingEnabled"], "false");
     // The key's seal over the fields verifies, and any change to them breaks it.

@@ -161,9 +161,11 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
     }
     if !input.status_sealed {
         return Some(format!(
-            "{}: the status says promoted at {:?}, but the operator's seal on it is missing or \
-             wrong: it was not written by the operator",
-            HaltReason::SpecChanged.as_str(),
+            "{}: the status says promoted at {:?}, but its seal verifies with neither the \
+             current signing key nor a previous one: it was not written by the operator (a hand \
+             edit, a restored backup), or the signing key was replaced without keeping the old \
+             one as a previous key (docs/gitops.md: rotating the signing key)",
+            HaltReason::StatusNotSealed.as_str(),
             previous.stage.unwrap_or(Stage::Shadow)
         ));
     }

@@ -530,6 +530,10 @@ pub enum HaltReason {
     SpecChanged,
     /// The candidate, its evidence or the gate policy can no longer be read or verified.
     BackingLost,
+    /// A promoted status whose seal verifies with neither the current signing key nor a listed
+    /// previous one: not written by the operator, or the key was replaced without keeping the
+    /// old one (docs/gitops.md, rotating the signing key).
+    StatusNotSealed,
 }
 
 impl HaltReason {
@@ -537,6 +541,7 @@ impl HaltReason {
         match self {
             HaltReason::SpecChanged => "SpecChanged",
             HaltReason::BackingLost => "BackingLost",
+            HaltReason::StatusNotSealed => "StatusNotSealed",
         }
     }
 }

@@ -120,13 +120,19 @@ pub struct Record {
     pub sig: String,
 }
 
-/// The HMAC key the webhook signs with and the operator verifies with.
+/// The HMAC keys: the current one, which signs records and seals, and any previous ones (a
+/// rotation in progress), which only verify. A record or seal made with any of them counts, so
+/// rotating the key (docs/gitops.md) voids nothing that is on record or served; what is
+/// written from then on is signed with the current key only.
 #[derive(Clone)]
-pub struct SigningKey(ring::hmac::Key);
+pub struct SigningKey {
+    current: ring::hmac::Key,
+    previous: Vec<ring::hmac::Key>,
+}
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(..)")
+        write!(f, "SigningKey(.., {} previous)", self.previous.len())
     }
 }
 
@@ -138,24 +144,76 @@ pub enum KeyError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}: the signing key must hold at least 16 bytes (after trimming whitespace)")]
-    TooShort(std::path::PathBuf),
+    #[error(
+        "{path}:{line}: the signing key must hold at least 16 bytes (after trimming whitespace)"
+    )]
+    TooShort {
+        path: std::path::PathBuf,
+        /// 1-based line of the file.
+        line: usize,
+    },
+    #[error("{0}: no signing key in it")]
+    Empty(std::path::PathBuf),
 }
 
 impl SigningKey {
-    /// A key from its bytes (at least 16).
+    /// A key from its bytes (at least 16), with no previous keys.
     pub fn new(bytes: &[u8]) -> Option<Self> {
-        (bytes.len() >= 16).then(|| Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes)))
+        (bytes.len() >= 16).then(|| Self {
+            current: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
+            previous: Vec::new(),
+        })
     }
 
-    /// A key from a file (a mounted Secret); surrounding whitespace is ignored.
+    /// This key, also accepting what `previous` signed (their own previous keys included).
+    pub fn with_previous(mut self, previous: impl IntoIterator<Item = SigningKey>) -> Self {
+        for p in previous {
+            self.previous.push(p.current);
+            self.previous.extend(p.previous);
+        }
+        self
+    }
+
+    /// Keys from a file (a mounted Secret): one key per line, surrounding whitespace ignored,
+    /// blank lines skipped; the first line is the current key, every further line a previous
+    /// key that still verifies (a rotation: put the new key first, keep the old one below it).
+    /// A file of one key (as the chart generates it) is the current key alone.
     pub fn from_file(path: &std::path::Path) -> Result<Self, KeyError> {
         let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let text = bytes.trim_ascii();
-        Self::new(text).ok_or_else(|| KeyError::TooShort(path.to_path_buf()))
+        let mut keys = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            let text = line.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            keys.push(Self::new(text).ok_or_else(|| KeyError::TooShort {
+                path: path.to_path_buf(),
+                line: i + 1,
+            })?);
+        }
+        let mut keys = keys.into_iter();
+        let current = keys
+            .next()
+            .ok_or_else(|| KeyError::Empty(path.to_path_buf()))?;
+        Ok(current.with_previous(keys))
+    }
+
+    fn sign(&self, bytes: &[u8]) -> String {
+        hex(ring::hmac::sign(&self.current, bytes).as_ref())
+    }
+
+    /// Whether `tag` is the HMAC of `bytes` under the current or a previous key
+    /// (constant-time comparison for each).
+    fn verifies(&self, bytes: &[u8], tag: &str) -> bool {
+        let Some(tag) = unhex(tag) else {
+            return false;
+        };
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|k| ring::hmac::verify(k, bytes, &tag).is_ok())
     }
 }
 
@@ -182,7 +240,7 @@ impl Record {
     /// The record with its signature set.
     pub fn signed(mut self, key: &SigningKey) -> Record {
         self.sig = String::new();
-        self.sig = hex(ring::hmac::sign(&key.0, &self.signed_bytes()).as_ref());
+        self.sig = key.sign(&self.signed_bytes());
         self
     }
 
@@ -193,10 +251,7 @@ impl Record {
 
     /// Whether the signature is the key's over this record (constant-time comparison).
     pub fn signature_valid(&self, key: &SigningKey) -> bool {
-        match unhex(&self.sig) {
-            Some(tag) => ring::hmac::verify(&key.0, &self.signed_bytes(), &tag).is_ok(),
-            None => false,
-        }
+        key.verifies(&self.signed_bytes(), &self.sig)
     }
 }
 
@@ -206,15 +261,13 @@ impl Record {
 /// written by anyone else (a hand edit through the status subresource, a restored backup) does
 /// not carry a valid seal for what it claims.
 pub fn status_seal(key: &SigningKey, fields: &[&str]) -> String {
-    hex(ring::hmac::sign(&key.0, fields.join("\n").as_bytes()).as_ref())
+    key.sign(fields.join("\n").as_bytes())
 }
 
-/// Whether `seal` is the key's seal over `fields` (constant-time comparison).
+/// Whether `seal` is the seal over `fields` of the current or a previous key (constant-time
+/// comparison).
 pub fn status_seal_valid(key: &SigningKey, fields: &[&str], seal: &str) -> bool {
-    match unhex(seal) {
-        Some(tag) => ring::hmac::verify(&key.0, fields.join("\n").as_bytes(), &tag).is_ok(),
-        None => false,
-    }
+    key.verifies(fields.join("\n").as_bytes(), seal)
 }
 
 /// The request a record must be bound to.
@@ -761,6 +814,55 @@ mod tests {
             v.ignored[0].ends_with("bytes cut)"),
             "{}",
             &v.ignored[0][..80]
+        );
+    }
+
+    /// A rotation: the new key first, the old one below it. Records and seals of either
+    /// verify; what is signed now is the new key's alone (the old key alone rejects it).
+    #[test]
+    fn a_rotated_key_file_verifies_old_records_and_signs_with_the_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let old = SigningKey::new(b"old-key-0123456789").unwrap();
+        let new = SigningKey::new(b"new-key-0123456789").unwrap();
+        std::fs::write(&path, "  new-key-0123456789\n\nold-key-0123456789  \n").unwrap();
+        let keys = SigningKey::from_file(&path).unwrap();
+        let r = record(Kind::RollbackDrill, "carol");
+        assert!(r.clone().signed(&old).signature_valid(&keys));
+        let now_signed = r.clone().signed(&keys);
+        assert!(now_signed.signature_valid(&new));
+        assert!(!now_signed.signature_valid(&old));
+        let fields = ["uid-1", "paper", "Promoted"];
+        assert!(status_seal_valid(
+            &keys,
+            &fields,
+            &status_seal(&old, &fields)
+        ));
+        assert!(!status_seal_valid(
+            &new,
+            &fields,
+            &status_seal(&old, &fields)
+        ));
+        assert!(!status_seal_valid(
+            &keys,
+            &fields,
+            &status_seal(&SigningKey::new(&[9; 16]).unwrap(), &fields)
+        ));
+        // Errors name the file and line.
+        std::fs::write(&path, "new-key-0123456789\nshort\n").unwrap();
+        let e = SigningKey::from_file(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                ":2: the signing key must hold at least 16 bytes (after trimming whitespace)"
+            ),
+            "{e}"
+        );
+        std::fs::write(&path, "\n  \n").unwrap();
+        assert!(
+            SigningKey::from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("no signing key")
         );
     }
 
