@@ -1238,6 +1238,21 @@ print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"
   "userInfo": {"username": "alice", "groups": ["janus-approvers", "system:authenticated"]},
   "object": new, "oldObject": old}}))
 PY
+  # The webhook asks for the API server's client certificate (--webhook-client-ca): a POST
+  # without one is refused in the TLS handshake (curl exits 35 or 56), before any request is read.
+  local rc=0
+  curl -sS -o /dev/null --cacert "$WH/ca.crt" -H 'Content-Type: application/json' -X POST \
+    --data-binary @"$E2E/oracle-review.json" "https://127.0.0.1:$WH_PORT/mutate" || rc=$?
+  echo "a POST without the API server's client certificate: curl exit $rc"
+  [ "$rc" = 35 ] || [ "$rc" = 56 ] || fail "the webhook answered a client without a certificate (curl exit $rc)"
+  # A certificate from another CA is refused the same way.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=not-the-api-server" \
+    -keyout "$E2E/other-client.key" -out "$E2E/other-client.crt" 2>/dev/null
+  rc=0
+  curl -sS -o /dev/null --cacert "$WH/ca.crt" --cert "$E2E/other-client.crt" --key "$E2E/other-client.key" \
+    -X POST --data-binary @"$E2E/oracle-review.json" "https://127.0.0.1:$WH_PORT/mutate" || rc=$?
+  echo "a POST with a certificate of another CA: curl exit $rc"
+  [ "$rc" = 35 ] || [ "$rc" = 56 ] || fail "the webhook answered a client with a foreign certificate (curl exit $rc)"
   local forged=""
   forged="$(curl -sS --cacert "$WH/ca.crt" -H 'Content-Type: application/json' -X POST \
       --data-binary @"$E2E/oracle-review.json" "https://127.0.0.1:$WH_PORT/mutate" 2>/dev/null |
