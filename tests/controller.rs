@@ -1358,3 +1358,40 @@ fn adv_no_step_job_can_write_the_audit_trail_or_runtime_statistics() {
         }
     }
 }
+
+/// e2e 37's case in the plan: an approval seen, then seen withdrawn (its record removed), then
+/// put back (the saved record, with the webhook down): void for good; a fresh approval counts.
+#[test]
+fn an_approval_seen_withdrawn_never_counts_again() {
+    let now = gate_now();
+    let canary = spec(Target::Canary, false);
+    let stage = Some(Stage::Paper);
+    let approved = canary_annotations(2);
+    let p1 = run_at(&canary, &approved, None, stage, now);
+    assert_eq!(condition(&p1, "Approved"), ConditionStatus::True);
+    let seen_at = p1.status.approval.as_ref().unwrap().recorded_at.clone();
+    // Withdrawn: the operator records through when approvals are void.
+    let mut withdrawn = approved.clone();
+    withdrawn.remove(janus::crd::STAMP_APPROVAL);
+    let later = |m: i64| now + Duration::minutes(m);
+    let p2 = run_at(&canary, &withdrawn, Some(&p1.status), stage, later(1));
+    assert_eq!(condition(&p2, "Approved"), ConditionStatus::False);
+    assert_eq!(p2.status.approvals_void_through.as_deref(), Some(seen_at.as_str()));
+    // The sealed fields cover it.
+    assert!(p2.status.seal_fields("uid-1").contains(&format!("approvalsVoidThrough={seen_at}")));
+    // Put back: still not approved, and the blocker says why.
+    let p3 = run_at(&canary, &approved, Some(&p2.status), stage, later(2));
+    assert_eq!(condition(&p3, "Approved"), ConditionStatus::False);
+    assert!(
+        p3.status.blockers.iter().any(|b| b.contains("a withdrawn approval never counts again")),
+        "{:?}",
+        p3.status.blockers
+    );
+    assert_eq!(p3.status.approvals_void_through, p2.status.approvals_void_through);
+    // A fresh approval, stamped after the withdrawal, counts.
+    let mut fresh = approved.clone();
+    let (k, v) = stamp(Kind::Approval, "alice@example.com", later(3));
+    fresh.insert(k, v);
+    let p4 = run_at(&canary, &fresh, Some(&p3.status), stage, later(4));
+    assert_eq!(condition(&p4, "Approved"), ConditionStatus::True);
+}

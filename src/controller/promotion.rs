@@ -257,7 +257,19 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     // Approval, drills and runbook validation only from records the webhook stamped and the
     // key verified; hand-typed annotations count for nothing (named in `stamped.ignored`).
     let stamped = input.stamped;
-    let approval = stamped.approval.as_ref().map(|r| Approval {
+    let (believed_approval, approvals_void_through) = unwithdrawn_approval(stamped, &previous);
+    if let (Some(r), None) = (&stamped.approval, believed_approval) {
+        blockers.push(format!(
+            "{} ignored: the approval by {} was stamped at {}, and an approval of this request \
+             stamped then or earlier was seen withdrawn (status.approvalsVoidThrough {}): a \
+             withdrawn approval never counts again; ask an approver again",
+            crate::crd::STAMP_APPROVAL,
+            r.by,
+            r.recorded_at.to_rfc3339(),
+            approvals_void_through.as_deref().unwrap_or_default()
+        ));
+    }
+    let approval = believed_approval.map(|r| Approval {
         approved_by: r.by.clone(),
         token: r.sig.clone(),
     });
@@ -553,12 +565,50 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             bound,
             served_model,
             served_limits,
+            approvals_void_through,
             // Sealed by the glue, which holds the key.
             seal: None,
         },
         runtime_config,
         events,
     }
+}
+
+/// The verified approval unless it was stamped at or before an approval the operator saw
+/// withdrawn, and the time through which approvals are void (`status.approvalsVoidThrough`).
+///
+/// An approval is withdrawn by removing its record. With the webhook down (updates fail open)
+/// anyone who may update the request could put the saved record back, and it would verify: it
+/// is signed, bound and unexpired. So once the operator has recorded an approval in the status
+/// (`status.approval`, with the time it first saw it) and then sees the request without that
+/// approval, every approval stamped at or before that time is void for good: the time goes into
+/// the status, which only the operator writes (and seals). A fresh approval, stamped after it,
+/// counts. The residual case: an approval withdrawn and put back before the operator reconciled
+/// the request in between (the operator down, or both within one reconcile) is never seen
+/// withdrawn (docs/gates.md).
+fn unwithdrawn_approval<'a>(
+    stamped: &'a Verified,
+    previous: &PromotionRequestStatus,
+) -> (Option<&'a crate::identity::Record>, Option<String>) {
+    let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok().map(|t| t.to_utc());
+    let mut through = previous.approvals_void_through.as_deref().and_then(parse);
+    if let Some(seen) = &previous.approval {
+        let still_there = stamped
+            .approval
+            .as_ref()
+            .is_some_and(|r| Sha256Hex::of_bytes(r.sig.as_bytes()) == seen.token_sha256);
+        if !still_there {
+            through = through.max(parse(&seen.recorded_at));
+        }
+    }
+    let believed = stamped
+        .approval
+        .as_ref()
+        .filter(|r| through.is_none_or(|t| r.recorded_at > t));
+    (
+        believed,
+        through.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    )
 }
 
 /// The runtime ConfigMap a PromotionRequest writes for the decision service.

@@ -483,6 +483,12 @@ pub struct PromotionRequestStatus {
     /// `spec.canary` afterwards halts it (`SpecChanged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_limits: Option<CanaryLimits>,
+    /// Approvals stamped (`recordedAt`) at or before this time (RFC 3339) never count again:
+    /// the operator saw an approval of this request withdrawn (its record removed) that it had
+    /// first recorded then, so a saved copy put back later is void. Written by the operator only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub approvals_void_through: Option<String>,
     /// The operator's seal over what this status says it serves (`crate::identity::status_seal`,
     /// over [`PromotionRequestStatus::seal_fields`], which include the served model and limits):
     /// a promoted status without a valid seal was not written by the operator, and halts.
@@ -493,7 +499,7 @@ pub struct PromotionRequestStatus {
 impl PromotionRequestStatus {
     /// The fields [`PromotionRequestStatus::seal`] covers, for request `uid`.
     pub fn seal_fields(&self, uid: &str) -> Vec<String> {
-        vec![
+        let mut fields = vec![
             uid.to_string(),
             self.stage.map(|s| format!("{s:?}")).unwrap_or_default(),
             self.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
@@ -509,7 +515,12 @@ impl PromotionRequestStatus {
                 .as_ref()
                 .and_then(|l| serde_json::to_string(l).ok())
                 .unwrap_or_default(),
-        ]
+        ];
+        // Only when set, so seals made before the field existed still verify.
+        if let Some(t) = &self.approvals_void_through {
+            fields.push(format!("approvalsVoidThrough={t}"));
+        }
+        fields
     }
 }
 
