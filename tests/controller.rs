@@ -1376,22 +1376,72 @@ fn an_approval_seen_withdrawn_never_counts_again() {
     let later = |m: i64| now + Duration::minutes(m);
     let p2 = run_at(&canary, &withdrawn, Some(&p1.status), stage, later(1));
     assert_eq!(condition(&p2, "Approved"), ConditionStatus::False);
-    assert_eq!(p2.status.approvals_void_through.as_deref(), Some(seen_at.as_str()));
+    // The later of the record's stamp (an hour ago) and the operator's first sight (now).
+    let through = p2.status.approvals_void_through.clone().unwrap();
+    assert_eq!(
+        DateTime::parse_from_rfc3339(&through).unwrap(),
+        DateTime::parse_from_rfc3339(&seen_at).unwrap()
+    );
     // The sealed fields cover it.
-    assert!(p2.status.seal_fields("uid-1").contains(&format!("approvalsVoidThrough={seen_at}")));
+    assert!(
+        p2.status
+            .seal_fields("uid-1")
+            .contains(&format!("approvalsVoidThrough={through}"))
+    );
     // Put back: still not approved, and the blocker says why.
     let p3 = run_at(&canary, &approved, Some(&p2.status), stage, later(2));
     assert_eq!(condition(&p3, "Approved"), ConditionStatus::False);
     assert!(
-        p3.status.blockers.iter().any(|b| b.contains("a withdrawn approval never counts again")),
+        p3.status
+            .blockers
+            .iter()
+            .any(|b| b.contains("a withdrawn approval never counts again")),
         "{:?}",
         p3.status.blockers
     );
-    assert_eq!(p3.status.approvals_void_through, p2.status.approvals_void_through);
+    assert_eq!(
+        p3.status.approvals_void_through,
+        p2.status.approvals_void_through
+    );
     // A fresh approval, stamped after the withdrawal, counts.
     let mut fresh = approved.clone();
     let (k, v) = stamp(Kind::Approval, "alice@example.com", later(3));
     fresh.insert(k, v);
     let p4 = run_at(&canary, &fresh, Some(&p3.status), stage, later(4));
     assert_eq!(condition(&p4, "Approved"), ConditionStatus::True);
+}
+
+/// The webhook's clock ahead of the operator's: the withdrawn record was stamped "after" the
+/// operator first saw it. It is still void once withdrawn (its own stamp bounds the void).
+#[test]
+fn a_withdrawn_approval_from_a_clock_ahead_is_void_too() {
+    let now = gate_now();
+    let canary = spec(Target::Canary, false);
+    let stage = Some(Stage::Paper);
+    let mut approved = canary_annotations(2);
+    let (k, v) = stamp(
+        Kind::Approval,
+        "alice@example.com",
+        now + Duration::seconds(2),
+    );
+    approved.insert(k, v);
+    let p1 = run_at(&canary, &approved, None, stage, now);
+    assert_eq!(condition(&p1, "Approved"), ConditionStatus::True);
+    let mut withdrawn = approved.clone();
+    withdrawn.remove(janus::crd::STAMP_APPROVAL);
+    let p2 = run_at(
+        &canary,
+        &withdrawn,
+        Some(&p1.status),
+        stage,
+        now + Duration::seconds(5),
+    );
+    let p3 = run_at(
+        &canary,
+        &approved,
+        Some(&p2.status),
+        stage,
+        now + Duration::seconds(10),
+    );
+    assert_eq!(condition(&p3, "Approved"), ConditionStatus::False);
 }

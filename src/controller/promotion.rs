@@ -542,13 +542,18 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                     token_sha256: Sha256Hex::of_bytes(a.token.as_bytes()),
                     rollback_drill_at: rollback_drill_at.map(|t| t.to_rfc3339()),
                     recorded_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    stamped_at: believed_approval.map(|r| {
+                        r.recorded_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                    }),
                 };
                 // The same approval keeps the time it was first recorded (no status churn).
                 match &previous.approval {
                     Some(p)
                         if p.approved_by == record.approved_by
                             && p.token_sha256 == record.token_sha256
-                            && p.rollback_drill_at == record.rollback_drill_at =>
+                            && p.rollback_drill_at == record.rollback_drill_at
+                            && p.stamped_at == record.stamped_at =>
                     {
                         p.clone()
                     }
@@ -598,7 +603,10 @@ fn unwithdrawn_approval<'a>(
             .as_ref()
             .is_some_and(|r| Sha256Hex::of_bytes(r.sig.as_bytes()) == seen.token_sha256);
         if !still_there {
-            through = through.max(parse(&seen.recorded_at));
+            // The later of the record's own stamp and the operator's first sight of it: the
+            // withdrawn record itself is void whatever the clocks of webhook and operator say.
+            let stamped = seen.stamped_at.as_deref().and_then(parse);
+            through = through.max(parse(&seen.recorded_at)).max(stamped);
         }
     }
     let believed = stamped
@@ -607,7 +615,7 @@ fn unwithdrawn_approval<'a>(
         .filter(|r| through.is_none_or(|t| r.recorded_at > t));
     (
         believed,
-        through.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        through.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
     )
 }
 

@@ -564,7 +564,14 @@ pub struct ApprovalRecord {
     /// SHA-256 of the approval token (the token itself is not echoed).
     pub token_sha256: Sha256Hex,
     pub rollback_drill_at: Option<String>,
+    /// When the operator first recorded it (RFC 3339, seconds).
     pub recorded_at: String,
+    /// The approval record's own `recordedAt` (when the webhook stamped it, RFC 3339 to the
+    /// nanosecond): once the approval is seen withdrawn, approvals stamped at or before the
+    /// later of the two times are void (`status.approvalsVoidThrough`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub stamped_at: Option<String>,
 }
 
 /// The three CRDs, in the order they are applied.
