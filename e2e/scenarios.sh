@@ -977,9 +977,9 @@ janus.torghut.io/runbook-validated: \"true\"" >"$E2E/forged-approval.yaml"
 # the integers kubectl prints are already canonical).
 sign_record() {
   python3 - "$E2E/signing.key" "$NS" "$1" "$(jp "promotionrequest/$1" '{.metadata.uid}')" "$2" "$3" "$4" "$5" \
-    "$(k get promotionrequest "$1" -o json)" <<'PY'
+    "$(k get promotionrequest "$1" -o json)" "$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" <<'PY'
 import hashlib, hmac, json, sys
-key, ns, name, uid, kind, by, at, expires, obj = sys.argv[1:]
+key, ns, name, uid, kind, by, at, expires, obj, model = sys.argv[1:]
 rec = {"kind": kind, "by": by, "groups": ["janus-approvers"], "namespace": ns, "request": name,
        "requestUid": uid, "candidate": "r1-candidate", "target": "canary", "at": at,
        "recordedAt": at, "expiresAt": expires}
@@ -989,7 +989,9 @@ if kind == "approval":
     spec.pop("killSwitch", None)
     spec.setdefault("canary", None)
     rec["approvedSpecSha256"] = hashlib.sha256(canonical(spec).encode()).hexdigest()
-rec["sig"] = hmac.new(open(key).read().strip().encode(), canonical(rec).encode(), hashlib.sha256).hexdigest()
+    rec["modelSha256"] = model  # the webhook binds every approval to the candidate's model
+# The key file's first line is the current key (docs/gitops.md: rotation).
+rec["sig"] = hmac.new(open(key).read().split()[0].encode(), canonical(rec).encode(), hashlib.sha256).hexdigest()
 print(canonical(rec))
 PY
 }
