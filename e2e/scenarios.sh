@@ -977,9 +977,9 @@ janus.torghut.io/runbook-validated: \"true\"" >"$E2E/forged-approval.yaml"
 # the integers kubectl prints are already canonical).
 sign_record() {
   python3 - "$E2E/signing.key" "$NS" "$1" "$(jp "promotionrequest/$1" '{.metadata.uid}')" "$2" "$3" "$4" "$5" \
-    "$(k get promotionrequest "$1" -o json)" <<'PY'
+    "$(k get promotionrequest "$1" -o json)" "$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" <<'PY'
 import hashlib, hmac, json, sys
-key, ns, name, uid, kind, by, at, expires, obj = sys.argv[1:]
+key, ns, name, uid, kind, by, at, expires, obj, model = sys.argv[1:]
 rec = {"kind": kind, "by": by, "groups": ["janus-approvers"], "namespace": ns, "request": name,
        "requestUid": uid, "candidate": "r1-candidate", "target": "canary", "at": at,
        "recordedAt": at, "expiresAt": expires}
@@ -989,7 +989,9 @@ if kind == "approval":
     spec.pop("killSwitch", None)
     spec.setdefault("canary", None)
     rec["approvedSpecSha256"] = hashlib.sha256(canonical(spec).encode()).hexdigest()
-rec["sig"] = hmac.new(open(key).read().strip().encode(), canonical(rec).encode(), hashlib.sha256).hexdigest()
+    rec["modelSha256"] = model  # the webhook binds every approval to the candidate's model
+# The key file's first line is the current key (docs/gitops.md: rotation).
+rec["sig"] = hmac.new(open(key).read().split()[0].encode(), canonical(rec).encode(), hashlib.sha256).hexdigest()
 print(canonical(rec))
 PY
 }
@@ -1154,4 +1156,199 @@ s34_audit_trail() {
   if out="$(janus audit verify "$copy" 2>&1)"; then fail "an edited trail verified"; fi
   echo "$out"
   grep -q "$copy:$line:" <<<"$out" || fail "the failure does not name line $line"
+}
+
+# ---------- adversarial checks of issue 16 (adv16b) ----------
+
+s35_rollback_actor() {
+  # Needs scenario 2: r1-canary created by rita, approved by alice, promoted to canary.
+  [ "$(phase r1-canary)" = Promoted ] || fail "r1-canary is not promoted (run scenario 2 first)"
+  # On-call (carol, who neither created nor approved it) rolls it back.
+  as carol annotate promotionrequest r1-canary janus.torghut.io/rollback-reason="adv: carol rolls back"
+  k wait promotionrequest/r1-canary --for=jsonpath='{.status.phase}'=RolledBack --timeout=30s
+  local actor
+  actor="$(jp promotionrequest/r1-canary '{.status.history[-1].actor}')"
+  echo "rollback recorded as by: $actor"
+  grep '"request":"r1-canary"' "$ART/audit/$NS.jsonl" | grep '"phase":"RolledBack"' | tail -1
+  # The history and the audit trail must name who asked for the rollback, not the approver.
+  [ "$actor" = carol ] || fail "carol's rollback is attributed to '$actor'"
+}
+
+s36_kill_switch_typed_actor() {
+  # Needs scenario 2: r1-paper promoted to paper.
+  [ "$(phase r1-paper)" = Promoted ] || fail "r1-paper is not promoted (run scenario 2 first)"
+  # With the webhook down, carol sets the kill switch under a field manager she typed: "alice".
+  webhook_down as carol patch promotionrequest r1-paper --field-manager=alice --type merge -p '{"spec":{"killSwitch":true}}'
+  k wait promotionrequest/r1-paper --for=jsonpath='{.status.phase}'=Halted --timeout=30s
+  local actor
+  actor="$(jp promotionrequest/r1-paper '{.status.history[-1].actor}')"
+  echo "kill switch recorded as set by: $actor"
+  grep '"request":"r1-paper"' "$ART/audit/$NS.jsonl" | grep '"phase":"Halted"' | tail -1
+  # A field manager is a name the client typed: never recorded as an authenticated actor.
+  [ "$actor" != alice ] || fail "the kill switch is attributed to alice, a name carol typed (--field-manager)"
+}
+
+s37_withdrawn_approval_resurrected() {
+  # An approval withdrawn by its approver, put back with the webhook down by on-call (who may
+  # not approve): an update that slipped past a down webhook must never approve anything.
+  canary_request withdrawn | as rita apply -f -
+  eventually 30 decided withdrawn
+  as alice annotate promotionrequest withdrawn janus.torghut.io/approve=true
+  k wait promotionrequest/withdrawn --for=condition=Approved --timeout=30s
+  local saved
+  saved="$(jp promotionrequest/withdrawn '{.metadata.annotations.janus\.torghut\.io/approval}')"
+  as alice annotate promotionrequest withdrawn janus.torghut.io/approval-
+  k wait promotionrequest/withdrawn --for=condition=Approved=False --timeout=30s
+  webhook_down as carol annotate --overwrite promotionrequest withdrawn "janus.torghut.io/approval=$saved"
+  poke withdrawn
+  sleep 5
+  local approved
+  approved="$(jp promotionrequest/withdrawn '{.status.conditions[?(@.type=="Approved")].status}')"
+  echo "after carol put the withdrawn approval back: Approved=$approved; blockers: $(blockers withdrawn)"
+  [ "$approved" = False ] || fail "a withdrawn approval, put back by carol with the webhook down, approves the request again"
+}
+
+s38_server_side_apply_resync() {
+  # GitOps with server-side apply (Argo CD `ServerSideApply=true`): the same manifest applied
+  # again, before and after an approval, must go through and keep the webhook's stamps.
+  canary_request ssa-sync >"$E2E/ssa-sync.yaml"
+  k apply --server-side --field-manager=argocd-e2e -f "$E2E/ssa-sync.yaml"
+  jp promotionrequest/ssa-sync '{.metadata.annotations.janus\.torghut\.io/created-by}' | grep -q '"by":' || fail "creator not stamped"
+  k apply --server-side --field-manager=argocd-e2e -f "$E2E/ssa-sync.yaml" || fail "an unchanged re-sync is refused"
+  jp promotionrequest/ssa-sync '{.metadata.annotations.janus\.torghut\.io/created-by}' | grep -q '"by":' || fail "the re-sync removed the creator"
+  as alice annotate promotionrequest ssa-sync janus.torghut.io/approve=true
+  k apply --server-side --field-manager=argocd-e2e -f "$E2E/ssa-sync.yaml" || fail "a re-sync after the approval is refused"
+  jp promotionrequest/ssa-sync '{.metadata.annotations.janus\.torghut\.io/approval}' | grep -q '"by":"alice"' || fail "the re-sync removed the approval"
+}
+
+s39_webhook_signing_oracle() {
+  # The webhook's TLS asks no client certificate: anything that reaches its port (any pod in
+  # the cluster: there is no NetworkPolicy) can POST an AdmissionReview with any userInfo and
+  # get back records signed with the operator's key. Carol (on-call, not an approver) asks it
+  # for an approval "by alice" of rita's request.
+  canary_request oracle | as rita apply -f -
+  eventually 30 decided oracle
+  k get promotionrequest oracle -o json >"$E2E/oracle.json"
+  python3 - "$E2E/oracle.json" >"$E2E/oracle-review.json" <<'PY'
+import json, sys
+old = json.load(open(sys.argv[1]))
+new = json.loads(json.dumps(old))
+new["metadata"]["annotations"]["janus.torghut.io/approve"] = "true"
+print(json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+  "uid": "forged-1", "kind": {"group": "janus.torghut.io", "version": "v1alpha1", "kind": "PromotionRequest"},
+  "name": old["metadata"]["name"], "namespace": old["metadata"]["namespace"], "operation": "UPDATE",
+  "userInfo": {"username": "alice", "groups": ["janus-approvers", "system:authenticated"]},
+  "object": new, "oldObject": old}}))
+PY
+  # The webhook asks for the API server's client certificate (--webhook-client-ca): a POST
+  # without one is refused in the TLS handshake (curl exits 35 or 56), before any request is read.
+  local rc=0
+  curl -sS -o /dev/null --cacert "$WH/ca.crt" -H 'Content-Type: application/json' -X POST \
+    --data-binary @"$E2E/oracle-review.json" "https://127.0.0.1:$WH_PORT/mutate" || rc=$?
+  echo "a POST without the API server's client certificate: curl exit $rc"
+  [ "$rc" = 35 ] || [ "$rc" = 56 ] || fail "the webhook answered a client without a certificate (curl exit $rc)"
+  # A certificate from another CA is refused the same way.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=not-the-api-server" \
+    -keyout "$E2E/other-client.key" -out "$E2E/other-client.crt" 2>/dev/null
+  rc=0
+  curl -sS -o /dev/null --cacert "$WH/ca.crt" --cert "$E2E/other-client.crt" --key "$E2E/other-client.key" \
+    -X POST --data-binary @"$E2E/oracle-review.json" "https://127.0.0.1:$WH_PORT/mutate" || rc=$?
+  echo "a POST with a certificate of another CA: curl exit $rc"
+  [ "$rc" = 35 ] || [ "$rc" = 56 ] || fail "the webhook answered a client with a foreign certificate (curl exit $rc)"
+  local forged=""
+  forged="$(curl -sS --cacert "$WH/ca.crt" -H 'Content-Type: application/json' -X POST \
+      --data-binary @"$E2E/oracle-review.json" "https://127.0.0.1:$WH_PORT/mutate" 2>/dev/null |
+    python3 -c '
+import base64, json, sys
+r = json.load(sys.stdin)["response"]
+for op in json.loads(base64.b64decode(r.get("patch") or "W10=")):
+    if op["path"].endswith("janus.torghut.io~1approval"):
+        print(op["value"])' 2>/dev/null || true)"
+  [ -n "$forged" ] || { echo "the webhook signed nothing for an unauthenticated caller"; return 0; }
+  echo "signed for an unauthenticated caller: $forged"
+  # What it buys: carol puts it on with the webhook down, and the operator believes alice.
+  webhook_down as carol annotate --overwrite promotionrequest oracle "janus.torghut.io/approval=$forged"
+  poke oracle
+  sleep 5
+  local approved
+  approved="$(jp promotionrequest/oracle '{.status.conditions[?(@.type=="Approved")].status}')"
+  fail "the webhook signed an approval 'by alice' for an unauthenticated POST; put on by carol with the webhook down, the request is Approved=$approved"
+}
+
+s40_huge_ask_breaks_the_audit_chain() {
+  # An approver's ask with a 100 KiB value is refused; the refusal's audit line quotes it, and
+  # every later append chains to GENESIS: the untampered trail no longer verifies.
+  local log="$ART/audit/$NS.jsonl"
+  canary_request huge-ask | as rita apply -f -
+  eventually 30 decided huge-ask
+  janus audit verify "$log" || fail "the trail did not verify before"
+  python3 -c 'import json; print(json.dumps({"metadata": {"annotations": {"janus.torghut.io/approve": "x" * 100000}}}))' >"$E2E/huge-ask.json"
+  if as alice patch promotionrequest huge-ask --type merge --patch-file "$E2E/huge-ask.json" >/dev/null 2>&1; then
+    fail "the huge ask was allowed"
+  fi
+  sleep 1
+  as alice annotate promotionrequest huge-ask janus.torghut.io/approve=true
+  sleep 1
+  janus audit verify "$log" || fail "an untampered trail no longer verifies after a refusal with a long reason"
+}
+
+s41_approval_without_model() {
+  # A canary request for a candidate that does not exist yet: the webhook cannot read its model,
+  # and stamps the approval bound to no model digest.
+  cat <<YAML | as rita apply -f -
+apiVersion: janus.torghut.io/v1alpha1
+kind: PromotionRequest
+metadata: {name: future-canary}
+spec:
+  candidate: future-candidate
+  target: canary
+  canary: {symbols: ["600000.SH"], maxOrderNotional: 100000, maxGrossNotional: 1000000, maxNetNotional: 250000}
+YAML
+  eventually 30 decided future-canary
+  if as alice annotate promotionrequest future-canary janus.torghut.io/approve=true; then
+    local rec
+    rec="$(jp promotionrequest/future-canary '{.metadata.annotations.janus\.torghut\.io/approval}')"
+    echo "stamped: $rec"
+    grep -q '"modelSha256"' <<<"$rec" || fail "an approval was stamped bound to no model digest (the candidate does not exist yet): it will count for whatever model future-candidate names"
+  fi
+}
+
+s42_audit_outage_loses_transitions() {
+  # Needs scenario 2: r1-paper promoted. The audit folder unwritable for a moment (a full or
+  # read-only volume): the kill switch must still halt (it does), and once the folder is back
+  # the halt must reach the trail — today the entry is dropped for good and the chain verifies.
+  [ "$(phase r1-paper)" = Promoted ] || fail "r1-paper is not promoted (run scenario 2 first)"
+  local log="$ART/audit/$NS.jsonl"
+  mv "$ART/audit" "$ART/audit.saved"
+  touch "$ART/audit"   # a file where the folder should be: every append fails
+  as carol patch promotionrequest r1-paper --type merge -p '{"spec":{"killSwitch":true}}'
+  k wait promotionrequest/r1-paper --for=jsonpath='{.status.phase}'=Halted --timeout=30s
+  sleep 2
+  rm "$ART/audit"
+  mv "$ART/audit.saved" "$ART/audit"
+  poke r1-paper
+  sleep 5
+  janus audit verify "$log"
+  grep '"request":"r1-paper"' "$log" | grep -q '"phase":"Halted"' ||
+    fail "the halt of r1-paper during the audit outage never reached the trail, and the trail still verifies"
+}
+
+s43_rotated_key_halts_promoted() {
+  # Needs scenario 2: r1-paper promoted. docs/gitops.md: "a rotated signing key voids every
+  # approval and drill on record, which blocks canaries until they are recorded again" — the
+  # chart regenerates the key on every Argo CD sync unless ignoreDifferences is set. Nothing
+  # says it stops what is trading: r1-paper (paper needs no approval) must stay promoted.
+  [ "$(phase r1-paper)" = Promoted ] || fail "r1-paper is not promoted (run scenario 2 first)"
+  # The documented rotation (docs/gitops.md): the new key first, the old one kept below it.
+  { openssl rand -hex 32; cat "$E2E/signing.key"; } >"$E2E/signing.key.new"
+  mv "$E2E/signing.key.new" "$E2E/signing.key"
+  local old
+  old="$(leader)"
+  kill "$(cat "$E2E/pid-$old")"
+  start_operator op-rotated
+  wait_leader op-rotated || fail "op-rotated never led"
+  poke r1-paper
+  sleep 5
+  echo "after the key rotation: $(phase r1-paper): $(last_reason r1-paper)"
+  [ "$(phase r1-paper)" = Promoted ] || fail "rotating the signing key halted a promoted paper request: $(last_reason r1-paper)"
 }

@@ -93,3 +93,41 @@ fn audit_verify_names_the_first_bad_line() {
     let missing = janus(&["audit", "verify", "/nonexistent/audit.jsonl"]);
     assert!(!missing.status.success());
 }
+
+// ---------- adversarial (adv16b) ----------
+
+/// The chain is plain SHA-256, keyed by nothing: whoever can write the file (a step Job
+/// mounts the whole artifacts volume read-write) edits a line and re-seals every line after
+/// it with `Entry::seal`, and `janus audit verify` says "chain intact". A tamper-evident trail
+/// must not verify after an edit anybody without the operator's key could make.
+#[test]
+fn adv_an_edited_and_resealed_trail_does_not_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_for(dir.path(), "janus");
+    append(&path, (1..=4).map(|i| transition(i, "alice")).collect()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let entries: Vec<Entry> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Line 2's actor rewritten to mallory; lines 2..4 re-sealed in order.
+    let mut prev = janus::audit::line_hash(text.lines().next().unwrap());
+    let mut out = format!("{}\n", text.lines().next().unwrap());
+    for (i, mut e) in entries.into_iter().enumerate().skip(1) {
+        if i == 1 {
+            e.actor = "mallory".into();
+        }
+        let line = e.seal(&prev).unwrap();
+        prev = janus::audit::line_hash(&line);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    std::fs::write(&path, out).unwrap();
+    let v = janus(&["audit", "verify", path.to_str().unwrap()]);
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "a rewritten trail verifies: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}

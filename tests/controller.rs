@@ -123,6 +123,7 @@ fn run_with(
         runtime: Some(&stats),
         policy: Ok(&policy),
         actor: "alice",
+        rollback_actor: "carol",
         kill_switch_seen: false,
         kill_switch_actor: "unknown",
         stage_held_by: None,
@@ -464,7 +465,8 @@ fn a_rollback_annotation_demotes_once_stops_trading_and_is_final() {
             Stage::Paper,
             Stage::Shadow,
             "drill: rollback rehearsal",
-            "alice"
+            // Who asked for the rollback (on-call), not the approver of the promotion.
+            "carol"
         )
     );
     let cm = rolled
@@ -590,6 +592,7 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
         runtime: None,
         policy: Ok(&GatePolicy::default()),
         actor: "alice",
+        rollback_actor: "carol",
         kill_switch_seen: false,
         kill_switch_actor: "unknown",
         stage_held_by: None,
@@ -724,8 +727,10 @@ fn a_served_request_whose_backing_is_gone_halts_with_trading_off_first() {
     for (why, tweak) in cases {
         let plan = run_with(&s, &none, Some(&paper.status), now, |i| tweak(i));
         assert_halted_for(&plan, "BackingLost");
-        let reason = &plan.status.history.last().unwrap().reason;
-        assert!(reason.contains(why), "{reason}");
+        let last = plan.status.history.last().unwrap();
+        assert!(last.reason.contains(why), "{}", last.reason);
+        // Nobody asked for it: the operator's own act, not the approver's.
+        assert_eq!(last.actor, janus::controller::promotion::OPERATOR_ACTOR);
     }
     // Before anything is served the same losses only block.
     let plan = run_with(&s, &none, None, now, |i| i.policy = Err("not found".into()));
@@ -864,6 +869,7 @@ fn a_promoted_status_the_operator_did_not_seal_halts() {
         |i| i.status_sealed = false,
     );
     assert_eq!(plan.status.phase, Some(Phase::Halted));
+    assert_halted_for(&plan, "StatusNotSealed");
     assert!(plan.status.history.last().unwrap().reason.contains("seal"));
     assert_eq!(plan.runtime_config.unwrap()["tradingEnabled"], "false");
     // The key's seal over the fields verifies, and any change to them breaks it.
@@ -1384,4 +1390,132 @@ fn step_jobs_run_as_the_step_service_account_without_an_api_token() {
         assert_eq!(pod.service_account_name.as_deref(), Some("janus-step"));
         assert_eq!(pod.automount_service_account_token, Some(false));
     }
+}
+
+// ---------- adversarial (adv16b) ----------
+
+/// Every step Job, including the trainer image a researcher names in `spec.training.image`
+/// (code the researcher chose), mounts the whole artifacts volume read-write at /artifacts.
+/// On it lie the audit trail (`audit/<namespace>.jsonl`) and the runtime statistics the gates
+/// read for every candidate (`candidates/<candidate>/runtime-<stage>.json`, unsigned): a
+/// researcher's step can rewrite the trail and write its own candidate a paper window it
+/// never traded. A step must not be able to write either.
+#[test]
+fn adv_no_step_job_can_write_the_audit_trail_or_runtime_statistics() {
+    let run = janus_run(
+        "run-1",
+        janus::contracts::Sha256Hex::of_bytes(b"d"),
+        Some("registry.example/researchers-own-trainer:1"),
+    );
+    for step in Step::ALL {
+        let job = jobs::job(&run, step, "registry.example/janus:0.1.0").unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap_or_default();
+        for folder in ["audit", "candidates"] {
+            let path = format!("{}/{folder}", jobs::ARTIFACTS);
+            // A writable mount of the artifacts volume's root that the folder lies under, with
+            // no read-only mount over the folder.
+            let writable_root = mounts.iter().any(|m| {
+                m.name == "artifacts"
+                    && m.read_only != Some(true)
+                    && m.sub_path.as_deref().unwrap_or("").is_empty()
+                    && path.starts_with(&m.mount_path)
+            });
+            let read_only = mounts
+                .iter()
+                .any(|m| m.mount_path == path && m.read_only == Some(true));
+            assert!(
+                !writable_root || read_only,
+                "step {} can write {path}: {mounts:?}",
+                step.name()
+            );
+        }
+    }
+}
+
+/// e2e 37's case in the plan: an approval seen, then seen withdrawn (its record removed), then
+/// put back (the saved record, with the webhook down): void for good; a fresh approval counts.
+#[test]
+fn an_approval_seen_withdrawn_never_counts_again() {
+    let now = gate_now();
+    let canary = spec(Target::Canary, false);
+    let stage = Some(Stage::Paper);
+    let approved = canary_annotations(2);
+    let p1 = run_at(&canary, &approved, None, stage, now);
+    assert_eq!(condition(&p1, "Approved"), ConditionStatus::True);
+    let seen_at = p1.status.approval.as_ref().unwrap().recorded_at.clone();
+    // Withdrawn: the operator records through when approvals are void.
+    let mut withdrawn = approved.clone();
+    withdrawn.remove(janus::crd::STAMP_APPROVAL);
+    let later = |m: i64| now + Duration::minutes(m);
+    let p2 = run_at(&canary, &withdrawn, Some(&p1.status), stage, later(1));
+    assert_eq!(condition(&p2, "Approved"), ConditionStatus::False);
+    // The later of the record's stamp (an hour ago) and the operator's first sight (now).
+    let through = p2.status.approvals_void_through.clone().unwrap();
+    assert_eq!(
+        DateTime::parse_from_rfc3339(&through).unwrap(),
+        DateTime::parse_from_rfc3339(&seen_at).unwrap()
+    );
+    // The sealed fields cover it.
+    assert!(
+        p2.status
+            .seal_fields("uid-1")
+            .contains(&format!("approvalsVoidThrough={through}"))
+    );
+    // Put back: still not approved, and the blocker says why.
+    let p3 = run_at(&canary, &approved, Some(&p2.status), stage, later(2));
+    assert_eq!(condition(&p3, "Approved"), ConditionStatus::False);
+    assert!(
+        p3.status
+            .blockers
+            .iter()
+            .any(|b| b.contains("a withdrawn approval never counts again")),
+        "{:?}",
+        p3.status.blockers
+    );
+    assert_eq!(
+        p3.status.approvals_void_through,
+        p2.status.approvals_void_through
+    );
+    // A fresh approval, stamped after the withdrawal, counts.
+    let mut fresh = approved.clone();
+    let (k, v) = stamp(Kind::Approval, "alice@example.com", later(3));
+    fresh.insert(k, v);
+    let p4 = run_at(&canary, &fresh, Some(&p3.status), stage, later(4));
+    assert_eq!(condition(&p4, "Approved"), ConditionStatus::True);
+}
+
+/// The webhook's clock ahead of the operator's: the withdrawn record was stamped "after" the
+/// operator first saw it. It is still void once withdrawn (its own stamp bounds the void).
+#[test]
+fn a_withdrawn_approval_from_a_clock_ahead_is_void_too() {
+    let now = gate_now();
+    let canary = spec(Target::Canary, false);
+    let stage = Some(Stage::Paper);
+    let mut approved = canary_annotations(2);
+    let (k, v) = stamp(
+        Kind::Approval,
+        "alice@example.com",
+        now + Duration::seconds(2),
+    );
+    approved.insert(k, v);
+    let p1 = run_at(&canary, &approved, None, stage, now);
+    assert_eq!(condition(&p1, "Approved"), ConditionStatus::True);
+    let mut withdrawn = approved.clone();
+    withdrawn.remove(janus::crd::STAMP_APPROVAL);
+    let p2 = run_at(
+        &canary,
+        &withdrawn,
+        Some(&p1.status),
+        stage,
+        now + Duration::seconds(5),
+    );
+    let p3 = run_at(
+        &canary,
+        &approved,
+        Some(&p2.status),
+        stage,
+        now + Duration::seconds(10),
+    );
+    assert_eq!(condition(&p3, "Approved"), ConditionStatus::False);
 }

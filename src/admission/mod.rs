@@ -169,6 +169,11 @@ pub enum Rule {
     /// An approval covers the spec it approved (the canary's risk limits included): a changed
     /// spec removes it (a warning names this rule; nothing is refused).
     ApprovalCoversTheSpec,
+    /// An approval is bound to the candidate's model: refused while its digest cannot be read.
+    ApprovalBindsTheModel,
+    /// On a dry run the webhook signs nothing (records come back unsigned): a dry run must not
+    /// yield a record that could be put on the request later.
+    DryRunSignsNothing,
     /// The object or the ask could not be read.
     Malformed,
 }
@@ -190,6 +195,8 @@ impl Rule {
             Rule::AsksGoThroughTheMutatingWebhook => "asks-go-through-the-mutating-webhook",
             Rule::NoUnsignedApprovals => "no-unsigned-approvals",
             Rule::ApprovalCoversTheSpec => "approval-covers-the-spec",
+            Rule::ApprovalBindsTheModel => "approval-binds-the-model",
+            Rule::DryRunSignsNothing => "dry-run-signs-nothing",
             Rule::Malformed => "malformed",
         }
     }
@@ -463,7 +470,7 @@ fn authorize(
             }
             Ok(())
         }
-        Kind::CreatedBy | Kind::KillSwitch => Ok(()),
+        Kind::CreatedBy | Kind::KillSwitch | Kind::Rollback => Ok(()),
     }
 }
 
@@ -755,6 +762,15 @@ fn request_rules(
                     let at = ask_time(kind, &value, now)?;
                     authorize(kind, user, cfg, creator.as_ref(), created)?;
                     if kind == Kind::Approval {
+                        if model.is_none() {
+                            return Err(Denial::new(
+                                Rule::ApprovalBindsTheModel,
+                                format!(
+                                    "an approval is bound to the candidate's model, and the model digest of candidate `{}` cannot be read (it does not exist yet, is unreadable, or was not read in time): approve once the candidate exists",
+                                    new.candidate
+                                ),
+                            ));
+                        }
                         if let Err(why) = &new.spec_sha256 {
                             return Err(Denial::new(
                                 Rule::Malformed,
@@ -769,14 +785,41 @@ fn request_rules(
             if switched_on && new.target.is_some() {
                 stamped.push(record(Kind::KillSwitch, now));
             }
+            // Who asked for a rollback: whoever adds or changes the reason (anybody who may
+            // update the request may roll it back, as anybody may stop it).
+            let reason = |a: &BTreeMap<String, String>| {
+                a.get(crate::crd::ROLLBACK_REASON)
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+            };
+            if !create
+                && new.target.is_some()
+                && reason(&after).is_some()
+                && reason(&after) != reason(&old_annotations)
+            {
+                stamped.push(record(Kind::Rollback, now));
+            }
             // Stamps changed by hand, other than the ones stamped now: refused below by the
             // validating webhook too; refused here first with the same rule.
             if !create {
                 check_hand_edits(&old_annotations, &after, &stamped)?;
             }
+            // A dry run persists nothing: its records come back unsigned (worth nothing if
+            // put on a request later), with a warning naming the rule.
+            let dry_run = req.dry_run == Some(true);
+            if dry_run && !stamped.is_empty() {
+                verdict.warnings.push(format!(
+                    "dry run: the records this change would stamp are shown unsigned (rule `{}`)",
+                    Rule::DryRunSignsNothing.name()
+                ));
+            }
             for r in &stamped {
-                let signed = r.clone().signed(key);
-                after.insert(r.kind.annotation().to_string(), signed.to_annotation());
+                let record = if dry_run {
+                    r.clone()
+                } else {
+                    r.clone().signed(key)
+                };
+                after.insert(r.kind.annotation().to_string(), record.to_annotation());
             }
             verdict.patch = annotations_patch(new.has_annotations, &new.annotations, &after);
             Ok(())
@@ -831,7 +874,19 @@ fn request_rules(
                         "spec.target is not paper or canary",
                     ));
                 };
-                let r = match crate::identity::verify(&single, kind, &b, key, now) {
+                // A dry run's records are unsigned (see the mutating side): checked but for
+                // the signature; nothing is persisted.
+                let checked = if req.dry_run == Some(true) {
+                    crate::identity::parse(&single, kind).and_then(|r| match r {
+                        Some(r) if r.sig.is_empty() => {
+                            crate::identity::check_bound(&r, &b, now).map(|()| Some(r))
+                        }
+                        _ => crate::identity::verify(&single, kind, &b, key, now),
+                    })
+                } else {
+                    crate::identity::verify(&single, kind, &b, key, now)
+                };
+                let r = match checked {
                     Ok(Some(r)) => r,
                     Ok(None) => continue,
                     Err(e) => {

@@ -514,7 +514,7 @@ fn garbage_never_panics_and_a_response_carries_the_patch() {
         ),
         &cfg(),
         Mode::Mutate,
-        None,
+        Some("aa"),
         now(),
     );
     let r = m.response("review-1");
@@ -682,4 +682,133 @@ fn stamping_writes_no_audit_line_and_a_refusal_does() {
     assert_eq!(m.denial.unwrap().rule, Rule::SeparationOfDuties);
     assert_eq!(m.audit.len(), 1);
     assert_eq!(m.audit[0].event, "refused");
+}
+
+// ---------- adversarial (adv16b) ----------
+
+/// An approval asked while the webhook cannot read the candidate's model (the candidate does
+/// not exist yet, or the read timed out) is stamped with no model digest; such a record must
+/// not count for whatever model the candidate later names (issue 16: "bound to the request's
+/// candidate digest").
+#[test]
+fn adv_an_approval_stamped_without_a_model_digest_does_not_count_for_another_model() {
+    let stored = created_by(bob());
+    let asked = ask(&stored, ASK_APPROVE_KEY, "true");
+    let m = review(
+        &review_of("UPDATE", alice(), asked.clone(), Some(stored.clone())),
+        &cfg(),
+        Mode::Mutate,
+        None,
+        now(),
+    );
+    if m.denial.is_some() {
+        return; // Refusing the unbound approval is a fix too.
+    }
+    let out = apply(asked, &m.patch);
+    let terms = super::spec_digest(&out).ok();
+    // Later the candidate names model "bb" (recreated from another run), not one Alice saw.
+    let b = Binding {
+        namespace: "janus",
+        request: "r1",
+        uid: "uid-1",
+        candidate: "c1",
+        target: Target::Canary,
+        model_sha256: Some("bb"),
+        spec_sha256: terms.as_deref(),
+    };
+    let v = verify_all(&annotations(&out), &b, Some(&key()), now());
+    assert!(
+        v.approval.is_none(),
+        "an approval bound to no model counts for model bb: {:?}",
+        v.approval
+    );
+}
+
+/// `kubectl annotate --dry-run=server ... approve=true`: nothing is persisted and nothing goes
+/// to the audit trail, but the response carries a valid signed approval, which can be put on
+/// the request later (an update with the webhook down) with no approval ever audited.
+#[test]
+fn adv_a_dry_run_gets_no_signed_record() {
+    let stored = created_by(bob());
+    let asked = ask(&stored, ASK_APPROVE_KEY, "true");
+    let mut r = review_of("UPDATE", alice(), asked.clone(), Some(stored.clone()));
+    r.dry_run = Some(true);
+    let m = review(&r, &cfg(), Mode::Mutate, Some("aa"), now());
+    let out = apply(asked, &m.patch);
+    assert!(
+        verified(&out).approval.is_none(),
+        "a dry run was answered with a valid signed approval"
+    );
+}
+
+/// An approval asked while the candidate's model cannot be read is refused, naming the rule and
+/// the candidate; a dry run of a creation is answered with an unsigned creator record that the
+/// validating webhook passes (so `kubectl apply --dry-run=server` still works) and that never
+/// verifies.
+#[test]
+fn an_unbound_approval_is_refused_and_a_dry_run_is_answered_unsigned() {
+    let stored = created_by(bob());
+    let m = review(
+        &review_of(
+            "UPDATE",
+            alice(),
+            ask(&stored, ASK_APPROVE_KEY, "true"),
+            Some(stored),
+        ),
+        &cfg(),
+        Mode::Mutate,
+        None,
+        now(),
+    );
+    let d = m.denial.expect("refused");
+    assert_eq!(d.rule, Rule::ApprovalBindsTheModel);
+    assert!(d.message().contains("candidate `c1`"), "{}", d.message());
+
+    let mut object = super::tests::object(json!({}), false);
+    object["metadata"].as_object_mut().unwrap().remove("uid");
+    let mut r = review_of("CREATE", bob(), object.clone(), None);
+    r.dry_run = Some(true);
+    let m = review(&r, &cfg(), Mode::Mutate, Some("aa"), now());
+    assert!(m.allowed(), "{:?}", m.denial);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("dry-run-signs-nothing"))
+    );
+    let mutated = apply(object, &m.patch);
+    let record: Record =
+        serde_json::from_str(&annotations(&mutated)[crate::crd::STAMP_CREATED_BY]).unwrap();
+    assert_eq!((record.by.as_str(), record.sig.as_str()), ("bob", ""));
+    let mut v = review_of("CREATE", bob(), mutated.clone(), None);
+    v.dry_run = Some(true);
+    let checked = review(&v, &cfg(), Mode::Validate, Some("aa"), now());
+    assert!(checked.allowed(), "{:?}", checked.denial);
+    // The same unsigned record on a real (not dry-run) creation is refused.
+    let real = review(
+        &review_of("CREATE", bob(), mutated, None),
+        &cfg(),
+        Mode::Validate,
+        Some("aa"),
+        now(),
+    );
+    assert_eq!(real.denial.unwrap().rule, Rule::StampsAreWebhookOnly);
+}
+
+/// Adding or changing `rollback-reason` stamps who asked (`rollback-by`, for the history's
+/// actor); an unchanged reason stamps nothing, and a `rollback-by` typed by hand is refused.
+#[test]
+fn a_rollback_ask_is_stamped_with_who_asked() {
+    let stored = created_by(bob());
+    let asked = ask(&stored, crate::crd::ROLLBACK_REASON, "bad fills");
+    let out = admit("UPDATE", carol(), asked, Some(stored.clone())).unwrap();
+    let v = verified(&out);
+    assert_eq!(v.rollback.expect("stamped").by, "carol");
+    let again = admit("UPDATE", alice(), out.clone(), Some(out.clone())).unwrap();
+    assert_eq!(
+        annotations(&again)[crate::crd::STAMP_ROLLBACK],
+        annotations(&out)[crate::crd::STAMP_ROLLBACK]
+    );
+    let forged = ask(&stored, crate::crd::STAMP_ROLLBACK, "{\"by\":\"alice\"}");
+    let d = admit("UPDATE", carol(), forged, Some(stored)).unwrap_err();
+    assert_eq!(d.rule, Rule::StampsAreWebhookOnly);
 }

@@ -297,4 +297,51 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    // ---------- adversarial (adv16b) ----------
+
+    /// A line longer than the 64 KiB tail window (a refusal whose reason quotes a huge
+    /// annotation value: annotations may hold 256 KiB) must not make the next append restart
+    /// the chain at GENESIS.
+    #[test]
+    fn adv_a_line_longer_than_the_tail_window_does_not_break_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), "janus");
+        append(&path, vec![entry("a")]).unwrap();
+        append(&path, vec![entry(&"x".repeat(70 * 1024))]).unwrap();
+        append(&path, vec![entry("after the long line")]).unwrap();
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            3,
+            "an untampered trail does not verify"
+        );
+    }
+
+    /// After one crash mid-line, `janus audit verify` must still catch an edit made later in
+    /// the file: today it stops at the torn line and says the same thing, edit or not.
+    #[test]
+    fn adv_a_torn_line_does_not_hide_later_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), "janus");
+        append(&path, vec![entry("a"), entry("b")]).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"{\"torn").unwrap();
+        drop(f);
+        append(&path, vec![entry("c"), entry("d")]).unwrap();
+        let untampered = format!("{:?}", verify_file(&path));
+        // Line 5 (entry "d") edited: alice becomes mallory.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        assert!(lines[4].contains("\"actor\":\"alice\""));
+        lines[4] = lines[4].replace("\"actor\":\"alice\"", "\"actor\":\"mallo\"");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let tampered = format!("{:?}", verify_file(&path));
+        assert_ne!(
+            untampered, tampered,
+            "an edit after a torn line is reported exactly like no edit"
+        );
+    }
 }

@@ -24,6 +24,10 @@ use std::collections::BTreeMap;
 pub const KILL_SWITCH_DRILL_AT: &str = "janus.torghut.io/kill-switch-drill-at";
 pub const RUNBOOK_VALIDATED: &str = "janus.torghut.io/runbook-validated";
 
+/// The actor of transitions the operator detected itself (a request's backing lost, its status
+/// not sealed): nobody asked for them.
+pub const OPERATOR_ACTOR: &str = "janus-operator";
+
 /// Everything one reconcile reads.
 pub struct PromotionInputs<'a> {
     pub name: &'a str,
@@ -49,12 +53,17 @@ pub struct PromotionInputs<'a> {
     pub runtime: Option<&'a RuntimeStats>,
     /// The gate policy, or why it could not be read.
     pub policy: Result<&'a GatePolicy, String>,
-    /// Who changed the request last (a field manager or the approver annotation).
+    /// Who a promotion or block is credited to: the verified approver, else the verified
+    /// creator, else `unverified:<field manager>`.
     pub actor: &'a str,
+    /// Who asked for a rollback: the webhook's verified `rollback-by` record, else
+    /// `unverified:<field manager of the rollback-reason annotation>`.
+    pub rollback_actor: &'a str,
     /// `spec.killSwitch` was seen `true` by the operator at some point (a watch event), even if
     /// the object now says `false`: the switch latches.
     pub kill_switch_seen: bool,
-    /// Who set the kill switch (the field manager of `spec.killSwitch`), for the history.
+    /// Who set the kill switch (the webhook's verified `kill-switch-by` record, else
+    /// `unverified:<field manager of spec.killSwitch>`), for the history.
     pub kill_switch_actor: &'a str,
     /// Another request already holds this candidate at the target stage (its name): at most one
     /// promoted request per candidate and stage.
@@ -153,9 +162,11 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
     }
     if !input.status_sealed {
         return Some(format!(
-            "{}: the status says promoted at {:?}, but the operator's seal on it is missing or \
-             wrong: it was not written by the operator",
-            HaltReason::SpecChanged.as_str(),
+            "{}: the status says promoted at {:?}, but its seal verifies with neither the \
+             current signing key nor a previous one: it was not written by the operator (a hand \
+             edit, a restored backup), or the signing key was replaced without keeping the old \
+             one as a previous key (docs/gitops.md: rotating the signing key)",
+            HaltReason::StatusNotSealed.as_str(),
             previous.stage.unwrap_or(Stage::Shadow)
         ));
     }
@@ -247,7 +258,19 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     // Approval, drills and runbook validation only from records the webhook stamped and the
     // key verified; hand-typed annotations count for nothing (named in `stamped.ignored`).
     let stamped = input.stamped;
-    let approval = stamped.approval.as_ref().map(|r| Approval {
+    let (believed_approval, approvals_void_through) = unwithdrawn_approval(stamped, &previous);
+    if let (Some(r), None) = (&stamped.approval, believed_approval) {
+        blockers.push(format!(
+            "{} ignored: the approval by {} was stamped at {}, and an approval of this request \
+             stamped then or earlier was seen withdrawn (status.approvalsVoidThrough {}): a \
+             withdrawn approval never counts again; ask an approver again",
+            crate::crd::STAMP_APPROVAL,
+            r.by,
+            r.recorded_at.to_rfc3339(),
+            approvals_void_through.as_deref().unwrap_or_default()
+        ));
+    }
+    let approval = believed_approval.map(|r| Approval {
         approved_by: r.by.clone(),
         token: r.sig.clone(),
     });
@@ -292,13 +315,14 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     if let (Some(reason), false, None, Phase::Promoted) =
         (rollback_reason, kill_switch, &lost, state.phase)
     {
-        match rollback(&state, reason, input.actor, input.now) {
+        match rollback(&state, reason, input.rollback_actor, input.now) {
             Ok(next) => state = next,
             Err(e) => blockers.push(format!("rollback refused: {e}")),
         }
     }
     state = match &lost {
-        Some(reason) => halt(&state, reason, input.actor, input.now),
+        // Detected by the operator itself (backing lost, status not sealed): its own act.
+        Some(reason) => halt(&state, reason, OPERATOR_ACTOR, input.now),
         None => {
             let claimed = match (input.stage_held_by, usable) {
                 // Another request serves this candidate at the stage: not a second one.
@@ -538,13 +562,18 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
                     token_sha256: Sha256Hex::of_bytes(a.token.as_bytes()),
                     rollback_drill_at: rollback_drill_at.map(|t| t.to_rfc3339()),
                     recorded_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    stamped_at: believed_approval.map(|r| {
+                        r.recorded_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                    }),
                 };
                 // The same approval keeps the time it was first recorded (no status churn).
                 match &previous.approval {
                     Some(p)
                         if p.approved_by == record.approved_by
                             && p.token_sha256 == record.token_sha256
-                            && p.rollback_drill_at == record.rollback_drill_at =>
+                            && p.rollback_drill_at == record.rollback_drill_at
+                            && p.stamped_at == record.stamped_at =>
                     {
                         p.clone()
                     }
@@ -561,12 +590,53 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             bound,
             served_model,
             served_limits,
+            approvals_void_through,
             // Sealed by the glue, which holds the key.
             seal: None,
         },
         runtime_config,
         events,
     }
+}
+
+/// The verified approval unless it was stamped at or before an approval the operator saw
+/// withdrawn, and the time through which approvals are void (`status.approvalsVoidThrough`).
+///
+/// An approval is withdrawn by removing its record. With the webhook down (updates fail open)
+/// anyone who may update the request could put the saved record back, and it would verify: it
+/// is signed, bound and unexpired. So once the operator has recorded an approval in the status
+/// (`status.approval`, with the time it first saw it) and then sees the request without that
+/// approval, every approval stamped at or before that time is void for good: the time goes into
+/// the status, which only the operator writes (and seals). A fresh approval, stamped after it,
+/// counts. The residual case: an approval withdrawn and put back before the operator reconciled
+/// the request in between (the operator down, or both within one reconcile) is never seen
+/// withdrawn (docs/gates.md).
+fn unwithdrawn_approval<'a>(
+    stamped: &'a Verified,
+    previous: &PromotionRequestStatus,
+) -> (Option<&'a crate::identity::Record>, Option<String>) {
+    let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok().map(|t| t.to_utc());
+    let mut through = previous.approvals_void_through.as_deref().and_then(parse);
+    if let Some(seen) = &previous.approval {
+        let still_there = stamped
+            .approval
+            .as_ref()
+            .is_some_and(|r| Sha256Hex::of_bytes(r.sig.as_bytes()) == seen.token_sha256);
+        if !still_there {
+            // The later of the record's own stamp and the operator's first sight of it: the
+            // withdrawn record itself is void whatever the clocks of webhook and operator say.
+            let stamped = seen.stamped_at.as_deref().and_then(parse);
+            through = through.max(parse(&seen.recorded_at)).max(stamped);
+        }
+    }
+    let believed = stamped
+        .approval
+        .as_ref()
+        .filter(|r| through.is_none_or(|t| r.recorded_at > t));
+    (
+        believed,
+        through.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+    )
 }
 
 /// The runtime ConfigMap a PromotionRequest writes for the decision service.

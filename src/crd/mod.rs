@@ -41,6 +41,8 @@ pub const STAMP_ROLLBACK_DRILL: &str = "janus.torghut.io/rollback-drill";
 pub const STAMP_KILL_SWITCH_DRILL: &str = "janus.torghut.io/kill-switch-drill";
 pub const STAMP_RUNBOOK_VALIDATION: &str = "janus.torghut.io/runbook-validation";
 pub const STAMP_KILL_SWITCH: &str = "janus.torghut.io/kill-switch-by";
+/// The webhook's signed record of who asked for a rollback (set `rollback-reason`).
+pub const STAMP_ROLLBACK: &str = "janus.torghut.io/rollback-by";
 
 /// The longest PromotionRequest name the operator serves: its runtime ConfigMap is
 /// `<name>-runtime`, which must fit a 63-character name without shortening, so the chart (which
@@ -481,6 +483,12 @@ pub struct PromotionRequestStatus {
     /// `spec.canary` afterwards halts it (`SpecChanged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_limits: Option<CanaryLimits>,
+    /// Approvals stamped (`recordedAt`) at or before this time (RFC 3339) never count again:
+    /// the operator saw an approval of this request withdrawn (its record removed) that it had
+    /// first recorded then, so a saved copy put back later is void. Written by the operator only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub approvals_void_through: Option<String>,
     /// The operator's seal over what this status says it serves (`crate::identity::status_seal`,
     /// over [`PromotionRequestStatus::seal_fields`], which include the served model and limits):
     /// a promoted status without a valid seal was not written by the operator, and halts.
@@ -491,7 +499,7 @@ pub struct PromotionRequestStatus {
 impl PromotionRequestStatus {
     /// The fields [`PromotionRequestStatus::seal`] covers, for request `uid`.
     pub fn seal_fields(&self, uid: &str) -> Vec<String> {
-        vec![
+        let mut fields = vec![
             uid.to_string(),
             self.stage.map(|s| format!("{s:?}")).unwrap_or_default(),
             self.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
@@ -507,7 +515,12 @@ impl PromotionRequestStatus {
                 .as_ref()
                 .and_then(|l| serde_json::to_string(l).ok())
                 .unwrap_or_default(),
-        ]
+        ];
+        // Only when set, so seals made before the field existed still verify.
+        if let Some(t) = &self.approvals_void_through {
+            fields.push(format!("approvalsVoidThrough={t}"));
+        }
+        fields
     }
 }
 
@@ -528,6 +541,10 @@ pub enum HaltReason {
     SpecChanged,
     /// The candidate, its evidence or the gate policy can no longer be read or verified.
     BackingLost,
+    /// A promoted status whose seal verifies with neither the current signing key nor a listed
+    /// previous one: not written by the operator, or the key was replaced without keeping the
+    /// old one (docs/gitops.md, rotating the signing key).
+    StatusNotSealed,
 }
 
 impl HaltReason {
@@ -535,6 +552,7 @@ impl HaltReason {
         match self {
             HaltReason::SpecChanged => "SpecChanged",
             HaltReason::BackingLost => "BackingLost",
+            HaltReason::StatusNotSealed => "StatusNotSealed",
         }
     }
 }
@@ -546,7 +564,14 @@ pub struct ApprovalRecord {
     /// SHA-256 of the approval token (the token itself is not echoed).
     pub token_sha256: Sha256Hex,
     pub rollback_drill_at: Option<String>,
+    /// When the operator first recorded it (RFC 3339, seconds).
     pub recorded_at: String,
+    /// The approval record's own `recordedAt` (when the webhook stamped it, RFC 3339 to the
+    /// nanosecond): once the approval is seen withdrawn, approvals stamped at or before the
+    /// later of the two times are void (`status.approvalsVoidThrough`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub stamped_at: Option<String>,
 }
 
 /// The three CRDs, in the order they are applied.

@@ -29,16 +29,19 @@ pub enum Kind {
     RunbookValidation,
     /// Who turned the kill switch on.
     KillSwitch,
+    /// Who asked for a rollback (added or changed `janus.torghut.io/rollback-reason`).
+    Rollback,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::CreatedBy,
         Kind::Approval,
         Kind::RollbackDrill,
         Kind::KillSwitchDrill,
         Kind::RunbookValidation,
         Kind::KillSwitch,
+        Kind::Rollback,
     ];
 
     /// The annotation the webhook writes the signed record to.
@@ -50,6 +53,7 @@ impl Kind {
             Kind::KillSwitchDrill => crate::crd::STAMP_KILL_SWITCH_DRILL,
             Kind::RunbookValidation => crate::crd::STAMP_RUNBOOK_VALIDATION,
             Kind::KillSwitch => crate::crd::STAMP_KILL_SWITCH,
+            Kind::Rollback => crate::crd::STAMP_ROLLBACK,
         }
     }
 
@@ -60,7 +64,7 @@ impl Kind {
             Kind::RollbackDrill => Some(crate::crd::ASK_ROLLBACK_DRILL),
             Kind::KillSwitchDrill => Some(crate::crd::ASK_KILL_SWITCH_DRILL),
             Kind::RunbookValidation => Some(crate::crd::ASK_VALIDATE_RUNBOOK),
-            Kind::CreatedBy | Kind::KillSwitch => None,
+            Kind::CreatedBy | Kind::KillSwitch | Kind::Rollback => None,
         }
     }
 
@@ -72,6 +76,7 @@ impl Kind {
             Kind::KillSwitchDrill => "kill-switch-drill",
             Kind::RunbookValidation => "runbook-validation",
             Kind::KillSwitch => "kill-switch",
+            Kind::Rollback => "rollback",
         }
     }
 }
@@ -115,13 +120,19 @@ pub struct Record {
     pub sig: String,
 }
 
-/// The HMAC key the webhook signs with and the operator verifies with.
+/// The HMAC keys: the current one, which signs records and seals, and any previous ones (a
+/// rotation in progress), which only verify. A record or seal made with any of them counts, so
+/// rotating the key (docs/gitops.md) voids nothing that is on record or served; what is
+/// written from then on is signed with the current key only.
 #[derive(Clone)]
-pub struct SigningKey(ring::hmac::Key);
+pub struct SigningKey {
+    current: ring::hmac::Key,
+    previous: Vec<ring::hmac::Key>,
+}
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(..)")
+        write!(f, "SigningKey(.., {} previous)", self.previous.len())
     }
 }
 
@@ -133,24 +144,76 @@ pub enum KeyError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}: the signing key must hold at least 16 bytes (after trimming whitespace)")]
-    TooShort(std::path::PathBuf),
+    #[error(
+        "{path}:{line}: the signing key must hold at least 16 bytes (after trimming whitespace)"
+    )]
+    TooShort {
+        path: std::path::PathBuf,
+        /// 1-based line of the file.
+        line: usize,
+    },
+    #[error("{0}: no signing key in it")]
+    Empty(std::path::PathBuf),
 }
 
 impl SigningKey {
-    /// A key from its bytes (at least 16).
+    /// A key from its bytes (at least 16), with no previous keys.
     pub fn new(bytes: &[u8]) -> Option<Self> {
-        (bytes.len() >= 16).then(|| Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes)))
+        (bytes.len() >= 16).then(|| Self {
+            current: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
+            previous: Vec::new(),
+        })
     }
 
-    /// A key from a file (a mounted Secret); surrounding whitespace is ignored.
+    /// This key, also accepting what `previous` signed (their own previous keys included).
+    pub fn with_previous(mut self, previous: impl IntoIterator<Item = SigningKey>) -> Self {
+        for p in previous {
+            self.previous.push(p.current);
+            self.previous.extend(p.previous);
+        }
+        self
+    }
+
+    /// Keys from a file (a mounted Secret): one key per line, surrounding whitespace ignored,
+    /// blank lines skipped; the first line is the current key, every further line a previous
+    /// key that still verifies (a rotation: put the new key first, keep the old one below it).
+    /// A file of one key (as the chart generates it) is the current key alone.
     pub fn from_file(path: &std::path::Path) -> Result<Self, KeyError> {
         let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let text = bytes.trim_ascii();
-        Self::new(text).ok_or_else(|| KeyError::TooShort(path.to_path_buf()))
+        let mut keys = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            let text = line.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            keys.push(Self::new(text).ok_or_else(|| KeyError::TooShort {
+                path: path.to_path_buf(),
+                line: i + 1,
+            })?);
+        }
+        let mut keys = keys.into_iter();
+        let current = keys
+            .next()
+            .ok_or_else(|| KeyError::Empty(path.to_path_buf()))?;
+        Ok(current.with_previous(keys))
+    }
+
+    fn sign(&self, bytes: &[u8]) -> String {
+        hex(ring::hmac::sign(&self.current, bytes).as_ref())
+    }
+
+    /// Whether `tag` is the HMAC of `bytes` under the current or a previous key
+    /// (constant-time comparison for each).
+    fn verifies(&self, bytes: &[u8], tag: &str) -> bool {
+        let Some(tag) = unhex(tag) else {
+            return false;
+        };
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|k| ring::hmac::verify(k, bytes, &tag).is_ok())
     }
 }
 
@@ -177,7 +240,7 @@ impl Record {
     /// The record with its signature set.
     pub fn signed(mut self, key: &SigningKey) -> Record {
         self.sig = String::new();
-        self.sig = hex(ring::hmac::sign(&key.0, &self.signed_bytes()).as_ref());
+        self.sig = key.sign(&self.signed_bytes());
         self
     }
 
@@ -188,10 +251,7 @@ impl Record {
 
     /// Whether the signature is the key's over this record (constant-time comparison).
     pub fn signature_valid(&self, key: &SigningKey) -> bool {
-        match unhex(&self.sig) {
-            Some(tag) => ring::hmac::verify(&key.0, &self.signed_bytes(), &tag).is_ok(),
-            None => false,
-        }
+        key.verifies(&self.signed_bytes(), &self.sig)
     }
 }
 
@@ -201,15 +261,13 @@ impl Record {
 /// written by anyone else (a hand edit through the status subresource, a restored backup) does
 /// not carry a valid seal for what it claims.
 pub fn status_seal(key: &SigningKey, fields: &[&str]) -> String {
-    hex(ring::hmac::sign(&key.0, fields.join("\n").as_bytes()).as_ref())
+    key.sign(fields.join("\n").as_bytes())
 }
 
-/// Whether `seal` is the key's seal over `fields` (constant-time comparison).
+/// Whether `seal` is the seal over `fields` of the current or a previous key (constant-time
+/// comparison).
 pub fn status_seal_valid(key: &SigningKey, fields: &[&str], seal: &str) -> bool {
-    match unhex(seal) {
-        Some(tag) => ring::hmac::verify(&key.0, fields.join("\n").as_bytes(), &tag).is_ok(),
-        None => false,
-    }
+    key.verifies(fields.join("\n").as_bytes(), seal)
 }
 
 /// The request a record must be bound to.
@@ -261,6 +319,10 @@ pub enum Invalid {
         "approval by {by} does not cover this spec: spec.canary (the risk limits) or another approved field changed after it was approved{detail}; ask an approver again"
     )]
     TermsChanged { by: String, detail: String },
+    #[error(
+        "approval by {by} binds no model digest (the candidate's model could not be read when it was stamped): it could count for any model; ask an approver again"
+    )]
+    NoModel { by: String },
     #[error("approval by {by}: separation of duties: the approver created the request")]
     SelfApproval { by: String },
     #[error(
@@ -269,14 +331,39 @@ pub enum Invalid {
     CreatorUnknown { by: String },
 }
 
+/// How far ahead of the operator's clock a record's `at` and `recordedAt` may be and still
+/// count: 5 minutes. The webhook may run on another node whose clock is ahead; a record it just
+/// stamped must count at once (a kill switch's actor, an approval). A drill is never dated in
+/// the future by the webhook's own clock (rule `no-future-drills`), so this bounds only the
+/// skew between the two clocks (docs/gates.md).
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Reads the record of `kind` from the annotations and checks it: well-formed, signed by `key`,
-/// bound to `binding`, not expired and not in the future at `now`. `Ok(None)` when absent.
+/// bound to `binding` (an approval always to a model digest), not expired and not dated more
+/// than [`MAX_CLOCK_SKEW`] after `now`. `Ok(None)` when absent.
 pub fn verify(
     annotations: &BTreeMap<String, String>,
     kind: Kind,
     binding: &Binding<'_>,
     key: &SigningKey,
     now: DateTime<Utc>,
+) -> Result<Option<Record>, Invalid> {
+    let Some(record) = parse(annotations, kind)? else {
+        return Ok(None);
+    };
+    if !record.signature_valid(key) {
+        return Err(Invalid::BadSignature { kind: kind.name() });
+    }
+    check_bound(&record, binding, now)?;
+    Ok(Some(record))
+}
+
+/// Parses the record of `kind` from the annotations without checking its signature (`Ok(None)`
+/// when absent): for the validating webhook on a dry run, whose records the mutating webhook
+/// leaves unsigned. Never a reason to believe a record.
+pub fn parse(
+    annotations: &BTreeMap<String, String>,
+    kind: Kind,
 ) -> Result<Option<Record>, Invalid> {
     let Some(text) = annotations.get(kind.annotation()) else {
         return Ok(None);
@@ -292,9 +379,18 @@ pub fn verify(
             why: format!("it is a {} record", record.kind.name()),
         });
     }
-    if !record.signature_valid(key) {
-        return Err(Invalid::BadSignature { kind: name });
-    }
+    Ok(Some(record))
+}
+
+/// The checks of [`verify`] after the signature: bound to `binding`, an approval to a model and
+/// the spec, not expired, not dated in the future beyond [`MAX_CLOCK_SKEW`].
+pub fn check_bound(
+    record: &Record,
+    binding: &Binding<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), Invalid> {
+    let kind = record.kind;
+    let name = kind.name();
     let other = |what, theirs: &str, ours: &str| Invalid::OtherRequest {
         kind: name,
         what,
@@ -317,6 +413,11 @@ pub fn verify(
     if record.target != binding.target {
         return Err(other("target", record.target.name(), binding.target.name()));
     }
+    if kind == Kind::Approval && record.model_sha256.is_none() {
+        return Err(Invalid::NoModel {
+            by: record.by.clone(),
+        });
+    }
     if let (Some(theirs), Some(ours)) = (&record.model_sha256, binding.model_sha256) {
         if theirs != ours {
             return Err(other("model", theirs, ours));
@@ -335,7 +436,7 @@ pub fn verify(
             },
         });
     }
-    if record.at > now || record.recorded_at > now + chrono::Duration::minutes(5) {
+    if record.at > now + MAX_CLOCK_SKEW || record.recorded_at > now + MAX_CLOCK_SKEW {
         return Err(Invalid::Future {
             kind: name,
             by: record.by.clone(),
@@ -351,7 +452,7 @@ pub fn verify(
             });
         }
     }
-    Ok(Some(record))
+    Ok(())
 }
 
 /// Shortens `text` to at most `max` bytes (at a character boundary), marking the cut.
@@ -376,6 +477,7 @@ pub struct Verified {
     pub kill_switch_drill: Option<Record>,
     pub runbook_validation: Option<Record>,
     pub kill_switch: Option<Record>,
+    pub rollback: Option<Record>,
     /// Why records or plain annotations present were not believed (shown as blockers).
     pub ignored: Vec<String>,
 }
@@ -390,6 +492,7 @@ impl Verified {
             &self.kill_switch_drill,
             &self.runbook_validation,
             &self.kill_switch,
+            &self.rollback,
         ]
         .into_iter()
         .flatten()
@@ -462,6 +565,7 @@ pub fn verify_all(
                     Kind::KillSwitchDrill => &mut out.kill_switch_drill,
                     Kind::RunbookValidation => &mut out.runbook_validation,
                     Kind::KillSwitch => &mut out.kill_switch,
+                    Kind::Rollback => &mut out.rollback,
                 };
                 *slot = record;
             }
@@ -713,9 +817,79 @@ mod tests {
         );
     }
 
+    /// A rotation: the new key first, the old one below it. Records and seals of either
+    /// verify; what is signed now is the new key's alone (the old key alone rejects it).
+    #[test]
+    fn a_rotated_key_file_verifies_old_records_and_signs_with_the_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let old = SigningKey::new(b"old-key-0123456789").unwrap();
+        let new = SigningKey::new(b"new-key-0123456789").unwrap();
+        std::fs::write(&path, "  new-key-0123456789\n\nold-key-0123456789  \n").unwrap();
+        let keys = SigningKey::from_file(&path).unwrap();
+        let r = record(Kind::RollbackDrill, "carol");
+        assert!(r.clone().signed(&old).signature_valid(&keys));
+        let now_signed = r.clone().signed(&keys);
+        assert!(now_signed.signature_valid(&new));
+        assert!(!now_signed.signature_valid(&old));
+        let fields = ["uid-1", "paper", "Promoted"];
+        assert!(status_seal_valid(
+            &keys,
+            &fields,
+            &status_seal(&old, &fields)
+        ));
+        assert!(!status_seal_valid(
+            &new,
+            &fields,
+            &status_seal(&old, &fields)
+        ));
+        assert!(!status_seal_valid(
+            &keys,
+            &fields,
+            &status_seal(&SigningKey::new(&[9; 16]).unwrap(), &fields)
+        ));
+        // Errors name the file and line.
+        std::fs::write(&path, "new-key-0123456789\nshort\n").unwrap();
+        let e = SigningKey::from_file(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                ":2: the signing key must hold at least 16 bytes (after trimming whitespace)"
+            ),
+            "{e}"
+        );
+        std::fs::write(&path, "\n  \n").unwrap();
+        assert!(
+            SigningKey::from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("no signing key")
+        );
+    }
+
     #[test]
     fn keys_must_be_long_enough() {
         assert!(SigningKey::new(b"short").is_none());
         assert!(SigningKey::new(&[0; 16]).is_some());
+    }
+
+    /// The webhook's clock a few seconds ahead of the operator's (another node): a record it
+    /// just stamped (`at` = its `now`) must count, as `recordedAt` does within five minutes; a
+    /// fresh approval or kill-switch record is otherwise ignored as "dated in the future".
+    #[test]
+    fn adv_a_fresh_record_from_a_webhook_two_seconds_ahead_counts() {
+        let operator_now = t("2026-01-01T10:00:00Z");
+        let mut approval = record(Kind::Approval, "alice");
+        approval.at = t("2026-01-01T10:00:02Z");
+        approval.recorded_at = t("2026-01-01T10:00:02Z");
+        let a = with(&[
+            record(Kind::CreatedBy, "bob").signed(&key()),
+            approval.signed(&key()),
+        ]);
+        let v = verify_all(&a, &binding(), Some(&key()), operator_now);
+        assert!(
+            v.approval.is_some(),
+            "a fresh approval stamped 2 s ahead is ignored: {:?}",
+            v.ignored
+        );
     }
 }

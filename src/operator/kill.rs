@@ -45,22 +45,43 @@ impl KillLatch {
     }
 }
 
-/// Who set `spec.killSwitch`: the field manager whose managed fields hold it, the most recent
-/// when several do (Kubernetes records the manager of every write, so this is the writer the API
-/// server authenticated, not a name anybody typed). `None` when no entry names the field.
-pub fn kill_switch_actor(managed: &[ManagedFieldsEntry]) -> Option<String> {
+/// The field manager that last wrote the field at `path` of managedFields (`["f:spec",
+/// "f:killSwitch"]`), the most recent when several did. `None` when no entry names the field.
+pub fn field_manager_of(managed: &[ManagedFieldsEntry], path: &[&str]) -> Option<String> {
     managed
         .iter()
         .filter(|m| m.subresource.as_deref().unwrap_or("").is_empty())
         .filter(|m| {
-            m.fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:spec"))
-                .and_then(|spec| spec.get("f:killSwitch"))
-                .is_some()
+            let mut at = m.fields_v1.as_ref().map(|f| &f.0);
+            for segment in path {
+                at = at.and_then(|v| v.get(*segment));
+            }
+            at.is_some()
         })
         .max_by_key(|m| m.time.as_ref().map(|t| t.0))
         .and_then(|m| m.manager.clone())
+}
+
+/// A field manager as an actor: `unverified:<manager>`. A field manager is a name the client
+/// chose (`kubectl --field-manager=alice`, any `fieldManager` query parameter), never an identity
+/// the API server authenticated; it is recorded only marked as such (`crate::audit::Entry`).
+pub fn unverified(manager: &str) -> String {
+    format!("unverified:{manager}")
+}
+
+/// Who set `spec.killSwitch` as far as managedFields tell: `unverified:<field manager>` of the
+/// field (see [`unverified`]: a typed name, not an authenticated one). The authenticated user is
+/// known only from the webhook's signed `kill-switch-by` record, which the reconcile prefers.
+pub fn kill_switch_actor(managed: &[ManagedFieldsEntry]) -> Option<String> {
+    field_manager_of(managed, &["f:spec", "f:killSwitch"]).map(|m| unverified(&m))
+}
+
+/// Who set `janus.torghut.io/rollback-reason` as far as managedFields tell:
+/// `unverified:<field manager>` (see [`kill_switch_actor`]); the webhook's signed `rollback-by`
+/// record is preferred.
+pub fn rollback_actor(managed: &[ManagedFieldsEntry]) -> Option<String> {
+    let field = format!("f:{}", crate::crd::ROLLBACK_REASON);
+    field_manager_of(managed, &["f:metadata", "f:annotations", &field]).map(|m| unverified(&m))
 }
 
 /// Turns trading off in a request's runtime ConfigMap, touching nothing else in it: the two
@@ -163,7 +184,7 @@ pub async fn fast_path(
             continue;
         }
         let actor = kill_switch_actor(obj.metadata.managed_fields.as_deref().unwrap_or_default())
-            .unwrap_or_else(|| "unknown".into());
+            .unwrap_or_else(|| unverified("unknown"));
         if !ctx.kill_latch.latch(&uid, &actor) {
             continue;
         }
@@ -231,7 +252,7 @@ mod tests {
         ];
         assert_eq!(
             kill_switch_actor(&managed).as_deref(),
-            Some("kubectl-patch")
+            Some("unverified:kubectl-patch")
         );
         assert_eq!(kill_switch_actor(&managed[2..]), None);
     }

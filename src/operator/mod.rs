@@ -81,6 +81,12 @@ pub struct ControllerArgs {
     /// Directory holding the webhook's serving certificate: `tls.crt` (chain) and `tls.key`.
     #[arg(long)]
     pub webhook_cert_dir: Option<PathBuf>,
+    /// PEM file of the CA(s) that issued the API server's client certificate for webhooks
+    /// (its AdmissionConfiguration kubeconfig): the webhook then completes a TLS handshake only
+    /// with a client holding such a certificate. Without it anything that reaches the port can
+    /// have records signed for any user (a warning at start; docs/gates.md).
+    #[arg(long)]
+    pub webhook_client_ca: Option<PathBuf>,
     /// The key the webhook signs stamped records with and the operator verifies them with (a
     /// Secret only the operator reads; at least 16 bytes). Without it no approval, drill or
     /// runbook validation counts.
@@ -386,7 +392,15 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
                 "--approval-max-age-hours must lie in (0, 8760]".into(),
             ));
         }
-        let tls = webhook::tls_config(dir).map_err(|e| fail(e.to_string()))?;
+        if args.webhook_client_ca.is_none() {
+            tracing::warn!(
+                "no --webhook-client-ca: the webhook answers any client that reaches its port, \
+                 so anything in the cluster network can have records signed for any user it \
+                 names; require the API server's client certificate (docs/gates.md)"
+            );
+        }
+        let tls = webhook::tls_config(dir, args.webhook_client_ca.as_deref())
+            .map_err(|e| fail(e.to_string()))?;
         let hook = webhook::Webhook {
             config: crate::admission::Config {
                 approver_group: args.approver_group.clone(),

@@ -533,15 +533,17 @@ fn condition_true(status: &JanusCandidateStatus, t: &str) -> bool {
 
 // ---------- PromotionRequest ----------
 
-/// Who changed the request last: the newest field manager of its spec or metadata.
+/// Who changed the request last, as far as managedFields tell: `unverified:<field manager>` of
+/// its newest write (a name the client chose; see `kill::unverified`).
 fn actor(pr: &PromotionRequest) -> String {
     let managed = pr.metadata.managed_fields.clone().unwrap_or_default();
-    managed
+    let manager = managed
         .iter()
         .filter(|m| m.subresource.as_deref().unwrap_or("").is_empty())
         .max_by_key(|m| m.time.as_ref().map(|t| t.0))
         .and_then(|m| m.manager.clone())
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| "unknown".into());
+    crate::operator::kill::unverified(&manager)
 }
 
 /// The stage the candidate holds: the highest stage another request promoted it to (from the
@@ -608,7 +610,8 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     let latched_by = ctx.kill_latch.actor(&uid);
     let now = Utc::now();
     let annotations = pr.annotations().clone();
-    // Who set the kill switch: the webhook's signed record, else the field manager.
+    // Who set the kill switch: the webhook's signed record, else the field manager (marked
+    // unverified: a typed name).
     let stamped_kill = stamped_records(&ctx, pr.as_ref(), None, now).kill_switch;
     let kill_actor = stamped_kill
         .map(|r| r.by)
@@ -618,7 +621,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             )
         })
         .or(latched_by.clone())
-        .unwrap_or_else(|| "unknown".into());
+        .unwrap_or_else(|| crate::operator::kill::unverified("unknown"));
     if pr.spec.kill_switch {
         ctx.kill_latch.latch(&uid, &kill_actor);
     }
@@ -706,16 +709,25 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         records,
     )
     .await;
-    // The actor: the verified approver, else the verified creator, else the field manager.
+    // The actor of a promotion or block: the verified approver, else the verified creator,
+    // else the field manager (unverified). A rollback's: who asked for it.
     let actor = (stamped.approval.as_ref())
         .or(stamped.created_by.as_ref())
         .map(|r| r.by.clone())
         .unwrap_or_else(|| actor(pr.as_ref()));
+    let rollback_actor = (stamped.rollback.as_ref())
+        .map(|r| r.by.clone())
+        .or_else(|| {
+            crate::operator::kill::rollback_actor(
+                pr.metadata.managed_fields.as_deref().unwrap_or_default(),
+            )
+        })
+        .unwrap_or_else(|| crate::operator::kill::unverified("unknown"));
     let candidate_stage = candidate_stage(&ctx, pr.as_ref());
     // Read the latch again after the reads above: the fast path may have seen a switch that
     // was set and cleared while this reconcile was queued or reading.
     let latched_by = latched_by.or_else(|| ctx.kill_latch.actor(&uid));
-    let kill_actor = if kill_actor == "unknown" {
+    let kill_actor = if kill_actor == crate::operator::kill::unverified("unknown") {
         latched_by.clone().unwrap_or(kill_actor)
     } else {
         kill_actor
@@ -755,6 +767,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             runtime: runtime.as_ref(),
             policy: policy.as_ref().map_err(Clone::clone),
             actor: &actor,
+            rollback_actor: &rollback_actor,
             kill_switch_seen: latched_by.is_some(),
             kill_switch_actor: &kill_actor,
             stage_held_by,

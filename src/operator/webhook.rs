@@ -34,8 +34,15 @@ pub enum WebhookError {
     },
 }
 
-/// A rustls server configuration from `<dir>/tls.crt` (the chain) and `<dir>/tls.key`.
-pub fn tls_config(dir: &Path) -> Result<rustls::ServerConfig, WebhookError> {
+/// A rustls server configuration from `<dir>/tls.crt` (the chain) and `<dir>/tls.key`; with
+/// `client_ca` (a PEM file of CA certificates) a client must present a certificate one of them
+/// issued (RFC 8446 §4.3.2 CertificateRequest; rustls's WebPKI client verifier), else the
+/// handshake fails and no request is read: only the API server, configured with such a client
+/// certificate, is answered.
+pub fn tls_config(
+    dir: &Path,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, WebhookError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
@@ -55,12 +62,33 @@ pub fn tls_config(dir: &Path) -> Result<rustls::ServerConfig, WebhookError> {
         path: key.clone(),
         why: e.to_string(),
     })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let cert = |why: String| WebhookError::Cert {
+                path: path.to_path_buf(),
+                why,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(path).map_err(|e| cert(e.to_string()))? {
+                roots
+                    .add(c.map_err(|e| cert(e.to_string()))?)
+                    .map_err(|e| cert(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(cert("no CA certificate in it".into()));
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| cert(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
