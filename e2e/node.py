@@ -3,7 +3,7 @@
 
 It watches the namespace's pods (polling through kubectl), runs each new pod's container command
 locally with the same `janus` binary, its volumes mapped to local directories (the artifacts
-claim to ARTIFACTS, ConfigMap volumes to their data written out), and then patches the pod's
+claim to ARTIFACTS, a subPath of it to that folder, ConfigMap volumes to their data written out), and then patches the pod's
 status subresource to Succeeded or Failed with the container's termination message, exactly as
 a kubelet reports it, so the real Job controller completes or fails the Job.
 
@@ -59,7 +59,11 @@ def run_pod(pod):
     for m in container.get("volumeMounts", []):
         v = volumes.get(m["name"], {})
         if "persistentVolumeClaim" in v:
-            mounts[m["mountPath"]] = ARTIFACTS
+            # A subPath mount (a step's own output folder over the read-only volume) maps to
+            # that folder, created as the kubelet creates it. Read-only is not enforced here.
+            target = os.path.join(ARTIFACTS, m["subPath"]) if m.get("subPath") else ARTIFACTS
+            os.makedirs(target, exist_ok=True)
+            mounts[m["mountPath"]] = target
         elif "configMap" in v:
             cm = json.loads(kubectl("get", "configmap", v["configMap"]["name"], "-o", "json").stdout)
             d = os.path.join(pod_dir, "cm-" + m["name"])
