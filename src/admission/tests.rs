@@ -611,18 +611,6 @@ fn a_changed_spec_voids_the_approval_and_the_kill_switch_does_not() {
     widened["spec"]["canary"]["symbols"] = json!(["AAPL", "TSLA"]);
     let m = review(
         &review_of("UPDATE", carol(), widened.clone(), Some(approved.clone())),
-// ---------- adversarial (adv16b) ----------
-
-/// An approval asked while the webhook cannot read the candidate's model (the candidate does
-/// not exist yet, or the read timed out) is stamped with no model digest; such a record must
-/// not count for whatever model the candidate later names (issue 16: "bound to the request's
-/// candidate digest").
-#[test]
-fn adv_an_approval_stamped_without_a_model_digest_does_not_count_for_another_model() {
-    let stored = created_by(bob());
-    let asked = ask(&stored, ASK_APPROVE_KEY, "true");
-    let m = review(
-        &review_of("UPDATE", alice(), asked.clone(), Some(stored.clone())),
         &cfg(),
         Mode::Mutate,
         None,
@@ -694,11 +682,33 @@ fn stamping_writes_no_audit_line_and_a_refusal_does() {
     assert_eq!(m.denial.unwrap().rule, Rule::SeparationOfDuties);
     assert_eq!(m.audit.len(), 1);
     assert_eq!(m.audit[0].event, "refused");
+}
+
+// ---------- adversarial (adv16b) ----------
+
+/// An approval asked while the webhook cannot read the candidate's model (the candidate does
+/// not exist yet, or the read timed out) is stamped with no model digest; such a record must
+/// not count for whatever model the candidate later names (issue 16: "bound to the request's
+/// candidate digest").
+#[test]
+fn adv_an_approval_stamped_without_a_model_digest_does_not_count_for_another_model() {
+    let stored = created_by(bob());
+    let asked = ask(&stored, ASK_APPROVE_KEY, "true");
+    let m = review(
+        &review_of("UPDATE", alice(), asked.clone(), Some(stored.clone())),
+        &cfg(),
+        Mode::Mutate,
+        None,
+        now(),
+    );
     if m.denial.is_some() {
         return; // Refusing the unbound approval is a fix too.
     }
     let out = apply(asked, &m.patch);
     // Later the candidate names model "bb" (recreated from another run), not one Alice saw.
+    let spec: crate::crd::PromotionRequestSpec =
+        serde_json::from_value(out["spec"].clone()).unwrap();
+    let terms = spec.approved_terms_sha256().unwrap().to_string();
     let b = Binding {
         namespace: "janus",
         request: "r1",
@@ -706,6 +716,7 @@ fn stamping_writes_no_audit_line_and_a_refusal_does() {
         candidate: "c1",
         target: Target::Canary,
         model_sha256: Some("bb"),
+        spec_sha256: Some(&terms),
     };
     let v = verify_all(&annotations(&out), &b, Some(&key()), now());
     assert!(

@@ -636,13 +636,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         .records()
         .map(|r| crate::audit::Entry::stamped(r, now))
         .collect();
-    crate::operator::trail::append_records(
-        ctx.audited.clone(),
-        &ctx.config.artifacts_root,
-        &ns,
-        records,
-    )
-    .await;
+    ctx.trail.append_records(&ns, records).await;
     // The actor: the verified approver, else the verified creator, else the field manager.
     let actor = (stamped.approval.as_ref())
         .or(stamped.created_by.as_ref())
@@ -779,7 +773,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
                 crate::audit::Entry::transition(&ns, &name, uid, &pr.spec.candidate, model, t)
             })
             .collect();
-        crate::operator::trail::append(&ctx.config.artifacts_root, &ns, entries).await;
+        ctx.trail.append(&ns, entries).await;
     }
     let (stage, phase) = (plan.status.stage, plan.status.phase);
     if (previous.stage, previous.phase) != (stage, phase) {
