@@ -2,8 +2,8 @@
 //! that was edited, deleted, inserted or moved; with `--key`, also every line re-sealed
 //! without the key.
 
-use janus::audit::{AuditKey, Entry};
 use janus::audit::file::{append, path_for};
+use janus::audit::{AuditKey, Entry};
 use janus::promotion::{Phase, Stage, Transition};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -48,9 +48,19 @@ fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<String>)) {
 fn audit_verify_names_the_first_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = path_for(dir.path(), "janus");
-    append(&path, (1..=3).map(|i| transition(i, "alice")).collect(), None).unwrap();
+    append(
+        &path,
+        (1..=3).map(|i| transition(i, "alice")).collect(),
+        None,
+    )
+    .unwrap();
     // A second writer (an operator restarted) continues the same chain.
-    append(&path, vec![transition(4, "bob"), transition(5, "carol")], None).unwrap();
+    append(
+        &path,
+        vec![transition(4, "bob"), transition(5, "carol")],
+        None,
+    )
+    .unwrap();
     let file = path.to_str().unwrap();
     let ok = janus(&["audit", "verify", file]);
     assert!(ok.status.success(), "{ok:?}");
@@ -123,7 +133,10 @@ fn adv_an_edited_and_resealed_trail_does_not_verify() {
     let k = key_file.to_str().unwrap();
     let ok = janus(&["audit", "verify", file, "--key", k]);
     assert!(ok.status.success(), "{ok:?}");
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("4 lines, chain intact, every line's MAC valid"));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout)
+            .contains("4 lines, chain intact, every line's MAC valid")
+    );
     let pristine = std::fs::read_to_string(&path).unwrap();
     // Line 2's actor rewritten to mallory; lines 2..4 re-sealed in order, without the key and
     // with a key of the forger's own.

@@ -276,7 +276,7 @@ mod tests {
         append(&path, entries, Some(&key)).unwrap();
         let r = verify_file(&path, std::slice::from_ref(&same)).unwrap();
         assert!(r.intact() && r.macs_checked && r.keyed == 5, "{r:?}");
-        let r = verify_file(&path, &[other.clone()]).unwrap();
+        let r = verify_file(&path, std::slice::from_ref(&other)).unwrap();
         assert_eq!(r.breaks.len(), 5, "{r:?}");
         // Any of several keys (rotation) will do.
         assert!(verify_file(&path, &[other, same]).unwrap().intact());
@@ -295,7 +295,11 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         append(&path, vec![entry("unkeyed")], None).unwrap();
         assert!(verify_file(&path, &[]).unwrap().intact());
-        let r = verify_file(&path, &[AuditKey::from_signing_key(b"0123456789abcdef-signing").unwrap()]).unwrap();
+        let r = verify_file(
+            &path,
+            &[AuditKey::from_signing_key(b"0123456789abcdef-signing").unwrap()],
+        )
+        .unwrap();
         assert_eq!(r.breaks.iter().map(|b| b.line).collect::<Vec<_>>(), vec![6]);
         assert!(r.breaks[0].why.contains("carries no MAC"), "{r:?}");
     }
@@ -313,16 +317,23 @@ mod tests {
         let path = path_for(dir.path(), "janus");
         let mut seen = Recorded::default();
         // Twice in one batch: once.
-        let hashes = append_records(&path, vec![record("s1"), record("s1")], &mut seen, None).unwrap();
+        let hashes =
+            append_records(&path, vec![record("s1"), record("s1")], &mut seen, None).unwrap();
         assert_eq!(hashes.len(), 1);
         // Another writer (the webhook's refusals) appends in between.
         append(&path, vec![entry("refused")], None).unwrap();
-        let hashes = append_records(&path, vec![record("s1"), record("s2")], &mut seen, None).unwrap();
+        let hashes =
+            append_records(&path, vec![record("s1"), record("s2")], &mut seen, None).unwrap();
         assert_eq!(hashes.len(), 1, "only s2 is new");
         // A restarted operator (nothing seen yet) reads the file and appends nothing again.
         let mut restarted = Recorded::default();
-        let hashes =
-            append_records(&path, vec![record("s2"), record("s1")], &mut restarted, None).unwrap();
+        let hashes = append_records(
+            &path,
+            vec![record("s2"), record("s1")],
+            &mut restarted,
+            None,
+        )
+        .unwrap();
         assert!(hashes.is_empty());
         assert!(restarted.contains("s1") && restarted.contains("s2"));
         // Entries without a record signature are always appended.

@@ -163,7 +163,10 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
             optional_flag(&mut args, "--weight-decay", t.weight_decay);
             optional_flag(&mut args, "--validation-fraction", t.validation_fraction);
             optional_flag(&mut args, "--patience", t.patience);
-            args.extend([s("--out"), format!("{ARTIFACTS}/{}", output_dir(name, step))]);
+            args.extend([
+                s("--out"),
+                format!("{ARTIFACTS}/{}", output_dir(name, step)),
+            ]);
             args
         }
         Step::Grpo => {

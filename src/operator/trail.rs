@@ -366,7 +366,11 @@ mod tests {
             let filler: Vec<Entry> = (0..MAX_PENDING as i64 - 1).map(entry).collect();
             trail.enqueue(&mut state, &path, filler);
         }
-        assert!(!trail.append("janus", vec![entry(10), entry(11), entry(12)]).await);
+        assert!(
+            !trail
+                .append("janus", vec![entry(10), entry(11), entry(12)])
+                .await
+        );
         assert_eq!(trail.lost.get(), 2);
         std::fs::remove_file(dir.path().join("audit")).unwrap();
         trail.flush_all();
