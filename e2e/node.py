@@ -15,6 +15,7 @@ Environment: E2E_STEP_DELAY_FILE, a file holding the seconds to wait before runn
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -73,10 +74,12 @@ def run_pod(pod):
                     f.write(text)
             mounts[m["mountPath"]] = d
 
+    # One pass, longest mount path first: a target (which may itself contain "/artifacts")
+    # is never rewritten again.
+    pattern = re.compile("|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True)))
+
     def local(arg):
-        for path, target in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
-            arg = arg.replace(path, target)
-        return arg
+        return pattern.sub(lambda m: mounts[m.group(0)], arg) if mounts else arg
 
     command = [local(a) for a in container.get("command", []) + container.get("args", [])]
     env = dict(os.environ)
