@@ -3,7 +3,7 @@
 
 It watches the namespace's pods (polling through kubectl), runs each new pod's container command
 locally with the same `janus` binary, its volumes mapped to local directories (the artifacts
-claim to ARTIFACTS, ConfigMap volumes to their data written out), and then patches the pod's
+claim to ARTIFACTS, a subPath of it to that folder, ConfigMap volumes to their data written out), and then patches the pod's
 status subresource to Succeeded or Failed with the container's termination message, exactly as
 a kubelet reports it, so the real Job controller completes or fails the Job.
 
@@ -15,6 +15,7 @@ Environment: E2E_STEP_DELAY_FILE, a file holding the seconds to wait before runn
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -59,7 +60,11 @@ def run_pod(pod):
     for m in container.get("volumeMounts", []):
         v = volumes.get(m["name"], {})
         if "persistentVolumeClaim" in v:
-            mounts[m["mountPath"]] = ARTIFACTS
+            # A subPath mount (a step's own output folder over the read-only volume) maps to
+            # that folder, created as the kubelet creates it. Read-only is not enforced here.
+            target = os.path.join(ARTIFACTS, m["subPath"]) if m.get("subPath") else ARTIFACTS
+            os.makedirs(target, exist_ok=True)
+            mounts[m["mountPath"]] = target
         elif "configMap" in v:
             cm = json.loads(kubectl("get", "configmap", v["configMap"]["name"], "-o", "json").stdout)
             d = os.path.join(pod_dir, "cm-" + m["name"])
@@ -69,10 +74,12 @@ def run_pod(pod):
                     f.write(text)
             mounts[m["mountPath"]] = d
 
+    # One pass, longest mount path first: a target (which may itself contain "/artifacts")
+    # is never rewritten again.
+    pattern = re.compile("|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True)))
+
     def local(arg):
-        for path, target in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
-            arg = arg.replace(path, target)
-        return arg
+        return pattern.sub(lambda m: mounts[m.group(0)], arg) if mounts else arg
 
     command = [local(a) for a in container.get("command", []) + container.get("args", [])]
     env = dict(os.environ)

@@ -562,6 +562,8 @@ pub fn review(
             actor: req.user_info.username.clone(),
             record_sig: None,
             prev: String::new(),
+            version: None,
+            mac: None,
             hash: String::new(),
         }];
         verdict.denial = Some(denial);

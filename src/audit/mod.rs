@@ -7,9 +7,16 @@
 //! a line breaks the chain at the first line that changed or follows the change, and
 //! [`verify`] names it. The chain logic here is pure; [`file`] appends to and reads files.
 //!
-//! What a chain cannot show on its own: a cut-off tail, or a last line rewritten with its hash
-//! recomputed. The operator logs each appended line's hash (`audit appended`), so the log
-//! pipeline holds an anchor for the head.
+//! A plain chain can be recomputed by anyone who can write the file, so lines are keyed
+//! (`version: 2`): each carries `mac`, an HMAC-SHA256 under an [`AuditKey`] (derived from the
+//! webhook signing key, which only the operator reads) over the line's canonical JSON without
+//! `hash` and `mac` (so over `prev` too). An edit re-sealed without the key fails the MAC
+//! ([`verify`] with the key). Lines without `version` (written before keying, or by an operator
+//! without a key) are version 1: chain only. Every field is bounded ([`MAX_FIELD`],
+//! [`MAX_REASON`]): a longer value is kept as an excerpt naming its length and SHA-256.
+//!
+//! What a chain cannot show on its own: a cut-off tail. The operator logs each appended
+//! line's hash (`audit appended`), so the log pipeline holds an anchor for the head.
 
 pub mod file;
 
@@ -57,8 +64,106 @@ pub struct Entry {
     pub record_sig: Option<String>,
     /// SHA-256 of the previous line's bytes ([`GENESIS`] on the first line).
     pub prev: String,
+    /// `2` on a keyed line (it carries `mac`); absent on an unkeyed (version 1) line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// HMAC-SHA256 (hex) under the [`AuditKey`] of this entry's canonical JSON with `hash`
+    /// empty and no `mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     /// SHA-256 of this entry's canonical JSON without `hash`.
     pub hash: String,
+}
+
+/// The most bytes a field of an entry keeps (all but `reason`).
+pub const MAX_FIELD: usize = 512;
+/// The most bytes `reason` keeps.
+pub const MAX_REASON: usize = 4096;
+
+/// `text` as it goes into a line: unchanged up to `max` bytes; longer, an excerpt of its start
+/// followed by `… [cut: <bytes> bytes, sha256 <hex>]` naming the original's length and
+/// SHA-256, the whole at most `max` bytes (so user input quoted in a refusal cannot make a line
+/// of unbounded length).
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let note = format!(
+        "… [cut: {} bytes, sha256 {}]",
+        text.len(),
+        Sha256Hex::of_bytes(text.as_bytes())
+    );
+    let mut end = max.saturating_sub(note.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &text[..end])
+}
+
+/// The key audit lines are MACed with: HMAC-SHA256 keyed by the HMAC-SHA256, under the webhook
+/// signing key (the Secret only the operator reads), of `janus audit trail v2` — so the MAC key
+/// is not the signing key itself, and the signing key file is what `janus audit verify --key`
+/// takes.
+#[derive(Clone)]
+pub struct AuditKey(ring::hmac::Key);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+impl AuditKey {
+    /// The audit key derived from signing key bytes (at least 16 after trimming whitespace, as
+    /// `crate::identity::SigningKey` requires).
+    pub fn from_signing_key(bytes: &[u8]) -> Option<AuditKey> {
+        let trimmed = bytes.trim_ascii();
+        if trimmed.len() < 16 {
+            return None;
+        }
+        let outer = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, trimmed);
+        let derived = ring::hmac::sign(&outer, b"janus audit trail v2");
+        Some(AuditKey(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            derived.as_ref(),
+        )))
+    }
+
+    /// The audit key derived from a signing key file (a mounted Secret).
+    pub fn from_file(path: &std::path::Path) -> Result<AuditKey, AuditError> {
+        let bytes = std::fs::read(path).map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        AuditKey::from_signing_key(&bytes).ok_or_else(|| AuditError::Key {
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn tag(&self, bytes: &[u8]) -> String {
+        ring::hmac::sign(&self.0, bytes)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn valid(&self, bytes: &[u8], mac: &str) -> bool {
+        let Some(tag) = unhex(mac) else {
+            return false;
+        };
+        ring::hmac::verify(&self.0, bytes, &tag).is_ok()
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl Entry {
@@ -86,6 +191,8 @@ impl Entry {
             actor: t.actor.clone(),
             record_sig: None,
             prev: String::new(),
+            version: None,
+            mac: None,
             hash: String::new(),
         }
     }
@@ -115,6 +222,8 @@ impl Entry {
             actor: record.by.clone(),
             record_sig: Some(record.sig.clone()),
             prev: String::new(),
+            version: None,
+            mac: None,
             hash: String::new(),
         }
     }
@@ -125,13 +234,52 @@ impl Entry {
         Ok(Sha256Hex::of_bytes(&bytes).to_string())
     }
 
-    /// Chains the entry after the line whose hash is `prev` and returns its line (without the
-    /// newline).
-    pub fn seal(mut self, prev: &str) -> Result<String, AuditError> {
-        self.prev = prev.to_string();
-        self.hash = String::new();
-        self.hash = self.own_hash()?;
-        let bytes = to_canonical_vec(&self, None).map_err(|e| AuditError::Encode(e.to_string()))?;
+    /// The bytes the MAC covers: the canonical JSON with `hash` empty and no `mac`.
+    fn mac_bytes(&self) -> Result<Vec<u8>, AuditError> {
+        let mut bare = self.clone();
+        bare.hash = String::new();
+        bare.mac = None;
+        to_canonical_vec(&bare, None).map_err(|e| AuditError::Encode(e.to_string()))
+    }
+
+    /// Every field cut to its bound ([`bounded`]).
+    fn bound(mut self) -> Entry {
+        for field in [
+            &mut self.event,
+            &mut self.namespace,
+            &mut self.request,
+            &mut self.candidate,
+            &mut self.actor,
+        ] {
+            *field = bounded(field, MAX_FIELD);
+        }
+        for field in [
+            &mut self.request_uid,
+            &mut self.model_sha256,
+            &mut self.record_sig,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *field = bounded(field, MAX_FIELD);
+        }
+        self.reason = bounded(&self.reason, MAX_REASON);
+        self
+    }
+
+    /// Chains the entry after the line whose hash is `prev`, its fields bounded, MACed under
+    /// `key` when there is one (version 2), and returns its line (without the newline).
+    pub fn seal(self, prev: &str, key: Option<&AuditKey>) -> Result<String, AuditError> {
+        let mut e = self.bound();
+        e.prev = prev.to_string();
+        e.hash = String::new();
+        e.mac = None;
+        e.version = key.map(|_| 2);
+        if let Some(key) = key {
+            e.mac = Some(key.tag(&e.mac_bytes()?));
+        }
+        e.hash = e.own_hash()?;
+        let bytes = to_canonical_vec(&e, None).map_err(|e| AuditError::Encode(e.to_string()))?;
         String::from_utf8(bytes).map_err(|e| AuditError::Encode(e.to_string()))
     }
 }
@@ -151,81 +299,125 @@ pub enum AuditError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {why}")]
-    Broken {
-        path: std::path::PathBuf,
-        line: usize,
-        why: String,
-    },
+    #[error("{path}: not a signing key (at least 16 bytes after trimming whitespace)")]
+    Key { path: std::path::PathBuf },
 }
 
-/// The first line where a chain breaks: its 1-based number and why.
+/// A line where the trail breaks: its 1-based number and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Break {
     pub line: usize,
     pub why: String,
 }
 
-/// Checks a whole file's text: every line an entry in canonical form whose `hash` is its own
-/// and whose `prev` is the previous line's hash (the first: [`GENESIS`]). Returns the number of
-/// lines, or the first break. An empty text is an empty, valid trail.
-pub fn verify(text: &str) -> Result<usize, Break> {
-    let mut prev = GENESIS.to_string();
-    let mut count = 0;
-    if text.is_empty() {
-        return Ok(0);
+/// What [`verify`] found in a whole trail.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Lines read (complete or not).
+    pub lines: usize,
+    /// Lines that carry a MAC (version 2).
+    pub keyed: usize,
+    /// Whether MACs were checked (a key was given).
+    pub macs_checked: bool,
+    /// Every break, in line order (empty: intact).
+    pub breaks: Vec<Break>,
+}
+
+impl Report {
+    /// No break.
+    pub fn intact(&self) -> bool {
+        self.breaks.is_empty()
     }
-    let body = match text.strip_suffix('\n') {
-        Some(b) => b,
-        None => {
-            let n = text.split('\n').count();
-            return Err(Break {
-                line: n,
-                why: "the last line is not terminated (a torn write)".into(),
-            });
-        }
+}
+
+/// Checks a whole file's text and reports every break, not only the first: every line must be
+/// an entry in canonical form whose `hash` is its own and whose `prev` is the hash of the line
+/// before it ([`GENESIS`] for the first) — a torn line (a crash mid-write, which the next
+/// append ends and chains after) is reported as torn, and after any break checking resumes
+/// from the line that broke, so each later edit is reported on its own line. With `keys`, every line must also carry a MAC valid under one of them (an
+/// unkeyed line, or one re-sealed without the key, is a break); without, MACs are not checked
+/// (`macs_checked: false`): only the unkeyed chain was. An empty text is an empty, valid trail.
+pub fn verify(text: &str, keys: &[AuditKey]) -> Report {
+    let mut report = Report {
+        macs_checked: !keys.is_empty(),
+        ..Report::default()
     };
-    for (i, line) in body.split('\n').enumerate() {
+    if text.is_empty() {
+        return report;
+    }
+    let (body, torn_tail) = match text.strip_suffix('\n') {
+        Some(b) => (b, false),
+        None => (text, true),
+    };
+    let mut prev = GENESIS.to_string();
+    let lines: Vec<&str> = body.split('\n').collect();
+    let last = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
         let n = i + 1;
-        let bad = |why: String| Break { line: n, why };
-        let entry: Entry =
-            serde_json::from_str(line).map_err(|e| bad(format!("not an audit entry: {e}")))?;
-        let canonical =
-            to_canonical_vec(&entry, None).map_err(|e| bad(format!("not canonical JSON: {e}")))?;
-        if canonical != line.as_bytes() {
-            return Err(bad(
-                "not in canonical form (RFC 8785): the line was rewritten".into(),
-            ));
+        report.lines = n;
+        let mut bad = |why: String| report.breaks.push(Break { line: n, why });
+        if torn_tail && n == last {
+            bad("the last line is not terminated (a torn write)".into());
+            break;
         }
-        let own = entry.own_hash().map_err(|e| bad(e.to_string()))?;
-        if own != entry.hash {
-            return Err(bad(format!(
+        let entry: Entry = match serde_json::from_str(line) {
+            Ok(e) => e,
+            Err(e) => {
+                bad(format!("not an audit entry (a torn write, or junk): {e}"));
+                // Appends chain after whatever line is last, so the next line's `prev` is
+                // this line's hash.
+                prev = line_hash(line);
+                continue;
+            }
+        };
+        match to_canonical_vec(&entry, None) {
+            Ok(c) if c == line.as_bytes() => {}
+            Ok(_) => bad("not in canonical form (RFC 8785): the line was rewritten".into()),
+            Err(e) => bad(format!("not canonical JSON: {e}")),
+        }
+        match entry.own_hash() {
+            Ok(own) if own == entry.hash => {}
+            Ok(_) => bad(format!(
                 "its content does not match its hash {} (edited)",
                 entry.hash
-            )));
+            )),
+            Err(e) => bad(e.to_string()),
         }
         if entry.prev != prev {
-            return Err(bad(format!(
+            bad(format!(
                 "prev {} is not the hash of the line before ({prev}): a line before it was edited, deleted, inserted or moved",
                 entry.prev
-            )));
+            ));
+        }
+        if entry.mac.is_some() {
+            report.keyed += 1;
+        }
+        if !keys.is_empty() {
+            match (&entry.version, &entry.mac) {
+                (Some(2), Some(mac)) => {
+                    let valid = entry
+                        .mac_bytes()
+                        .is_ok_and(|b| keys.iter().any(|k| k.valid(&b, mac)));
+                    if !valid {
+                        bad("its MAC is not valid under the key: edited and re-sealed, or written under another key".into());
+                    }
+                }
+                _ => bad("it carries no MAC (an unkeyed version 1 line: written before the trail was keyed, or re-sealed without the key)".into()),
+            }
         }
         prev = line_hash(line);
-        count = n;
     }
-    Ok(count)
+    report
 }
 
 /// The hash a line appended after `text` must carry as `prev`: the hash of its last complete
-/// line, or [`GENESIS`] when there is none.
+/// line, whatever it holds (as [`verify`] expects), or [`GENESIS`] when there is none.
 pub fn head(text: &str) -> String {
     let Some(end) = text.rfind('\n') else {
         return GENESIS.to_string();
     };
-    match text[..end].rsplit('\n').next() {
-        Some(last) if !last.is_empty() => line_hash(last),
-        _ => GENESIS.to_string(),
-    }
+    let last = text[..end].rsplit('\n').next().unwrap_or_default();
+    line_hash(last)
 }
 
 /// The history entries of `after` that `before` did not have. History is append-only, but
@@ -261,6 +453,8 @@ mod tests {
             actor: "alice".into(),
             record_sig: None,
             prev: String::new(),
+            version: None,
+            mac: None,
             hash: String::new(),
         }
     }
@@ -269,11 +463,15 @@ mod tests {
         let mut prev = GENESIS.to_string();
         (0..n)
             .map(|i| {
-                let line = entry(i).seal(&prev).unwrap();
+                let line = entry(i).seal(&prev, None).unwrap();
                 prev = line_hash(&line);
                 line
             })
             .collect()
+    }
+
+    fn first_break(text: &str) -> usize {
+        verify(text, &[]).breaks[0].line
     }
 
     fn text(lines: &[String]) -> String {
@@ -283,13 +481,15 @@ mod tests {
     #[test]
     fn an_intact_chain_verifies_and_resumes_from_its_last_line() {
         let lines = chain(4);
-        assert_eq!(verify(&text(&lines)), Ok(4));
-        assert_eq!(verify(""), Ok(0));
+        assert!(verify(&text(&lines), &[]).intact());
+        assert_eq!(verify(&text(&lines), &[]).lines, 4);
+        assert_eq!(verify("", &[]), Report::default());
         assert_eq!(head(""), GENESIS);
         // Appending after the head continues the chain.
         let t = text(&lines);
-        let more = entry(9).seal(&head(&t)).unwrap();
-        assert_eq!(verify(&format!("{t}{more}\n")), Ok(5));
+        let more = entry(9).seal(&head(&t), None).unwrap();
+        let r = verify(&format!("{t}{more}\n"), &[]);
+        assert!(r.intact() && r.lines == 5, "{r:?}");
     }
 
     #[test]
@@ -298,38 +498,36 @@ mod tests {
         // Edited (the hash not recomputed): that line.
         let mut edited = lines.clone();
         edited[2] = edited[2].replace("alice", "mallo");
-        assert_eq!(verify(&text(&edited)).unwrap_err().line, 3);
+        assert_eq!(first_break(&text(&edited)), 3);
         // Edited with its own hash recomputed: the next line.
         let mut resealed = lines.clone();
         let mut e: Entry = serde_json::from_str(&lines[2]).unwrap();
         e.actor = "mallory".into();
         let prev = e.prev.clone();
-        resealed[2] = e.seal(&prev).unwrap();
-        assert_eq!(verify(&text(&resealed)).unwrap_err().line, 4);
+        resealed[2] = e.seal(&prev, None).unwrap();
+        assert_eq!(first_break(&text(&resealed)), 4);
         // Deleted.
         let mut deleted = lines.clone();
         deleted.remove(1);
-        assert_eq!(verify(&text(&deleted)).unwrap_err().line, 2);
+        assert_eq!(first_break(&text(&deleted)), 2);
         // Inserted (even chained correctly after its predecessor).
         let mut inserted = lines.clone();
-        inserted.insert(2, entry(7).seal(&line_hash(&lines[1])).unwrap());
-        assert_eq!(verify(&text(&inserted)).unwrap_err().line, 4);
+        inserted.insert(2, entry(7).seal(&line_hash(&lines[1]), None).unwrap());
+        assert_eq!(first_break(&text(&inserted)), 4);
         // Reordered.
         let mut reordered = lines.clone();
         reordered.swap(1, 3);
-        assert_eq!(verify(&text(&reordered)).unwrap_err().line, 2);
+        assert_eq!(first_break(&text(&reordered)), 2);
         // The first line deleted.
-        assert_eq!(verify(&text(&lines[1..])).unwrap_err().line, 1);
+        assert_eq!(first_break(&text(&lines[1..])), 1);
         // Reformatted (same content, other whitespace).
         let mut spaced = lines.clone();
         spaced[0] = spaced[0].replacen(':', ": ", 1);
-        assert_eq!(verify(&text(&spaced)).unwrap_err().line, 1);
+        assert_eq!(first_break(&text(&spaced)), 1);
         // Junk and a torn tail.
-        assert_eq!(verify("{\n").unwrap_err().line, 1);
+        assert_eq!(first_break("{\n"), 1);
         assert_eq!(
-            verify(&format!("{}{}", text(&lines[..2]), &lines[2][..10]))
-                .unwrap_err()
-                .line,
+            first_break(&format!("{}{}", text(&lines[..2]), &lines[2][..10])),
             3
         );
     }

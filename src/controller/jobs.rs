@@ -139,7 +139,7 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
             s("--config"),
             format!("{RUN_CONFIG}/labeling.yaml"),
             s("--out"),
-            dir,
+            format!("{ARTIFACTS}/{}", output_dir(name, step)),
         ],
         Step::Sft => {
             let t = &spec.training.sft;
@@ -163,7 +163,10 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
             optional_flag(&mut args, "--weight-decay", t.weight_decay);
             optional_flag(&mut args, "--validation-fraction", t.validation_fraction);
             optional_flag(&mut args, "--patience", t.patience);
-            args.extend([s("--out"), format!("{dir}/models/sft")]);
+            args.extend([
+                s("--out"),
+                format!("{ARTIFACTS}/{}", output_dir(name, step)),
+            ]);
             args
         }
         Step::Grpo => {
@@ -198,16 +201,12 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
                 s("--max-grad-norm"),
                 g.max_grad_norm.to_string(),
                 s("--out"),
-                format!("{dir}/models/grpo"),
+                format!("{ARTIFACTS}/{}", output_dir(name, step)),
             ]);
             args
         }
         Step::Evaluate | Step::Replay => {
-            let out = if step == Step::Evaluate {
-                format!("{dir}/evaluation")
-            } else {
-                format!("{dir}/replay")
-            };
+            let out = format!("{ARTIFACTS}/{}", output_dir(name, step));
             let mut script = format!(
                 "set -e; janus predict --model {dir}/models/grpo/model.json --event-car {dir}/event-car.json \
                  --out {out}/predictions.jsonl --completions {out}/completions.jsonl && \
@@ -224,6 +223,22 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
             }
             vec![s("sh"), s("-c"), script]
         }
+    }
+}
+
+/// The one folder of the artifacts volume (relative to its root) that `step` may write: its
+/// `--out`. Every step mounts the volume read-only at [`ARTIFACTS`] and this folder read-write
+/// over it (a `subPath` mount), so no step (a researcher's trainer image included) can write
+/// the audit trail (`audit/`), any candidate's files (`candidates/`), another run's outputs or
+/// another step's.
+pub fn output_dir(run: &str, step: Step) -> String {
+    let dir = super::run::run_dir(run);
+    match step {
+        Step::Label => dir,
+        Step::Sft => format!("{dir}/models/sft"),
+        Step::Grpo => format!("{dir}/models/grpo"),
+        Step::Evaluate => format!("{dir}/evaluation"),
+        Step::Replay => format!("{dir}/replay"),
     }
 }
 
@@ -320,6 +335,7 @@ pub fn job(run: &JanusRun, step: Step, operator_image: &str) -> Option<Job> {
             }
         });
     let command = command(run, step);
+    let output = output_dir(&name, step);
     Some(Job {
         metadata: ObjectMeta {
             name: Some(job_name(&name, step)),
@@ -357,6 +373,13 @@ pub fn job(run: &JanusRun, step: Step, operator_image: &str) -> Option<Job> {
                             VolumeMount {
                                 name: "artifacts".into(),
                                 mount_path: ARTIFACTS.into(),
+                                read_only: Some(true),
+                                ..Default::default()
+                            },
+                            VolumeMount {
+                                name: "artifacts".into(),
+                                mount_path: format!("{ARTIFACTS}/{output}"),
+                                sub_path: Some(output),
                                 ..Default::default()
                             },
                             VolumeMount {

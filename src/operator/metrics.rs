@@ -42,6 +42,10 @@ pub struct Metrics {
     leader: Gauge,
     unbacked_trading: Gauge,
     kill_switches_latched: Counter,
+    /// Audit entries waiting for the trail to be writable (`operator::trail`).
+    pub audit_pending: Gauge,
+    /// Audit entries dropped because the pending queue was full.
+    pub audit_lost: Counter,
 }
 
 fn reconcile_histogram() -> Histogram {
@@ -63,6 +67,18 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let unbacked_trading = Gauge::default();
         let kill_switches_latched = Counter::default();
+        let audit_pending = Gauge::default();
+        let audit_lost = Counter::default();
+        registry.register(
+            "janus_audit_pending_entries",
+            "Audit entries not yet written because the audit trail is unwritable (retried; written with their original times)",
+            audit_pending.clone(),
+        );
+        registry.register(
+            "janus_audit_lost_entries",
+            "Audit entries dropped because the pending queue was full (a gap entry in the trail says so)",
+            audit_lost.clone(),
+        );
         registry.register(
             "janus_kill_switch_latched",
             "Kill switches seen on by the leader's fast path (each request once)",
@@ -115,6 +131,8 @@ impl Default for Metrics {
             leader,
             unbacked_trading,
             kill_switches_latched,
+            audit_pending,
+            audit_lost,
         }
     }
 }

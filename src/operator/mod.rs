@@ -154,8 +154,8 @@ pub struct Context {
     requests: std::sync::OnceLock<Store<Lenient<PromotionRequest>>>,
     /// The leader's lease epoch (`u64::MAX` until it leads).
     lease_epoch: AtomicU64,
-    /// The stamped records already in each audit file (one line per record).
-    pub audited: Arc<trail::RecordedTrails>,
+    /// The audit trails (pending entries, the records already in each file).
+    pub trail: Arc<trail::Trail>,
 }
 
 impl Context {
@@ -375,6 +375,26 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             None
         }
     };
+    // The audit key: derived from the signing key (crate::audit::AuditKey).
+    let audit_key = match &args.webhook_signing_key_file {
+        Some(path) => {
+            Some(crate::audit::AuditKey::from_file(path).map_err(|e| fail(e.to_string()))?)
+        }
+        None => {
+            tracing::warn!(
+                "no --webhook-signing-key-file: audit lines are not MACed (version 1, chain only)"
+            );
+            None
+        }
+    };
+    let metrics = metrics::Metrics::default();
+    let trail = Arc::new(trail::Trail::new(
+        args.artifacts_root.clone(),
+        audit_key,
+        metrics.audit_pending.clone(),
+        metrics.audit_lost.clone(),
+    ));
+    tokio::spawn(trail.clone().retry_forever());
     if let Some(listen) = &args.webhook_listen {
         let dir = args
             .webhook_cert_dir
@@ -412,7 +432,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
                 key,
             },
             client: client.clone(),
-            artifacts_root: args.artifacts_root.clone(),
+            trail: trail.clone(),
         };
         // A webhook that cannot listen stops the process (exit 2): it must not run half-armed.
         let listen = listen.clone();
@@ -432,7 +452,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             },
         ),
         client: client.clone(),
-        metrics: metrics::Metrics::default(),
+        metrics,
         config: OperatorConfig {
             namespace: args.namespace.clone(),
             operator_image: args.operator_image.clone(),
@@ -444,7 +464,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         },
         failures: Mutex::new(HashMap::new()),
         ready: AtomicBool::new(false),
-        audited: Arc::default(),
+        trail: trail.clone(),
         kill_latch: kill::KillLatch::default(),
         requests: std::sync::OnceLock::new(),
         lease_epoch: AtomicU64::new(u64::MAX),
@@ -454,6 +474,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         ctx.ready.store(true, Ordering::Relaxed);
         tracing::info!("serving the admission webhook only");
         shutdown_signal().await;
+        trail.report_pending_at_shutdown();
         http.abort();
         return Ok(std::process::ExitCode::SUCCESS);
     }
@@ -491,7 +512,11 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         }
         tokio::select! {
             _ = tokio::time::sleep(renew_every) => {},
-            _ = stopped() => { http.abort(); return Ok(std::process::ExitCode::SUCCESS); }
+            _ = stopped() => {
+                trail.report_pending_at_shutdown();
+                http.abort();
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
         }
     }
     ctx.ready.store(true, Ordering::Relaxed);
@@ -691,6 +716,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
         tracing::warn!(error = %e, "cannot release the lease");
     }
     ctx.metrics.set_leader(false);
+    trail.report_pending_at_shutdown();
     tracing::info!("stopped");
     flush_traces();
     http.abort();

@@ -702,13 +702,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         .records()
         .map(|r| crate::audit::Entry::stamped(r, now))
         .collect();
-    crate::operator::trail::append_records(
-        ctx.audited.clone(),
-        &ctx.config.artifacts_root,
-        &ns,
-        records,
-    )
-    .await;
+    ctx.trail.append_records(&ns, records).await;
     // The actor of a promotion or block: the verified approver, else the verified creator,
     // else the field manager (unverified). A rollback's: who asked for it.
     let actor = (stamped.approval.as_ref())
@@ -855,7 +849,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
                 crate::audit::Entry::transition(&ns, &name, uid, &pr.spec.candidate, model, t)
             })
             .collect();
-        crate::operator::trail::append(&ctx.config.artifacts_root, &ns, entries).await;
+        ctx.trail.append(&ns, entries).await;
     }
     let (stage, phase) = (plan.status.stage, plan.status.phase);
     if (previous.stage, previous.phase) != (stage, phase) {

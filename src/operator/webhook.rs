@@ -157,7 +157,8 @@ pub const MAX_REVIEW_BYTES: usize = 16 * 1024 * 1024;
 pub struct Webhook {
     pub config: Config,
     pub client: Client,
-    pub artifacts_root: PathBuf,
+    /// The audit trail refusals are appended to.
+    pub trail: std::sync::Arc<super::trail::Trail>,
 }
 
 async fn answer(hook: &Webhook, body: &[u8], mode: Mode) -> axum::response::Response {
@@ -215,12 +216,12 @@ async fn answer(hook: &Webhook, body: &[u8], mode: Mode) -> axum::response::Resp
             kind = %request.kind.kind, name = %request.name, rule = d.rule.name(), "admission refused: {}", d.why);
     }
     if request.dry_run != Some(true) && !verdict.audit.is_empty() {
-        let (root, ns, entries) = (
-            hook.artifacts_root.clone(),
+        let (trail, ns, entries) = (
+            hook.trail.clone(),
             request.namespace.clone(),
             verdict.audit.clone(),
         );
-        tokio::spawn(async move { super::trail::append(&root, &ns, entries).await });
+        tokio::spawn(async move { trail.append(&ns, entries).await });
     }
     let response = AdmissionReview {
         api_version: "admission.k8s.io/v1".into(),
@@ -306,7 +307,12 @@ mod tests {
                 key: SigningKey::new(b"webhook-test-key-0123456789").unwrap(),
             },
             client: client(),
-            artifacts_root: root.to_path_buf(),
+            trail: Arc::new(crate::operator::trail::Trail::new(
+                root.to_path_buf(),
+                None,
+                Default::default(),
+                Default::default(),
+            )),
         })
     }
 
