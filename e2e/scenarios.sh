@@ -651,11 +651,12 @@ s22_kill_switch_flip() {
     fi
     eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap $r-runtime -o jsonpath='{.data.tradingEnabled}')\" = true ]"
     stop_webhook
-    local actor=kubectl-patch
+    # The webhook is down: the field manager is a name the client typed, recorded as such.
+    local actor=unverified:kubectl-patch
     if [ "$i" = 3 ]; then
       # Straight to the API on one connection: on for a few milliseconds.
       echo "flip $i: on for about $(flip_fast "$r") ms (two PATCHes on one connection, webhook down)"
-      actor=oncall-fast
+      actor=unverified:oncall-fast
     else
       t0=$(now_ms)
       k patch promotionrequest "$r" --type merge -p '{"spec":{"killSwitch":true}}' >/dev/null
