@@ -55,7 +55,8 @@ pub struct Entry {
     pub phase: Option<Phase>,
     pub reason: String,
     /// Who: an authenticated username (from the API server's `userInfo`, or a verified stamped
-    /// record), or what the operator could tell (`unverified: <field manager>`).
+    /// record), or what the operator could tell (`unverified:<field manager>`: a name the client
+    /// typed).
     pub actor: String,
     /// A record's line: the record's signature (`crate::identity::Record::sig`), which names
     /// the record — one line per record however often the operator sees it
