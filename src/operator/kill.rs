@@ -48,16 +48,23 @@ impl KillLatch {
 /// The field manager that last wrote the field at `path` of managedFields (`["f:spec",
 /// "f:killSwitch"]`), the most recent when several did. `None` when no entry names the field.
 pub fn field_manager_of(managed: &[ManagedFieldsEntry], path: &[&str]) -> Option<String> {
-    managed
-        .iter()
+    latest_manager(managed.iter().filter(|m| {
+        let mut at = m.fields_v1.as_ref().map(|f| &f.0);
+        for segment in path {
+            at = at.and_then(|v| v.get(*segment));
+        }
+        at.is_some()
+    }))
+}
+
+/// The field manager of the most recent write to the object itself (not a subresource) among
+/// `entries`; `None` when there is none.
+pub fn latest_manager<'a>(
+    entries: impl IntoIterator<Item = &'a ManagedFieldsEntry>,
+) -> Option<String> {
+    entries
+        .into_iter()
         .filter(|m| m.subresource.as_deref().unwrap_or("").is_empty())
-        .filter(|m| {
-            let mut at = m.fields_v1.as_ref().map(|f| &f.0);
-            for segment in path {
-                at = at.and_then(|v| v.get(*segment));
-            }
-            at.is_some()
-        })
         .max_by_key(|m| m.time.as_ref().map(|t| t.0))
         .and_then(|m| m.manager.clone())
 }

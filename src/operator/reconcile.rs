@@ -536,13 +536,9 @@ fn condition_true(status: &JanusCandidateStatus, t: &str) -> bool {
 /// Who changed the request last, as far as managedFields tell: `unverified:<field manager>` of
 /// its newest write (a name the client chose; see `kill::unverified`).
 fn actor(pr: &PromotionRequest) -> String {
-    let managed = pr.metadata.managed_fields.clone().unwrap_or_default();
-    let manager = managed
-        .iter()
-        .filter(|m| m.subresource.as_deref().unwrap_or("").is_empty())
-        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
-        .and_then(|m| m.manager.clone())
-        .unwrap_or_else(|| "unknown".into());
+    let managed = pr.metadata.managed_fields.as_deref().unwrap_or_default();
+    let manager =
+        crate::operator::kill::latest_manager(managed).unwrap_or_else(|| "unknown".into());
     crate::operator::kill::unverified(&manager)
 }
 
