@@ -7,6 +7,7 @@ use crate::contracts::evidence::{
 use crate::contracts::label::{Label, Prediction};
 use crate::contracts::lineage::digest_file;
 use crate::contracts::reward::HgrmRewardArtifact;
+use crate::contracts::consistency::{self, Given, Parent};
 use crate::contracts::{Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact};
 use crate::evaluation::backtest::{EventSlot, PricePanel};
 use crate::evaluation::report::{
@@ -346,6 +347,17 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     let loaded = Loaded::read(args)?;
     let rewards: Option<HgrmRewardArtifact> =
         args.rewards.as_deref().map(read_artifact).transpose()?;
+    // The rewards must have been scored against these very labels (their recorded parent).
+    if let (Some(path), Some(r)) = (&args.rewards, &rewards) {
+        let given = Given {
+            event_car: Some(Parent {
+                path: &args.event_car,
+                artifact: &loaded.event_car,
+            }),
+            rewards: None,
+        };
+        consistency::check(path, r, &given)?;
+    }
     let (calls, dropped) = loaded.calls(&args.predictions)?;
     let (config, event_car) = (&loaded.config, &loaded.event_car);
     let mut evaluation = evaluate(&loaded.input(&dropped), &calls, config);

@@ -1,7 +1,7 @@
 use super::{CliError, CliResult};
 use crate::cli::output::outln;
 use crate::contracts::evidence::EvidenceArtifact;
-use crate::contracts::read_artifact;
+use crate::contracts::consistency::read_evidence_with_parents;
 use crate::gates::policy::GatePolicy;
 use crate::gates::{Approval, GateInputs, GateStatus, Operations, RuntimeStats, Target, evaluate};
 use chrono::{DateTime, Utc};
@@ -14,6 +14,14 @@ pub struct GatesArgs {
     /// The candidate's evidence (janus-q-evidence-v1).
     #[arg(long)]
     pub evidence: PathBuf,
+    /// The labels the evidence was computed from (janus-event-car-v1): when given, it must be
+    /// the evidence's recorded parent and its counts the evidence's, or the gates are blocked.
+    #[arg(long)]
+    pub event_car: Option<PathBuf>,
+    /// The rewards the evidence was computed from (janus-hgrm-reward-v1): when given, they
+    /// must be the evidence's recorded parent (and scored on --event-car's labels).
+    #[arg(long)]
+    pub rewards: Option<PathBuf>,
     /// Gate policy (config/gate-policy.json); the built-in defaults when omitted.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -73,10 +81,16 @@ pub fn load_policy(path: Option<&Path>) -> Result<GatePolicy, CliError> {
 
 pub fn run(args: GatesArgs) -> CliResult {
     let policy = load_policy(args.policy.as_deref())?;
-    // Evidence that cannot be read or parsed is a usage error (exit 2): it says nothing about
-    // the candidate. Evidence that parses but fails verification (tampered: its manifest hash
-    // does not match) is a gate failure with its reason (BLOCKED, exit 1).
-    let evidence: Result<EvidenceArtifact, String> = match read_artifact(&args.evidence) {
+    // Evidence (or a parent given) that cannot be read or parsed is a usage error (exit 2): it
+    // says nothing about the candidate. Evidence that parses but fails verification (tampered:
+    // its manifest hash does not match; its summary or a parent disagrees) is a gate failure
+    // with its reason (BLOCKED, exit 1).
+    let read = read_evidence_with_parents(
+        &args.evidence,
+        args.event_car.as_deref(),
+        args.rewards.as_deref(),
+    );
+    let evidence: Result<EvidenceArtifact, String> = match read {
         Ok(e) => Ok(e),
         Err(e) if e.is_unreadable() => return Err(e.into()),
         Err(e) => Err(e.to_string()),

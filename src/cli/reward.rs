@@ -3,11 +3,11 @@ use crate::cli::output::outln;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::label::Label;
 use crate::contracts::lineage::digest_file;
-use crate::contracts::reward::{HgrmRewardArtifact, HgrmRewardVersion};
+use crate::contracts::reward::{HgrmRewardArtifact, HgrmRewardVersion, RewardSummary};
 use crate::contracts::{
     Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact, write_artifact,
 };
-use crate::reward::{HgrmConfig, output::parse_completion, score, summarize};
+use crate::reward::{HgrmConfig, output::parse_completion, score};
 use crate::reward_service::{self, RewardService};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -238,17 +238,19 @@ pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
         ("completions".to_string(), digest(&args.completions)?),
     ]);
     let config_json = serde_json::to_value(&config).expect("config serializes");
+    // The run configuration is the recorded `config` itself, so any reader can check the one
+    // against the other (`--strict` changes no output: a strict run that succeeds skipped nothing).
     let lineage = Lineage::new(
         ArtifactKind::HgrmReward.schema_hash(),
         inputs,
-        &serde_json::json!({"hgrm": &config_json, "strict": args.strict}),
+        &config_json,
         vec![event_car.reference()],
     )
     .map_err(|source| artifact::ContractError::Canonical {
         path: out.clone(),
         source,
     })?;
-    let summary = summarize(&records, &unscored);
+    let summary = RewardSummary::of(&records, &unscored);
     let mut artifact = HgrmRewardArtifact {
         config: config_json,
         generated_at: generated_at(args.generated_at, event_car.generated_at)

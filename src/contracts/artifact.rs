@@ -4,6 +4,7 @@
 //! the content is an error naming the file and the field.
 
 use super::event_car::EventCarArtifact;
+use super::consistency::{self, Given, Mismatch};
 use super::evidence::EvidenceArtifact;
 use super::hash::{Sha256Hex, canonical_hash};
 use super::jcs::{CanonicalError, member_at_gap, to_canonical_vec, to_canonical_without};
@@ -141,6 +142,10 @@ pub trait Artifact: Serialize + DeserializeOwned + JsonSchema {
     fn set_manifest_hash(&mut self, hash: Sha256Hex);
     fn lineage(&self) -> &Lineage;
 
+    /// Fields that disagree with the records they summarize, the configuration they hash, or
+    /// the parents given (`super::consistency`, one function per kind). Empty when consistent.
+    fn mismatches(&self, given: &Given<'_>) -> Vec<Mismatch>;
+
     /// A reference to this artifact for another's lineage.
     fn reference(&self) -> ArtifactRef {
         ArtifactRef {
@@ -151,7 +156,7 @@ pub trait Artifact: Serialize + DeserializeOwned + JsonSchema {
 }
 
 macro_rules! impl_artifact {
-    ($ty:ty, $kind:expr) => {
+    ($ty:ty, $kind:expr, $check:expr) => {
         impl Artifact for $ty {
             const KIND: ArtifactKind = $kind;
             fn manifest_hash(&self) -> &Sha256Hex {
@@ -163,13 +168,31 @@ macro_rules! impl_artifact {
             fn lineage(&self) -> &Lineage {
                 &self.lineage
             }
+            fn mismatches(&self, given: &Given<'_>) -> Vec<Mismatch> {
+                $check(self, given)
+            }
         }
     };
 }
-impl_artifact!(EventCarArtifact, ArtifactKind::EventCar);
-impl_artifact!(HgrmRewardArtifact, ArtifactKind::HgrmReward);
-impl_artifact!(EvidenceArtifact, ArtifactKind::Evidence);
-impl_artifact!(RuntimeStatsArtifact, ArtifactKind::RuntimeStats);
+impl_artifact!(EventCarArtifact, ArtifactKind::EventCar, |a, _: &Given<'_>| {
+    consistency::event_car(a)
+});
+impl_artifact!(
+    HgrmRewardArtifact,
+    ArtifactKind::HgrmReward,
+    consistency::reward
+);
+impl_artifact!(
+    EvidenceArtifact,
+    ArtifactKind::Evidence,
+    consistency::evidence
+);
+// Runtime statistics carry their own checks (`runtime::stats::accept`).
+impl_artifact!(
+    RuntimeStatsArtifact,
+    ArtifactKind::RuntimeStats,
+    |_, _: &Given<'_>| Vec::new()
+);
 
 /// A placeholder for an artifact that is about to be sealed.
 pub fn unsealed() -> Sha256Hex {
@@ -236,6 +259,13 @@ pub enum ContractError {
     },
     #[error("{path}: {message}")]
     Integrity { path: PathBuf, message: String },
+    /// Parses and is sealed, but disagrees with its own records, its configuration or the
+    /// parents it was given (`contracts::consistency`).
+    #[error("{path}: {}", .mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Mismatch {
+        path: PathBuf,
+        mismatches: Vec<Mismatch>,
+    },
     #[error("{path}: cannot canonicalize: {source}")]
     Canonical {
         path: PathBuf,
@@ -276,7 +306,8 @@ pub struct Verified {
 const MAX_SCHEMA_ERRORS: usize = 20;
 
 /// Verifies the JSON text of an artifact: known version, schema, typed fields, lineage
-/// consistency and manifest hash. `path` only names the source in errors.
+/// consistency, manifest hash, and agreement with itself (`consistency`: summaries recounted
+/// from the records, configuration against its recorded hash). `path` only names the source in errors.
 pub fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<Verified, ContractError> {
     let value: Value = super::strict_json::from_slice(bytes).map_err(|e| ContractError::Json {
         path: path.to_path_buf(),
@@ -347,12 +378,16 @@ pub fn verify_value(path: &Path, value: Value) -> Result<Verified, ContractError
         });
     }
 
-    let lineage = match kind {
-        ArtifactKind::EventCar => typed::<EventCarArtifact>(path, &value, &version)?.lineage,
-        ArtifactKind::HgrmReward => typed::<HgrmRewardArtifact>(path, &value, &version)?.lineage,
-        ArtifactKind::Evidence => typed::<EvidenceArtifact>(path, &value, &version)?.lineage,
+    fn parts<T: Artifact>(a: T) -> (Lineage, Vec<Mismatch>) {
+        let mismatches = a.mismatches(&Given::default());
+        (a.lineage().clone(), mismatches)
+    }
+    let (lineage, mismatches) = match kind {
+        ArtifactKind::EventCar => parts(typed::<EventCarArtifact>(path, &value, &version)?),
+        ArtifactKind::HgrmReward => parts(typed::<HgrmRewardArtifact>(path, &value, &version)?),
+        ArtifactKind::Evidence => parts(typed::<EvidenceArtifact>(path, &value, &version)?),
         ArtifactKind::RuntimeStats => {
-            typed::<RuntimeStatsArtifact>(path, &value, &version)?.lineage
+            parts(typed::<RuntimeStatsArtifact>(path, &value, &version)?)
         }
     };
     let mut problems = lineage.inconsistencies();
@@ -379,6 +414,12 @@ pub fn verify_value(path: &Path, value: Value) -> Result<Verified, ContractError
         return Err(ContractError::Integrity {
             path: p(),
             message: problems.join("; "),
+        });
+    }
+    if !mismatches.is_empty() {
+        return Err(ContractError::Mismatch {
+            path: p(),
+            mismatches,
         });
     }
     Ok(Verified {

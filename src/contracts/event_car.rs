@@ -82,6 +82,57 @@ pub struct EventCarSummary {
     pub unlabelled_by_reason: BTreeMap<String, u64>,
 }
 
+impl EventCarSummary {
+    /// The summary of `records`, with the input rows skipped while reading them (`bad_rows`, by
+    /// input role: the only count the records cannot give). The one computation `janus label`
+    /// writes and every reader recounts (`contracts::consistency`). A record with neither a
+    /// label nor a reason (which labeling never writes) is counted in `events` and
+    /// `by_event_type` only; the reader's check names it.
+    pub fn of(records: &[EventCarRecord], bad_rows: &BTreeMap<String, u64>) -> Self {
+        let mut s = EventCarSummary {
+            events: records.len() as u64,
+            labelled: 0,
+            unlabelled_by_reason: BTreeMap::new(),
+            by_event_type: BTreeMap::new(),
+            unknown_event_types: BTreeMap::new(),
+            bad_rows: bad_rows.clone(),
+            mean_car_by_type: BTreeMap::new(),
+        };
+        let mut car_sums: BTreeMap<EventType, (f64, u64)> = BTreeMap::new();
+        for r in records {
+            *s.by_event_type
+                .entry(r.event_type.name().to_string())
+                .or_default() += 1;
+            if !r.event_type.is_known() {
+                *s.unknown_event_types
+                    .entry(r.source_event_type.clone())
+                    .or_default() += 1;
+            }
+            match (&r.label, r.unlabelled_reason) {
+                (Some(label), _) => {
+                    s.labelled += 1;
+                    if label.event_type.is_known() {
+                        let e = car_sums.entry(label.event_type).or_default();
+                        e.0 += label.car;
+                        e.1 += 1;
+                    }
+                }
+                (None, Some(reason)) => {
+                    *s.unlabelled_by_reason
+                        .entry(reason.name().to_string())
+                        .or_default() += 1
+                }
+                (None, None) => {}
+            }
+        }
+        s.mean_car_by_type = car_sums
+            .into_iter()
+            .map(|(t, (sum, n))| (t.name().to_string(), sum / n as f64))
+            .collect();
+        s
+    }
+}
+
 /// One event and its label, or the reason it has none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -2,6 +2,7 @@
 //! the fail-closed reader.
 
 pub mod artifact;
+pub mod consistency;
 pub mod event_car;
 pub mod evidence;
 pub mod field_docs;

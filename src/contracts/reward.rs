@@ -54,6 +54,42 @@ pub struct RewardSummary {
     pub unscored_by_reason: BTreeMap<String, u64>,
 }
 
+impl RewardSummary {
+    /// The summary of `records` (ratios and means over all samples; 0 for an empty batch) with
+    /// the unscored lines counted by reason. The one computation `janus reward` writes and every
+    /// reader recounts (`contracts::consistency`), so the two cannot drift apart.
+    pub fn of(records: &[RewardDecomposition], unscored: &BTreeMap<String, u64>) -> Self {
+        let n = records.len();
+        let ratio = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+        let mean = |f: &dyn Fn(&RewardDecomposition) -> f64| {
+            if n == 0 {
+                0.0
+            } else {
+                records.iter().map(f).sum::<f64>() / n as f64
+            }
+        };
+        let count = |f: &dyn Fn(&RewardDecomposition) -> bool| {
+            records.iter().filter(|r| f(r)).count()
+        };
+        RewardSummary {
+            samples: n as u64,
+            format_failures: count(&|r| r.format_failure.is_some()) as u64,
+            direction_gate_pass_ratio: ratio(count(&|r| r.direction_gate_passed)),
+            // Stopped by the gate: an opposite call while the gate is on.
+            hard_gate_failures: count(&|r| {
+                r.prediction.is_some()
+                    && !r.direction_gate_passed
+                    && !r.gated_out.iter().any(|g| g == "direction")
+            }) as u64,
+            type_match_ratio: ratio(count(&|r| r.event_type_gate == TypeGate::Match)),
+            clipped: count(&|r| r.clipped) as u64,
+            mean_final_reward: mean(&|r| r.final_reward),
+            mean_pnl_reward: mean(&|r| r.components.pnl),
+            unscored_by_reason: unscored.clone(),
+        }
+    }
+}
+
 /// One sample's reward, term by term.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -148,6 +148,16 @@ pub fn evidence_path(run: &str) -> String {
     format!("{}/evaluation/evidence.json", run_dir(run))
 }
 
+/// Where the label step leaves the labelled events (relative to the artifacts root).
+pub fn event_car_path(run: &str) -> String {
+    format!("{}/event-car.json", run_dir(run))
+}
+
+/// Where the evaluate step leaves the rewards the evidence names (relative to the root).
+pub fn rewards_path(run: &str) -> String {
+    format!("{}/evaluation/reward.json", run_dir(run))
+}
+
 /// Where the GRPO step leaves the model the decision service runs (relative to the root).
 pub fn model_path(run: &str) -> String {
     format!("{}/models/grpo/model.onnx", run_dir(run))

@@ -237,7 +237,7 @@ pub fn label(data: &Dataset, config: &LabelingConfig) -> Labeled {
             .collect()
     });
 
-    let summary = summarize(&records, &data.bad_rows.counts);
+    let summary = EventCarSummary::of(&records, &data.bad_rows.counts);
     let method = LabelingMethod {
         estimation_window: config.estimation_window,
         buffer: config.buffer,
@@ -399,47 +399,3 @@ impl Study<'_> {
     }
 }
 
-/// Counts over the records.
-pub fn summarize(records: &[EventCarRecord], bad_rows: &BTreeMap<String, u64>) -> EventCarSummary {
-    let mut s = EventCarSummary {
-        events: records.len() as u64,
-        labelled: 0,
-        unlabelled_by_reason: BTreeMap::new(),
-        by_event_type: BTreeMap::new(),
-        unknown_event_types: BTreeMap::new(),
-        bad_rows: bad_rows.clone(),
-        mean_car_by_type: BTreeMap::new(),
-    };
-    let mut car_sums: BTreeMap<EventType, (f64, u64)> = BTreeMap::new();
-    for r in records {
-        *s.by_event_type
-            .entry(r.event_type.name().to_string())
-            .or_default() += 1;
-        if !r.event_type.is_known() {
-            *s.unknown_event_types
-                .entry(r.source_event_type.clone())
-                .or_default() += 1;
-        }
-        match (&r.label, r.unlabelled_reason) {
-            (Some(label), _) => {
-                s.labelled += 1;
-                if label.event_type.is_known() {
-                    let e = car_sums.entry(label.event_type).or_default();
-                    e.0 += label.car;
-                    e.1 += 1;
-                }
-            }
-            (None, Some(reason)) => {
-                *s.unlabelled_by_reason
-                    .entry(reason.name().to_string())
-                    .or_default() += 1
-            }
-            (None, None) => unreachable!("a record has a label or a reason"),
-        }
-    }
-    s.mean_car_by_type = car_sums
-        .into_iter()
-        .map(|(t, (sum, n))| (t.name().to_string(), sum / n as f64))
-        .collect();
-    s
-}

@@ -4,6 +4,7 @@
 
 use super::Context;
 use crate::contracts::evidence::EvidenceArtifact;
+use crate::contracts::consistency::read_evidence_with_parents;
 use crate::contracts::read_artifact;
 use crate::controller::jobs::{self, Step};
 use crate::controller::run::{self as run_plan, ChildKind, JobPhase, ObservedChild, ObservedJob};
@@ -150,10 +151,15 @@ async fn policy(ctx: &Context) -> Result<std::result::Result<GatePolicy, String>
     .map_err(|e| e.to_string()))
 }
 
-/// Reads a verified evidence artifact from the artifacts volume.
+/// Reads a verified evidence artifact from the artifacts volume, with its parents as the run
+/// left them (the event-car of the label step, the rewards beside the evidence): the evidence
+/// must name them as its parents and carry their counts, and the rewards must be scored on those
+/// labels (`contracts::consistency`). Anything else is unusable evidence, with the reason.
 fn read_evidence(root: &Path, run: &str) -> std::result::Result<EvidenceArtifact, String> {
     let path = root.join(run_plan::evidence_path(run));
-    read_artifact::<EvidenceArtifact>(&path).map_err(|e| e.to_string())
+    let event_car = root.join(run_plan::event_car_path(run));
+    let rewards = root.join(run_plan::rewards_path(run));
+    read_evidence_with_parents(&path, Some(&event_car), Some(&rewards)).map_err(|e| e.to_string())
 }
 
 /// Runtime statistics of a candidate's shadow or paper window, when some were written to

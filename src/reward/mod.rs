@@ -9,7 +9,7 @@ pub mod output;
 use crate::config::{Validate, check};
 use crate::contracts::label::{Direction, Label, Prediction, Sign, Strength};
 use crate::contracts::reward::{
-    FormatFailure, RewardComponents, RewardDecomposition, RewardSummary, TypeGate,
+    FormatFailure, RewardComponents, RewardDecomposition, TypeGate,
 };
 use output::ParsedOutput;
 use schemars::JsonSchema;
@@ -432,47 +432,3 @@ fn finish(
     }
 }
 
-/// Batch statistics (ratios over all samples; 0 for an empty batch).
-pub fn summarize(
-    records: &[RewardDecomposition],
-    unscored: &std::collections::BTreeMap<String, u64>,
-) -> RewardSummary {
-    let n = records.len();
-    let ratio = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
-    let mean = |f: &dyn Fn(&RewardDecomposition) -> f64| {
-        if n == 0 {
-            0.0
-        } else {
-            records.iter().map(f).sum::<f64>() / n as f64
-        }
-    };
-    RewardSummary {
-        samples: n as u64,
-        format_failures: records
-            .iter()
-            .filter(|r| r.format_failure.is_some())
-            .count() as u64,
-        direction_gate_pass_ratio: ratio(
-            records.iter().filter(|r| r.direction_gate_passed).count(),
-        ),
-        hard_gate_failures: records
-            .iter()
-            .filter(|r| {
-                // Stopped by the gate: an opposite call while the gate is on.
-                r.prediction.is_some()
-                    && !r.direction_gate_passed
-                    && !r.gated_out.iter().any(|g| g == "direction")
-            })
-            .count() as u64,
-        type_match_ratio: ratio(
-            records
-                .iter()
-                .filter(|r| r.event_type_gate == TypeGate::Match)
-                .count(),
-        ),
-        clipped: records.iter().filter(|r| r.clipped).count() as u64,
-        mean_final_reward: mean(&|r| r.final_reward),
-        mean_pnl_reward: mean(&|r| r.components.pnl),
-        unscored_by_reason: unscored.clone(),
-    }
-}

@@ -137,14 +137,19 @@ pub fn event_car() -> EventCarArtifact {
 }
 
 pub fn reward() -> HgrmRewardArtifact {
+    let config = serde_json::json!({"lambda_dir": 1.5, "kappa": 0.0015});
     HgrmRewardArtifact {
         schema_version: HgrmRewardVersion::V1,
         generated_at: at(),
-        lineage: Lineage {
-            parents: vec![event_car_sealed().reference()],
-            ..lineage(ArtifactKind::HgrmReward)
-        },
-        config: serde_json::json!({"lambda_dir": 1.5, "kappa": 0.0015}),
+        // The run configuration of a reward is its `config`, so it hashes to the same.
+        lineage: Lineage::new(
+            ArtifactKind::HgrmReward.schema_hash(),
+            inputs(),
+            &config,
+            vec![event_car_sealed().reference()],
+        )
+        .unwrap(),
+        config,
         summary: RewardSummary {
             samples: 1,
             format_failures: 0,
@@ -189,7 +194,10 @@ pub fn evidence() -> EvidenceArtifact {
     EvidenceArtifact {
         schema_version: EvidenceVersion::V1,
         generated_at: at(),
-        lineage: lineage(ArtifactKind::Evidence),
+        lineage: Lineage {
+            parents: vec![event_car_sealed().reference()],
+            ..lineage(ArtifactKind::Evidence)
+        },
         model_sha256: Some(Sha256Hex::of_bytes(b"model")),
         null_reasons: BTreeMap::new(),
         summary: EvidenceSummary {
