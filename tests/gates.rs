@@ -903,3 +903,88 @@ fn ruin_fails_every_gate_that_reads_performance() {
         .insert("ruin".into(), 0.0);
     assert!(w.decide(Target::Paper, &policy).allowed);
 }
+
+fn gate1_codes(w: &World) -> Vec<String> {
+    let d = w.decide(Target::Paper, &GatePolicy::default());
+    gate(&d, "gate1")
+        .reasons
+        .iter()
+        .map(|r| r.code.clone())
+        .collect()
+}
+
+/// The embargo (docs/gates.md): dates worked out by hand on the 2026 calendar.
+#[test]
+fn gate1_refuses_contaminated_missing_or_impossible_data_windows() {
+    let day = |m, d| chrono::NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+    let with = |f: &dyn Fn(&mut DataWindows)| {
+        let mut w = World::good();
+        let e = w.evidence.as_mut().unwrap();
+        let mut windows = e.windows.clone().unwrap();
+        f(&mut windows);
+        e.windows = Some(windows);
+        w
+    };
+    assert!(gate1_codes(&World::good()).is_empty());
+    // The last training event's label window (Mon 04-20 .. Fri 04-24) ends the day before the
+    // held-out window starts: allowed. One day later it overlaps: contamination.
+    assert!(gate1_codes(&with(&|w| w.held_out_first = day(4, 25))).is_empty());
+    assert_eq!(
+        gate1_codes(&with(&|w| w.held_out_first = day(4, 24))),
+        ["contamination"]
+    );
+    // A held-out window starting before training ended is contaminated too.
+    assert_eq!(
+        gate1_codes(&with(&|w| {
+            w.held_out_first = day(3, 2);
+        })),
+        ["contamination"]
+    );
+    // A label end that 5 trading days from 04-20 cannot reach before 04-24 is refused, even
+    // when it would clear the held-out window.
+    assert_eq!(
+        gate1_codes(&with(&|w| w.training_label_end = day(4, 23))),
+        ["invalid_data_windows"]
+    );
+    assert_eq!(
+        gate1_codes(&with(&|w| w.label_horizon_days = 0)),
+        ["invalid_data_windows"]
+    );
+    assert_eq!(
+        gate1_codes(&with(&|w| w.held_out_last = day(5, 1))),
+        ["invalid_data_windows"]
+    );
+    // Old evidence without the windows fails closed, with its reason.
+    let mut w = World::good();
+    w.evidence.as_mut().unwrap().windows = None;
+    assert_eq!(gate1_codes(&w), ["missing_data_windows"]);
+    assert!(!w.decide(Target::Paper, &GatePolicy::default()).allowed);
+}
+
+#[test]
+fn evidence_older_than_the_policy_allows_cannot_promote() {
+    let at = |hours: i64| {
+        let mut w = World::good();
+        w.now = now() + Duration::hours(hours);
+        w
+    };
+    // Default 30 days: 29 days 23 h passes, 30 days 1 h does not.
+    assert!(gate1_codes(&at(30 * 24 - 1)).is_empty());
+    let stale = at(30 * 24 + 1);
+    assert_eq!(gate1_codes(&stale), ["evidence_age_days"]);
+    let d = stale.decide(Target::Paper, &GatePolicy::default());
+    let r = &gate(&d, "gate1").reasons[0];
+    assert_eq!(r.threshold, Some(30.0));
+    assert!((r.measured.unwrap() - (30.0 + 1.0 / 24.0)).abs() < 1e-9);
+    assert!(!d.allowed);
+    // The policy key moves the limit.
+    let mut policy = GatePolicy::default();
+    policy.gate1_statistics.max_evidence_age_days = 31.0;
+    assert!(
+        gate(&stale.decide(Target::Paper, &policy), "gate1")
+            .reasons
+            .is_empty()
+    );
+    // Evidence dated after now cannot be true.
+    assert_eq!(gate1_codes(&at(-1)), ["evidence_in_future"]);
+}

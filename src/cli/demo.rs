@@ -220,7 +220,8 @@ pub fn run(args: DemoArgs) -> CliResult {
                 dir: &str,
                 name: &str,
                 with_rewards: bool,
-                model: &crate::contracts::Sha256Hex| {
+                model: &crate::contracts::Sha256Hex,
+                model_dir: &Path| {
         EvaluateArgs {
             name: name.to_string(),
             event_car: event_car_path.clone(),
@@ -234,6 +235,7 @@ pub fn run(args: DemoArgs) -> CliResult {
             index: None,
             model_sha256: Some(model.to_string()),
             model: None,
+            checkpoint: Some(model_dir.join("checkpoint.json")),
             generated_at: None,
             out: out.join(dir),
             note: note.clone(),
@@ -245,6 +247,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         "SFT",
         false,
         &sft_digest,
+        &sft_dir,
     ))?;
     let grpo_args = args(
         &grpo_predictions,
@@ -252,6 +255,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         "SFT → GRPO",
         true,
         &grpo_digest,
+        &grpo_dir,
     );
     let (grpo_eval, evidence) = evaluate_files(&grpo_args)?;
     // Does GRPO improve on its own SFT parent? Paired on the same days and events.

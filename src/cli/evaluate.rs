@@ -2,12 +2,13 @@ use super::{CliError, CliResult};
 use crate::cli::output::outln;
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::evidence::{
-    EvidenceArtifact, EvidenceCounts, EvidenceSummary, EvidenceVersion,
+    DataWindows, EvidenceArtifact, EvidenceCounts, EvidenceSummary, EvidenceVersion,
 };
 use crate::contracts::label::{Label, Prediction};
 use crate::contracts::lineage::digest_file;
 use crate::contracts::reward::HgrmRewardArtifact;
-use crate::contracts::consistency::{self, Given, Parent};
+use crate::contracts::consistency::{self, Given, Mismatch, Parent};
+use crate::contracts::Sha256Hex;
 use crate::contracts::{Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact};
 use crate::evaluation::backtest::{EventSlot, PricePanel};
 use crate::evaluation::report::{
@@ -61,6 +62,12 @@ pub struct EvaluateArgs {
     /// is recorded in the evidence.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The evaluated model's `checkpoint.json` (docs/trainer-contract.md): it must name the
+    /// event-car as its dataset (and --model's digest when given); its `until` fixes the
+    /// training window the evidence records for gate1's embargo. Without it the evidence has no
+    /// `windows`, and gate1 refuses it.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
     #[arg(long)]
     pub generated_at: Option<DateTime<Utc>>,
     /// Output directory: evaluation.json, evidence.json, report.md and SVG charts.
@@ -358,6 +365,23 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
         };
         consistency::check(path, r, &given)?;
     }
+    let model_sha256 = match (&args.model, args.model_sha256.as_deref()) {
+        (Some(path), _) => Some(digest_file(path).map_err(io(path))?.sha256),
+        (None, Some(hex)) => Some(
+            crate::contracts::Sha256Hex::parse(hex)
+                .map_err(|e| CliError::Usage(format!("--model-sha256: {e}")))?,
+        ),
+        (None, None) => None,
+    };
+    let windows = match &args.checkpoint {
+        Some(path) => Some(data_windows(path, args, &loaded, model_sha256.as_ref())?),
+        None => {
+            eprintln!(
+                "no --checkpoint: the evidence records no training window, and gate1 refuses it"
+            );
+            None
+        }
+    };
     let (calls, dropped) = loaded.calls(&args.predictions)?;
     let (config, event_car) = (&loaded.config, &loaded.event_car);
     let mut evaluation = evaluate(&loaded.input(&dropped), &calls, config);
@@ -414,14 +438,6 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
         path: evidence_path.clone(),
         source,
     })?;
-    let model_sha256 = match (&args.model, args.model_sha256.as_deref()) {
-        (Some(path), _) => Some(digest_file(path).map_err(io(path))?.sha256),
-        (None, Some(hex)) => Some(
-            crate::contracts::Sha256Hex::parse(hex)
-                .map_err(|e| CliError::Usage(format!("--model-sha256: {e}")))?,
-        ),
-        (None, None) => None,
-    };
     let mut evidence = EvidenceArtifact {
         artifacts: parents.clone(),
         baseline_metrics: evaluation.baseline.metric_map(),
@@ -462,6 +478,7 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
             missing,
         },
         walk_forward: Some(evaluation.walk_forward.clone()),
+        windows,
     };
     let mut sealed = artifact::seal(&mut evidence)?;
     sealed.push(b'\n');
@@ -482,6 +499,84 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     let files: Vec<(&str, &[u8])> = outputs.iter().map(|(n, b)| (*n, b.as_slice())).collect();
     artifact::write_set(&args.out, &files)?;
     Ok((evaluation, evidence))
+}
+
+/// What a trainer recorded about the evaluated model (`checkpoint.json`,
+/// docs/trainer-contract.md): the fields the evaluation checks and reads. Other fields are
+/// ignored (a trainer image may record more).
+#[derive(serde::Deserialize)]
+struct TrainedOn {
+    model_sha256: Sha256Hex,
+    onnx_sha256: Option<Sha256Hex>,
+    dataset_manifest_hash: Sha256Hex,
+    until: Option<NaiveDate>,
+}
+
+/// The evidence's data windows from the model's checkpoint: the checkpoint must name the
+/// event-car evaluated as its dataset and, when the model is known, the model evaluated;
+/// training is the events `training::examples` takes under its `until`; the held-out window is
+/// the evaluated calendar from `--from`.
+fn data_windows(
+    path: &Path,
+    args: &EvaluateArgs,
+    loaded: &Loaded,
+    model: Option<&Sha256Hex>,
+) -> Result<DataWindows, CliError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let cp: TrainedOn =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+            .map_err(|e| {
+                CliError::Usage(format!(
+                    "{}: field `{}`: {} (expected a checkpoint.json of `janus train`)",
+                    path.display(),
+                    e.path(),
+                    e.inner()
+                ))
+            })?;
+    let mut mismatches = Vec::new();
+    let car = loaded.event_car.manifest_hash();
+    if &cp.dataset_manifest_hash != car {
+        mismatches.push(Mismatch {
+            field: "dataset_manifest_hash".into(),
+            recorded: cp.dataset_manifest_hash.to_string(),
+            actual: format!("{car} (manifest_hash of {})", args.event_car.display()),
+        });
+    }
+    if let Some(m) = model.filter(|m| **m != cp.model_sha256 && Some(*m) != cp.onnx_sha256.as_ref())
+    {
+        mismatches.push(Mismatch {
+            field: "onnx_sha256".into(),
+            recorded: cp
+                .onnx_sha256
+                .as_ref()
+                .map_or("null".into(), ToString::to_string),
+            actual: format!("{m} (the evaluated model)"),
+        });
+    }
+    if !mismatches.is_empty() {
+        return Err(artifact::ContractError::Mismatch {
+            path: path.to_path_buf(),
+            mismatches,
+        }
+        .into());
+    }
+    let (training_cutoff, training_label_end) =
+        crate::training::training_window(&loaded.event_car, cp.until).ok_or_else(|| {
+            CliError::Refused(format!(
+                "{}: field `until`: no labelled event of {} ends its label window before {}: \
+                 the checkpoint describes no training on this dataset",
+                path.display(),
+                args.event_car.display(),
+                cp.until.map_or("(none)".into(), |u| u.to_string())
+            ))
+        })?;
+    Ok(DataWindows {
+        held_out_first: loaded.dates[loaded.start],
+        held_out_last: loaded.dates[loaded.days - 1],
+        label_horizon_days: loaded.event_car.method.event_window,
+        training_cutoff,
+        training_label_end,
+    })
 }
 
 /// Close-to-close returns of one index over the prices' calendar (NaN where a close is missing).

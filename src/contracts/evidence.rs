@@ -4,7 +4,7 @@
 
 use super::hash::Sha256Hex;
 use super::lineage::{ArtifactRef, Lineage};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -52,6 +52,30 @@ pub struct EvidenceArtifact {
     pub summary: EvidenceSummary,
     /// Walk-forward stability; absent when not run.
     pub walk_forward: Option<WalkForwardSummary>,
+    /// The training cut-off, the held-out window and the label horizon, for gate1's embargo
+    /// (docs/gates.md); absent when the evaluation was not told how the model was trained
+    /// (`janus evaluate` without `--checkpoint`): gate1 then refuses the evidence.
+    pub windows: Option<DataWindows>,
+}
+
+/// Which days trained the model and which days evaluated it. A training event whose label
+/// window reaches into the held-out window has seen returns the evaluation scores
+/// (contamination); gate1 refuses such evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataWindows {
+    /// First trading day of the held-out (evaluated) window.
+    pub held_out_first: NaiveDate,
+    /// Last trading day of the held-out window.
+    pub held_out_last: NaiveDate,
+    /// H: trading days in every event's label window (the labeling's `event_window`).
+    pub label_horizon_days: u32,
+    /// Last day of training data: the latest first trading day (d0) of an event the model was
+    /// trained on.
+    pub training_cutoff: NaiveDate,
+    /// The last day of the training events' label windows: the cut-off plus the label horizon
+    /// (H − 1 further trading days) on the prices' calendar, for the latest such window.
+    pub training_label_end: NaiveDate,
 }
 
 /// Whether everything the policy asks for is present.

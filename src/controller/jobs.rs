@@ -214,7 +214,7 @@ pub fn command(run: &JanusRun, step: Step) -> Vec<String> {
                  --config {RUN_CONFIG}/hgrm.yaml --out {out} && \
                  janus evaluate --event-car {dir}/event-car.json --predictions {out}/predictions.jsonl --prices {dataset}/prices.csv \
                  --rewards {out}/reward.json --config {RUN_CONFIG}/evaluation.yaml --from {until} \
-                 --model {dir}/models/grpo/model.onnx --out {out}"
+                 --model {dir}/models/grpo/model.onnx --checkpoint {dir}/models/grpo/checkpoint.json --out {out}"
             );
             if step == Step::Replay {
                 script.push_str(&format!(

@@ -468,6 +468,8 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                     if e.significance.is_none() {
                         c.fail("missing_significance", "bootstrap metadata is missing");
                     }
+                    embargo(&mut c, e.windows.as_ref());
+                    freshness(&mut c, e.generated_at, inputs.now, p.max_evidence_age_days);
                     fail_on_ruin(&mut c);
                 }
             }
@@ -733,6 +735,73 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
         missing,
         policy_hash: canonical_hash(policy).expect("policies are canonicalizable"),
     }
+}
+
+/// gate1's embargo: no training event's label window may reach into the held-out window.
+/// Training ends at `training_cutoff` (the latest event day trained on); its label window runs
+/// H trading days to `training_label_end`, which must fall before `held_out_first`. Without a
+/// calendar the gate also refuses windows that cannot be true: H = 0, a held-out window that
+/// ends before it starts, and a label end earlier than H − 1 calendar days after the cut-off
+/// (H trading days span at least H calendar days). Missing windows (evidence made without the
+/// model's checkpoint, or before they were recorded) fail closed.
+fn embargo(c: &mut Check, windows: Option<&crate::contracts::evidence::DataWindows>) {
+    let Some(w) = windows else {
+        c.fail(
+            "missing_data_windows",
+            "the evidence records no training cut-off, held-out window or label horizon \
+             (`janus evaluate --checkpoint`): contamination cannot be ruled out",
+        );
+        return;
+    };
+    let h = w.label_horizon_days;
+    let earliest_end = w
+        .training_cutoff
+        .checked_add_days(chrono::Days::new(u64::from(h.saturating_sub(1))));
+    let mut invalid = Vec::new();
+    if h == 0 {
+        invalid.push("label_horizon_days is 0".to_string());
+    }
+    if w.held_out_last < w.held_out_first {
+        invalid.push(format!(
+            "held_out_last {} is before held_out_first {}",
+            w.held_out_last, w.held_out_first
+        ));
+    }
+    if earliest_end.is_none_or(|d| w.training_label_end < d) {
+        invalid.push(format!(
+            "training_label_end {} is earlier than a label window of {h} trading days from the \
+             cut-off {} can end",
+            w.training_label_end, w.training_cutoff
+        ));
+    }
+    for why in invalid {
+        c.fail("invalid_data_windows", format!("evidence field `windows`: {why}"));
+    }
+    if w.training_label_end >= w.held_out_first {
+        c.fail(
+            "contamination",
+            format!(
+                "training cut-off {} plus the label horizon of {h} trading days reaches {}, on or \
+                 after the held-out window's first day {}: a training event's label window \
+                 overlaps the held-out window",
+                w.training_cutoff, w.training_label_end, w.held_out_first
+            ),
+        );
+    }
+}
+
+/// gate1's freshness: evidence older than `max_days` (from its `generated_at` to `now`) cannot
+/// promote; evidence dated after `now` cannot be true.
+fn freshness(c: &mut Check, generated_at: DateTime<Utc>, now: DateTime<Utc>, max_days: f64) {
+    if generated_at > now {
+        c.fail(
+            "evidence_in_future",
+            format!("evidence field `generated_at`: {generated_at} is after now ({now})"),
+        );
+        return;
+    }
+    let days = (now - generated_at).num_seconds() as f64 / 86_400.0;
+    c.at_most("evidence_age_days", "evidence age (days)", Some(days), max_days);
 }
 
 /// Fails a gate on runtime statistics that cannot be true (one reason per field), and on a

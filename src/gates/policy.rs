@@ -74,6 +74,14 @@ pub struct StatisticsPolicy {
     pub min_sr_delta_ci_lower: f64,
     /// The DA delta's one-sided p-value must not exceed this.
     pub max_da_delta_p_value: f64,
+    /// Evidence older than this many days (from its `generated_at` to the gate's now) cannot
+    /// promote. Default 30.
+    #[serde(default = "thirty")]
+    pub max_evidence_age_days: f64,
+}
+
+fn thirty() -> f64 {
+    30.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -164,6 +172,7 @@ impl Default for GatePolicy {
                 max_fold_pnl_cv: 2.0,
                 min_sr_delta_ci_lower: 0.0,
                 max_da_delta_p_value: 0.05,
+                max_evidence_age_days: 30.0,
             },
             gate2_risk: RiskPolicy {
                 enabled: true,
@@ -260,6 +269,10 @@ impl Validate for GatePolicy {
         ratio(
             "gate1_statistics.max_da_delta_p_value",
             g1.max_da_delta_p_value,
+        )?;
+        non_negative(
+            "gate1_statistics.max_evidence_age_days",
+            g1.max_evidence_age_days,
         )?;
         let g2 = &self.gate2_risk;
         ratio("gate2_risk.max_drawdown", g2.max_drawdown)?;

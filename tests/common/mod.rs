@@ -236,6 +236,7 @@ pub fn evidence() -> EvidenceArtifact {
             negative_fold_ratio: 0.2,
             fold_pnl_cv: 0.8,
         }),
+        windows: None,
         calibration: None,
         artifacts: vec![event_car_sealed().reference()],
         reproducibility_hashes: vec![Sha256Hex::of_bytes(b"replay")],
@@ -253,6 +254,19 @@ pub fn gate_now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
         .unwrap()
         .to_utc()
+}
+
+/// Windows that respect the embargo: the last training event on Monday 2026-04-20, whose label
+/// window of 5 trading days ends on Friday 2026-04-24; held out from Monday 2026-05-04.
+pub fn good_windows() -> DataWindows {
+    let day = |m, d| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+    DataWindows {
+        held_out_first: day(5, 4),
+        held_out_last: day(11, 27),
+        label_horizon_days: 5,
+        training_cutoff: day(4, 20),
+        training_label_end: day(4, 24),
+    }
 }
 
 /// Evidence that passes every gate of the default policy (as of `gate_now()`).
@@ -333,6 +347,7 @@ pub fn good_evidence() -> EvidenceArtifact {
             negative_fold_ratio: 0.2,
             fold_pnl_cv: 0.9,
         }),
+        windows: Some(good_windows()),
     }
 }
 
