@@ -1,5 +1,7 @@
 use super::{CliError, CliResult};
 use crate::cli::output::outln;
+use crate::contracts::Sha256Hex;
+use crate::contracts::consistency::{self, Given, Mismatch, Parent};
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::evidence::{
     DataWindows, EvidenceArtifact, EvidenceCounts, EvidenceSummary, EvidenceVersion,
@@ -7,8 +9,6 @@ use crate::contracts::evidence::{
 use crate::contracts::label::{Label, Prediction};
 use crate::contracts::lineage::digest_file;
 use crate::contracts::reward::HgrmRewardArtifact;
-use crate::contracts::consistency::{self, Given, Mismatch, Parent};
-use crate::contracts::Sha256Hex;
 use crate::contracts::{Artifact, ArtifactKind, Lineage, artifact, generated_at, read_artifact};
 use crate::evaluation::backtest::{EventSlot, PricePanel};
 use crate::evaluation::report::{

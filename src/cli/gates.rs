@@ -1,7 +1,7 @@
 use super::{CliError, CliResult};
 use crate::cli::output::outln;
-use crate::contracts::evidence::EvidenceArtifact;
 use crate::contracts::consistency::read_evidence_with_parents;
+use crate::contracts::evidence::EvidenceArtifact;
 use crate::gates::policy::GatePolicy;
 use crate::gates::{Approval, GateInputs, GateStatus, Operations, RuntimeStats, Target, evaluate};
 use chrono::{DateTime, Utc};

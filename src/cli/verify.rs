@@ -27,7 +27,10 @@ struct Chain<'a> {
 /// The parent of kind `T` given for `child`: the file whose manifest hash the child records,
 /// else the first given (which then fails the check, naming both); `None` when none was given
 /// or the child records no parent of that kind (an SFT model's evidence has no rewards).
-fn pick<'a, T: Artifact>(child: &impl Artifact, files: &'a [(&'a Path, T)]) -> Option<Parent<'a, T>> {
+fn pick<'a, T: Artifact>(
+    child: &impl Artifact,
+    files: &'a [(&'a Path, T)],
+) -> Option<Parent<'a, T>> {
     let records_kind = child
         .lineage()
         .parents
@@ -61,7 +64,8 @@ impl Chain<'_> {
         };
         match v.kind {
             ArtifactKind::HgrmReward => {
-                let r: HgrmRewardArtifact = serde_json::from_value(v.value.clone()).map_err(typed)?;
+                let r: HgrmRewardArtifact =
+                    serde_json::from_value(v.value.clone()).map_err(typed)?;
                 let given = Given {
                     event_car: pick(&r, &self.event_cars),
                     rewards: None,

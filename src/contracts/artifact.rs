@@ -3,8 +3,8 @@
 //! closed: an unknown version, a schema violation, a broken lineage or a hash that does not match
 //! the content is an error naming the file and the field.
 
-use super::event_car::EventCarArtifact;
 use super::consistency::{self, Given, Mismatch};
+use super::event_car::EventCarArtifact;
 use super::evidence::EvidenceArtifact;
 use super::hash::{Sha256Hex, canonical_hash};
 use super::jcs::{CanonicalError, member_at_gap, to_canonical_vec, to_canonical_without};
@@ -174,9 +174,11 @@ macro_rules! impl_artifact {
         }
     };
 }
-impl_artifact!(EventCarArtifact, ArtifactKind::EventCar, |a, _: &Given<'_>| {
-    consistency::event_car(a)
-});
+impl_artifact!(
+    EventCarArtifact,
+    ArtifactKind::EventCar,
+    |a, _: &Given<'_>| { consistency::event_car(a) }
+);
 impl_artifact!(
     HgrmRewardArtifact,
     ArtifactKind::HgrmReward,
@@ -386,9 +388,7 @@ pub fn verify_value(path: &Path, value: Value) -> Result<Verified, ContractError
         ArtifactKind::EventCar => parts(typed::<EventCarArtifact>(path, &value, &version)?),
         ArtifactKind::HgrmReward => parts(typed::<HgrmRewardArtifact>(path, &value, &version)?),
         ArtifactKind::Evidence => parts(typed::<EvidenceArtifact>(path, &value, &version)?),
-        ArtifactKind::RuntimeStats => {
-            parts(typed::<RuntimeStatsArtifact>(path, &value, &version)?)
-        }
+        ArtifactKind::RuntimeStats => parts(typed::<RuntimeStatsArtifact>(path, &value, &version)?),
     };
     let mut problems = lineage.inconsistencies();
     let expected_schema_hash = kind.schema_hash();

@@ -68,7 +68,11 @@ pub struct Given<'a> {
 
 /// Checks `artifact` (read from `path`) against itself and the parents given; the error names
 /// the file and every field that disagrees with its recorded and actual value.
-pub fn check<T: Artifact>(path: &Path, artifact: &T, given: &Given<'_>) -> Result<(), ContractError> {
+pub fn check<T: Artifact>(
+    path: &Path,
+    artifact: &T,
+    given: &Given<'_>,
+) -> Result<(), ContractError> {
     let mismatches = artifact.mismatches(given);
     if mismatches.is_empty() {
         Ok(())
@@ -290,7 +294,9 @@ pub fn reward(a: &HgrmRewardArtifact, given: &Given<'_>) -> Vec<Mismatch> {
                 .lineage
                 .parents
                 .iter()
-                .filter(|r| ArtifactKind::for_version(&r.schema_version) == Some(ArtifactKind::EventCar))
+                .filter(|r| {
+                    ArtifactKind::for_version(&r.schema_version) == Some(ArtifactKind::EventCar)
+                })
                 .count();
             if n != 1 {
                 out.push(Mismatch {
@@ -335,7 +341,13 @@ pub fn evidence(a: &EvidenceArtifact, given: &Given<'_>) -> Vec<Mismatch> {
         parent_is(&mut out, &a.lineage.parents, car);
         let s = &car.artifact.summary;
         let from = format!("summary of {}", car.path.display());
-        compare(&mut out, "counts.events", &a.counts.events, &s.events, &from);
+        compare(
+            &mut out,
+            "counts.events",
+            &a.counts.events,
+            &s.events,
+            &from,
+        );
         compare(
             &mut out,
             "counts.labelled_events",

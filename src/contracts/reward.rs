@@ -68,9 +68,8 @@ impl RewardSummary {
                 records.iter().map(f).sum::<f64>() / n as f64
             }
         };
-        let count = |f: &dyn Fn(&RewardDecomposition) -> bool| {
-            records.iter().filter(|r| f(r)).count()
-        };
+        let count =
+            |f: &dyn Fn(&RewardDecomposition) -> bool| records.iter().filter(|r| f(r)).count();
         RewardSummary {
             samples: n as u64,
             format_failures: count(&|r| r.format_failure.is_some()) as u64,

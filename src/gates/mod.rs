@@ -775,7 +775,10 @@ fn embargo(c: &mut Check, windows: Option<&crate::contracts::evidence::DataWindo
         ));
     }
     for why in invalid {
-        c.fail("invalid_data_windows", format!("evidence field `windows`: {why}"));
+        c.fail(
+            "invalid_data_windows",
+            format!("evidence field `windows`: {why}"),
+        );
     }
     if w.training_label_end >= w.held_out_first {
         c.fail(
@@ -801,7 +804,12 @@ fn freshness(c: &mut Check, generated_at: DateTime<Utc>, now: DateTime<Utc>, max
         return;
     }
     let days = (now - generated_at).num_seconds() as f64 / 86_400.0;
-    c.at_most("evidence_age_days", "evidence age (days)", Some(days), max_days);
+    c.at_most(
+        "evidence_age_days",
+        "evidence age (days)",
+        Some(days),
+        max_days,
+    );
 }
 
 /// Fails a gate on runtime statistics that cannot be true (one reason per field), and on a

@@ -3,8 +3,8 @@
 //! manager), publish its events, count it. Nothing here decides anything on its own.
 
 use super::Context;
-use crate::contracts::evidence::EvidenceArtifact;
 use crate::contracts::consistency::read_evidence_with_parents;
+use crate::contracts::evidence::EvidenceArtifact;
 use crate::contracts::read_artifact;
 use crate::controller::jobs::{self, Step};
 use crate::controller::run::{self as run_plan, ChildKind, JobPhase, ObservedChild, ObservedJob};

@@ -8,9 +8,7 @@ pub mod output;
 
 use crate::config::{Validate, check};
 use crate::contracts::label::{Direction, Label, Prediction, Sign, Strength};
-use crate::contracts::reward::{
-    FormatFailure, RewardComponents, RewardDecomposition, TypeGate,
-};
+use crate::contracts::reward::{FormatFailure, RewardComponents, RewardDecomposition, TypeGate};
 use output::ParsedOutput;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -431,4 +429,3 @@ fn finish(
         clipped: final_reward != unclipped,
     }
 }
-
