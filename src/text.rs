@@ -17,7 +17,11 @@ pub fn bounded(text: &str, max: usize) -> String {
         text.len(),
         Sha256Hex::of_bytes(text.as_bytes())
     );
-    let end = text.floor_char_boundary(max.saturating_sub(note.len()));
+    // `str::floor_char_boundary` needs Rust 1.91; the crate's MSRV is 1.85.
+    let mut end = max.saturating_sub(note.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
     format!("{}{note}", &text[..end])
 }
 
