@@ -211,7 +211,7 @@ fn paper_is_promoted_and_the_runtime_config_appears_idempotently() {
     assert_eq!(cm["forceFallback"], "false");
     assert_eq!(cm["stage"], "paper");
     assert_eq!(cm["modelSha256"], model().sha256.to_string());
-    assert_eq!(plan.events[0].0, "Promoted");
+    assert_eq!(plan.events[0].reason.as_str(), "Promoted");
     assert_eq!(plan.status.history.len(), 1);
 
     // Reconciling again later changes nothing: no event, no history, same condition times.
@@ -418,7 +418,7 @@ fn the_kill_switch_halts_in_the_same_reconcile() {
         Some("runs/run-1/event-car.json")
     );
     assert_eq!(&read.to_data(), cm);
-    assert_eq!(halted.events[0].0, "KillSwitchEngaged");
+    assert_eq!(halted.events[0].reason.as_str(), "KillSwitchEngaged");
     // Even a fresh request with the switch on halts before anything is promoted.
     let fresh = run(&spec(Target::Paper, true), &BTreeMap::new(), None, now);
     assert_eq!(fresh.status.phase, Some(Phase::Halted));
@@ -475,7 +475,7 @@ fn a_rollback_annotation_demotes_once_stops_trading_and_is_final() {
         .expect("the runtime learns of it");
     assert_eq!(cm["tradingEnabled"], "false");
     assert_eq!(condition(&rolled, "Promoted"), ConditionStatus::False);
-    assert_eq!(rolled.events[0].0, "RolledBack");
+    assert_eq!(rolled.events[0].reason.as_str(), "RolledBack");
     // Final: the gates still pass, yet the request neither re-promotes nor rolls back again.
     for annotations in [&ask, &none] {
         let again = run(
@@ -626,7 +626,7 @@ fn assert_halted_for(plan: &PromotionPlan, reason: &str) {
     assert_eq!(plan.status.phase, Some(Phase::Halted), "{:?}", plan.status);
     let last = plan.status.history.last().unwrap();
     assert!(last.reason.starts_with(reason), "{}", last.reason);
-    assert_eq!(plan.events[0].0, reason);
+    assert_eq!(plan.events[0].reason.as_str(), reason);
     let cm = plan
         .runtime_config
         .as_ref()
@@ -1314,7 +1314,7 @@ fn step_commands_run_the_whole_pipeline_locally() {
             .map(|s| janus::crd::StepRecord {
                 name: s.name().into(),
                 job: jobs::job_name("run-1", *s),
-                phase: "Running".into(),
+                phase: janus::crd::RunPhase::Running,
                 started_at: None,
                 finished_at: None,
                 result_digest: None,
@@ -1329,7 +1329,11 @@ fn step_commands_run_the_whole_pipeline_locally() {
         children: &[],
         now: gate_now(),
     });
-    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"), "{plan:#?}");
+    assert_eq!(
+        plan.status.phase.map(|p| p.as_str()),
+        Some("Succeeded"),
+        "{plan:#?}"
+    );
     let (name, candidate) = plan.candidate.expect("a candidate");
     assert_eq!(name, "run-1-candidate");
     let onnx = std::fs::read(artifacts.join("runs/run-1/models/grpo/model.onnx")).unwrap();

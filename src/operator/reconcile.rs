@@ -9,7 +9,7 @@ use crate::controller::jobs::{self, Step};
 use crate::controller::run::{self as run_plan, ChildKind, JobPhase, ObservedChild, ObservedJob};
 use crate::controller::{candidate as candidate_plan, promotion as promotion_plan};
 use crate::crd::{
-    ConditionStatus, JanusCandidate, JanusCandidateStatus, JanusRun, PromotionRequest,
+    ConditionStatus, ConditionType, JanusCandidate, JanusRun, PromotionRequest, Reason, StatusEvent,
 };
 use crate::gates::RuntimeStats;
 use crate::gates::policy::GatePolicy;
@@ -102,23 +102,19 @@ pub(super) async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     action: &str,
-    events: impl IntoIterator<Item = (String, String, bool)>,
+    events: impl IntoIterator<Item = StatusEvent>,
 ) {
     let reference = obj.object_ref(&());
-    for (reason, note, warning) in events {
+    for e in events {
         let event = Event {
-            type_: if warning {
+            type_: if e.warning {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
-            reason,
+            reason: e.reason.as_str().to_string(),
             // The API server refuses a note over 1 KiB: cut it, saying so.
-            note: Some({
-                let mut note = note;
-                crate::identity::clip(&mut note, 1024);
-                note
-            }),
+            note: Some(crate::text::bounded(&e.message, 1024)),
             action: action.to_string(),
             secondary: None,
         };
@@ -384,9 +380,9 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
     publish(&ctx, run.as_ref(), "Reconcile", plan.events).await;
     ctx.metrics
         .reconciled("JanusRun", started.elapsed().as_secs_f64());
-    Ok(match plan.status.phase.as_deref() {
+    Ok(match plan.status.phase {
         _ if plan.waiting => Action::requeue(Duration::from_secs(5)),
-        Some("Succeeded") | Some("Failed") => Action::await_change(),
+        Some(p) if p.finished() => Action::await_change(),
         _ => Action::requeue(Duration::from_secs(30)),
     })
 }
@@ -432,11 +428,10 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
         Err(why) => {
             // Without a policy nothing passes; say so on the candidate and retry.
             let mut status = cand.status.clone().unwrap_or_default();
-            promotion_plan::set_condition(
-                &mut status.conditions,
-                "GatesPassed",
+            status.conditions.set(
+                ConditionType::GatesPassed,
                 ConditionStatus::False,
-                "PolicyUnavailable",
+                Reason::PolicyUnavailable,
                 why.clone(),
                 Utc::now(),
                 cand.metadata.generation,
@@ -468,29 +463,10 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
         policy: &policy,
         now: Utc::now(),
     });
-    let complete = condition_true(&status, "EvidenceComplete");
+    let complete = status.conditions.is_true(ConditionType::EvidenceComplete);
     ctx.metrics.evidence(&ns, &name, complete);
     if before.as_ref() != Some(&status) {
-        let changed = |t: &str| {
-            before
-                .as_ref()
-                .map(|b| condition_true(b, t))
-                .unwrap_or(false)
-                != condition_true(&status, t)
-                || before.is_none()
-        };
-        let mut events = Vec::new();
-        for t in ["EvidenceComplete", "Reproducible", "GatesPassed"] {
-            if changed(t) {
-                let c = status.conditions.0.iter().find(|c| c.type_ == t);
-                events.push((
-                    c.map(|c| c.reason.clone()).unwrap_or_default(),
-                    c.map(|c| format!("{t}={:?}: {}", c.status, c.message))
-                        .unwrap_or_default(),
-                    !condition_true(&status, t),
-                ));
-            }
-        }
+        let events = candidate_plan::events(before.as_ref(), &status);
         write_status(&candidates, cand.as_ref(), &status).await?;
         publish(&ctx, cand.as_ref(), "Evaluate", events).await;
     }
@@ -521,14 +497,6 @@ async fn release_if_unneeded(ctx: &Context, ns: &str, cand: &JanusCandidate) -> 
         crate::operator::claims::release_candidate(ctx, ns, cand).await?;
     }
     Ok(())
-}
-
-fn condition_true(status: &JanusCandidateStatus, t: &str) -> bool {
-    status
-        .conditions
-        .0
-        .iter()
-        .any(|c| c.type_ == t && c.status == ConditionStatus::True)
 }
 
 // ---------- PromotionRequest ----------
@@ -640,7 +608,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         None => Err(format!("candidate `{}` not found", pr.spec.candidate)),
         Some(c) => {
             let status = c.status.clone().unwrap_or_default();
-            if !condition_true(&status, "EvidenceComplete") {
+            if !status.conditions.is_true(ConditionType::EvidenceComplete) {
                 Err(format!(
                     "candidate `{}` has no complete, verified evidence",
                     pr.spec.candidate
@@ -851,12 +819,8 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     if (previous.stage, previous.phase) != (stage, phase) {
         let target = pr.spec.target.name();
         let status = phase.map(|p| format!("{p:?}")).unwrap_or_default();
-        let reason = plan
-            .events
-            .first()
-            .map(|(r, _)| r.clone())
-            .unwrap_or_default();
-        ctx.metrics.promotion_attempt(target, &status, &reason);
+        let reason = plan.events.first().map_or("", |e| e.reason.as_str());
+        ctx.metrics.promotion_attempt(target, &status, reason);
         if let Some(report) = &plan.status.gate_report {
             for gate in report.failed() {
                 for r in &gate.reasons {
@@ -865,14 +829,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             }
         }
     }
-    let warn = matches!(phase, Some(Phase::Blocked | Phase::Halted));
-    publish(
-        &ctx,
-        pr.as_ref(),
-        "Promote",
-        plan.events.into_iter().map(|(r, m)| (r, m, warn)),
-    )
-    .await;
+    publish(&ctx, pr.as_ref(), "Promote", plan.events).await;
     ctx.metrics
         .reconciled("PromotionRequest", started.elapsed().as_secs_f64());
     Ok(Action::requeue(Duration::from_secs(60)))
