@@ -197,6 +197,8 @@ YAML
   all="$(stats r1-candidate shadow)"
   [ "$(stat "$all" files)" = "$(stat "$all" signed)" ] && [ "$(stat "$all" replicas)" = "['s2-a']" ] &&
     [ "$(stat "$all" sources)" = "['decision-service']" ] || fail "a shadow file not the service's: $all"
+  # The signature is the one docs/serving.md specifies, recomputed independently (e2e/stats.py).
+  python3 "$HERE/stats.py" verify "$ART/candidates/r1-candidate/runtime/shadow" "$E2E/stats.key"
 
   # Paper: the same service follows the request to paper and decides held-out events there.
   eventually 20 serve_served "$port" paper || fail "the service never served paper"

@@ -4,6 +4,10 @@ check them. Subcommands:
   sum DIR [REPLICA]      totals over the files (of one replica): {"files", "events", "decisions",
                          "signed", "sources", "replicas", "start", "end", "span_s"}
   gaps DIR REPLICA       the holes between one replica's consecutive windows: [{"from", "seconds"}]
+  verify DIR KEYFILE     checks every file's signature the way docs/serving.md states it, computed
+                         here independently of janus: HMAC-SHA256 under the key file's first line
+                         over "janus-runtime-stats-v1\n" + RFC 8785 of the file without
+                         manifest_hash and with signature null; prints how many verified
   forge SRC DST MODE     a file made from SRC by hand, its content hash recomputed (RFC 8785):
                          MODE `unsigned` (as a decision service's, no signature), `badsig` (a
                          signature under another key), `stretch72` (a simulation whose window is
@@ -69,6 +73,20 @@ elif cmd == "gaps":
     print(json.dumps([{"from": a["window_end"].replace("T", " ").rstrip("Z"),
                        "seconds": (parse(b["window_start"]) - parse(a["window_end"])).total_seconds()}
                       for a, b in zip(fs, fs[1:]) if b["window_start"] > a["window_end"]]))
+elif cmd == "verify":
+    key = open(sys.argv[3], "rb").read().split(b"\n")[0].strip()
+    fs = files(sys.argv[2])
+    if not fs:
+        sys.exit(f"no statistics files in {sys.argv[2]}")
+    for a in fs:
+        body = {k: x for k, x in a.items() if k != "manifest_hash"}
+        body["signature"] = None
+        mac = hmac.new(key, b"janus-runtime-stats-v1\n" + canonical(body).encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(mac, a.get("signature") or ""):
+            sys.exit(f"{a['service']['replica']} {a['window_start']}: signature {a.get('signature')} is not {mac}")
+        if seal(dict(a))["manifest_hash"] != a["manifest_hash"]:
+            sys.exit(f"{a['service']['replica']} {a['window_start']}: manifest hash does not recompute")
+    print(f"{len(fs)} files verified")
 elif cmd == "forge":
     a = json.load(open(sys.argv[2]))
     mode = sys.argv[4]
