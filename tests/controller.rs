@@ -120,7 +120,8 @@ fn run_with(
         candidate_deleting: false,
         history_uri: Some("runs/run-1/event-car.json"),
         evidence: Ok(&evidence),
-        runtime: Some(&stats),
+        runtime: Ok(&stats),
+        runtime_refused: &[],
         policy: Ok(&policy),
         actor: "alice",
         rollback_actor: "carol",
@@ -226,6 +227,37 @@ fn paper_is_promoted_and_the_runtime_config_appears_idempotently() {
     assert_eq!(again.runtime_config, plan.runtime_config);
 }
 
+/// Why no runtime statistics count is the gate's blocker; files refused for what they claim
+/// are named in the blockers without blocking by themselves: with statistics that count, a
+/// refused file beside them does not stop the promotion.
+#[test]
+fn refused_runtime_statistics_are_named_in_the_blockers() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    // 'static: the inputs' lifetime is the reconcile's own.
+    let refused: &'static [String] = Box::leak(Box::new([
+        "runtime statistics refused: candidates/c/runtime/shadow/x.json: unsigned".to_string(),
+    ]));
+    let blocked = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+        i.runtime = Err("none that count under candidates/c/runtime/shadow/ (1 files refused)");
+        i.runtime_refused = refused;
+    });
+    assert_eq!(blocked.status.phase, Some(Phase::Blocked));
+    let blockers = &blocked.status.blockers;
+    assert!(
+        blockers.iter().any(|b| b.contains(
+            "no shadow or paper runtime statistics: none that count under candidates/c/runtime/shadow/ (1 files refused)"
+        )),
+        "{blockers:?}"
+    );
+    assert!(blockers.contains(&refused[0]), "{blockers:?}");
+    let promoted = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+        i.runtime_refused = refused;
+    });
+    assert_eq!(promoted.status.phase, Some(Phase::Promoted));
+    assert!(promoted.status.blockers.contains(&refused[0]));
+}
+
 /// A paper request still at shadow (its gates not yet passed: no shadow statistics) gets a
 /// runtime ConfigMap at stage shadow with trading off, which the decision service's own reader
 /// takes as a shadow configuration: decisions computed, nothing placed. A kill switch halts it
@@ -235,7 +267,7 @@ fn a_request_waiting_at_shadow_is_served_in_shadow_with_trading_off() {
     let now = gate_now();
     let none = BTreeMap::new();
     let waiting = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
-        i.runtime = None
+        i.runtime = Err("none")
     });
     assert_eq!(waiting.status.phase, Some(Phase::Blocked));
     assert_eq!(waiting.status.stage, Some(Stage::Shadow));
@@ -258,7 +290,7 @@ fn a_request_waiting_at_shadow_is_served_in_shadow_with_trading_off() {
         &none,
         Some(&waiting.status),
         now,
-        |i| i.runtime = None,
+        |i| i.runtime = Err("none"),
     );
     let data = halted.runtime_config.as_ref().unwrap();
     assert_eq!(
@@ -287,7 +319,7 @@ fn a_request_waiting_at_shadow_is_served_in_shadow_with_trading_off() {
     // with unverified evidence, or while the candidate is being deleted.
     for case in 0..4 {
         let plan = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
-            i.runtime = None;
+            i.runtime = Err("none");
             match case {
                 0 => i.policy = Err("absent".into()),
                 1 => i.stage_held_by = Some("other"),
@@ -589,7 +621,8 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
         candidate_deleting: false,
         history_uri: None,
         evidence: Ok(&evidence),
-        runtime: None,
+        runtime: Err("none"),
+        runtime_refused: &[],
         policy: Ok(&GatePolicy::default()),
         actor: "alice",
         rollback_actor: "carol",
@@ -1018,7 +1051,7 @@ fn candidate_status(
         status: None,
         run,
         evidence: Ok(evidence),
-        runtime: Some(&shadow),
+        runtime: Ok(&shadow),
         policy: &GatePolicy::default(),
         now: gate_now(),
     })
@@ -1401,9 +1434,10 @@ fn step_jobs_run_as_the_step_service_account_without_an_api_token() {
 /// Every step Job, including the trainer image a researcher names in `spec.training.image`
 /// (code the researcher chose), mounts the whole artifacts volume read-write at /artifacts.
 /// On it lie the audit trail (`audit/<namespace>.jsonl`) and the runtime statistics the gates
-/// read for every candidate (`candidates/<candidate>/runtime-<stage>.json`, unsigned): a
-/// researcher's step can rewrite the trail and write its own candidate a paper window it
-/// never traded. A step must not be able to write either.
+/// read for every candidate (`candidates/<candidate>/runtime/<stage>/`; a file a step wrote
+/// would be refused as unsigned, but could still crowd out or delete the service's): a
+/// researcher's step could rewrite the trail and tamper with its own candidate's windows. A
+/// step must not be able to write either.
 #[test]
 fn adv_no_step_job_can_write_the_audit_trail_or_runtime_statistics() {
     let run = janus_run(

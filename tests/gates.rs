@@ -77,7 +77,7 @@ impl World {
             target,
             &GateInputs {
                 evidence: self.evidence.as_ref().map_err(Clone::clone),
-                runtime: self.runtime.as_ref(),
+                runtime: self.runtime.as_ref().ok_or("no statistics files"),
                 operations: self.ops.as_ref(),
                 approval: self.approval.as_ref(),
                 recalibration_ref: self.recalibration.as_deref(),

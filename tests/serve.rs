@@ -657,6 +657,104 @@ fn the_decision_service_records_sealed_statistics_and_loses_nothing_on_sigterm()
     assert!(err.contains("changed after it was sealed"), "{err}");
 }
 
+/// With `--stats-key`, every file the service writes carries a signature the operator's key
+/// verifies, checked through the operator's own filter (`runtime::stats::accept`). The same file
+/// with a count raised and its content hash recomputed still reads as an artifact, and is
+/// refused as badly signed; without its signature it is refused as unsigned.
+#[test]
+fn the_decision_service_signs_its_statistics_and_a_resealed_edit_is_refused() {
+    use janus::contracts::runtime_stats::RuntimeStatsArtifact;
+    use janus::runtime::stats::{Refusal, SignatureError, Wanted, accept};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sha = "0".repeat(64);
+    write_runtime(
+        dir,
+        &Runtime {
+            stage: "shadow",
+            trading: false,
+            fallback: false,
+            sha: sha.clone(),
+        },
+    );
+    let key_file = dir.join("stats.key");
+    std::fs::write(&key_file, "e2e-statistics-key-0123456789\n").unwrap();
+    let key = janus::identity::SigningKey::from_file(&key_file).unwrap();
+    let mut s = start(
+        dir,
+        &[
+            "--stats-interval",
+            "3600",
+            "--replica",
+            "r1",
+            "--stats-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    for id in ["a", "b"] {
+        decide(&s, &event(id, "600000.SH", 1, "dividend", "t"));
+    }
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(s.child.wait().unwrap().success());
+
+    let folder = dir.join("candidates/c1/runtime/shadow");
+    let read = |p: &Path| {
+        janus::contracts::read_artifact::<RuntimeStatsArtifact>(p).map_err(|e| e.to_string())
+    };
+    let written: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(written.len(), 1, "one window, flushed on SIGTERM");
+    let original = read(&written[0]).unwrap();
+    assert!(original.signature.is_some());
+    let model = janus::contracts::Sha256Hex::parse(&sha).unwrap();
+    let want = Wanted {
+        candidate: "c1",
+        stage: "shadow",
+        model_sha256: &model,
+        promotion_request: Some("p1"),
+        allow_simulation: false,
+        key: Some(&key),
+    };
+    let a = accept(vec![("written".into(), read(&written[0]))], &want);
+    assert!(a.refused.is_empty(), "{:?}", a.refused);
+    assert_eq!(a.merged.unwrap().stats.decisions, 2);
+
+    let mut edited = original.clone();
+    edited.counts.decisions = 500;
+    edited.counts.events = 500;
+    let edited_path = folder.join("r1-edited.json");
+    janus::contracts::write_artifact(&edited_path, &mut edited).unwrap();
+    let mut unsigned = original.clone();
+    unsigned.signature = None;
+    let unsigned_path = folder.join("r1-unsigned.json");
+    janus::contracts::write_artifact(&unsigned_path, &mut unsigned).unwrap();
+    let a = accept(
+        vec![
+            ("edited".into(), read(&edited_path)),
+            ("unsigned".into(), read(&unsigned_path)),
+        ],
+        &want,
+    );
+    assert!(a.merged.is_none());
+    let why: Vec<&Refusal> = a.refused.iter().map(|r| &r.why).collect();
+    assert_eq!(
+        why,
+        [
+            &Refusal::Signature(SignatureError::Invalid),
+            &Refusal::Signature(SignatureError::Unsigned)
+        ]
+    );
+}
+
 /// /readyz means "send me events": 503 while no usable configuration is in force (no runtime
 /// file: every decision would be halted) and while the model loads; 200 once it has settled
 /// (here refused, so the deterministic fallback serves).

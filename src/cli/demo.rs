@@ -283,7 +283,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         Target::Paper,
         &GateInputs {
             evidence: Ok(&evidence),
-            runtime: None,
+            runtime: Err("the demo runs no decision service in shadow"),
             operations: None,
             approval: None,
             recalibration_ref: None,

@@ -70,7 +70,8 @@ pub enum Command {
     /// switch and canary limits (POST /v1/decide).
     Serve(crate::serve::ServeArgs),
     /// Replay events through a running decision service as a paper broker: fills, PnL, and the
-    /// paper window's runtime statistics (runtime-paper.json) that gate3 reads.
+    /// paper window's runtime statistics (runtime-paper.json, for `janus gates --runtime-stats`;
+    /// the operator reads only the decision service's signed files).
     Paper(paper::PaperArgs),
 }
 

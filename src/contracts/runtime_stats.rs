@@ -2,7 +2,10 @@
 //! exact window while serving one request at one stage with one model. Sealed like every artifact
 //! (schema, lineage, manifest hash), so an edited file is refused; its `source` says whether a
 //! real decision service served live events or a replay produced it, and the gates' policy
-//! decides where a simulation may stand in.
+//! decides where a simulation may stand in. The manifest hash is a content hash anyone can
+//! recompute: what makes a file the decision service's is its `signature`, an HMAC under the
+//! statistics key only the decision service and the operator hold
+//! (`crate::runtime::stats::sign`, `crate::runtime::stats::check_signature`).
 //!
 //! Latency and staleness are fixed-bucket histograms ([`Histogram`]): the files of several
 //! replicas and windows merge by adding counts, and p50/p95/p99 are derived from the merged
@@ -212,7 +215,14 @@ pub struct RuntimeStatsArtifact {
     /// `inputs` empty; `run_config_hash` is the canonical hash of the runtime configuration
     /// served (the ConfigMap's data).
     pub lineage: Lineage,
-    /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash`.
+    /// HMAC-SHA256 (RFC 2104), lowercase hex, under the statistics key (`janus serve
+    /// --stats-key`) over `janus-runtime-stats-v1` and a newline followed by the RFC 8785
+    /// encoding of this object without `manifest_hash` and with `signature` null. Null: unsigned
+    /// (a replay's `simulation`, or a service run without a key); the operator counts a
+    /// `decision-service` file only with a signature its key verifies.
+    pub signature: Option<String>,
+    /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash` (the signature
+    /// included).
     pub manifest_hash: Sha256Hex,
     /// Always `janus-runtime-stats-v1`.
     pub schema_version: RuntimeStatsVersion,

@@ -26,8 +26,8 @@ pub struct CandidateInputs<'a> {
     pub run: Option<&'a JanusRunStatus>,
     /// The evidence artifact the run recorded, verified, or why it could not be read.
     pub evidence: Result<&'a EvidenceArtifact, String>,
-    /// Runtime statistics of the candidate's shadow run (gate0), when there are any.
-    pub runtime: Option<&'a crate::gates::RuntimeStats>,
+    /// Runtime statistics of the candidate's shadow run (gate0), or why there are none.
+    pub runtime: Result<&'a crate::gates::RuntimeStats, &'a str>,
     pub policy: &'a GatePolicy,
     pub now: DateTime<Utc>,
 }

@@ -50,7 +50,11 @@ pub struct PromotionInputs<'a> {
     pub history_uri: Option<&'a str>,
     /// The candidate's verified evidence, or why it could not be had.
     pub evidence: Result<&'a EvidenceArtifact, String>,
-    pub runtime: Option<&'a RuntimeStats>,
+    /// The runtime statistics that count for this target, or why there are none.
+    pub runtime: Result<&'a RuntimeStats, &'a str>,
+    /// Statistics files refused for what they claim (`runtime::stats::refusal_notes`): said
+    /// in the blockers, without blocking by themselves.
+    pub runtime_refused: &'a [String],
     /// The gate policy, or why it could not be read.
     pub policy: Result<&'a GatePolicy, String>,
     /// Who a promotion or block is credited to: the verified approver, else the verified
@@ -342,6 +346,7 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     }
     // What was not believed is said, without blocking by itself.
     blockers.extend(stamped.ignored.iter().cloned());
+    blockers.extend(input.runtime_refused.iter().cloned());
     blockers.dedup();
 
     let mut events = Vec::new();

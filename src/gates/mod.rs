@@ -132,7 +132,9 @@ pub struct Approval {
 /// Everything the gates read. `evidence` is the verified artifact, or why it could not be read.
 pub struct GateInputs<'a> {
     pub evidence: Result<&'a EvidenceArtifact, String>,
-    pub runtime: Option<&'a RuntimeStats>,
+    /// The shadow or paper statistics that count, or why there are none (named in the
+    /// blocker: no files, or each file refused and why).
+    pub runtime: Result<&'a RuntimeStats, &'a str>,
     pub operations: Option<&'a Operations>,
     pub approval: Option<&'a Approval>,
     /// Reference to a recalibration plan, required when gate7 degrades or abstains.
@@ -342,14 +344,14 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
         None => {
             let mut c = Check::new();
             match inputs.runtime {
-                None => {
+                Err(why) => {
                     need("runtime_stats");
                     c.fail(
                         "missing_runtime_stats",
-                        "no shadow or paper runtime statistics",
+                        format!("no shadow or paper runtime statistics: {why}"),
                     );
                 }
-                Some(r) => {
+                Ok(r) => {
                     refuse_impossible(&mut c, r, inputs.now);
                     if !r.completed {
                         c.fail(
@@ -518,15 +520,19 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
         Some(status) => skipped(id, name, status),
         None => {
             let mut c = Check::new();
-            match inputs.runtime.filter(|r| r.stage == "paper") {
-                None => {
+            let paper = inputs.runtime.and_then(|r| match r.stage.as_str() {
+                "paper" => Ok(r),
+                _ => Err("the statistics are of another stage"),
+            });
+            match paper {
+                Err(why) => {
                     need("paper_runtime_stats");
                     c.fail(
                         "missing_paper_window",
-                        "no paper-trading stability window on record",
+                        format!("no paper-trading stability window on record: {why}"),
                     );
                 }
-                Some(r) => {
+                Ok(r) => {
                     refuse_impossible(&mut c, r, inputs.now);
                     if !r.completed {
                         c.fail(

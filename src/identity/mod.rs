@@ -201,13 +201,17 @@ impl SigningKey {
         Ok(current.with_previous(keys))
     }
 
-    fn sign(&self, bytes: &[u8]) -> String {
+    /// HMAC-SHA256 (RFC 2104) of `bytes` under the current key, lowercase hex. A caller whose
+    /// key may sign other things puts a domain prefix in `bytes` (the runtime statistics sign
+    /// `janus-runtime-stats-v1\n` + content), so a tag made for one purpose never verifies for
+    /// another.
+    pub fn sign(&self, bytes: &[u8]) -> String {
         hex(ring::hmac::sign(&self.current, bytes).as_ref())
     }
 
     /// Whether `tag` is the HMAC of `bytes` under the current or a previous key
     /// (constant-time comparison for each).
-    fn verifies(&self, bytes: &[u8], tag: &str) -> bool {
+    pub fn verifies(&self, bytes: &[u8], tag: &str) -> bool {
         let Some(tag) = unhex(tag) else {
             return false;
         };

@@ -152,31 +152,20 @@ fn read_evidence(root: &Path, run: &str) -> std::result::Result<EvidenceArtifact
     read_artifact::<EvidenceArtifact>(&path).map_err(|e| e.to_string())
 }
 
-/// Runtime statistics of a candidate's shadow or paper window, when some were written to
-/// `candidates/<name>/runtime-<stage>.json` on the artifacts volume.
-fn read_runtime(root: &Path, candidate: &str, stage: &str) -> Option<RuntimeStats> {
-    let path = root.join(runtime_stats_path(candidate, stage));
-    let bytes = std::fs::read(&path).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(stats) => Some(stats),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "unreadable runtime statistics");
-            None
-        }
-    }
-}
-
 /// Runtime statistics of a candidate at a stage: the sealed `janus-runtime-stats-v1` windows
 /// decision services wrote under `candidates/<name>/runtime/<stage>/`, each read by the
-/// fail-closed artifact reader, kept only when they come from serving `want`
-/// (`runtime::stats::accept`: request, stage, model digest, simulation per the policy) and
-/// merged over their newest contiguous stretch. Refused files and gaps are logged with their
-/// reasons. Without any such file, the legacy `runtime-<stage>.json`.
+/// fail-closed artifact reader, kept only when they carry the decision service's signature (or
+/// are a simulation) and come from serving `want` (`runtime::stats::accept`: signature,
+/// request, stage, model digest, simulation per the policy), merged over their newest
+/// contiguous stretch. Nothing else is read. Refused files and gaps are logged with their
+/// reasons. Returns the statistics, or why there are none (the gate's blocker text), and the
+/// notes on suspect refused files for the request's blockers.
 fn read_runtime_stats(
     root: &Path,
     want: &crate::runtime::stats::Wanted<'_>,
-) -> Option<RuntimeStats> {
-    let dir = root.join(crate::runtime::stats::stage_dir(want.candidate, want.stage));
+) -> (std::result::Result<RuntimeStats, String>, Vec<String>) {
+    let folder = crate::runtime::stats::stage_dir(want.candidate, want.stage);
+    let dir = root.join(&folder);
     let files: Vec<_> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -185,30 +174,33 @@ fn read_runtime_stats(
                 let read =
                     read_artifact::<crate::contracts::runtime_stats::RuntimeStatsArtifact>(&p)
                         .map_err(|e| e.to_string());
-                (p.display().to_string(), read)
+                let name = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+                (name, read)
             })
             .collect(),
         Err(_) => Vec::new(),
     };
-    if files.is_empty() {
-        return read_runtime(root, want.candidate, want.stage);
-    }
     let accepted = crate::runtime::stats::accept(files, want);
-    for why in &accepted.refused {
-        tracing::warn!(refused = %why, "runtime statistics refused");
+    for refused in &accepted.refused {
+        tracing::warn!(refused = %refused, "runtime statistics refused");
     }
-    let merged = accepted.merged?;
+    let notes = crate::runtime::stats::refusal_notes(&accepted.refused, MAX_REFUSAL_NOTES);
+    let Some(merged) = accepted.merged else {
+        let why = match accepted.refused.len() {
+            0 => format!("none under {folder}/"),
+            n => format!("none that count under {folder}/ ({n} files refused)"),
+        };
+        return (Err(why), notes);
+    };
     for gap in &merged.gaps {
         tracing::warn!(candidate = want.candidate, stage = want.stage, from = %gap.from, to = %gap.to,
             "a gap in the runtime statistics: only the windows after it count");
     }
-    Some(merged.stats)
+    (Ok(merged.stats), notes)
 }
 
-/// Where a candidate's runtime statistics of a stage go (relative to the artifacts root).
-pub fn runtime_stats_path(candidate: &str, stage: &str) -> String {
-    format!("candidates/{candidate}/runtime-{stage}.json")
-}
+/// Most refused statistics files named in a request's blockers (the log names every one).
+const MAX_REFUSAL_NOTES: usize = 5;
 
 // ---------- JanusRun ----------
 
@@ -441,7 +433,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
         }
     };
     let evidence = read_evidence(&ctx.config.artifacts_root, &cand.spec.run_ref);
-    let runtime = read_runtime_stats(
+    let (runtime, _) = read_runtime_stats(
         &ctx.config.artifacts_root,
         &crate::runtime::stats::Wanted {
             candidate: &name,
@@ -449,6 +441,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
             model_sha256: &cand.spec.model.sha256,
             promotion_request: None,
             allow_simulation: policy.gate0_data_integrity.allow_simulation,
+            key: ctx.config.stats_key.as_ref(),
         },
     );
     let before = cand.status.clone();
@@ -459,7 +452,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
         status: before.as_ref(),
         run: run.as_ref().and_then(|r| r.status.as_ref()),
         evidence: evidence.as_ref().map_err(Clone::clone),
-        runtime: runtime.as_ref(),
+        runtime: runtime.as_ref().map_err(String::as_str),
         policy: &policy,
         now: Utc::now(),
     });
@@ -637,7 +630,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         crate::gates::Target::Paper => p.gate0_data_integrity.allow_simulation,
         crate::gates::Target::Canary => p.gate3_paper_trading.allow_simulation,
     });
-    let runtime = match candidate.as_ref() {
+    let (runtime, runtime_refused) = match candidate.as_ref() {
         Some(c) => read_runtime_stats(
             &ctx.config.artifacts_root,
             &crate::runtime::stats::Wanted {
@@ -647,9 +640,13 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
                 promotion_request: (pr.spec.target == crate::gates::Target::Paper)
                     .then_some(name.as_str()),
                 allow_simulation,
+                key: ctx.config.stats_key.as_ref(),
             },
         ),
-        None => None,
+        None => (
+            Err(format!("candidate `{}` not found", pr.spec.candidate)),
+            Vec::new(),
+        ),
     };
     let history_uri = candidate
         .as_ref()
@@ -722,7 +719,8 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
                 .is_some_and(|c| c.metadata.deletion_timestamp.is_some()),
             history_uri: history_uri.as_deref(),
             evidence: evidence.as_ref().map_err(Clone::clone),
-            runtime: runtime.as_ref(),
+            runtime: runtime.as_ref().map_err(String::as_str),
+            runtime_refused: &runtime_refused,
             policy: policy.as_ref().map_err(Clone::clone),
             actor: &actor,
             rollback_actor: &rollback_actor,

@@ -117,6 +117,12 @@ pub struct ServeArgs {
     /// The events are a replay (`janus demo`): statistics say `source: simulation`.
     #[arg(long, hide = true)]
     pub simulation: bool,
+    /// The statistics key (a mounted Secret; the same file format as the webhook's signing key:
+    /// the first line signs, further lines are previous keys): every statistics file is signed
+    /// with it, and the operator (`controller --stats-key`) counts a `decision-service` file
+    /// only with a signature it verifies. Without it the files are written unsigned.
+    #[arg(long)]
+    pub stats_key: Option<PathBuf>,
 }
 
 /// What the service runs with at one moment; replaced whole, never edited, so a request keeps a
@@ -171,6 +177,8 @@ pub struct Service {
     pub metrics: metrics::ServeMetrics,
     /// This replica's statistics; `None` with `--stats-interval 0`.
     stats: Option<Mutex<Recorder>>,
+    /// Signs every statistics file (`--stats-key`).
+    stats_key: Option<crate::identity::SigningKey>,
 }
 
 /// Locks a mutex; a panic elsewhere while it was held does not stop the service (the data is
@@ -245,6 +253,18 @@ impl Service {
             Some(r) => Some(split_reference(r, "--promotion-request")?.1.to_string()),
             None => None,
         };
+        let stats_key = match &args.stats_key {
+            Some(path) => Some(
+                crate::identity::SigningKey::from_file(path)
+                    .map_err(|e| format!("--stats-key: {e}"))?,
+            ),
+            None => None,
+        };
+        if stats_key.is_none() && args.stats_interval > 0 && !args.simulation {
+            tracing::warn!(
+                "no --stats-key: runtime statistics are written unsigned, and the operator will not count them"
+            );
+        }
         Ok(Self {
             current: RwLock::new(Arc::new(Loaded {
                 config: Err("no runtime configuration read yet".into()),
@@ -291,6 +311,7 @@ impl Service {
                     },
                 ))
             }),
+            stats_key,
         })
     }
 
@@ -303,14 +324,21 @@ impl Service {
         }
     }
 
-    /// Seals and writes a closed window; a failure is logged and counted, never fatal.
+    /// Signs (with `--stats-key`), seals and writes a closed window; a failure is logged, never
+    /// fatal.
     fn write_stats(&self, closed: Option<RuntimeStatsArtifact>) {
         let Some(mut a) = closed else { return };
         let path = self.root.join(stats::file_path(&a));
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+        let written = self
+            .stats_key
+            .as_ref()
+            .map_or(Ok(()), |key| stats::sign(&mut a, key))
             .map_err(|e| e.to_string())
+            .and_then(|()| {
+                path.parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .map_err(|e| e.to_string())
+            })
             .and_then(|()| write_artifact(&path, &mut a).map_err(|e| e.to_string()));
         match written {
             Ok(()) => tracing::info!(path = %path.display(), events = a.counts.events,
