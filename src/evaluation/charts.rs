@@ -9,6 +9,7 @@
 use super::report::Evaluation;
 use chrono::NaiveDate;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 fn chart_error<E: std::fmt::Debug>(e: E) -> String {
     format!("chart: {e:?}")
@@ -37,6 +38,113 @@ const COLORS: [RGBColor; 3] = [
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
 ];
+
+/// The drawing area of a chart.
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// How a legend entry marks its series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// A solid line (a series over time).
+    Line,
+    /// A dashed line (a reference such as a bound or the diagonal).
+    Dashed,
+    /// A filled box (bars).
+    Bar,
+    /// A dot (points).
+    Point,
+}
+
+/// One entry of a chart's legend: the series' name (a model's name, never "candidate") and
+/// how it is drawn.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub color: RGBColor,
+    pub mark: Mark,
+}
+
+const TITLE_HEIGHT: u32 = 30;
+const LEGEND_ROW: u32 = 18;
+const LEGEND_FONT: f64 = 13.0;
+/// Width of a legend entry's mark and the gaps around it, in pixels.
+const LEGEND_MARK: i32 = 22;
+const LEGEND_GAP: i32 = 18;
+
+/// Estimated width in pixels of `text` in a sans-serif font of nominal size `size` (the SVG
+/// backend writes size / 1.24 px; 0.6 em is a generous mean glyph width), so that layouts keep
+/// labels apart without measuring fonts.
+fn text_width(text: &str, size: f64) -> f64 {
+    text.chars().count() as f64 * size / 1.24 * 0.6
+}
+
+/// The legend's entries in rows that fit `width`: (row, x of the entry) for each entry.
+fn legend_layout(entries: &[Entry], width: i32) -> Vec<(u32, i32)> {
+    let (mut row, mut x) = (0u32, 12i32);
+    entries
+        .iter()
+        .map(|e| {
+            let w = LEGEND_MARK + text_width(&e.name, LEGEND_FONT).ceil() as i32 + LEGEND_GAP;
+            if x > 12 && x + w > width - 12 {
+                row += 1;
+                x = 12;
+            }
+            let at = (row, x);
+            x += w;
+            at
+        })
+        .collect()
+}
+
+/// Draws a chart's title and its legend in a band between the title and the plot, and returns
+/// the area left for the plot: a legend never covers data. The one legend of every chart.
+fn frame<'a>(root: &Area<'a>, title: &str, entries: &[Entry]) -> Result<Area<'a>, String> {
+    let width = root.dim_in_pixel().0 as i32;
+    root.draw(&Text::new(
+        title.to_string(),
+        (width / 2, 8),
+        TextStyle::from(("sans-serif", 18).into_font()).pos(Pos::new(HPos::Center, VPos::Top)),
+    ))
+    .map_err(chart_error)?;
+    let layout = legend_layout(entries, width);
+    let rows = layout.iter().map(|(r, _)| r + 1).max().unwrap_or(0);
+    let (band, plot) = root.split_vertically(TITLE_HEIGHT + rows * LEGEND_ROW + 4);
+    for (e, (row, x)) in entries.iter().zip(layout) {
+        let y = (TITLE_HEIGHT + row * LEGEND_ROW + LEGEND_ROW / 2) as i32;
+        let (x0, x1) = (x, x + LEGEND_MARK - 6);
+        match e.mark {
+            Mark::Line => band.draw(&PathElement::new(
+                vec![(x0, y), (x1, y)],
+                e.color.stroke_width(2),
+            )),
+            Mark::Dashed => band
+                .draw(&PathElement::new(
+                    vec![(x0, y), (x0 + 5, y)],
+                    e.color.stroke_width(2),
+                ))
+                .and_then(|()| {
+                    band.draw(&PathElement::new(
+                        vec![(x1 - 5, y), (x1, y)],
+                        e.color.stroke_width(2),
+                    ))
+                }),
+            Mark::Bar => band.draw(&Rectangle::new(
+                [(x0 + 2, y - 5), (x1 - 2, y + 5)],
+                e.color.filled(),
+            )),
+            Mark::Point => band.draw(&Circle::new(((x0 + x1) / 2, y), 4, e.color.filled())),
+        }
+        .map_err(chart_error)?;
+        band.draw(&Text::new(
+            e.name.clone(),
+            (x + LEGEND_MARK, y),
+            TextStyle::from(("sans-serif", LEGEND_FONT).into_font())
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(chart_error)?;
+    }
+    Ok(plot)
+}
 
 /// The date of each NAV point of an evaluated window that starts at calendar day `start` of
 /// `calendar`: point 0 is the close before the window's first open (the day before `start`, or
@@ -100,82 +208,91 @@ pub fn lines(
     dates: &[NaiveDate],
     series: &[(&str, &Vec<f64>)],
 ) -> Result<String, String> {
+    render(SIZE, |root| {
+        let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
+        let finite = series
+            .iter()
+            .flat_map(|s| s.1.iter())
+            .any(|v| v.is_finite());
+        if n < 2 || !finite {
+            empty(root, title, "fewer than two points: nothing to draw")
+        } else {
+            draw_lines(root, title, y_desc, dates, series, n)
+        }
+    })
+}
+
+/// An SVG of `size` pixels on a white ground, drawn by `draw`.
+fn render(
+    size: (u32, u32),
+    draw: impl FnOnce(&Area<'_>) -> Result<(), String>,
+) -> Result<String, String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(chart_error)?;
-        let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
-        if n < 2 {
-            empty(root, title, "fewer than two points: nothing to draw")?;
-        } else {
-            draw_lines(&root, title, y_desc, dates, series, n)?;
-        }
+        draw(&root)?;
+        root.present().map_err(chart_error)?;
     }
     Ok(svg)
 }
 
 fn draw_lines(
-    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    root: &Area<'_>,
     title: &str,
     y_desc: &str,
     dates: &[NaiveDate],
     series: &[(&str, &Vec<f64>)],
     n: usize,
 ) -> Result<(), String> {
-    {
-        let (lo, hi) = series
-            .iter()
-            .flat_map(|s| s.1.iter().copied())
-            .filter(|v| v.is_finite())
-            .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-        let pad = ((hi - lo) * 0.05).max(1e-6);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0..n - 1, (lo - pad)..(hi + pad))
-            .map_err(chart_error)?;
-        let label = |i: &usize| dates.get(*i).map(|d| d.to_string()).unwrap_or_default();
+    let entries: Vec<Entry> = series
+        .iter()
+        .enumerate()
+        .map(|(k, (name, _))| Entry {
+            name: name.to_string(),
+            color: COLORS[k % COLORS.len()],
+            mark: Mark::Line,
+        })
+        .collect();
+    let plot = frame(root, title, &entries)?;
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|s| s.1.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0..n - 1, (lo - pad)..(hi + pad))
+        .map_err(chart_error)?;
+    let label = |i: &usize| dates.get(*i).map(|d| d.to_string()).unwrap_or_default();
+    chart
+        .configure_mesh()
+        .x_labels(6)
+        .x_label_formatter(&label)
+        .x_desc("date (close)")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(chart_error)?;
+    for (entry, (_, values)) in entries.iter().zip(series) {
         chart
-            .configure_mesh()
-            .x_labels(6)
-            .x_label_formatter(&label)
-            .x_desc("date (close)")
-            .y_desc(y_desc)
-            .draw()
+            .draw_series(LineSeries::new(
+                values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(i, v)| (i, *v)),
+                entry.color.stroke_width(2),
+            ))
             .map_err(chart_error)?;
-        for (k, (name, values)) in series.iter().enumerate() {
-            let color = COLORS[k % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    values.iter().enumerate().map(|(i, v)| (i, *v)),
-                    color.stroke_width(2),
-                ))
-                .map_err(chart_error)?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(chart_error)?;
-        root.present().map_err(chart_error)?;
     }
     Ok(())
 }
 
 /// A caption and a sentence saying why there is nothing to draw.
-fn empty(
-    root: DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    title: &str,
-    why: &str,
-) -> Result<(), String> {
+fn empty(root: &Area<'_>, title: &str, why: &str) -> Result<(), String> {
     let h = SIZE.1;
     root.draw(&Text::new(
         title.to_string(),
@@ -189,7 +306,7 @@ fn empty(
         ("sans-serif", 15).into_font().color(&RGBColor(90, 90, 90)),
     ))
     .map_err(chart_error)?;
-    root.present().map_err(chart_error)
+    Ok(())
 }
 
 /// Bars of named values (fold returns, regime Sharpe ratios), candidate and baseline side by
@@ -202,26 +319,35 @@ pub fn bars(
     rows: &[(String, Option<f64>, Option<f64>)],
     when_empty: &str,
 ) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
+    render(SIZE, |root| {
         if rows.is_empty() {
-            empty(root, title, when_empty)?;
+            empty(root, title, when_empty)
         } else {
-            draw_bars(&root, title, y_desc, names, rows)?;
+            draw_bars(root, title, y_desc, names, rows)
         }
-    }
-    Ok(svg)
+    })
 }
 
 fn draw_bars(
-    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    root: &Area<'_>,
     title: &str,
     y_desc: &str,
     names: &Names,
     rows: &[(String, Option<f64>, Option<f64>)],
 ) -> Result<(), String> {
+    let entries = [
+        Entry {
+            name: names.candidate.clone(),
+            color: COLORS[0],
+            mark: Mark::Bar,
+        },
+        Entry {
+            name: names.baseline.clone(),
+            color: COLORS[1],
+            mark: Mark::Bar,
+        },
+    ];
+    let plot = frame(root, title, &entries)?;
     let (lo, hi) = rows
         .iter()
         .flat_map(|r| [r.1, r.2])
@@ -230,8 +356,7 @@ fn draw_bars(
     let pad = ((hi - lo) * 0.1).max(1e-6);
     let n = rows.len();
     // Row i is centred on x = i, so the axis's integer ticks fall under each pair of bars.
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 18))
+    let mut chart = ChartBuilder::on(&plot)
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
@@ -262,8 +387,7 @@ fn draw_bars(
         .y_desc(y_desc)
         .draw()
         .map_err(chart_error)?;
-    for (k, name) in [&names.candidate, &names.baseline].into_iter().enumerate() {
-        let color = COLORS[k];
+    for (k, entry) in entries.iter().enumerate() {
         let (from, to) = if k == 0 { (-0.38, -0.02) } else { (0.02, 0.38) };
         chart
             .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
@@ -271,12 +395,10 @@ fn draw_bars(
                 let x = i as f64;
                 Some(Rectangle::new(
                     [(x + from, 0.0), (x + to, v)],
-                    color.filled(),
+                    entry.color.filled(),
                 ))
             }))
-            .map_err(chart_error)?
-            .label(name.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+            .map_err(chart_error)?;
     }
     chart
         .draw_series(LineSeries::new(
@@ -284,14 +406,6 @@ fn draw_bars(
             BLACK.stroke_width(1),
         ))
         .map_err(chart_error)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(chart_error)?;
-    root.present().map_err(chart_error)?;
     Ok(())
 }
 
