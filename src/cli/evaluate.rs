@@ -1,5 +1,5 @@
 use super::{CliError, CliResult};
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::evidence::{
     EvidenceArtifact, EvidenceCounts, EvidenceSummary, EvidenceVersion,
@@ -134,7 +134,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionFile, CliError> {
                 };
                 if out.by_id.insert(id.clone(), prediction).is_some() {
                     out.duplicates += 1;
-                    eprintln!(
+                    errln!(
                         "{}:{line}: second prediction for `{}` replaces the first",
                         path.display(),
                         records::excerpt(id.as_bytes())
@@ -143,7 +143,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionFile, CliError> {
             }
             Err(e) => {
                 out.malformed += 1;
-                eprintln!("skipped {}:{line}: {e}", path.display());
+                errln!("skipped {}:{line}: {e}", path.display());
             }
         }
     }
@@ -213,7 +213,7 @@ impl Loaded {
                 .map_err(|e| CliError::Usage(e.to_string()))?;
         let mut dropped = Dropped::new();
         if bad.total() > 0 {
-            eprintln!("skipped {} bad price rows", bad.total());
+            errln!("skipped {} bad price rows", bad.total());
             dropped.insert(DropReason::PriceRowBad, bad.total());
         }
         let days = calendar.len();
