@@ -340,9 +340,23 @@ fn janus_evaluate_writes_verified_evidence_and_a_report_deterministically() {
         "drawdown.svg",
         "folds.svg",
         "regimes.svg",
+        "bootstrap-sr.svg",
+        "reliability.svg",
+        "car-by-type.svg",
     ] {
         assert!(d.join("a").join(f).exists(), "{f}");
     }
+    // Each new chart is in report.md with a line on how to read it (these predictions state no
+    // direction probability, and the report says so).
+    let md = std::fs::read_to_string(d.join("a/report.md")).unwrap();
+    for chart in ["bootstrap-sr.svg", "reliability.svg", "car-by-type.svg"] {
+        let at = md
+            .find(&format!("({chart})"))
+            .unwrap_or_else(|| panic!("{chart}: {md}"));
+        let caption = md[at..].lines().nth(2).unwrap_or_default();
+        assert!(caption.starts_with('*'), "{chart}: {caption}");
+    }
+    assert!(md.contains("state no `direction_probability`"), "{md}");
     run(&["verify", &p("a/evidence.json")]);
     let b = args("b");
     run(&as_str(&b).split('\u{0}').collect::<Vec<_>>());

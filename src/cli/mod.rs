@@ -110,7 +110,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("janus: {e:#}");
+            output::errln!("janus: {e:#}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -126,7 +126,7 @@ pub fn termination_message(result: &str) {
         // Kubernetes keeps at most 4096 bytes of it.
         let text: String = result.chars().take(4000).collect();
         if let Err(e) = std::fs::write(&p, text) {
-            eprintln!(
+            output::errln!(
                 "janus: cannot write the termination message to {}: {e}",
                 p.display()
             );

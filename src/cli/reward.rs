@@ -1,5 +1,5 @@
 use super::{CliError, CliResult};
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::label::Label;
 use crate::contracts::lineage::digest_file;
@@ -212,14 +212,14 @@ pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
         // unlabelled ones, and the artifact records the counts by reason either way).
         let skipped: u64 = unscored.values().sum();
         if skipped < SKIPPED_NAMED {
-            eprintln!("skipped {at}: {detail}");
+            errln!("skipped {at}: {detail}");
         }
         *unscored.entry(reason.to_string()).or_default() += 1;
     }
     let skipped: u64 = unscored.values().sum();
     if skipped > SKIPPED_NAMED {
         let by_reason: Vec<String> = unscored.iter().map(|(r, n)| format!("{r} {n}")).collect();
-        eprintln!(
+        errln!(
             "skipped {skipped} lines of {} in all ({}); the first {SKIPPED_NAMED} are named above",
             args.completions.display(),
             by_reason.join(", ")

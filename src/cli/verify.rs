@@ -1,5 +1,5 @@
 use super::CliResult;
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use crate::contracts::verify_bytes;
 use clap::Args;
 use std::path::PathBuf;
@@ -40,7 +40,7 @@ pub fn run(args: VerifyArgs) -> CliResult {
         }
     }
     if failed > 0 {
-        eprintln!(
+        errln!(
             "janus verify: {failed} of {} artifacts failed",
             args.files.len()
         );

@@ -100,14 +100,15 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn summarize(value: f64, mut draws: Vec<f64>, confidence: f64) -> Delta {
+/// The interval and p-value of `value` from its resampled `draws` (sorted in place).
+fn summarize(value: f64, draws: &mut [f64], confidence: f64) -> Delta {
     draws.sort_by(f64::total_cmp);
     let alpha = 1.0 - confidence;
     let at_or_below_zero = draws.partition_point(|d| *d <= 0.0);
     Delta {
         value,
-        ci_lower: quantile(&draws, alpha / 2.0),
-        ci_upper: quantile(&draws, 1.0 - alpha / 2.0),
+        ci_lower: quantile(draws, alpha / 2.0),
+        ci_upper: quantile(draws, 1.0 - alpha / 2.0),
         p_value: (1 + at_or_below_zero) as f64 / (draws.len() + 1) as f64,
     }
 }
@@ -118,13 +119,13 @@ fn summarize(value: f64, mut draws: Vec<f64>, confidence: f64) -> Delta {
 pub fn sharpe_interval(returns: &[f64], config: &BootstrapConfig) -> Result<Delta, Undefined> {
     let value = sharpe_ratio(returns)?;
     let n = returns.len();
-    let draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
+    let mut draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
         let mut idx = Vec::with_capacity(n);
         stationary_indices(n, config.block_length, rng, &mut idx);
         let sample: Vec<f64> = idx.iter().map(|&i| returns[i]).collect();
         sharpe(&sample).unwrap_or(0.0)
     });
-    Ok(summarize(value, draws, config.confidence))
+    Ok(summarize(value, &mut draws, config.confidence))
 }
 
 /// Candidate − baseline Sharpe delta over the same days, resampled with shared indices; refused
@@ -135,6 +136,16 @@ pub fn sharpe_delta(
     baseline: &[f64],
     config: &BootstrapConfig,
 ) -> Result<Delta, Undefined> {
+    sharpe_delta_draws(candidate, baseline, config).map(|(delta, _)| delta)
+}
+
+/// [`sharpe_delta`] with its resampled deltas (sorted), for a chart of their distribution.
+/// They are kept in memory only: no artifact carries them.
+pub fn sharpe_delta_draws(
+    candidate: &[f64],
+    baseline: &[f64],
+    config: &BootstrapConfig,
+) -> Result<(Delta, Vec<f64>), Undefined> {
     if candidate.len() != baseline.len() {
         return Err(Undefined::Unpaired {
             candidate: candidate.len(),
@@ -146,14 +157,15 @@ pub fn sharpe_delta(
     };
     let value = side("candidate", candidate)? - side("baseline", baseline)?;
     let n = candidate.len();
-    let draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
+    let mut draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
         let mut idx = Vec::with_capacity(n);
         stationary_indices(n, config.block_length, rng, &mut idx);
         let c: Vec<f64> = idx.iter().map(|&i| candidate[i]).collect();
         let b: Vec<f64> = idx.iter().map(|&i| baseline[i]).collect();
         sharpe(&c).unwrap_or(0.0) - sharpe(&b).unwrap_or(0.0)
     });
-    Ok(summarize(value, draws, config.confidence))
+    let delta = summarize(value, &mut draws, config.confidence);
+    Ok((delta, draws))
 }
 
 /// Per-event correctness of a candidate and a baseline on the same events.
@@ -224,11 +236,14 @@ pub fn accuracy_deltas(
         }
         sums(&counts)
     });
-    let (da_draws, eta_draws): (Vec<f64>, Vec<f64>) = draws.into_iter().unzip();
+    let (mut da_draws, mut eta_draws): (Vec<f64>, Vec<f64>) = draws.into_iter().unzip();
     let eta = if hits.iter().any(|h| h.type_known) {
-        Ok(summarize(eta_value, eta_draws, config.confidence))
+        Ok(summarize(eta_value, &mut eta_draws, config.confidence))
     } else {
         Err(Undefined::NoKnownType)
     };
-    (Ok(summarize(da_value, da_draws, config.confidence)), eta)
+    (
+        Ok(summarize(da_value, &mut da_draws, config.confidence)),
+        eta,
+    )
 }

@@ -4,7 +4,7 @@
 
 use super::backtest::{self, BacktestConfig, EventSlot, PricePanel};
 use super::baseline::TrailingTypes;
-use super::bootstrap::{BootstrapConfig, PairedHit, accuracy_deltas, sharpe_delta};
+use super::bootstrap::{BootstrapConfig, PairedHit, accuracy_deltas, sharpe_delta_draws};
 use super::metrics::{NavMetrics, Undefined, sharpe};
 use crate::contracts::evidence::{Calibration, Delta, Significance, WalkForwardSummary};
 use crate::contracts::label::{Direction, Label, Prediction, Sign};
@@ -363,6 +363,15 @@ pub struct Evaluation {
     /// the close before the window), filled in by whoever knows the calendar (`janus evaluate`).
     #[serde(default)]
     pub nav_dates: Vec<chrono::NaiveDate>,
+    /// The bootstrap's resampled SR deltas (sorted), for the chart of their distribution; empty
+    /// when `sr_delta` is `None`. Kept in memory only: never written to an artifact.
+    #[serde(skip)]
+    pub sr_delta_draws: Vec<f64>,
+    /// Reliability of the candidate's direction probabilities, filled in by whoever read them
+    /// (`janus evaluate`, from the predictions' `direction_probability`); `None` when no
+    /// prediction states one.
+    #[serde(default)]
+    pub reliability: Option<super::diagnostics::Reliability>,
 }
 
 impl Evaluation {
@@ -622,12 +631,13 @@ pub fn evaluate_against(
             )
         })
     };
-    let sr_delta = match ruined("candidate", &cand).or_else(|| ruined("baseline", &base)) {
-        Some(why) => Err(why),
-        None => sharpe_delta(&rc, &rb, &boot),
-    }
-    .map_err(|why| null_reasons.insert("sr_delta".to_string(), why.to_string()))
-    .ok();
+    let (sr_delta, sr_delta_draws) =
+        match ruined("candidate", &cand).or_else(|| ruined("baseline", &base)) {
+            Some(why) => Err(why),
+            None => sharpe_delta_draws(&rc, &rb, &boot),
+        }
+        .map_err(|why| null_reasons.insert("sr_delta".to_string(), why.to_string()))
+        .map_or((None, Vec::new()), |(d, draws)| (Some(d), draws));
     let paired: Vec<usize> = (0..input.events.len())
         .filter(|&i| input.events[i].d0 >= input.start)
         .filter(|&i| {
@@ -731,6 +741,8 @@ pub fn evaluate_against(
         null_reasons,
         dropped,
         nav_dates: Vec::new(),
+        sr_delta_draws,
+        reliability: None,
     }
 }
 
