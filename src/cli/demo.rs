@@ -18,9 +18,9 @@ use crate::evaluation::present;
 use crate::evaluation::report::Evaluation;
 use crate::gates::policy::GatePolicy;
 use crate::gates::{GateInputs, RuntimeStats, Target, evaluate as evaluate_gates};
-use crate::runtime::stats;
 use crate::labeling::LabelingConfig;
 use crate::reward::HgrmConfig;
+use crate::runtime::stats;
 use crate::scenario::{ScenarioConfig, generate};
 use crate::training::examples;
 use crate::training::grpo::{self, GrpoConfig};
@@ -54,6 +54,9 @@ pub struct DemoArgs {
     /// Events of the generated scenario (the paper: 62,400).
     #[arg(long, default_value_t = 62_400)]
     pub events: usize,
+    /// Gate policy (config/gate-policy.json); the shipped defaults when omitted.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -72,6 +75,8 @@ pub fn run(args: DemoArgs) -> CliResult {
     let bar = super::progress::stages(9, "demo");
     // Everything is written under a staging folder beside `--out`, put in place at the end.
     let final_out = args.out.clone();
+    // Read first: a policy that cannot be used fails before any work.
+    let policy = super::gates::load_policy(args.policy.as_deref())?;
     let staged = staging(&final_out)?;
     let out = &staged;
     let data = match &args.data {
@@ -286,7 +291,6 @@ pub fn run(args: DemoArgs) -> CliResult {
     // [7/9] The GRPO candidate in shadow, through the decision service's own code.
     bar.set_message("serving the candidate in shadow");
     let onnx = std::fs::read(grpo_dir.join("model.onnx")).map_err(io(&grpo_dir))?;
-    let policy = GatePolicy::default();
     let config = |stage: &str| crate::runtime::config::RuntimeConfig {
         stage: stage.into(),
         candidate: CANDIDATE.into(),
@@ -353,14 +357,20 @@ pub fn run(args: DemoArgs) -> CliResult {
     write_decision(&out.join("gates-paper.json"), &paper_decision)?;
     outln!(
         "      gates for shadow → paper: {}",
-        if paper_decision.allowed { "allowed" } else { "blocked" }
+        if paper_decision.allowed {
+            "allowed"
+        } else {
+            "blocked"
+        }
     );
 
     // [8/9] Promoted to paper when the gates allow: the paper window, replayed.
     let mut paper = None;
     if paper_decision.allowed {
         bar.set_message("paper window");
-        outln!("[8/9] promoted to paper: the paper window, the same events replayed (a simulation)");
+        outln!(
+            "[8/9] promoted to paper: the paper window, the same events replayed (a simulation)"
+        );
         service.apply(&config("paper"))?;
         let replay = service.replay(&held_out)?;
         // Under the shipped policy, as the operator reads it for paper → canary (gate3 decides
@@ -380,9 +390,9 @@ pub fn run(args: DemoArgs) -> CliResult {
 
     // [9/9] Gates for canary.
     bar.set_message("gates for canary");
-    let canary_decision = paper.as_ref().map(|(_, read, _)| {
-        gates(Target::Canary, read.accepted.as_ref())
-    });
+    let canary_decision = paper
+        .as_ref()
+        .map(|(_, read, _)| gates(Target::Canary, read.accepted.as_ref()));
     if let Some(d) = &canary_decision {
         write_decision(&out.join("gates-canary.json"), d)?;
         outln!(
@@ -403,7 +413,9 @@ pub fn run(args: DemoArgs) -> CliResult {
         shadow_replay: &shadow_replay,
         shadow: &shadow,
         paper_decision: &paper_decision,
-        paper: paper.as_ref().map(|(r, read, measured)| (r, read, measured)),
+        paper: paper
+            .as_ref()
+            .map(|(r, read, measured)| (r, read, measured)),
         canary_decision: canary_decision.as_ref(),
         policy: &policy,
         unscored: &rewards.summary.unscored_by_reason,
@@ -419,7 +431,10 @@ pub fn run(args: DemoArgs) -> CliResult {
     write_atomically(&out.join("summary.md"), summary.as_bytes())?;
     commit(out, &final_out)?;
     outln!("\n{summary}");
-    outln!("artifacts, reports and charts are in {}", final_out.display());
+    outln!(
+        "artifacts, reports and charts are in {}",
+        final_out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -439,10 +454,7 @@ fn write_decision(path: &Path, decision: &crate::gates::Decision) -> Result<(), 
 /// existing `--out` must be empty or a previous demo's (it holds `summary.md`): it is replaced.
 fn staging(out: &Path) -> Result<PathBuf, CliError> {
     if out.exists() {
-        let empty = std::fs::read_dir(out)
-            .map_err(io(out))?
-            .next()
-            .is_none();
+        let empty = std::fs::read_dir(out).map_err(io(out))?.next().is_none();
         if !empty && !out.join("summary.md").exists() {
             return Err(CliError::Usage(format!(
                 "--out {}: exists and is not a previous demo's output (no summary.md); choose another folder",
@@ -493,7 +505,11 @@ struct Replay {
 
 impl Replay {
     fn line(&self) -> String {
-        let sources: Vec<String> = self.by_source.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let sources: Vec<String> = self
+            .by_source
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
         let refused: u64 = self.refused.values().sum();
         format!(
             "{} events: {}; {} orders; {refused} requests refused",
@@ -546,10 +562,9 @@ impl DemoService {
             "--simulation".into(),
         ];
         let serve = <Serve as clap::Parser>::try_parse_from(args)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-        let service = std::sync::Arc::new(
-            crate::serve::Service::new(&serve.args).map_err(CliError::Usage)?,
-        );
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let service =
+            std::sync::Arc::new(crate::serve::Service::new(&serve.args).map_err(CliError::Usage)?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -635,9 +650,14 @@ impl DemoService {
                     *replay.refused.entry(status).or_default() += 1;
                     continue;
                 }
-                let d: crate::runtime::decision::Decision = serde_json::from_slice(&body)
-                    .map_err(|e| CliError::Runtime(format!("a decision that does not parse: {e}")))?;
-                *replay.by_source.entry(d.source.name().to_string()).or_default() += 1;
+                let d: crate::runtime::decision::Decision =
+                    serde_json::from_slice(&body).map_err(|e| {
+                        CliError::Runtime(format!("a decision that does not parse: {e}"))
+                    })?;
+                *replay
+                    .by_source
+                    .entry(d.source.name().to_string())
+                    .or_default() += 1;
                 replay.traded += u64::from(d.notional != 0.0);
             }
             Ok(replay)
@@ -670,11 +690,16 @@ impl DemoService {
             {
                 newest = Some((a.window_end, p.clone()));
             }
-            files.push((p.display().to_string(), read));
+            // Named relative to the demo's folder (the staging folder is renamed at the end).
+            let name = p
+                .strip_prefix(&self.root)
+                .unwrap_or(p)
+                .display()
+                .to_string();
+            files.push((name, read));
         }
         let model = crate::contracts::Sha256Hex::of_bytes(
-            &std::fs::read(self.root.join("models/grpo/model.onnx"))
-                .map_err(io(&self.root))?,
+            &std::fs::read(self.root.join("models/grpo/model.onnx")).map_err(io(&self.root))?,
         );
         let accepted = stats::accept(
             files,
@@ -949,7 +974,10 @@ fn lifecycle_markdown(md: &mut String, l: &Lifecycle<'_>) {
     if canary.allowed {
         return;
     }
-    let _ = writeln!(md, "\nWhy canary is blocked, and what would give each on a cluster:\n");
+    let _ = writeln!(
+        md,
+        "\nWhy canary is blocked, and what would give each on a cluster:\n"
+    );
     let failed = |code: &str| {
         canary
             .failed()
