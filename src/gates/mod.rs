@@ -166,12 +166,39 @@ pub struct Reason {
     pub threshold: Option<f64>,
 }
 
+/// Which side of its threshold a measured value must lie on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// At most the threshold.
+    AtMost,
+    /// At least the threshold.
+    AtLeast,
+    /// Strictly above the threshold.
+    Above,
+}
+
+/// One number a gate compared with its threshold, whether it passed or not (a pass is a
+/// measured value too: the record says by how much).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Measurement {
+    /// The reason code a failure of this comparison carries (`null_rate`, `window_hours`).
+    pub code: String,
+    pub measured: f64,
+    pub threshold: f64,
+    pub bound: Bound,
+    pub passed: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GateResult {
     pub id: String,
     pub name: String,
     pub status: GateStatus,
     pub reasons: Vec<Reason>,
+    /// Every number the gate compared with a threshold, passed or not.
+    #[serde(default)]
+    pub measured: Vec<Measurement>,
 }
 
 impl GateResult {
@@ -197,16 +224,28 @@ impl Decision {
     }
 }
 
-/// Collects a gate's failures.
+/// Collects a gate's failures and every number it compared.
 struct Check {
     reasons: Vec<Reason>,
+    measured: Vec<Measurement>,
 }
 
 impl Check {
     fn new() -> Self {
         Self {
             reasons: Vec::new(),
+            measured: Vec::new(),
         }
+    }
+    /// Records a comparison (a failure's reason is added by the caller).
+    fn measure(&mut self, code: &str, measured: f64, threshold: f64, bound: Bound, passed: bool) {
+        self.measured.push(Measurement {
+            code: code.into(),
+            measured,
+            threshold,
+            bound,
+            passed,
+        });
     }
     fn fail(&mut self, code: &str, message: impl Into<String>) {
         self.reasons.push(Reason {
@@ -218,6 +257,9 @@ impl Check {
     }
     /// `measured` must be at most `max`; a missing value fails.
     fn at_most(&mut self, code: &str, what: &str, measured: Option<f64>, max: f64) {
+        if let Some(v) = measured {
+            self.measure(code, v, max, Bound::AtMost, v.is_finite() && v <= max);
+        }
         match measured {
             Some(v) if v.is_finite() && v <= max => {}
             Some(v) => self.reasons.push(Reason {
@@ -231,6 +273,9 @@ impl Check {
     }
     /// `measured` must be at least `min`; a missing value fails.
     fn at_least(&mut self, code: &str, what: &str, measured: Option<f64>, min: f64) {
+        if let Some(v) = measured {
+            self.measure(code, v, min, Bound::AtLeast, v.is_finite() && v >= min);
+        }
         match measured {
             Some(v) if v.is_finite() && v >= min => {}
             Some(v) => self.reasons.push(Reason {
@@ -252,6 +297,7 @@ impl Check {
                 GateStatus::Fail
             },
             reasons: self.reasons,
+            measured: self.measured,
         }
     }
 }
@@ -274,6 +320,7 @@ fn skipped(id: &str, name: &str, status: GateStatus) -> GateResult {
         name: name.into(),
         status,
         reasons: Vec::new(),
+        measured: Vec::new(),
     }
 }
 
@@ -440,6 +487,15 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                         c.fail("no_folds", "walk-forward produced no folds");
                     }
                     let sr = e.deltas.get("sr");
+                    if let Some(d) = sr {
+                        c.measure(
+                            "sr_delta_ci_lower",
+                            d.ci_lower,
+                            p.min_sr_delta_ci_lower,
+                            Bound::Above,
+                            d.ci_lower > p.min_sr_delta_ci_lower,
+                        );
+                    }
                     match sr {
                         Some(d) if d.ci_lower > p.min_sr_delta_ci_lower => {}
                         Some(d) => c.reasons.push(Reason {
@@ -815,6 +871,7 @@ fn calibration_gate(
     ];
     let worst = levels.iter().map(|l| l.2).max().unwrap_or(3);
     for (code, v, lv, pass_at) in levels {
+        c.measure(code, v, pass_at, Bound::AtMost, lv == 0);
         if lv > 0 {
             c.reasons.push(Reason {
                 code: code.into(),
@@ -850,5 +907,6 @@ fn calibration_gate(
         name: name.into(),
         status,
         reasons: c.reasons,
+        measured: c.measured,
     }
 }
