@@ -74,14 +74,7 @@ pub enum Command {
     Paper(paper::PaperArgs),
 }
 
-pub fn version_string() -> &'static str {
-    concat!(
-        env!("CARGO_PKG_VERSION"),
-        " (git ",
-        env!("JANUS_GIT_COMMIT"),
-        ")"
-    )
-}
+pub use crate::version_string;
 
 /// Parses the command line and runs it. Errors print as one precise message; the exit code
 /// says which kind (README, "Exit codes"): 0 success; 1 not allowed, checks failed, an input

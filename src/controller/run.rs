@@ -203,7 +203,7 @@ fn parse_result(step: Step, message: Option<&str>) -> Result<StepResult, String>
         format!(
             "step {} left an unreadable result ({e}): {}",
             step.name(),
-            truncate(text, 200)
+            crate::text::bounded(text, 200)
         )
     })?;
     let need = |field: &str, present: bool| {
@@ -244,13 +244,6 @@ fn pending(step: Step) -> StepRecord {
         finished_at: None,
         result_digest: None,
         message: None,
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
     }
 }
 
@@ -435,7 +428,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
                             observed
                                 .termination_message
                                 .as_deref()
-                                .map(|m| truncate(m.trim(), 1000))
+                                .map(|m| crate::text::bounded(m.trim(), 1000))
                                 .unwrap_or_else(|| "no termination message".into())
                         );
                         record.phase = "Failed".into();
@@ -509,7 +502,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
         lineage.evidence_manifest_hash = r.evidence_manifest_hash.clone();
         lineage.reward_manifest_hash = r.reward_manifest_hash.clone();
     }
-    lineage.generation_code = Some(crate::cli::version_string().to_string());
+    lineage.generation_code = Some(crate::version_string().to_string());
 
     let mut start = None;
     let mut candidate = None;

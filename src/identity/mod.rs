@@ -455,16 +455,10 @@ pub fn check_bound(
     Ok(())
 }
 
-/// Shortens `text` to at most `max` bytes (at a character boundary), marking the cut.
+/// Shortens `text` to at most `max` bytes, marking the cut ([`crate::text::bounded`]).
 pub fn clip(text: &mut String, max: usize) {
     if text.len() > max {
-        let mut end = max.saturating_sub(32);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = text.len() - end;
-        text.truncate(end);
-        text.push_str(&format!("… ({cut} bytes cut)"));
+        *text = crate::text::bounded(text, max);
     }
 }
 
@@ -810,11 +804,7 @@ mod tests {
         let v = verify_all(&a, &binding(), Some(&key()), t("2026-01-01T12:00:00Z"));
         assert!(v.approval.is_none());
         assert!(v.ignored[0].len() <= 1024, "{}", v.ignored[0].len());
-        assert!(
-            v.ignored[0].ends_with("bytes cut)"),
-            "{}",
-            &v.ignored[0][..80]
-        );
+        assert!(v.ignored[0].contains("[cut: "), "{}", &v.ignored[0][..80]);
     }
 
     /// A rotation: the new key first, the old one below it. Records and seals of either
