@@ -385,7 +385,6 @@ fn demo_draws_car_calibration_and_bootstrap_charts() {
 /// the artifact for inspection and exits 1". A header-only events.csv labels none and exits 0
 /// ("events 0  labelled 0").
 #[test]
-#[ignore = "adversary finding 10"]
 fn label_with_no_events_does_not_exit_zero() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
