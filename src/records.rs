@@ -223,6 +223,13 @@ pub fn split_fields<'a>(line: &'a [u8], out: &mut Vec<Cow<'a, str>>) -> Result<(
         }
         return Ok(());
     }
+    // The csv crate reads an unclosed quote to the end of the input and returns what it saw as
+    // a value; a record is one line (docs/data-formats.md), so that is a malformed row.
+    if let Some(field) = unclosed_quote(line) {
+        return Err(format!(
+            "malformed CSV: field {field} opens a quote that the line never closes"
+        ));
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .from_reader(line);
@@ -239,6 +246,37 @@ pub fn split_fields<'a>(line: &'a [u8], out: &mut Vec<Cow<'a, str>>) -> Result<(
         Ok(false) => Ok(()),
         Err(e) => Err(format!("malformed CSV: {e}")),
     }
+}
+
+/// The 1-based field whose quote the line leaves open, if any (RFC 4180: a field that starts
+/// with `"` runs to the next `"` not doubled; a `"` elsewhere in a field is literal, as the csv
+/// crate reads it).
+fn unclosed_quote(line: &[u8]) -> Option<usize> {
+    let (mut field, mut at_start, mut quoted) = (1, true, false);
+    let mut bytes = line.iter().peekable();
+    while let Some(&b) = bytes.next() {
+        if quoted {
+            if b == b'"' {
+                if bytes.peek() == Some(&&b'"') {
+                    bytes.next();
+                } else {
+                    quoted = false;
+                }
+            }
+            continue;
+        }
+        match b {
+            b',' => {
+                field += 1;
+                at_start = true;
+                continue;
+            }
+            b'"' if at_start => quoted = true,
+            _ => {}
+        }
+        at_start = false;
+    }
+    quoted.then_some(field)
 }
 
 /// Splits a row and checks it has exactly `width` fields (the header's).
@@ -330,6 +368,17 @@ mod tests {
         );
         assert!(rows[1].1.as_ref().unwrap_err().starts_with("1 field(s)"));
         assert_eq!(rows[2].1.as_ref().unwrap()[1], "1,124.20");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_a_malformed_row() {
+        let mut out = Vec::new();
+        let e = split_fields(b"a,2023-10-16,\"long, leg", &mut out).unwrap_err();
+        assert!(e.contains("field 3 opens a quote"), "{e}");
+        // Closed quotes, doubled quotes and a literal quote inside a field are fine.
+        split_fields(b"a,\"x \"\"y\"\", z\",b\"c", &mut out).unwrap();
+        assert_eq!(out, ["a", "x \"y\", z", "b\"c"]);
+        assert!(split_fields(b"\"a\"\"", &mut out).is_err());
     }
 
     #[test]

@@ -416,7 +416,6 @@ fn label_with_no_events_does_not_exit_zero() {
 /// missing) is accepted as the title `long, leg`; RFC 4180 and docs/data-formats.md ("fields
 /// may be quoted", "a record is one line") make it a malformed row, fatal under --strict.
 #[test]
-#[ignore = "adversary finding 11"]
 fn unterminated_quote_is_a_bad_row() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
