@@ -449,7 +449,6 @@ fn unterminated_quote_is_a_bad_row() {
 /// message carries serde's own "line 1 column 104" for file line 2 ("skipped p.jsonl:2: invalid
 /// number at line 1 column 104"). Issue 17: errors name file, line and field.
 #[test]
-#[ignore = "adversary finding 12"]
 fn malformed_prediction_error_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let preds = wipeout_predictions().replace("\"car_estimate\":-0.03", "\"car_estimate\":NaN");
