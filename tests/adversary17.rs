@@ -239,7 +239,6 @@ fn gross_exposure_of_a_ruined_book_is_not_zero() {
 /// Finding 5. Counts print as integers (issue 17): report.md's ruin row reads
 /// `| ruin (NAV ≤ 0) | 1.0000 | 0.0000 |`.
 #[test]
-#[ignore = "adversary finding 5"]
 fn ruin_count_prints_as_an_integer() {
     let dir = tempfile::tempdir().unwrap();
     let eval = evaluate_wipeout(dir.path(), &wipeout_predictions(), None);
