@@ -1,7 +1,7 @@
 //! SVG charts of an evaluation, rendered to strings (no files, no fonts needed beyond SVG text).
 //!
 //! What a reader should be able to tell without the docs: every series is named in a legend by
-//! its model (`SFT → GRPO`, `baseline (type sign)`, never "candidate"); time runs over calendar
+//! its model, drawn in a band between the title and the plot so it never covers a curve (`SFT → GRPO`, `baseline (type sign)`, never "candidate"); time runs over calendar
 //! dates; every axis says its unit; bars sit above the label they belong to; a value that does
 //! not exist is shown as `n/a`, never as a zero-height bar; a chart with nothing to show says
 //! why instead of drawing an empty frame.
@@ -129,8 +129,13 @@ fn draw_lines(
             .filter(|v| v.is_finite())
             .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
         let pad = ((hi - lo) * 0.05).max(1e-6);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 18))
+        let keys: Vec<(&str, RGBColor)> = series
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (s.0, COLORS[k % COLORS.len()]))
+            .collect();
+        let plot = legend_above(root, title, &keys, Swatch::Line)?;
+        let mut chart = ChartBuilder::on(&plot)
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(64)
@@ -145,26 +150,15 @@ fn draw_lines(
             .y_desc(y_desc)
             .draw()
             .map_err(chart_error)?;
-        for (k, (name, values)) in series.iter().enumerate() {
+        for (k, (_, values)) in series.iter().enumerate() {
             let color = COLORS[k % COLORS.len()];
             chart
                 .draw_series(LineSeries::new(
                     values.iter().enumerate().map(|(i, v)| (i, *v)),
                     color.stroke_width(2),
                 ))
-                .map_err(chart_error)?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+                .map_err(chart_error)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(chart_error)?;
         root.present().map_err(chart_error)?;
     }
     Ok(())
@@ -230,8 +224,12 @@ fn draw_bars(
     let pad = ((hi - lo) * 0.1).max(1e-6);
     let n = rows.len();
     // Row i is centred on x = i, so the axis's integer ticks fall under each pair of bars.
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 18))
+    let keys = [
+        (names.candidate.as_str(), COLORS[0]),
+        (names.baseline.as_str(), COLORS[1]),
+    ];
+    let plot = legend_above(root, title, &keys, Swatch::Box)?;
+    let mut chart = ChartBuilder::on(&plot)
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
@@ -262,8 +260,7 @@ fn draw_bars(
         .y_desc(y_desc)
         .draw()
         .map_err(chart_error)?;
-    for (k, name) in [&names.candidate, &names.baseline].into_iter().enumerate() {
-        let color = COLORS[k];
+    for (k, &color) in COLORS.iter().take(2).enumerate() {
         let (from, to) = if k == 0 { (-0.38, -0.02) } else { (0.02, 0.38) };
         chart
             .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
@@ -274,9 +271,7 @@ fn draw_bars(
                     color.filled(),
                 ))
             }))
-            .map_err(chart_error)?
-            .label(name.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+            .map_err(chart_error)?;
     }
     chart
         .draw_series(LineSeries::new(
@@ -284,15 +279,50 @@ fn draw_bars(
             BLACK.stroke_width(1),
         ))
         .map_err(chart_error)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(chart_error)?;
     root.present().map_err(chart_error)?;
     Ok(())
+}
+
+/// How a legend entry shows its series.
+#[derive(Clone, Copy)]
+enum Swatch {
+    Line,
+    Box,
+}
+
+/// Draws `title` and, in a band of its own under it, one legend entry per series (swatch and
+/// name, left to right); returns the area left for the plot. The legend sits outside the plot
+/// area, so it can never cover a curve or a bar (as a legend inside the frame did on the
+/// drawdown chart).
+fn legend_above<'a>(
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    title: &str,
+    keys: &[(&str, RGBColor)],
+    swatch: Swatch,
+) -> Result<DrawingArea<SVGBackend<'a>, plotters::coord::Shift>, String> {
+    let body = root
+        .titled(title, ("sans-serif", 18))
+        .map_err(chart_error)?;
+    let (band, plot) = body.split_vertically(22);
+    let font: TextStyle = ("sans-serif", 14).into_font().into();
+    // From the plot's left edge (the margin plus the y-label area of the charts above).
+    let mut x = 76;
+    for (name, color) in keys {
+        let color = *color;
+        match swatch {
+            Swatch::Line => band.draw(&PathElement::new(
+                vec![(x, 11), (x + 16, 11)],
+                color.stroke_width(2),
+            )),
+            Swatch::Box => band.draw(&Rectangle::new([(x, 6), (x + 12, 16)], color.filled())),
+        }
+        .map_err(chart_error)?;
+        band.draw(&Text::new(name.to_string(), (x + 22, 4), font.clone()))
+            .map_err(chart_error)?;
+        let (w, _) = band.estimate_text_size(name, &font).map_err(chart_error)?;
+        x += 22 + w as i32 + 24;
+    }
+    Ok(plot)
 }
 
 #[cfg(test)]
@@ -342,6 +372,45 @@ mod tests {
         // Legend swatches add one rectangle per model.
         assert_eq!(filled("#1F77B4"), 1 + 1);
         assert_eq!(filled("#D62728"), 2 + 1);
+    }
+
+    #[test]
+    fn legends_sit_above_the_plot_not_on_it() {
+        // A drawdown-like series at its top-left corner, where a legend inside the frame sat.
+        let d = |day| NaiveDate::from_ymd_opt(2024, 1, day).unwrap();
+        let a = vec![0.0, 0.0, -5.0, -20.0];
+        let b = vec![0.0, -1.0, -2.0, -3.0];
+        let svg = lines(
+            "Drawdown",
+            "%",
+            &[d(1), d(2), d(3), d(4)],
+            &[("GRPO", &a), ("base", &b)],
+        )
+        .unwrap();
+        let attr = |tag: &str, name: &str| -> f64 {
+            let at = svg.find(tag).unwrap();
+            let open = svg[..at].rfind(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            svg[open..].split('"').next().unwrap().parse().unwrap()
+        };
+        // The legend's text ends (y + 14 px of font) above the highest point of any curve.
+        let legend_bottom = attr(">\nGRPO\n", "y").max(attr(">\nbase\n", "y")) + 14.0;
+        let top_of_curves = svg
+            .split("points=\"")
+            .skip(1)
+            .flat_map(|p| {
+                p.split('"')
+                    .next()
+                    .unwrap()
+                    .split(' ')
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|xy| xy.split(',').nth(1).and_then(|y| y.parse::<f64>().ok()))
+            .fold(f64::MAX, f64::min);
+        assert!(
+            legend_bottom <= top_of_curves,
+            "{legend_bottom} > {top_of_curves}"
+        );
     }
 
     #[test]
