@@ -103,7 +103,6 @@ fn wipeout_predictions() -> String {
 /// `sr: null` (reason ruin) yet `sr_ci: {ci_lower: -30.3, ci_upper: 0.0, p_value: 1.0}` and the
 /// table says "SR n/a ... SR 95% CI [-30.3059, 0.0000]".
 #[test]
-#[ignore = "adversary finding 1"]
 fn ruined_series_has_no_sharpe_interval() {
     let dir = tempfile::tempdir().unwrap();
     let nav = write_nav(dir.path(), "nav.csv", &[1.0, 0.5, -0.3]);
@@ -136,7 +135,6 @@ fn ruined_series_has_no_sharpe_interval() {
 /// NaN) and silently runs the i.i.d. bootstrap; a NaN setting must be a usage error (exit 2),
 /// as `--confidence NaN` already is.
 #[test]
-#[ignore = "adversary finding 2"]
 fn nan_block_length_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let nav = write_nav(dir.path(), "nav.csv", &noisy_nav());
@@ -164,7 +162,6 @@ fn nan_block_length_is_a_usage_error() {
 /// so gate1's significance check passes on a degenerate bootstrap. Expected: refused (exit 2)
 /// or an interval of positive width whose p-value is not the minimum possible.
 #[test]
-#[ignore = "adversary finding 2"]
 fn block_length_beyond_the_series_gives_no_false_significance() {
     let dir = tempfile::tempdir().unwrap();
     let nav = write_nav(dir.path(), "nav.csv", &noisy_nav());
@@ -197,7 +194,6 @@ fn block_length_beyond_the_series_gives_no_false_significance() {
 /// Finding 3. methodology §3 lists turnover as null on "no evaluated day, or ruin"; on the
 /// wipe-out fixture (ruin on the last day) evaluation.json has turnover 0.016111… with no reason.
 #[test]
-#[ignore = "adversary finding 3"]
 fn turnover_is_null_with_reason_on_ruin() {
     let dir = tempfile::tempdir().unwrap();
     let eval = evaluate_wipeout(dir.path(), &wipeout_predictions(), None);
@@ -222,7 +218,6 @@ fn turnover_is_null_with_reason_on_ruin() {
 /// "max gross exposure (× NAV) 0.0000": the ruin day's exposure is skipped because equity ≤ 0.
 /// Expected: at least 0.5, or null with the reason ruin — never 0 for a book that traded.
 #[test]
-#[ignore = "adversary finding 4"]
 fn gross_exposure_of_a_ruined_book_is_not_zero() {
     let dir = tempfile::tempdir().unwrap();
     let eval = evaluate_wipeout(dir.path(), &wipeout_predictions(), None);
@@ -256,7 +251,6 @@ fn ruin_count_prints_as_an_integer() {
 /// book that lost 2.3× its capital (the ruin day falls in no fold). Expected: the slice holding
 /// the ruin has SR null (reason ruin), and a ruined book's walk-forward is not a clean pass.
 #[test]
-#[ignore = "adversary finding 6"]
 fn regime_and_fold_figures_of_a_ruined_book_are_not_reported_as_sharpe_ratios() {
     let dir = tempfile::tempdir().unwrap();
     let eval = evaluate_wipeout(dir.path(), &wipeout_predictions(), None);
@@ -279,7 +273,6 @@ fn regime_and_fold_figures_of_a_ruined_book_are_not_reported_as_sharpe_ratios() 
 /// null reason (report.md: "0 folds; negative-fold ratio 1.00; coefficient of variation of fold
 /// returns 1000000.00"). With no fold both are undefined: null with a reason.
 #[test]
-#[ignore = "adversary finding 7"]
 fn zero_folds_have_null_walk_forward_statistics() {
     let dir = tempfile::tempdir().unwrap();
     // Only the long leg trades: no ruin.
@@ -490,7 +483,6 @@ fn malformed_prediction_error_names_the_field() {
 /// ([1.1843, 1.1843], p 0.5) while `evaluate` refuses fewer than 100 resamples
 /// (`bootstrap.resamples must be at least 100`). Same rule for both: exit 2.
 #[test]
-#[ignore = "adversary finding 13"]
 fn metrics_refuses_too_few_resamples_like_evaluate() {
     let dir = tempfile::tempdir().unwrap();
     let nav = write_nav(dir.path(), "nav.csv", &noisy_nav());
