@@ -257,6 +257,18 @@ impl Check {
     }
     /// `measured` must be at most `max`; a missing value fails.
     fn at_most(&mut self, code: &str, what: &str, measured: Option<f64>, max: f64) {
+        self.at_most_or(code, what, measured, max, None);
+    }
+    /// As [`Check::at_most`], for a value that may be null with a reason (the evidence's
+    /// `null_reasons`): a null fails with that reason in the message, never passes.
+    fn at_most_or(
+        &mut self,
+        code: &str,
+        what: &str,
+        measured: Option<f64>,
+        max: f64,
+        null_reason: Option<&String>,
+    ) {
         if let Some(v) = measured {
             self.measure(code, v, max, Bound::AtMost, v.is_finite() && v <= max);
         }
@@ -268,8 +280,16 @@ impl Check {
                 measured: Some(v),
                 threshold: Some(max),
             }),
-            None => self.fail(&format!("missing_{code}"), format!("{what} is missing")),
+            None => self.missing(code, what, null_reason),
         }
+    }
+    /// A value the gate needs is absent: `missing_<code>`, with the evidence's reason if any.
+    fn missing(&mut self, code: &str, what: &str, null_reason: Option<&String>) {
+        let message = match null_reason {
+            Some(why) => format!("{what} has no value: {why}"),
+            None => format!("{what} is missing"),
+        };
+        self.fail(&format!("missing_{code}"), message);
     }
     /// `measured` must be at least `min`; a missing value fails.
     fn at_least(&mut self, code: &str, what: &str, measured: Option<f64>, min: f64) {
@@ -470,18 +490,21 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                         metric("total_return"),
                         p.min_net_pnl,
                     );
+                    // Null statistics (no fold, one fold, ruin) fail with their reason.
                     let wf = e.walk_forward.as_ref();
-                    c.at_most(
+                    c.at_most_or(
                         "negative_fold_ratio",
                         "negative-fold ratio",
-                        wf.map(|w| w.negative_fold_ratio),
+                        wf.and_then(|w| w.negative_fold_ratio),
                         p.max_negative_fold_ratio,
+                        e.null_reasons.get("walk_forward.negative_fold_ratio"),
                     );
-                    c.at_most(
+                    c.at_most_or(
                         "fold_pnl_cv",
                         "fold PnL coefficient of variation",
-                        wf.map(|w| w.fold_pnl_cv),
+                        wf.and_then(|w| w.fold_pnl_cv),
                         p.max_fold_pnl_cv,
+                        e.null_reasons.get("walk_forward.fold_pnl_cv"),
                     );
                     if wf.is_some_and(|w| w.folds == 0) {
                         c.fail("no_folds", "walk-forward produced no folds");
@@ -545,24 +568,35 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                 no_evidence(&mut c);
             } else {
                 fail_on_ruin(&mut c);
-                c.at_most(
+                // A null metric fails with the reason the evidence gives (e.g. turnover on ruin).
+                let why = |name: &str| evidence.and_then(|e| e.null_reasons.get(name));
+                c.at_most_or(
                     "max_drawdown",
                     "max drawdown",
                     metric("mdd"),
                     p.max_drawdown,
+                    why("mdd"),
                 );
-                c.at_most(
+                c.at_most_or(
                     "turnover",
                     "daily turnover",
                     metric("turnover"),
                     p.max_turnover,
+                    why("turnover"),
                 );
-                c.at_most("cost_bps", "cost (bps)", metric("cost_bps"), p.max_cost_bps);
-                c.at_most(
+                c.at_most_or(
+                    "cost_bps",
+                    "cost (bps)",
+                    metric("cost_bps"),
+                    p.max_cost_bps,
+                    why("cost_bps"),
+                );
+                c.at_most_or(
                     "gross_exposure",
                     "max gross exposure",
                     metric("gross_exposure_max"),
                     p.max_gross_exposure,
+                    why("gross_exposure_max"),
                 );
             }
             c.result(id, name)

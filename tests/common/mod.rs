@@ -225,8 +225,8 @@ pub fn evidence() -> EvidenceArtifact {
         }),
         walk_forward: Some(WalkForwardSummary {
             folds: 5,
-            negative_fold_ratio: 0.2,
-            fold_pnl_cv: 0.8,
+            negative_fold_ratio: Some(0.2),
+            fold_pnl_cv: Some(0.8),
         }),
         calibration: None,
         artifacts: vec![event_car_sealed().reference()],
@@ -322,8 +322,8 @@ pub fn good_evidence() -> EvidenceArtifact {
         },
         walk_forward: Some(WalkForwardSummary {
             folds: 5,
-            negative_fold_ratio: 0.2,
-            fold_pnl_cv: 0.9,
+            negative_fold_ratio: Some(0.2),
+            fold_pnl_cv: Some(0.9),
         }),
     }
 }
