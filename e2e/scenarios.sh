@@ -59,14 +59,72 @@ spec:
 YAML
 }
 
-# Runtime statistics of a completed stability window, as the decision service reports them.
-write_runtime_stats() { # write_runtime_stats CANDIDATE STAGE
-  mkdir -p "$ART/candidates/$1"
-  cat >"$ART/candidates/$1/runtime-$2.json" <<JSON
-{"stage": "$2", "window_start": "$(rfc3339_ago 100)", "window_end": "$(rfc3339_ago 1)", "completed": true,
- "decisions": 5000, "feature_schema_version": "janus-event-car-v1", "null_rate": 0.0, "staleness_p95_ms": 500,
- "symbol_coverage": 1.0, "error_ratio": 0.0, "fallback_ratio": 0.01, "latency_p95_ms": 10, "timeout_ratio": 0.0}
-JSON
+# ---------- the decision service's own runtime statistics (docs/serving.md) ----------
+HELD_OUT_FROM=2023-09-01
+# serve_stats REQUEST RELEASE REPLICA [ARGS...]: a decision service following REQUEST as the
+# chart deploys it: the chart's decision-service ServiceAccount and Role for REQUEST (release
+# RELEASE) and its statistics arguments (the statistics key, --stats-interval: 2 s here, the
+# chart's default is 300), as replica REPLICA, inference budget 1 s (a shared CI machine);
+# waits for its model; prints its port, its PID in $E2E/pid-serve-REPLICA.
+serve_stats() {
+  local req="$1" rel="$2" rep="$3" port; shift 3
+  if [ ! -f "$E2E/$rel.kubeconfig" ]; then
+    "$HELM" template "$rel" "$ROOT/charts/janus-operator" --namespace "$NS" \
+      --set "decisionService.enabled=true,decisionService.promotionRequest=$req,artifactsClaim=artifacts" \
+      --show-only templates/decision-service-rbac.yaml | kubectl apply -n "$NS" -f - >/dev/null
+    sa_kubeconfig "$rel-janus-operator-decision" "$E2E/$rel.kubeconfig" || fail "no token for $rel"
+  fi
+  port=$(free_port)
+  KUBECONFIG="$E2E/$rel.kubeconfig" POD_NAMESPACE="$NS" JANUS_SERVICE_ACCOUNT="$rel-janus-operator-decision" \
+    janus serve --promotion-request "$NS/$req" --artifacts-root "$ART" --listen "127.0.0.1:$port" \
+    --stats-key "$E2E/stats.key" --stats-interval "${E2E_STATS_INTERVAL:-2}" --replica "$rep" \
+    --timeout-ms 1000 --log-format text "$@" >>"$LOGS/serve-$rep.log" 2>&1 &
+  echo $! >>"$PIDFILE"
+  echo $! >"$E2E/pid-serve-$rep"
+  eventually 60 sh -c "curl -fsS http://127.0.0.1:$port/v1/runtime | grep -q '\"model\":\"loaded\"'" ||
+    fail "replica $rep never loaded its model (see $LOGS/serve-$rep.log)"
+  echo "$port"
+}
+# stop_serve REPLICA SIGNAL: signals the replica and waits for it to exit.
+stop_serve() {
+  local pid; pid="$(cat "$E2E/pid-serve-$1")"
+  kill "-$2" "$pid"
+  for _ in $(seq 100); do alive "$pid" || return 0; sleep 0.1; done
+  fail "replica $1 still runs 10 s after SIG$2"
+}
+# replay PORT RUN COUNT PREFIX: COUNT held-out events of RUN's labelled events, stamped now, sent
+# to the service one by one (event ids PREFIX-<id>); prints {"sent", "by_source"}.
+replay() { python3 "$HERE/replay.py" send "$1" "$ART/runs/$2/event-car.json" "$HELD_OUT_FROM" "$3" "$4"; }
+# stats CANDIDATE STAGE [REPLICA]: totals of the statistics files (e2e/stats.py sum).
+stats() { python3 "$HERE/stats.py" sum "$ART/candidates/$1/runtime/$2" ${3:+"$3"}; }
+stat() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# decisions_counted CANDIDATE STAGE REPLICA N: the replica's files count exactly N decisions.
+decisions_counted() { [ "$(stat "$(stats "$1" "$2" "$3")" decisions)" = "$4" ]; }
+# serve_served PORT STAGE: the service serves STAGE.
+serve_served() { curl -fsS "http://127.0.0.1:$1/v1/runtime" | grep -q "\"stage\":\"$2\""; }
+# set_paper_window HOURS: the e2e policy with gate3's paper window set to HOURS.
+set_paper_window() {
+  python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); p["gate3_paper_trading"]["min_window_hours"]=float(sys.argv[2]); print(json.dumps(p))' \
+    "$HERE/policy.json" "$1" >"$E2E/policy-window.json"
+  kubectl -n "$POLICY_NS" create configmap janus-gate-policy --from-file=gate-policy.json="$E2E/policy-window.json" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+}
+# replay_shadow CANDIDATE RUN REQUEST...: shadow windows for requests about to be created, made
+# by a replay: the decision service's own code on CANDIDATE's model, its configuration from a
+# file naming each REQUEST in turn, 3 held-out events each, statistics `source: simulation`
+# (unsigned: whoever replays holds no key). The policy lets a simulation stand in for shadow ->
+# paper (gate0's allow_simulation, default true); scenarios 1 and 2 use the real service.
+replay_shadow() {
+  local cand="$1" run="$2" port file="$E2E/replay-$1.json"; shift 2
+  python3 -c 'import json,sys; print(json.dumps({"stage": "shadow", "candidate": sys.argv[1], "promotionRequest": "", "modelUri": sys.argv[2], "modelSha256": sys.argv[3], "tradingEnabled": "false", "forceFallback": "false"}))' \
+    "$cand" "$(jp "januscandidate/$cand" '{.spec.model.uri}')" "$(jp "januscandidate/$cand" '{.spec.model.sha256}')" >"$file"
+  port=$(free_port)
+  janus serve --runtime-file "$file" --artifacts-root "$ART" --simulation --replica "replay-$cand" \
+    --stats-interval 3600 --timeout-ms 1000 --listen "127.0.0.1:$port" --log-format text >>"$LOGS/serve-replay-$cand.log" 2>&1 &
+  echo $! >>"$PIDFILE"; echo $! >"$E2E/pid-serve-replay-$cand"
+  eventually 60 sh -c "curl -fsS http://127.0.0.1:$port/v1/runtime | grep -q '\"model\":\"loaded\"'" || fail "the replay never loaded $cand's model"
+  python3 "$HERE/replay.py" windows "$port" "$file" "$ART/runs/$run/event-car.json" "$HELD_OUT_FROM" "$@"
+  stop_serve "replay-$cand" TERM
 }
 
 s1_run_to_candidate() {
@@ -103,22 +161,53 @@ s1_run_to_candidate() {
 }
 
 s2_promotions() {
-  # The shadow window's statistics (the decision service's report) for the paper gates.
-  write_runtime_stats r1-candidate shadow
+  # The request waits at shadow: its runtime ConfigMap says shadow, trading off, and gate0 has no
+  # statistics yet.
   cat <<YAML | k apply -f -
 apiVersion: janus.torghut.io/v1alpha1
 kind: PromotionRequest
 metadata: {name: r1-paper}
 spec: {candidate: r1-candidate, target: paper}
 YAML
+  k wait promotionrequest/r1-paper --for=jsonpath='{.status.phase}'=Blocked --timeout=60s
+  eventually 10 k get configmap r1-paper-runtime
+  [ "$(jp configmap/r1-paper-runtime '{.data.stage}')" = shadow ] || fail "no shadow runtime ConfigMap"
+  [ "$(jp configmap/r1-paper-runtime '{.data.tradingEnabled}')" = false ] || fail "shadow trades"
+  jp promotionrequest/r1-paper '{.status.blockers}' | grep -q "no shadow or paper runtime statistics: none under candidates/r1-candidate/runtime/shadow/" ||
+    fail "gate0 does not say it has no statistics: $(jp promotionrequest/r1-paper '{.status.blockers}')"
+  # The decision service serves the request in shadow, as the chart deploys it; the held-out
+  # events are sent to it; it writes its own signed statistics. The test writes none.
+  local port out
+  port="$(serve_stats r1-paper s2 s2-a)"
+  out="$(replay "$port" r1 200 s2-shadow)"
+  echo "shadow: $out"
+  [ "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1])["by_source"]; print(d.get("model",0)+d.get("fallback",0))' "$out")" = 200 ] ||
+    fail "shadow did not decide every event: $out"
+  eventually 20 decisions_counted r1-candidate shadow s2-a 200 || fail "the shadow statistics never counted 200 decisions: $(stats r1-candidate shadow)"
+  echo "shadow statistics: $(stats r1-candidate shadow)"
+  # The operator looks again (it re-reads every minute, or on any change to the request).
+  poke r1-paper
   k wait promotionrequest/r1-paper --for=condition=Promoted --timeout=60s || { k get promotionrequest r1-paper -o yaml; exit 1; }
   eventually 10 k get configmap r1-paper-runtime
   [ "$(jp configmap/r1-paper-runtime '{.data.stage}')" = paper ] || fail "runtime stage"
   [ "$(jp configmap/r1-paper-runtime '{.data.tradingEnabled}')" = true ] || fail "trading not enabled"
   [ "$(jp configmap/r1-paper-runtime '{.data.modelSha256}')" = "$(jp januscandidate/r1-candidate '{.spec.model.sha256}')" ] || fail "runtime model digest"
+  # Every file under runtime/ is the service's: signed, by its replica, as a decision service.
+  local all
+  all="$(stats r1-candidate shadow)"
+  [ "$(stat "$all" files)" = "$(stat "$all" signed)" ] && [ "$(stat "$all" replicas)" = "['s2-a']" ] &&
+    [ "$(stat "$all" sources)" = "['decision-service']" ] || fail "a shadow file not the service's: $all"
+  # The signature is the one docs/serving.md specifies, recomputed independently (e2e/stats.py).
+  python3 "$HERE/stats.py" verify "$ART/candidates/r1-candidate/runtime/shadow" "$E2E/stats.key"
 
-  # Canary: the paper window's statistics, but no approval yet.
-  write_runtime_stats r1-candidate paper
+  # Paper: the same service follows the request to paper and decides held-out events there.
+  eventually 20 serve_served "$port" paper || fail "the service never served paper"
+  out="$(replay "$port" r1 200 s2-paper)"
+  echo "paper: $out"
+  eventually 20 decisions_counted r1-candidate paper s2-a 200 || fail "the paper statistics never counted 200 decisions: $(stats r1-candidate paper)"
+  stop_serve s2-a TERM
+  echo "paper statistics: $(stats r1-candidate paper)"
+
   # Created by a researcher (the webhook stamps her as the creator).
   cat <<YAML | as rita apply -f -
 apiVersion: janus.torghut.io/v1alpha1
@@ -133,6 +222,46 @@ YAML
   k wait promotionrequest/r1-canary --for=condition=Approved=False --timeout=10s
   echo "blocked without approval: $(jp promotionrequest/r1-canary '{.status.blockers}')"
   jp promotionrequest/r1-canary '{.metadata.annotations.janus\.torghut\.io/created-by}' | grep -q '"by":"rita"' || fail "creator not stamped"
+  # gate3 reads the service's paper window: seconds long, under the policy's 72 h.
+  canary_blockers() { jp promotionrequest/r1-canary '{.status.blockers}'; }
+  canary_blockers | grep -q "stability window (hours)" || fail "gate3 does not measure the paper window: $(canary_blockers)"
+
+  # Forged paper windows beside it, each with a valid content hash: a hand-written file claiming
+  # 5000 decisions (no signature), one signed with another key, and a replay's simulation
+  # stretched to a 72 h window. None counts; each is named with its reason.
+  local dir="$ART/candidates/r1-candidate/runtime/paper" src replay_port
+  src="$(ls "$dir"/s2-a-*.json | head -1)"
+  python3 "$HERE/stats.py" forge "$src" "$dir/forged-unsigned.json" unsigned
+  python3 "$HERE/stats.py" forge "$src" "$dir/forged-badsig.json" badsig
+  # The replay: the service's own code on r1-paper's configuration from a file (as `janus demo`
+  # replays), its statistics `source: simulation`, unsigned (a researcher holds no key).
+  k get configmap r1-paper-runtime -o jsonpath='{.data}' >"$E2E/r1-paper-runtime.json"
+  replay_port=$(free_port)
+  janus serve --runtime-file "$E2E/r1-paper-runtime.json" --artifacts-root "$ART" --simulation --replica replay \
+    --stats-interval 3600 --timeout-ms 1000 --listen "127.0.0.1:$replay_port" --log-format text >"$LOGS/serve-replay.log" 2>&1 &
+  echo $! >>"$PIDFILE"; echo $! >"$E2E/pid-serve-replay"
+  eventually 60 sh -c "curl -fsS http://127.0.0.1:$replay_port/v1/runtime | grep -q '\"model\":\"loaded\"'"
+  replay "$replay_port" r1 20 replay >/dev/null
+  stop_serve replay TERM
+  python3 "$HERE/stats.py" forge "$(ls "$dir"/replay-*.json)" "$dir/replay-72h.json" stretch72
+  rm "$dir"/replay-2*.json
+  poke r1-canary
+  eventually 30 sh -c "kubectl -n $NS get promotionrequest r1-canary -o jsonpath='{.status.blockers}' | grep -q replay-72h.json" ||
+    fail "the forged files are not named: $(canary_blockers)"
+  echo "with forged windows: $(canary_blockers)"
+  canary_blockers | grep -q "forged-unsigned.json: unsigned" || fail "the hand-written file is not refused as unsigned"
+  canary_blockers | grep -q "forged-badsig.json: the signature does not verify" || fail "the badly signed file is not refused"
+  canary_blockers | grep -q "replay-72h.json: is a simulation, which the policy does not accept for the paper window" ||
+    fail "the replay is not refused as a simulation"
+  canary_blockers | grep -q "stability window (hours)" || fail "a forged 72 h window counted: $(canary_blockers)"
+  [ "$(jp promotionrequest/r1-canary '{.status.phase}')" = Blocked ] || fail "promoted on forged windows"
+  rm "$dir"/forged-*.json "$dir/replay-72h.json"
+  # A paper window CI can serve is seconds long: gate3's window is set to 1.8 s from here on, as a
+  # change to the policy in Git would (everything else as e2e/policy.json).
+  set_paper_window 0.0005
+  poke r1-canary
+  eventually 30 sh -c "! kubectl -n $NS get promotionrequest r1-canary -o jsonpath='{.status.blockers}' | grep -q 'stability window'" ||
+    fail "gate3 still fails on the served paper window: $(canary_blockers)"
   # On-call records the drills and the runbook (stamped by the webhook), but the rollback drill
   # is 100 h old (policy: 72 h); an approver who did not create the request approves.
   as carol annotate promotionrequest r1-canary \
@@ -155,6 +284,52 @@ YAML
   eventually 10 k get configmap r1-canary-runtime
   jp configmap/r1-canary-runtime '{.data.canaryLimits}' | grep -q maxGrossNotional || fail "canary limits"
   k get promotionrequests
+}
+
+s12_stats_restarts() {
+  # A replica serving r1-paper (at paper since scenario 2) stopped mid-window and restarted.
+  # SIGTERM: its open window is flushed on the way out, so every decision is counted exactly
+  # once across its files. SIGKILL: at most the window since its last flush is lost, and the
+  # operator reports the hole as a gap (its log) and counts only what follows it.
+  local port sent=0 n t0 restart gaps
+  # SIGTERM, with an interval longer than the test: only the shutdowns write.
+  port="$(E2E_STATS_INTERVAL=3600 serve_stats r1-paper s2 s12-term)"
+  replay "$port" r1 30 s12-a >/dev/null
+  stop_serve s12-term TERM
+  decisions_counted r1-candidate paper s12-term 30 || fail "SIGTERM lost decisions: $(stats r1-candidate paper s12-term)"
+  port="$(E2E_STATS_INTERVAL=3600 serve_stats r1-paper s2 s12-term)"
+  replay "$port" r1 20 s12-b >/dev/null
+  stop_serve s12-term TERM
+  decisions_counted r1-candidate paper s12-term 50 || fail "not each decision once: $(stats r1-candidate paper s12-term)"
+  echo "SIGTERM and restart: 50 decisions sent, $(stats r1-candidate paper s12-term)"
+
+  # SIGKILL, flushing every 2 s: 30 decisions flushed, then 10 more, then killed.
+  port="$(serve_stats r1-paper s2 s12-kill)"
+  replay "$port" r1 30 s12-c >/dev/null
+  eventually 10 decisions_counted r1-candidate paper s12-kill 30 || fail "never flushed: $(stats r1-candidate paper s12-kill)"
+  replay "$port" r1 10 s12-d >/dev/null
+  stop_serve s12-kill KILL
+  t0=$(now_ms)
+  n="$(stat "$(stats r1-candidate paper s12-kill)" decisions)"
+  echo "SIGKILL: 40 sent, $n counted"
+  [ "$n" -ge 30 ] && [ "$n" -le 40 ] || fail "SIGKILL: $n of 40 decisions counted"
+  port="$(serve_stats r1-paper s2 s12-kill)"
+  restart=$(($(now_ms) - t0))
+  replay "$port" r1 10 s12-e >/dev/null
+  eventually 10 decisions_counted r1-candidate paper s12-kill $((n + 10)) || fail "after the restart: $(stats r1-candidate paper s12-kill)"
+  sleep 2   # a paper window longer than the policy's 1.8 s after the gap
+  stop_serve s12-kill TERM
+  gaps="$(python3 "$HERE/stats.py" gaps "$ART/candidates/r1-candidate/runtime/paper" s12-kill)"
+  echo "gaps in replica s12-kill's windows: $gaps (restart took $restart ms)"
+  python3 -c 'import json,sys; g=json.loads(sys.argv[1]); assert len(g)==1, g; assert g[0]["seconds"] <= 2 + int(sys.argv[2])/1000 + 1, g' \
+    "$gaps" "$restart" || fail "not one gap of at most a flush interval and the restart"
+  # The operator reads r1-candidate's paper windows for r1-canary: it names the gap.
+  local from
+  from="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[0]["from"])' "$gaps")"
+  poke r1-canary
+  eventually 30 sh -c "grep 'a gap in the runtime statistics' $LOGS/operator-*.log | grep -q '$from'" ||
+    fail "the operator did not report the gap from $from"
+  grep -h 'a gap in the runtime statistics' "$LOGS"/operator-*.log | grep "$from" | tail -1
 }
 
 # decide PORT: one decision from the decision service, as "source reason".
@@ -292,7 +467,6 @@ e = json.load(open(p))
 e["metrics"]["sr"] = 9.99
 open(p, "w").write(json.dumps(e))
 PY
-  write_runtime_stats r2-candidate shadow
   as_operator annotate januscandidate r2-candidate e2e/poke="$(date +%s)" --overwrite
   k wait januscandidate/r2-candidate --for=condition=EvidenceComplete=False --timeout=60s
   echo "tampered: $(jp januscandidate/r2-candidate '{.status.conditions[?(@.type=="EvidenceComplete")].message}')"
@@ -593,7 +767,8 @@ s20_double_promotion() {
   write_run r3 31 | k apply -f -
   k wait janusrun/r3 --for=condition=Succeeded --timeout=300s
   k wait januscandidate/r3-candidate --for=condition=EvidenceComplete --timeout=60s
-  write_runtime_stats r3-candidate shadow
+  # Shadow windows for the requests on r3-candidate (here and in scenarios 22 and 23).
+  replay_shadow r3-candidate r3 r3-paper-a r3-paper-b r3-flip-2 r3-flip-3 r3-paper-c
   # Two requests for one candidate and stage in one apply: exactly one is promoted.
   { promo r3-paper-a r3-candidate; echo ---; promo r3-paper-b r3-candidate; } | k apply -f -
   eventually 60 decided r3-paper-a
@@ -782,11 +957,13 @@ serve_for() {
 
 s27_operator_gone() {
   # r1's paper request was rolled back (scenario 8), so the candidate's paper stage is free.
+  replay_shadow r1-candidate r1 r1-paper-2
   promo r1-paper-2 r1-candidate | k apply -f -
   k wait promotionrequest/r1-paper-2 --for=condition=Promoted --timeout=60s
   local port
   port="$(serve_for r1-paper-2 s27)"
-  eventually 10 sh -c "curl -fsS -X POST http://127.0.0.1:$port/v1/decide -d '{\"event\": {\"event_id\": \"x\", \"timestamp\": \"'\$(date -u +%Y-%m-%dT%H:%M:%SZ)'\", \"symbol\": \"600000.SH\", \"event_type\": \"dividend\", \"title\": \"t\"}}' | grep -q '\"source\":\"model\"'" ||
+  # A new event id each try: a repeated id gets its first decision again (a duplicate).
+  eventually 10 sh -c "curl -fsS -X POST http://127.0.0.1:$port/v1/decide -d '{\"event\": {\"event_id\": \"x'\$(date +%s%N)'\", \"timestamp\": \"'\$(date -u +%Y-%m-%dT%H:%M:%SZ)'\", \"symbol\": \"600000.SH\", \"event_type\": \"dividend\", \"title\": \"t\"}}' | grep -q '\"source\":\"model\"'" ||
     fail "the service does not trade before the switch: $(decide "$port")"
   # No operator at all (uninstalled, or every replica down).
   local p
@@ -856,7 +1033,8 @@ s29_soak() {
   write_run r5 51 | k apply -f -
   k wait janusrun/r5 --for=condition=Succeeded --timeout=300s
   k wait januscandidate/r5-candidate --for=condition=EvidenceComplete --timeout=60s
-  write_runtime_stats r5-candidate shadow
+  replay_shadow r1-candidate r1 $(seq -f 'soak-%g' 1 30)
+  replay_shadow r5-candidate r5 $(seq -f 'soak-%g' 1 30)
   local cands=(r1-candidate r5-candidate) reqs=() killed=() edited=() i op r n seed2=60
   local leader_id
   # The requests first (creating needs the webhook), then the webhook down for the rest: the
@@ -1048,6 +1226,7 @@ s31_bad_approvals() {
 s32_kill_switch_webhook_down() {
   # (Scenario 6's request may hold r1-candidate's paper stage by now.)
   k delete promotionrequest after-handover --ignore-not-found
+  replay_shadow r1-candidate r1 r1-paper-3
   promo r1-paper-3 r1-candidate | k apply -f -
   k wait promotionrequest/r1-paper-3 --for=condition=Promoted --timeout=60s
   eventually 10 sh -c "[ \"\$(kubectl -n $NS get configmap r1-paper-3-runtime -o jsonpath='{.data.tradingEnabled}')\" = true ]"

@@ -24,4 +24,16 @@ pub mod runtime;
 pub mod scenario;
 pub mod serve;
 pub mod taxonomy;
+pub mod text;
 pub mod training;
+
+/// This build's version as `janus --version` prints it: the package version and the git commit
+/// it was built from (`<version> (git <commit>)`), recorded in every artifact's lineage.
+pub fn version_string() -> &'static str {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (git ",
+        env!("JANUS_GIT_COMMIT"),
+        ")"
+    )
+}

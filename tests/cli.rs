@@ -222,3 +222,59 @@ fn a_non_utf8_completion_line_is_a_bad_line_not_an_abort() {
     assert_eq!(strict.status.code(), Some(2), "{}", stderr(&strict));
     assert!(stderr(&strict).contains("completions.jsonl:2: "));
 }
+
+/// Runs `janus args` with its standard error a pipe whose reading end is already closed, so
+/// every diagnostic fails with EPIPE (`janus ... 2>&-` under a shell that keeps fd 2 as a dead
+/// pipe).
+fn with_closed_stderr(args: &[&str]) -> Output {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills both descriptors on success; each is owned exactly once below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (reader, writer) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    drop(reader);
+    Command::new(JANUS)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(writer))
+        .output()
+        .unwrap()
+}
+
+/// `eprintln!` panics (exit 101) when stderr is closed. Every diagnostic goes through the
+/// checked writer instead: the command ends with its own exit code, whether it fails (the
+/// final error, exit 2) or succeeds after warning (skipped lines, exit 0, output written).
+#[test]
+fn a_closed_stderr_never_panics() {
+    let out = with_closed_stderr(&["gates", "--target", "paper", "--evidence", "nope.json"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    janus::contracts::write_artifact(Path::new(&p("event-car.json")), &mut common::event_car())
+        .unwrap();
+    let good = serde_json::json!({"event_id": "e1", "completion": "{\"direction\": \"long\", \"event_type\": \"dividend\", \"strength\": \"strong\", \"car_estimate\": 0.01, \"reasoning\": \"Dividends up.\"}"});
+    std::fs::write(p("completions.jsonl"), format!("{good}\n[1]\n")).unwrap();
+    let args = [
+        "reward",
+        "--event-car",
+        &p("event-car.json"),
+        "--completions",
+        &p("completions.jsonl"),
+        "--out",
+        &p("out"),
+    ];
+    // With a readable stderr the bad line is reported there: the run does write to stderr.
+    let open = janus(&args);
+    assert_eq!(open.status.code(), Some(0), "{}", stderr(&open));
+    assert!(stderr(&open).contains("completions.jsonl:2: "));
+    std::fs::remove_dir_all(p("out")).unwrap();
+    let closed = with_closed_stderr(&args);
+    assert_eq!(closed.status.code(), Some(0));
+    assert!(Path::new(&p("out/reward.json")).exists());
+}

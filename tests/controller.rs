@@ -120,7 +120,8 @@ fn run_with(
         candidate_deleting: false,
         history_uri: Some("runs/run-1/event-car.json"),
         evidence: Ok(&evidence),
-        runtime: Some(&stats),
+        runtime: Ok(&stats),
+        runtime_refused: &[],
         policy: Ok(&policy),
         actor: "alice",
         rollback_actor: "carol",
@@ -211,7 +212,7 @@ fn paper_is_promoted_and_the_runtime_config_appears_idempotently() {
     assert_eq!(cm["forceFallback"], "false");
     assert_eq!(cm["stage"], "paper");
     assert_eq!(cm["modelSha256"], model().sha256.to_string());
-    assert_eq!(plan.events[0].0, "Promoted");
+    assert_eq!(plan.events[0].reason.as_str(), "Promoted");
     assert_eq!(plan.status.history.len(), 1);
 
     // Reconciling again later changes nothing: no event, no history, same condition times.
@@ -226,6 +227,37 @@ fn paper_is_promoted_and_the_runtime_config_appears_idempotently() {
     assert_eq!(again.runtime_config, plan.runtime_config);
 }
 
+/// Why no runtime statistics count is the gate's blocker; files refused for what they claim
+/// are named in the blockers without blocking by themselves: with statistics that count, a
+/// refused file beside them does not stop the promotion.
+#[test]
+fn refused_runtime_statistics_are_named_in_the_blockers() {
+    let now = gate_now();
+    let none = BTreeMap::new();
+    // 'static: the inputs' lifetime is the reconcile's own.
+    let refused: &'static [String] = Box::leak(Box::new([
+        "runtime statistics refused: candidates/c/runtime/shadow/x.json: unsigned".to_string(),
+    ]));
+    let blocked = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+        i.runtime = Err("none that count under candidates/c/runtime/shadow/ (1 files refused)");
+        i.runtime_refused = refused;
+    });
+    assert_eq!(blocked.status.phase, Some(Phase::Blocked));
+    let blockers = &blocked.status.blockers;
+    assert!(
+        blockers.iter().any(|b| b.contains(
+            "no shadow or paper runtime statistics: none that count under candidates/c/runtime/shadow/ (1 files refused)"
+        )),
+        "{blockers:?}"
+    );
+    assert!(blockers.contains(&refused[0]), "{blockers:?}");
+    let promoted = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
+        i.runtime_refused = refused;
+    });
+    assert_eq!(promoted.status.phase, Some(Phase::Promoted));
+    assert!(promoted.status.blockers.contains(&refused[0]));
+}
+
 /// A paper request still at shadow (its gates not yet passed: no shadow statistics) gets a
 /// runtime ConfigMap at stage shadow with trading off, which the decision service's own reader
 /// takes as a shadow configuration: decisions computed, nothing placed. A kill switch halts it
@@ -235,7 +267,7 @@ fn a_request_waiting_at_shadow_is_served_in_shadow_with_trading_off() {
     let now = gate_now();
     let none = BTreeMap::new();
     let waiting = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
-        i.runtime = None
+        i.runtime = Err("none")
     });
     assert_eq!(waiting.status.phase, Some(Phase::Blocked));
     assert_eq!(waiting.status.stage, Some(Stage::Shadow));
@@ -258,7 +290,7 @@ fn a_request_waiting_at_shadow_is_served_in_shadow_with_trading_off() {
         &none,
         Some(&waiting.status),
         now,
-        |i| i.runtime = None,
+        |i| i.runtime = Err("none"),
     );
     let data = halted.runtime_config.as_ref().unwrap();
     assert_eq!(
@@ -287,7 +319,7 @@ fn a_request_waiting_at_shadow_is_served_in_shadow_with_trading_off() {
     // with unverified evidence, or while the candidate is being deleted.
     for case in 0..4 {
         let plan = run_with(&spec(Target::Paper, false), &none, None, now, |i| {
-            i.runtime = None;
+            i.runtime = Err("none");
             match case {
                 0 => i.policy = Err("absent".into()),
                 1 => i.stage_held_by = Some("other"),
@@ -418,7 +450,7 @@ fn the_kill_switch_halts_in_the_same_reconcile() {
         Some("runs/run-1/event-car.json")
     );
     assert_eq!(&read.to_data(), cm);
-    assert_eq!(halted.events[0].0, "KillSwitchEngaged");
+    assert_eq!(halted.events[0].reason.as_str(), "KillSwitchEngaged");
     // Even a fresh request with the switch on halts before anything is promoted.
     let fresh = run(&spec(Target::Paper, true), &BTreeMap::new(), None, now);
     assert_eq!(fresh.status.phase, Some(Phase::Halted));
@@ -475,7 +507,7 @@ fn a_rollback_annotation_demotes_once_stops_trading_and_is_final() {
         .expect("the runtime learns of it");
     assert_eq!(cm["tradingEnabled"], "false");
     assert_eq!(condition(&rolled, "Promoted"), ConditionStatus::False);
-    assert_eq!(rolled.events[0].0, "RolledBack");
+    assert_eq!(rolled.events[0].reason.as_str(), "RolledBack");
     // Final: the gates still pass, yet the request neither re-promotes nor rolls back again.
     for annotations in [&ask, &none] {
         let again = run(
@@ -589,7 +621,8 @@ fn malformed_annotations_and_missing_candidates_block_with_a_reason() {
         candidate_deleting: false,
         history_uri: None,
         evidence: Ok(&evidence),
-        runtime: None,
+        runtime: Err("none"),
+        runtime_refused: &[],
         policy: Ok(&GatePolicy::default()),
         actor: "alice",
         rollback_actor: "carol",
@@ -626,7 +659,7 @@ fn assert_halted_for(plan: &PromotionPlan, reason: &str) {
     assert_eq!(plan.status.phase, Some(Phase::Halted), "{:?}", plan.status);
     let last = plan.status.history.last().unwrap();
     assert!(last.reason.starts_with(reason), "{}", last.reason);
-    assert_eq!(plan.events[0].0, reason);
+    assert_eq!(plan.events[0].reason.as_str(), reason);
     let cm = plan
         .runtime_config
         .as_ref()
@@ -1018,7 +1051,7 @@ fn candidate_status(
         status: None,
         run,
         evidence: Ok(evidence),
-        runtime: Some(&shadow),
+        runtime: Ok(&shadow),
         policy: &GatePolicy::default(),
         now: gate_now(),
     })
@@ -1314,7 +1347,7 @@ fn step_commands_run_the_whole_pipeline_locally() {
             .map(|s| janus::crd::StepRecord {
                 name: s.name().into(),
                 job: jobs::job_name("run-1", *s),
-                phase: "Running".into(),
+                phase: janus::crd::RunPhase::Running,
                 started_at: None,
                 finished_at: None,
                 result_digest: None,
@@ -1329,7 +1362,11 @@ fn step_commands_run_the_whole_pipeline_locally() {
         children: &[],
         now: gate_now(),
     });
-    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"), "{plan:#?}");
+    assert_eq!(
+        plan.status.phase.map(|p| p.as_str()),
+        Some("Succeeded"),
+        "{plan:#?}"
+    );
     let (name, candidate) = plan.candidate.expect("a candidate");
     assert_eq!(name, "run-1-candidate");
     let onnx = std::fs::read(artifacts.join("runs/run-1/models/grpo/model.onnx")).unwrap();
@@ -1397,9 +1434,10 @@ fn step_jobs_run_as_the_step_service_account_without_an_api_token() {
 /// Every step Job, including the trainer image a researcher names in `spec.training.image`
 /// (code the researcher chose), mounts the whole artifacts volume read-write at /artifacts.
 /// On it lie the audit trail (`audit/<namespace>.jsonl`) and the runtime statistics the gates
-/// read for every candidate (`candidates/<candidate>/runtime-<stage>.json`, unsigned): a
-/// researcher's step can rewrite the trail and write its own candidate a paper window it
-/// never traded. A step must not be able to write either.
+/// read for every candidate (`candidates/<candidate>/runtime/<stage>/`; a file a step wrote
+/// would be refused as unsigned, but could still crowd out or delete the service's): a
+/// researcher's step could rewrite the trail and tamper with its own candidate's windows. A
+/// step must not be able to write either.
 #[test]
 fn adv_no_step_job_can_write_the_audit_trail_or_runtime_statistics() {
     let run = janus_run(

@@ -340,9 +340,23 @@ fn janus_evaluate_writes_verified_evidence_and_a_report_deterministically() {
         "drawdown.svg",
         "folds.svg",
         "regimes.svg",
+        "bootstrap-sr.svg",
+        "reliability.svg",
+        "car-by-type.svg",
     ] {
         assert!(d.join("a").join(f).exists(), "{f}");
     }
+    // Each new chart is in report.md with a line on how to read it (these predictions state no
+    // direction probability, and the report says so).
+    let md = std::fs::read_to_string(d.join("a/report.md")).unwrap();
+    for chart in ["bootstrap-sr.svg", "reliability.svg", "car-by-type.svg"] {
+        let at = md
+            .find(&format!("({chart})"))
+            .unwrap_or_else(|| panic!("{chart}: {md}"));
+        let caption = md[at..].lines().nth(2).unwrap_or_default();
+        assert!(caption.starts_with('*'), "{chart}: {caption}");
+    }
+    assert!(md.contains("state no `direction_probability`"), "{md}");
     run(&["verify", &p("a/evidence.json")]);
     let b = args("b");
     run(&as_str(&b).split('\u{0}').collect::<Vec<_>>());
@@ -723,7 +737,7 @@ fn turnover_divides_by_evaluated_days() {
     let whole = bt.turnover(0).unwrap();
     let all = [1.0; 7].iter().sum::<f64>() + 0.9995 + 3.0 * 0.999;
     assert!((whole - 1.0 / (all / 11.0) / 10.0).abs() < 1e-12);
-    assert_eq!(bt.turnover(10), None, "no evaluated day, no turnover");
+    assert!(bt.turnover(10).is_err(), "no evaluated day, no turnover");
 }
 
 /// Silent drops (issue 17): every record the evaluation leaves out is counted by reason, and

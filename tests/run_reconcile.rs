@@ -94,7 +94,7 @@ fn steps_run_one_at_a_time_in_order_and_end_with_a_candidate() {
     for step in Step::ALL {
         let plan = reconcile_with(&run, &jobs);
         assert_eq!(plan.start, Some(step), "{plan:#?}");
-        assert_eq!(plan.status.phase.as_deref(), Some("Running"));
+        assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Running"));
         assert_eq!(plan.status.current_step.as_deref(), Some(step.name()));
         assert!(plan.candidate.is_none());
         apply(&mut run, &mut jobs, &plan);
@@ -106,7 +106,7 @@ fn steps_run_one_at_a_time_in_order_and_end_with_a_candidate() {
     }
     let plan = reconcile_with(&run, &jobs);
     assert_eq!(plan.start, None);
-    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Succeeded"));
     let (name, spec) = plan.candidate.clone().expect("candidate");
     assert_eq!(name, "r1-candidate");
     assert_eq!(spec.run_ref, "r1");
@@ -161,7 +161,7 @@ fn a_recorded_step_whose_job_disappeared_fails_the_run_instead_of_running_again(
     jobs.clear(); // deleted by someone while it ran
     let plan = reconcile_with(&run, &jobs);
     assert_eq!(plan.start, None);
-    assert_eq!(plan.status.phase.as_deref(), Some("Failed"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Failed"));
     let (status, message) = condition(&plan, "Succeeded").unwrap();
     assert_eq!(status, ConditionStatus::False);
     assert!(message.contains("disappeared"), "{message}");
@@ -186,7 +186,7 @@ fn a_failed_step_fails_the_run_with_its_reason_and_nothing_more_starts() {
     );
     let plan = reconcile_with(&run, &jobs);
     assert_eq!(plan.start, None);
-    assert_eq!(plan.status.phase.as_deref(), Some("Failed"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Failed"));
     let (_, message) = condition(&plan, "Succeeded").unwrap();
     assert!(message.contains("step label failed"), "{message}");
     assert!(message.contains("refusing to label a different dataset"));
@@ -194,7 +194,7 @@ fn a_failed_step_fails_the_run_with_its_reason_and_nothing_more_starts() {
     assert!(
         plan.events
             .iter()
-            .any(|(r, _, warning)| r == "RunFailed" && *warning)
+            .any(|e| e.reason.as_str() == "RunFailed" && e.warning)
     );
     apply(&mut run, &mut jobs, &plan);
     assert_eq!(reconcile_with(&run, &jobs).start, None);
@@ -227,7 +227,11 @@ fn a_success_without_a_usable_result_is_a_failure() {
             }),
         );
         let plan = reconcile_with(&run, &jobs);
-        assert_eq!(plan.status.phase.as_deref(), Some("Failed"), "{message:?}");
+        assert_eq!(
+            plan.status.phase.map(|p| p.as_str()),
+            Some("Failed"),
+            "{message:?}"
+        );
         let (_, why) = condition(&plan, "Succeeded").unwrap();
         assert!(why.contains(expect), "{message:?}: {why}");
     }
@@ -251,7 +255,7 @@ fn a_replay_that_does_not_match_fails_the_run() {
         }),
     );
     let plan = reconcile_with(&run, &jobs);
-    assert_eq!(plan.status.phase.as_deref(), Some("Failed"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Failed"));
     assert!(plan.candidate.is_none());
 }
 
@@ -267,7 +271,7 @@ fn without_replay_the_run_ends_after_evaluate() {
         jobs.insert(step.name(), done(step));
     }
     let plan = reconcile_with(&run, &jobs);
-    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Succeeded"));
     assert_eq!(plan.status.steps.len(), 4);
     assert!(plan.candidate.is_some());
 }
@@ -362,7 +366,7 @@ fn a_recreated_run_never_adopts_its_predecessors_jobs_and_starts_once_they_are_g
     assert!(plan.waiting);
     assert_eq!(plan.start, None);
     assert!(plan.candidate.is_none(), "never the predecessor's model");
-    assert_eq!(plan.status.phase.as_deref(), Some("Pending"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Pending"));
     assert_eq!(plan.status.candidate, None);
     for s in &plan.status.steps {
         assert_eq!(s.phase, "Pending", "{s:?}");
@@ -387,7 +391,7 @@ fn a_recreated_run_never_adopts_its_predecessors_jobs_and_starts_once_they_are_g
     assert_eq!(
         plan.events
             .iter()
-            .filter(|(r, _, _)| r == "WaitingForPreviousChildren")
+            .filter(|e| e.reason.as_str() == "WaitingForPreviousChildren")
             .count(),
         1
     );
@@ -451,7 +455,7 @@ fn a_run_under_way_waits_for_a_foreign_job_under_its_next_steps_name_instead_of_
     let plan = reconcile_among(&run, &jobs, &[]);
     assert!(plan.waiting);
     assert_eq!(plan.start, None);
-    assert_eq!(plan.status.phase.as_deref(), Some("Running"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Running"));
     assert_eq!(
         plan.status.steps[0].phase, "Succeeded",
         "its own step still counts"
@@ -506,14 +510,14 @@ fn a_candidate_of_another_object_is_never_overwritten() {
     let plan = reconcile_among(&run, &jobs, &foreign);
     assert!(plan.waiting);
     assert!(plan.candidate.is_none());
-    assert_ne!(plan.status.phase.as_deref(), Some("Succeeded"));
+    assert_ne!(plan.status.phase.map(|p| p.as_str()), Some("Succeeded"));
     assert_eq!(plan.status.candidate, None);
     let (_, message) = condition(&plan, "PreviousChildren").unwrap();
     assert!(message.contains("JanusCandidate r1-candidate"), "{message}");
     apply(&mut run, &mut jobs, &plan);
     // Gone: the run writes its own candidate and succeeds.
     let plan = reconcile_among(&run, &jobs, &[]);
-    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Succeeded"));
     assert_eq!(
         plan.candidate.expect("candidate").1.model.sha256,
         sha("onnx")
@@ -525,7 +529,7 @@ fn a_candidate_of_another_object_is_never_overwritten() {
         &[child(ChildKind::JanusCandidate, "r1-candidate", Some(UID))],
     );
     assert!(!plan.waiting);
-    assert_eq!(plan.status.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(plan.status.phase.map(|p| p.as_str()), Some("Succeeded"));
 }
 
 #[test]

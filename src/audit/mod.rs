@@ -81,26 +81,6 @@ pub const MAX_FIELD: usize = 512;
 /// The most bytes `reason` keeps.
 pub const MAX_REASON: usize = 4096;
 
-/// `text` as it goes into a line: unchanged up to `max` bytes; longer, an excerpt of its start
-/// followed by `… [cut: <bytes> bytes, sha256 <hex>]` naming the original's length and
-/// SHA-256, the whole at most `max` bytes (so user input quoted in a refusal cannot make a line
-/// of unbounded length).
-pub fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let note = format!(
-        "… [cut: {} bytes, sha256 {}]",
-        text.len(),
-        Sha256Hex::of_bytes(text.as_bytes())
-    );
-    let mut end = max.saturating_sub(note.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{note}", &text[..end])
-}
-
 /// The key audit lines are MACed with: HMAC-SHA256 keyed by the HMAC-SHA256, under the webhook
 /// signing key (the Secret only the operator reads), of `janus audit trail v2` — so the MAC key
 /// is not the signing key itself, and the signing key file is what `janus audit verify --key`
@@ -252,7 +232,7 @@ impl Entry {
             &mut self.candidate,
             &mut self.actor,
         ] {
-            *field = bounded(field, MAX_FIELD);
+            *field = crate::text::bounded(field, MAX_FIELD);
         }
         for field in [
             &mut self.request_uid,
@@ -262,9 +242,9 @@ impl Entry {
         .into_iter()
         .flatten()
         {
-            *field = bounded(field, MAX_FIELD);
+            *field = crate::text::bounded(field, MAX_FIELD);
         }
-        self.reason = bounded(&self.reason, MAX_REASON);
+        self.reason = crate::text::bounded(&self.reason, MAX_REASON);
         self
     }
 

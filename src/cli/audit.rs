@@ -4,7 +4,7 @@
 use super::CliResult;
 use crate::audit::AuditKey;
 use crate::audit::file::verify_file;
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,11 +50,11 @@ pub fn run(args: AuditArgs) -> CliResult {
                     other => super::CliError::Usage(other.to_string()),
                 })?;
                 for b in &report.breaks {
-                    eprintln!("janus: {}:{}: {}", file.display(), b.line, b.why);
+                    errln!("janus: {}:{}: {}", file.display(), b.line, b.why);
                 }
                 if !report.intact() {
                     ok = false;
-                    eprintln!(
+                    errln!(
                         "janus: {}: {} lines, {} bad",
                         file.display(),
                         report.lines,

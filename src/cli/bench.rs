@@ -3,7 +3,7 @@
 //! spread, and the peak resident memory of the children.
 
 use super::{CliError, CliResult};
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -86,7 +86,7 @@ fn bench_label(data: Option<PathBuf>, runs: usize) -> CliResult {
     let data = match data {
         Some(d) => d,
         None => {
-            eprintln!(
+            errln!(
                 "generating the paper-scale scenario in {}",
                 scratch.display()
             );

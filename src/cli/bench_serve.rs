@@ -7,7 +7,7 @@
 
 use super::http_client::Conn;
 use super::{CliError, CliResult};
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -64,7 +64,7 @@ pub fn bench_serve(
     let scratch = std::env::temp_dir().join(format!("janus-bench-serve-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| fail(e.to_string()))?;
     let p = |f: &str| scratch.join(f).to_str().unwrap_or_default().to_string();
-    eprintln!("training the reference model in {}", scratch.display());
+    errln!("training the reference model in {}", scratch.display());
     janus(
         &exe,
         &[

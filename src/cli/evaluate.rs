@@ -1,5 +1,5 @@
 use super::{CliError, CliResult};
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use crate::contracts::Sha256Hex;
 use crate::contracts::consistency::{self, Given, Mismatch, Parent};
 use crate::contracts::event_car::EventCarArtifact;
@@ -15,7 +15,7 @@ use crate::evaluation::report::{
     DropReason, Dropped, Evaluation, EvaluationConfig, EvaluationInput, METRICS, evaluate,
     evaluate_against,
 };
-use crate::evaluation::{charts, present};
+use crate::evaluation::{charts, diagnostics, present};
 use crate::labeling::input::parse_price_panel;
 use crate::records;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -88,6 +88,10 @@ struct PredictionLine {
     /// Read as text by [`records::json_line_id`] (a number's raw token), not here.
     #[allow(dead_code)]
     event_id: serde::de::IgnoredAny,
+    /// The probability the model gave the direction it called (its softmax output for that
+    /// class), in [0, 1]; optional. Feeds the reliability diagram.
+    #[serde(default)]
+    direction_probability: Option<f64>,
     #[serde(flatten)]
     prediction: Prediction,
 }
@@ -105,6 +109,8 @@ pub struct PredictionFile {
     /// The prediction of each event id, text exactly as written (the last line wins for a
     /// repeated id).
     pub by_id: BTreeMap<String, Prediction>,
+    /// The `direction_probability` of each event id whose line states one.
+    pub probability: BTreeMap<String, f64>,
     /// Lines that are not a valid prediction (malformed, not a JSON object, not UTF-8), each
     /// reported on stderr with file and line.
     pub malformed: u64,
@@ -121,13 +127,22 @@ pub fn read_predictions(path: &Path) -> Result<PredictionFile, CliError> {
         let parsed = text.and_then(|text| {
             let id = records::json_line_id(text)?;
             let p: PredictionLine = records::json_object(text)?;
-            Ok((id, p.prediction))
+            match p.direction_probability {
+                Some(q) if !(q.is_finite() && (0.0..=1.0).contains(&q)) => Err(format!(
+                    "direction_probability {q} is not a probability in [0, 1]"
+                )),
+                q => Ok((id, p.prediction, q)),
+            }
         });
         match parsed {
-            Ok((id, prediction)) => {
+            Ok((id, prediction, q)) => {
+                match q {
+                    Some(q) => out.probability.insert(id.clone(), q),
+                    None => out.probability.remove(&id),
+                };
                 if out.by_id.insert(id.clone(), prediction).is_some() {
                     out.duplicates += 1;
-                    eprintln!(
+                    errln!(
                         "{}:{line}: second prediction for `{}` replaces the first",
                         path.display(),
                         records::excerpt(id.as_bytes())
@@ -136,7 +151,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionFile, CliError> {
             }
             Err(e) => {
                 out.malformed += 1;
-                eprintln!("skipped {}:{line}: {e}", path.display());
+                errln!("skipped {}:{line}: {e}", path.display());
             }
         }
     }
@@ -206,7 +221,7 @@ impl Loaded {
                 .map_err(|e| CliError::Usage(e.to_string()))?;
         let mut dropped = Dropped::new();
         if bad.total() > 0 {
-            eprintln!("skipped {} bad price rows", bad.total());
+            errln!("skipped {} bad price rows", bad.total());
             dropped.insert(DropReason::PriceRowBad, bad.total());
         }
         let days = calendar.len();
@@ -251,6 +266,25 @@ impl Loaded {
                 args.prices.display()
             )));
         }
+        // The bootstrap's block length must be below the window's return days, or every
+        // resample is a rotation of the series (an interval of zero width, p at its minimum):
+        // a setting that does not fit the data, refused by its key (docs/methodology.md §3).
+        let window_days = days - start;
+        config
+            .bootstrap
+            .config()
+            .fits(window_days)
+            .map_err(|why| match &args.config {
+                Some(path) => CliError::Config(crate::config::ConfigError::Invalid {
+                    path: path.clone(),
+                    key: "bootstrap.block_length".into(),
+                    message: why.to_string(),
+                }),
+                None => CliError::Usage(format!(
+                    "bootstrap.block_length (default {}): {why}; set a shorter one with --config",
+                    config.bootstrap.block_length
+                )),
+            })?;
         let regime_labels = args
             .regimes
             .as_deref()
@@ -301,9 +335,9 @@ impl Loaded {
         charts::nav_dates(&self.dates, self.start, e.candidate.nav.len())
     }
 
-    /// A predictions file's calls, aligned with `events`, and every record left out (this
-    /// file's and the inputs'), by reason.
-    fn calls(&self, path: &Path) -> Result<(Vec<Option<Prediction>>, Dropped), CliError> {
+    /// A predictions file's calls and their stated direction probabilities, aligned with
+    /// `events`, and every record left out (this file's and the inputs'), by reason.
+    fn calls(&self, path: &Path) -> Result<Calls, CliError> {
         let file = read_predictions(path)?;
         let mut dropped = self.dropped.clone();
         let mut count = |reason: DropReason, n: u64| {
@@ -329,8 +363,35 @@ impl Loaded {
             .iter()
             .map(|id| file.by_id.get(id).cloned())
             .collect();
-        Ok((calls, dropped))
+        let probability = self
+            .ids
+            .iter()
+            .map(|id| file.probability.get(id).copied())
+            .collect();
+        Ok(Calls {
+            calls,
+            probability,
+            dropped,
+        })
     }
+}
+
+/// One predictions file, aligned with the evaluated events.
+struct Calls {
+    calls: Vec<Option<Prediction>>,
+    probability: Vec<Option<f64>>,
+    dropped: Dropped,
+}
+
+/// Reliability bins of the direction probabilities (ten, as is usual for a reliability
+/// diagram).
+const RELIABILITY_BINS: usize = 10;
+
+/// The reliability of a file's direction probabilities; `None` when no line states one.
+fn reliability(input: &EvaluationInput<'_>, calls: &Calls) -> Option<diagnostics::Reliability> {
+    calls.probability.iter().any(Option::is_some).then(|| {
+        diagnostics::reliability(input, &calls.calls, &calls.probability, RELIABILITY_BINS)
+    })
 }
 
 /// Compares the predictions of `args` with another model's (`reference`) on the same window:
@@ -338,15 +399,12 @@ impl Loaded {
 /// Writes nothing; evidence for the gates always compares with the type-sign baseline.
 pub fn compare_predictions(args: &EvaluateArgs, reference: &Path) -> Result<Evaluation, CliError> {
     let loaded = Loaded::read(args)?;
-    let ((candidate, dropped), (reference, _)) =
-        (loaded.calls(&args.predictions)?, loaded.calls(reference)?);
-    let mut evaluation = evaluate_against(
-        &loaded.input(&dropped),
-        &candidate,
-        &reference,
-        &loaded.config,
-    );
+    let (candidate, reference) = (loaded.calls(&args.predictions)?, loaded.calls(reference)?);
+    let input = loaded.input(&candidate.dropped);
+    let mut evaluation =
+        evaluate_against(&input, &candidate.calls, &reference.calls, &loaded.config);
     evaluation.nav_dates = loaded.nav_dates(&evaluation);
+    evaluation.reliability = reliability(&input, &candidate);
     Ok(evaluation)
 }
 
@@ -376,16 +434,18 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     let windows = match &args.checkpoint {
         Some(path) => Some(data_windows(path, args, &loaded, model_sha256.as_ref())?),
         None => {
-            eprintln!(
+            errln!(
                 "no --checkpoint: the evidence records no training window, and gate1 refuses it"
             );
             None
         }
     };
-    let (calls, dropped) = loaded.calls(&args.predictions)?;
+    let calls = loaded.calls(&args.predictions)?;
     let (config, event_car) = (&loaded.config, &loaded.event_car);
-    let mut evaluation = evaluate(&loaded.input(&dropped), &calls, config);
+    let input = loaded.input(&calls.dropped);
+    let mut evaluation = evaluate(&input, &calls.calls, config);
     evaluation.nav_dates = loaded.nav_dates(&evaluation);
+    evaluation.reliability = reliability(&input, &calls);
 
     // Every output is computed before any is written, so a failure (a value JSON cannot carry,
     // a chart that cannot be drawn) leaves no partial set of outputs behind.
@@ -484,6 +544,7 @@ pub fn evaluate_files(args: &EvaluateArgs) -> Result<(Evaluation, EvidenceArtifa
     sealed.push(b'\n');
     let mut outputs = render_report(
         &evaluation,
+        &diagnostics::car_paths(&event_car.records),
         &loaded.dates,
         loaded.start,
         &charts::Names {
@@ -693,11 +754,40 @@ pub fn print_table(e: &Evaluation) {
         }
     }
     outln!(
-        "walk-forward: {} folds, negative-fold ratio {:.2}, fold PnL CV {:.2}",
-        e.walk_forward.folds,
-        e.walk_forward.negative_fold_ratio,
-        e.walk_forward.fold_pnl_cv
+        "walk-forward: {} folds, negative-fold ratio {}, fold PnL CV {}",
+        present::count(e.walk_forward.folds.into()),
+        present::two_decimals(e.walk_forward.negative_fold_ratio),
+        present::two_decimals(e.walk_forward.fold_pnl_cv)
     );
+    if let Some(same) = same_trades(e, "candidate", "baseline") {
+        outln!("{same}");
+    }
+}
+
+/// A sentence when both models trade exactly the same events (then their difference is the
+/// direction and size of each position, not which events they pick): the demo's policy and
+/// baseline both trade every tradable event, which a reader should not have to discover.
+fn same_trades(e: &Evaluation, candidate: &str, baseline: &str) -> Option<String> {
+    let events = |m: &crate::evaluation::report::ModelResult| {
+        m.positions
+            .iter()
+            .map(|t| t.event)
+            .collect::<std::collections::BTreeSet<usize>>()
+    };
+    let (c, b) = (events(&e.candidate), events(&e.baseline));
+    if c.is_empty() || c != b {
+        return None;
+    }
+    let every = if c.len() == e.tradable_events {
+        ", every tradable event of the window"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{candidate} and {baseline} trade the same {} events{every}: their results differ only \
+         by the direction and size of each position, not by which events they trade.",
+        present::count(c.len() as u64)
+    ))
 }
 
 fn delta_reason(e: &Evaluation, name: &str) -> String {
@@ -707,9 +797,15 @@ fn delta_reason(e: &Evaluation, name: &str) -> String {
         .unwrap_or_else(|| "undefined".into())
 }
 
+/// What the reliability diagram says when the predictions state no probability.
+const NO_PROBABILITY: &str = "No reliability diagram: the predictions state no \
+    `direction_probability` (the probability of the called direction), and the model's only other \
+    stated confidence, `strength` (strong / weak), is not a probability.";
+
 /// The report and its charts, by file name, rendered in memory.
 fn render_report(
     e: &Evaluation,
+    car_paths: &[diagnostics::CarPath],
     calendar: &[NaiveDate],
     start: usize,
     names: &charts::Names,
@@ -725,19 +821,15 @@ fn render_report(
     chart("nav.svg", charts::nav(e, names, &e.nav_dates))?;
     chart("drawdown.svg", charts::drawdown(e, names, &e.nav_dates))?;
     // Each fold under its test window's dates (start_day and end_day are calendar positions).
-    let day = |d: usize| {
-        calendar
-            .get(d)
-            .map_or(String::new(), |d| d.format("%b %d").to_string())
-    };
+    let day = |d: usize| calendar.get(d).map_or(String::new(), |d| d.to_string());
     let folds: Vec<(String, Option<f64>, Option<f64>)> = e
         .folds
         .iter()
         .map(|f| {
             (
-                format!("{}–{}", day(f.start_day), day(f.end_day)),
+                format!("{} – {}", day(f.start_day), day(f.end_day)),
                 Some(100.0 * f.candidate_return),
-                Some(100.0 * f.baseline_return),
+                f.baseline_return.map(|r| 100.0 * r),
             )
         })
         .collect();
@@ -777,15 +869,56 @@ fn render_report(
         ),
     )?;
 
+    let resamples = present::count(e.sr_delta_draws.len() as u64);
+    chart(
+        "bootstrap-sr.svg",
+        charts::bootstrap(
+            &format!("Bootstrap distribution of ΔSR ({resamples} resamples)"),
+            &format!(
+                "ΔSR = SR({}) − SR({}), annualized Sharpe ratio",
+                names.candidate, names.baseline
+            ),
+            e.sr_delta.as_ref(),
+            &e.sr_delta_draws,
+            e.significance.confidence,
+            &format!("No ΔSR: {}", delta_reason(e, "SR")),
+        ),
+    )?;
+    let no_probability = diagnostics::Reliability {
+        bins: Vec::new(),
+        scored: 0,
+        without_probability: 0,
+        ece: None,
+    };
+    chart(
+        "reliability.svg",
+        charts::reliability(
+            &names.candidate,
+            e.reliability.as_ref().unwrap_or(&no_probability),
+            NO_PROBABILITY,
+        ),
+    )?;
+    chart(
+        "car-by-type.svg",
+        charts::car_by_type(
+            "Mean CAR over the event window, by event type (labelled events)",
+            car_paths,
+            "No labelled event with an event window in the event-car artifact.",
+        ),
+    )?;
+
     let mut md = String::new();
     let span = match (dates.first(), dates.last()) {
         (Some(a), Some(b)) => format!("{a} .. {b}"),
         _ => String::new(),
     };
+    let n = |x: usize| present::count(x as u64);
     let _ = writeln!(
         md,
         "# Evaluation report\n\nEvaluated window {span}, {} return days, {} predictions, {} labelled events scored.\n",
-        e.trading_days, e.predictions, e.evaluated_events
+        n(e.trading_days),
+        n(e.predictions),
+        n(e.evaluated_events)
     );
     if let Some(note) = note {
         let _ = writeln!(md, "{note}\n");
@@ -811,7 +944,7 @@ fn render_report(
         names.candidate,
         names.baseline,
         e.significance.method,
-        e.significance.resamples,
+        present::count(e.significance.resamples.into()),
         e.significance.block_length,
         e.significance.seed
     );
@@ -832,10 +965,14 @@ fn render_report(
             None => writeln!(md, "| {name} | n/a: {} | | |", delta_reason(e, name)),
         };
     }
+    if let Some(same) = same_trades(e, &names.candidate, &names.baseline) {
+        let _ = writeln!(md, "\n{same}");
+    }
+    // Walk-forward reasons are printed in their own section.
     let reasons: Vec<(String, String)> = e
         .null_reasons()
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("delta."))
+        .filter(|(k, _)| !k.starts_with("delta.") && !k.starts_with("walk_forward."))
         .collect();
     if !reasons.is_empty() {
         let _ = writeln!(md, "\nMetrics shown as n/a have no value:\n");
@@ -843,22 +980,96 @@ fn render_report(
             let _ = writeln!(md, "- `{key}`: {why}");
         }
     }
+    // A walk-forward statistic without a value says why where it is printed.
+    let wf_stat = |key: &str, v: Option<f64>| match v {
+        Some(v) => format!("{v:.2}"),
+        None => format!(
+            "n/a ({})",
+            e.null_reasons
+                .get(&format!("walk_forward.{key}"))
+                .map_or("undefined", String::as_str)
+        ),
+    };
     let _ = writeln!(
         md,
-        "\n![NAV](nav.svg)\n\n![Drawdown](drawdown.svg)\n\n## Walk-forward\n\n{} folds; negative-fold ratio {:.2}; coefficient of variation of fold returns {:.2}.\n\n![Folds](folds.svg)\n\n## Regimes\n\n| regime | days | candidate SR | baseline SR |\n| --- | --- | --- | --- |",
-        e.walk_forward.folds, e.walk_forward.negative_fold_ratio, e.walk_forward.fold_pnl_cv
+        "\n![NAV](nav.svg)\n\n![Drawdown](drawdown.svg)\n\n## Walk-forward\n\n{} folds; negative-fold ratio {}; coefficient of variation of fold returns {}.\n\n![Folds](folds.svg)\n\n## Regimes\n\n| regime | days | {} SR | {} SR |\n| --- | --- | --- | --- |",
+        present::count(e.walk_forward.folds.into()),
+        wf_stat("negative_fold_ratio", e.walk_forward.negative_fold_ratio),
+        wf_stat("fold_pnl_cv", e.walk_forward.fold_pnl_cv),
+        names.candidate,
+        names.baseline
     );
     for r in &e.regimes {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} |",
             r.regime,
-            r.days,
+            n(r.days),
             m(r.candidate_sr),
             m(r.baseline_sr)
         );
     }
+    let slice_reasons: Vec<String> = e
+        .regimes
+        .iter()
+        .flat_map(|r| {
+            r.null_reasons
+                .iter()
+                .map(move |(k, why)| format!("- `{}` {}: {why}", r.regime, k.replace('_', " ")))
+        })
+        .collect();
+    if !slice_reasons.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nRegime figures shown as n/a have no value:\n\n{}",
+            slice_reasons.join("\n")
+        );
+    }
     let _ = writeln!(md, "\n![Regimes](regimes.svg)\n");
+    let _ = writeln!(
+        md,
+        "## Bootstrap distribution of ΔSR\n\n![Bootstrap distribution of ΔSR](bootstrap-sr.svg)\n\n\
+         *How to read it: each bar counts the resamples whose ΔSR ({} − {}) fell in the bin; the \
+         black line is the observed ΔSR, the red dashed lines the {:.0}% CI; the share of \
+         resamples at or left of 0 is the p-value.*\n",
+        names.candidate,
+        names.baseline,
+        e.significance.confidence * 100.0
+    );
+    let _ = match &e.reliability {
+        Some(r) => writeln!(
+            md,
+            "## Reliability of the direction calls\n\n![Reliability](reliability.svg)\n\n\
+             *How to read it: {}'s calls are binned by the probability it gave the direction it \
+             called (its softmax output); a dot on the dashed diagonal means calls made with \
+             probability p were right p of the time, below it the model is overconfident; n = \
+             calls per bin. ECE {} over {} calls{}.*\n",
+            names.candidate,
+            r.ece.map_or("n/a".into(), |v| format!("{v:.3}")),
+            present::count(r.scored),
+            if r.without_probability > 0 {
+                format!(
+                    "; {} calls without a probability left out",
+                    present::count(r.without_probability)
+                )
+            } else {
+                String::new()
+            }
+        ),
+        None => writeln!(
+            md,
+            "## Reliability of the direction calls\n\n![Reliability](reliability.svg)\n\n\
+             *{NO_PROBABILITY}*\n"
+        ),
+    };
+    let _ = writeln!(
+        md,
+        "## CAR around the event window by event type\n\n![Mean CAR by event type](car-by-type.svg)\n\n\
+         *How to read it: each line is the mean cumulative abnormal return of one event type's \
+         labelled events (count in the legend), from 0 at the close before d0 (day −1) to the end \
+         of the event window, whose value is the type's mean label CAR. The event-car artifact \
+         keeps only the event window's days, so drift before d0 is not shown.*\n"
+    );
     if let Some(c) = &e.calibration {
         let _ = writeln!(
             md,

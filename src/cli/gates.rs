@@ -112,7 +112,7 @@ pub fn run(args: GatesArgs) -> CliResult {
         target,
         &GateInputs {
             evidence: evidence.as_ref().map_err(Clone::clone),
-            runtime: runtime.as_ref(),
+            runtime: runtime.as_ref().ok_or("none given (--runtime-stats)"),
             operations: operations.as_ref(),
             approval: approval.as_ref(),
             recalibration_ref: args.recalibration_ref.as_deref(),

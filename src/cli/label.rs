@@ -1,5 +1,5 @@
 use super::{CliError, CliResult, progress};
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use crate::contracts::event_car::{EventCarArtifact, EventCarVersion};
 use crate::contracts::{ArtifactKind, Inputs, Lineage, artifact, generated_at, write_artifact};
 use crate::labeling::input::{Dataset, Sources};
@@ -158,15 +158,24 @@ pub fn run(args: LabelArgs) -> CliResult {
         out.display(),
         artifact.manifest_hash
     );
-    // A run that labels none of its events is not a result: say so and fail (exit 1).
+    // A run that labels none of its events is not a result, whether it had events or none at
+    // all (a header-only file): say so and fail (exit 1; docs/data-formats.md).
     let s = &artifact.summary;
-    if s.events > 0 && s.labelled == 0 {
+    if s.events == 0 {
+        errln!(
+            "janus: labelled none: the events file holds no event (bad input rows: {}); the \
+             artifact is written for inspection",
+            s.bad_rows.values().sum::<u64>()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if s.labelled == 0 {
         let reasons: Vec<String> = s
             .unlabelled_by_reason
             .iter()
             .map(|(r, n)| format!("{r} ({n})"))
             .collect();
-        eprintln!(
+        errln!(
             "janus: labelled none of {} events (unlabelled: {}; bad input rows: {}); the artifact is written for inspection",
             s.events,
             reasons.join(", "),
@@ -196,7 +205,7 @@ pub fn label_files(
     let t0 = std::time::Instant::now();
     let lap = |what: &str| {
         if std::env::var_os("JANUS_TIMINGS").is_some() {
-            eprintln!("{what}: {:.3}s", t0.elapsed().as_secs_f64());
+            errln!("{what}: {:.3}s", t0.elapsed().as_secs_f64());
         }
     };
     bar.set_message("reading inputs");
@@ -265,13 +274,13 @@ pub fn label_files(
     }
     let dataset = dataset.map_err(|e| CliError::Usage(e.to_string()))?;
     for note in &dataset.notes {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     for row in &dataset.bad_rows.examples {
-        eprintln!("skipped {row}");
+        errln!("skipped {row}");
     }
     if dataset.bad_rows.total() > dataset.bad_rows.examples.len() as u64 {
-        eprintln!(
+        errln!(
             "skipped {} bad rows in all (first {} shown)",
             dataset.bad_rows.total(),
             dataset.bad_rows.examples.len()

@@ -70,18 +70,12 @@ pub enum Command {
     /// switch and canary limits (POST /v1/decide).
     Serve(crate::serve::ServeArgs),
     /// Replay events through a running decision service as a paper broker: fills, PnL, and the
-    /// paper window's runtime statistics (runtime-paper.json) that gate3 reads.
+    /// paper window's runtime statistics (runtime-paper.json, for `janus gates --runtime-stats`;
+    /// the operator reads only the decision service's signed files).
     Paper(paper::PaperArgs),
 }
 
-pub fn version_string() -> &'static str {
-    concat!(
-        env!("CARGO_PKG_VERSION"),
-        " (git ",
-        env!("JANUS_GIT_COMMIT"),
-        ")"
-    )
-}
+pub use crate::version_string;
 
 /// Parses the command line and runs it. Errors print as one precise message; the exit code
 /// says which kind (README, "Exit codes"): 0 success; 1 not allowed, checks failed, an input
@@ -116,7 +110,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("janus: {e:#}");
+            output::errln!("janus: {e:#}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -132,7 +126,7 @@ pub fn termination_message(result: &str) {
         // Kubernetes keeps at most 4096 bytes of it.
         let text: String = result.chars().take(4000).collect();
         if let Err(e) = std::fs::write(&p, text) {
-            eprintln!(
+            output::errln!(
                 "janus: cannot write the termination message to {}: {e}",
                 p.display()
             );

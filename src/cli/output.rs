@@ -5,6 +5,12 @@
 //!   output is dropped quietly and the command ends with its own exit code.
 //! - Any other write error (a full disk, `/dev/full`: ENOSPC) is kept; [`finish`] reports it and
 //!   the command exits 1 (a failure of the run, not of its inputs; see the README's exit codes).
+//!
+//! Standard error (diagnostics: skipped lines, warnings, the final error) goes through
+//! [`write_err`] (`errln!`) instead of `eprintln!`, which panics when stderr is a closed pipe.
+//! A diagnostic that cannot be written (closed: EPIPE; absent, `2>&-`: EBADF; full) is
+//! dropped quietly: there is nowhere left to report it, and it must not change the command's
+//! exit code.
 
 use super::CliError;
 use std::io::Write as _;
@@ -48,6 +54,19 @@ pub fn finish() -> Result<(), CliError> {
     }
 }
 
+/// Writes formatted text to standard error (no newline added) and ignores any failure; see
+/// the module comment.
+pub fn write_err(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// `eprintln!` through [`write_err`]: never panics.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// `print!` through [`write`].
 macro_rules! out {
     ($($arg:tt)*) => {
@@ -65,4 +84,4 @@ macro_rules! outln {
     };
 }
 
-pub(crate) use {out, outln};
+pub(crate) use {errln, out, outln};

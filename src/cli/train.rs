@@ -296,13 +296,15 @@ pub struct PredictArgs {
     pub completions: Option<PathBuf>,
 }
 
-/// Predictions of a model for every event of an artifact, as JSON Lines.
+/// Predictions of a model for every event of an artifact, as JSON Lines, each with the
+/// probability the direction head gave the called direction (`direction_probability`).
 pub fn predictions_jsonl(model: &PolicyModel, artifact: &EventCarArtifact) -> Vec<u8> {
     let mut out = Vec::new();
     for (id, x) in encode_all(artifact, model.buckets) {
-        let p = model.predict(&x);
-        let mut v = serde_json::to_value(&p).expect("serializes");
+        let f = model.forward(&x);
+        let mut v = serde_json::to_value(f.prediction()).expect("serializes");
         v["event_id"] = serde_json::Value::String(id);
+        v["direction_probability"] = serde_json::json!(f.direction_probability());
         serde_json::to_writer(&mut out, &v).expect("serializes");
         out.push(b'\n');
     }

@@ -1,5 +1,5 @@
 use super::CliResult;
-use crate::cli::output::outln;
+use crate::cli::output::{errln, outln};
 use crate::contracts::consistency::{self, Given, Parent};
 use crate::contracts::event_car::EventCarArtifact;
 use crate::contracts::evidence::EvidenceArtifact;
@@ -139,7 +139,7 @@ pub fn run(args: VerifyArgs) -> CliResult {
         }
     }
     if failed > 0 {
-        eprintln!(
+        errln!(
             "janus verify: {failed} of {} artifacts failed",
             args.files.len()
         );

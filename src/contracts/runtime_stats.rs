@@ -2,7 +2,10 @@
 //! exact window while serving one request at one stage with one model. Sealed like every artifact
 //! (schema, lineage, manifest hash), so an edited file is refused; its `source` says whether a
 //! real decision service served live events or a replay produced it, and the gates' policy
-//! decides where a simulation may stand in.
+//! decides where a simulation may stand in. The manifest hash is a content hash anyone can
+//! recompute: what makes a file the decision service's is its `signature`, an HMAC under the
+//! statistics key only the decision service and the operator hold
+//! (`crate::runtime::stats::sign`, `crate::runtime::stats::check_signature`).
 //!
 //! Latency and staleness are fixed-bucket histograms ([`Histogram`]): the files of several
 //! replicas and windows merge by adding counts, and p50/p95/p99 are derived from the merged
@@ -54,7 +57,7 @@ pub struct ServiceIdentity {
 }
 
 /// What happened to the events of the window. Every event answered is exactly one of
-/// `decisions` (model or fallback), `halts` or `suppressed`.
+/// `decisions` (model or fallback), `halts`, `suppressed` or `duplicate_event_ids`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeCounts {
@@ -72,7 +75,8 @@ pub struct RuntimeCounts {
     pub halts: u64,
     /// Events suppressed (stale, future-dated, out of session).
     pub suppressed: u64,
-    /// Events whose `event_id` had already been answered in the window.
+    /// Events whose `event_id` had already been decided under the configuration in force: answered
+    /// with the first decision again (never a second order or position), counted only here.
     pub duplicate_event_ids: u64,
     /// Orders a canary limit refused.
     pub canary_refusals: u64,
@@ -212,7 +216,14 @@ pub struct RuntimeStatsArtifact {
     /// `inputs` empty; `run_config_hash` is the canonical hash of the runtime configuration
     /// served (the ConfigMap's data).
     pub lineage: Lineage,
-    /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash`.
+    /// HMAC-SHA256 (RFC 2104), lowercase hex, under the statistics key (`janus serve
+    /// --stats-key`) over `janus-runtime-stats-v1` and a newline followed by the RFC 8785
+    /// encoding of this object without `manifest_hash` and with `signature` null. Null: unsigned
+    /// (a replay's `simulation`, or a service run without a key); the operator counts a
+    /// `decision-service` file only with a signature its key verifies.
+    pub signature: Option<String>,
+    /// SHA-256 of the RFC 8785 encoding of this object without `manifest_hash` (the signature
+    /// included).
     pub manifest_hash: Sha256Hex,
     /// Always `janus-runtime-stats-v1`.
     pub schema_version: RuntimeStatsVersion,

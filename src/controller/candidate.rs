@@ -8,11 +8,10 @@
 //! evidence (by manifest hash) that is being read. Anything else — a hand-written candidate, a
 //! swapped evidence file — can never have complete evidence.
 
-use super::promotion::set_condition;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::crd::{
-    ConditionStatus, EvidenceBrief, GateReport, JanusCandidateSpec, JanusCandidateStatus,
-    JanusRunStatus,
+    ConditionStatus, ConditionType, EvidenceBrief, GateReport, JanusCandidateSpec,
+    JanusCandidateStatus, JanusRunStatus, Reason, StatusEvent,
 };
 use crate::gates::policy::GatePolicy;
 use crate::gates::{GateInputs, Target, evaluate};
@@ -27,8 +26,8 @@ pub struct CandidateInputs<'a> {
     pub run: Option<&'a JanusRunStatus>,
     /// The evidence artifact the run recorded, verified, or why it could not be read.
     pub evidence: Result<&'a EvidenceArtifact, String>,
-    /// Runtime statistics of the candidate's shadow run (gate0), when there are any.
-    pub runtime: Option<&'a crate::gates::RuntimeStats>,
+    /// Runtime statistics of the candidate's shadow run (gate0), or why there are none.
+    pub runtime: Result<&'a crate::gates::RuntimeStats, &'a str>,
     pub policy: &'a GatePolicy,
     pub now: DateTime<Utc>,
 }
@@ -88,18 +87,17 @@ pub fn reconcile(input: &CandidateInputs<'_>) -> JanusCandidateStatus {
         }
         _ => "all evidence present".to_string(),
     };
-    set_condition(
-        &mut status.conditions,
-        "EvidenceComplete",
+    status.conditions.set(
+        ConditionType::EvidenceComplete,
         if complete {
             ConditionStatus::True
         } else {
             ConditionStatus::False
         },
         if complete {
-            "EvidenceComplete"
+            Reason::EvidenceComplete
         } else {
-            "EvidenceIncomplete"
+            Reason::EvidenceIncomplete
         },
         message,
         now,
@@ -113,18 +111,17 @@ pub fn reconcile(input: &CandidateInputs<'_>) -> JanusCandidateStatus {
                 .iter()
                 .all(|h| e.lineage.parents.iter().any(|p| &p.manifest_hash == h))
     });
-    set_condition(
-        &mut status.conditions,
-        "Reproducible",
+    status.conditions.set(
+        ConditionType::Reproducible,
         if reproducible {
             ConditionStatus::True
         } else {
             ConditionStatus::False
         },
         if reproducible {
-            "HashesConsistent"
+            Reason::HashesConsistent
         } else {
-            "HashesMissingOrInconsistent"
+            Reason::HashesMissingOrInconsistent
         },
         String::new(),
         now,
@@ -157,18 +154,17 @@ pub fn reconcile(input: &CandidateInputs<'_>) -> JanusCandidateStatus {
     // GatesPassed speaks of shadow → paper (canary adds the paper window, drills and approval,
     // which belong to the PromotionRequest).
     let paper = &reports[0].decision;
-    set_condition(
-        &mut status.conditions,
-        "GatesPassed",
+    status.conditions.set(
+        ConditionType::GatesPassed,
         if paper.allowed {
             ConditionStatus::True
         } else {
             ConditionStatus::False
         },
         if paper.allowed {
-            "PaperGatesPassed"
+            Reason::PaperGatesPassed
         } else {
-            "GateFailed"
+            Reason::GateFailed
         },
         paper
             .failed()
@@ -191,4 +187,30 @@ pub fn reconcile(input: &CandidateInputs<'_>) -> JanusCandidateStatus {
     });
     status.observed_generation = g;
     status
+}
+
+/// The Events of a candidate's reconcile: one per condition among `EvidenceComplete`,
+/// `Reproducible` and `GatesPassed` whose truth changed from `before` (all three on the first
+/// status), with the condition's reason; a Warning when it is not True.
+pub fn events(
+    before: Option<&JanusCandidateStatus>,
+    after: &JanusCandidateStatus,
+) -> Vec<StatusEvent> {
+    [
+        ConditionType::EvidenceComplete,
+        ConditionType::Reproducible,
+        ConditionType::GatesPassed,
+    ]
+    .into_iter()
+    .filter(|&t| before.is_none_or(|b| b.conditions.is_true(t) != after.conditions.is_true(t)))
+    .filter_map(|t| {
+        let c = after.conditions.get(t)?;
+        Some(StatusEvent {
+            // Set with typed reasons just before: always one of ours.
+            reason: Reason::from_word(&c.reason)?,
+            message: format!("{t}={:?}: {}", c.status, c.message),
+            warning: c.status != ConditionStatus::True,
+        })
+    })
+    .collect()
 }

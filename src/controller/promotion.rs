@@ -7,9 +7,9 @@
 use crate::contracts::Sha256Hex;
 use crate::contracts::evidence::EvidenceArtifact;
 use crate::crd::{
-    ApprovalRecord, BoundSpec, Condition, ConditionStatus, Conditions, HaltReason,
+    ApprovalRecord, BoundSpec, ConditionStatus, ConditionType, HaltReason,
     MAX_PROMOTION_REQUEST_NAME, ModelRef, PromotionRequestSpec, PromotionRequestStatus,
-    ROLLBACK_REASON,
+    ROLLBACK_REASON, Reason, StatusEvent,
 };
 use crate::gates::policy::GatePolicy;
 use crate::gates::{Approval, GateInputs, Operations, RuntimeStats, Target, evaluate};
@@ -50,7 +50,11 @@ pub struct PromotionInputs<'a> {
     pub history_uri: Option<&'a str>,
     /// The candidate's verified evidence, or why it could not be had.
     pub evidence: Result<&'a EvidenceArtifact, String>,
-    pub runtime: Option<&'a RuntimeStats>,
+    /// The runtime statistics that count for this target, or why there are none.
+    pub runtime: Result<&'a RuntimeStats, &'a str>,
+    /// Statistics files refused for what they claim (`runtime::stats::refusal_notes`): said
+    /// in the blockers, without blocking by themselves.
+    pub runtime_refused: &'a [String],
     /// The gate policy, or why it could not be read.
     pub policy: Result<&'a GatePolicy, String>,
     /// Who a promotion or block is credited to: the verified approver, else the verified
@@ -84,36 +88,8 @@ pub struct PromotionPlan {
     /// Data of the runtime ConfigMap: a promoted or halted stage to serve, or the shadow stage
     /// (trading off) while the request waits there.
     pub runtime_config: Option<BTreeMap<String, String>>,
-    /// (reason, message) of Kubernetes events for the transitions of this reconcile.
-    pub events: Vec<(String, String)>,
-}
-
-/// Sets a condition, keeping its transition time when the status does not change.
-pub fn set_condition(
-    conditions: &mut Conditions,
-    type_: &str,
-    status: ConditionStatus,
-    reason: &str,
-    message: String,
-    now: DateTime<Utc>,
-    generation: Option<i64>,
-) {
-    let time = conditions
-        .0
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    conditions.0.retain(|c| c.type_ != type_);
-    conditions.0.push(Condition {
-        type_: type_.to_string(),
-        status,
-        reason: reason.to_string(),
-        message,
-        last_transition_time: time,
-        observed_generation: generation,
-    });
-    conditions.0.sort_by(|a, b| a.type_.cmp(&b.type_));
+    /// Kubernetes Events for the transitions of this reconcile (Warning when blocked or halted).
+    pub events: Vec<StatusEvent>,
 }
 
 fn bool_status(b: bool) -> ConditionStatus {
@@ -126,18 +102,28 @@ fn bool_status(b: bool) -> ConditionStatus {
 
 /// Why a served request must stop at once, other than its kill switch: its identity changed or
 /// what backs it is gone. `None` while everything still holds.
-fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) -> Option<String> {
+/// A halt for `why`, its history reason `<why>: <text>`.
+fn halted(why: HaltReason, text: String) -> Option<(HaltReason, String)> {
+    Some((why, format!("{}: {text}", why.as_str())))
+}
+
+fn lost_backing(
+    input: &PromotionInputs<'_>,
+    previous: &PromotionRequestStatus,
+) -> Option<(HaltReason, String)> {
     if let Some(bound) = &previous.bound {
         if bound.candidate != input.spec.candidate || bound.target != input.spec.target {
-            return Some(format!(
-                "{}: spec changed from candidate `{}` target {} to candidate `{}` target {}; \
+            return halted(
+                HaltReason::SpecChanged,
+                format!(
+                    "spec changed from candidate `{}` target {} to candidate `{}` target {}; \
                  a request's candidate and target are fixed at creation",
-                HaltReason::SpecChanged.as_str(),
-                bound.candidate,
-                bound.target.name(),
-                input.spec.candidate,
-                input.spec.target.name()
-            ));
+                    bound.candidate,
+                    bound.target.name(),
+                    input.spec.candidate,
+                    input.spec.target.name()
+                ),
+            );
         }
     }
     // More than one spec change since the last generation the operator decided on (a request
@@ -148,12 +134,14 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
     if !matches!(previous.phase, Some(Phase::Halted | Phase::RolledBack)) {
         let seen = previous.observed_generation.unwrap_or(1);
         if let Some(now) = input.generation.filter(|g| *g > seen + 1) {
-            return Some(format!(
-                "{}: the spec changed {} times since generation {seen} without the operator \
+            return halted(
+                HaltReason::SpecChanged,
+                format!(
+                    "the spec changed {} times since generation {seen} without the operator \
                  seeing each change (a kill switch set and cleared meanwhile cannot be ruled out)",
-                HaltReason::SpecChanged.as_str(),
-                now - seen
-            ));
+                    now - seen
+                ),
+            );
         }
     }
     // The rest guards what is being served.
@@ -161,16 +149,18 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
         return None;
     }
     if !input.status_sealed {
-        return Some(format!(
-            "{}: the status says promoted at {:?}, but its seal verifies with neither the \
+        return halted(
+            HaltReason::StatusNotSealed,
+            format!(
+                "the status says promoted at {:?}, but its seal verifies with neither the \
              current signing key nor a previous one: it was not written by the operator (a hand \
              edit, a restored backup), or the signing key was replaced without keeping the old \
              one as a previous key (docs/gitops.md: rotating the signing key)",
-            HaltReason::StatusNotSealed.as_str(),
-            previous.stage.unwrap_or(Stage::Shadow)
-        ));
+                previous.stage.unwrap_or(Stage::Shadow)
+            ),
+        );
     }
-    let lost = |why: String| Some(format!("{}: {why}", HaltReason::BackingLost.as_str()));
+    let lost = |why: String| halted(HaltReason::BackingLost, why);
     match input.model {
         None => {
             return lost(format!(
@@ -188,23 +178,22 @@ fn lost_backing(input: &PromotionInputs<'_>, previous: &PromotionRequestStatus) 
             // The canary limits it was promoted (and approved) with are fixed too: wider limits
             // after the approval were never approved.
             if previous.served_model.is_some() && previous.served_limits != input.spec.canary {
-                return Some(format!(
-                    "{}: spec.canary changed after the request was promoted with it; limits \
-                     nobody approved are never served (create a new request)",
-                    HaltReason::SpecChanged.as_str()
-                ));
+                return halted(
+                    HaltReason::SpecChanged,
+                    "spec.canary changed after the request was promoted with it; limits nobody \
+                     approved are never served (create a new request)"
+                        .to_string(),
+                );
             }
             if let Some(served) = &previous.served_model {
                 if served.sha256 != m.sha256 || served.uri != m.uri {
-                    return Some(format!(
-                        "{}: candidate `{}` now names model {} ({}), not the model {} ({}) that was promoted",
-                        HaltReason::SpecChanged.as_str(),
-                        input.spec.candidate,
-                        m.sha256,
-                        m.uri,
-                        served.sha256,
-                        served.uri
-                    ));
+                    return halted(
+                        HaltReason::SpecChanged,
+                        format!(
+                            "candidate `{}` now names model {} ({}), not the model {} ({}) that was promoted",
+                            input.spec.candidate, m.sha256, m.uri, served.sha256, served.uri
+                        ),
+                    );
                 }
             }
         }
@@ -322,7 +311,7 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     }
     state = match &lost {
         // Detected by the operator itself (backing lost, status not sealed): its own act.
-        Some(reason) => halt(&state, reason, OPERATOR_ACTOR, input.now),
+        Some((_, reason)) => halt(&state, reason, OPERATOR_ACTOR, input.now),
         None => {
             let claimed = match (input.stage_held_by, usable) {
                 // Another request serves this candidate at the stage: not a second one.
@@ -357,6 +346,7 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     }
     // What was not believed is said, without blocking by itself.
     blockers.extend(stamped.ignored.iter().cloned());
+    blockers.extend(input.runtime_refused.iter().cloned());
     blockers.dedup();
 
     let mut events = Vec::new();
@@ -367,34 +357,36 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             .map(|t| t.reason.clone())
             .unwrap_or_default();
         let reason = match state.phase {
-            Phase::Promoted => "Promoted",
-            Phase::Halted if kill_switch => "KillSwitchEngaged",
+            Phase::Promoted => Reason::Promoted,
+            Phase::Halted if kill_switch => Reason::KillSwitchEngaged,
             Phase::Halted => lost
-                .as_deref()
-                .and_then(|l| l.split(':').next())
-                .unwrap_or("Halted"),
-            Phase::Blocked => "Blocked",
-            Phase::RolledBack => "RolledBack",
-            Phase::Pending => "Pending",
+                .as_ref()
+                .map_or(Reason::Halted, |(why, _)| why.reason()),
+            Phase::Blocked => Reason::Blocked,
+            Phase::RolledBack => Reason::RolledBack,
+            Phase::Pending => Reason::Pending,
         };
         let message = if state.phase == Phase::Blocked {
             blockers.join("; ")
         } else {
             last
         };
-        events.push((reason.to_string(), message));
+        events.push(StatusEvent {
+            reason,
+            message,
+            warning: matches!(state.phase, Phase::Blocked | Phase::Halted),
+        });
     }
 
     let mut conditions = previous.conditions.clone();
     let (g, now) = (input.generation, input.now);
-    set_condition(
-        &mut conditions,
-        "GatesPassed",
+    conditions.set(
+        ConditionType::GatesPassed,
         bool_status(decision.allowed),
         if decision.allowed {
-            "AllGatesPassed"
+            Reason::AllGatesPassed
         } else {
-            "GateFailed"
+            Reason::GateFailed
         },
         decision
             .failed()
@@ -407,14 +399,13 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
     let approved = approval
         .as_ref()
         .is_some_and(|a| !a.approved_by.trim().is_empty() && !a.token.trim().is_empty());
-    set_condition(
-        &mut conditions,
-        "Approved",
+    conditions.set(
+        ConditionType::Approved,
         bool_status(approved),
         if approved {
-            "ApprovalOnRecord"
+            Reason::ApprovalOnRecord
         } else {
-            "NoApproval"
+            Reason::NoApproval
         },
         approval
             .as_ref()
@@ -428,14 +419,13 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
             && (now - t).num_seconds() as f64 / 3600.0
                 <= policy.gate4_operations.max_drill_age_hours
     });
-    set_condition(
-        &mut conditions,
-        "RollbackDrillFresh",
+    conditions.set(
+        ConditionType::RollbackDrillFresh,
         bool_status(drill_fresh),
         if drill_fresh {
-            "DrillFresh"
+            Reason::DrillFresh
         } else {
-            "DrillMissingOrStale"
+            Reason::DrillMissingOrStale
         },
         rollback_drill_at
             .map(|t| format!("last rollback drill {t}"))
@@ -444,23 +434,25 @@ pub fn reconcile(input: &PromotionInputs<'_>) -> PromotionPlan {
         g,
     );
     let promoted = state.phase == Phase::Promoted;
-    set_condition(
-        &mut conditions,
-        "Promoted",
+    conditions.set(
+        ConditionType::Promoted,
         bool_status(promoted),
-        if promoted { "Promoted" } else { "NotPromoted" },
+        if promoted {
+            Reason::Promoted
+        } else {
+            Reason::NotPromoted
+        },
         format!("stage {:?}, phase {:?}", state.stage, state.phase).to_lowercase(),
         now,
         g,
     );
-    set_condition(
-        &mut conditions,
-        "KillSwitchEngaged",
+    conditions.set(
+        ConditionType::KillSwitchEngaged,
         bool_status(kill_switch),
         match (input.spec.kill_switch, kill_switch) {
-            (true, _) => "KillSwitchOn",
-            (false, true) => "KillSwitchLatched",
-            (false, false) => "KillSwitchOff",
+            (true, _) => Reason::KillSwitchOn,
+            (false, true) => Reason::KillSwitchLatched,
+            (false, false) => Reason::KillSwitchOff,
         },
         if kill_switch && !input.spec.kill_switch {
             "the kill switch was seen on and latched; it was cleared since, which resumes nothing"

@@ -16,12 +16,10 @@
 //!   the run waits, with the `PreviousChildren` condition naming it, until it is gone.
 
 use super::jobs::{Step, job_name, run_config_hash};
-use super::promotion::set_condition;
 use crate::contracts::Sha256Hex;
 use crate::crd::{
-    CONDITION_PREVIOUS_CHILDREN, ConditionStatus, JanusCandidateSpec, JanusRun, JanusRunStatus,
-    ModelFormat, ModelRef, REASON_PREVIOUS_CHILDREN_GONE, REASON_WAITING_FOR_PREVIOUS_CHILDREN,
-    RunLineage, StepRecord,
+    ConditionStatus, ConditionType, JanusCandidateSpec, JanusRun, JanusRunStatus, ModelFormat,
+    ModelRef, Reason, RunLineage, RunPhase, StatusEvent, StepRecord,
 };
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -183,8 +181,8 @@ pub struct RunPlan {
     pub start: Option<Step>,
     /// The candidate to create (name, spec), once every step succeeded.
     pub candidate: Option<(String, JanusCandidateSpec)>,
-    /// (reason, message, warning?) of Kubernetes events.
-    pub events: Vec<(String, String, bool)>,
+    /// Kubernetes Events of this reconcile's transitions.
+    pub events: Vec<StatusEvent>,
     /// Children of another object stand under the run's names (see [`previous_children`]): no
     /// step starts while a Job or the ConfigMap is another's, no candidate is written while the
     /// candidate is another's; look again soon.
@@ -213,7 +211,7 @@ fn parse_result(step: Step, message: Option<&str>) -> Result<StepResult, String>
         format!(
             "step {} left an unreadable result ({e}): {}",
             step.name(),
-            truncate(text, 200)
+            crate::text::bounded(text, 200)
         )
     })?;
     let need = |field: &str, present: bool| {
@@ -249,18 +247,11 @@ fn pending(step: Step) -> StepRecord {
     StepRecord {
         name: step.name().into(),
         job: String::new(),
-        phase: "Pending".into(),
+        phase: RunPhase::Pending,
         started_at: None,
         finished_at: None,
         result_digest: None,
         message: None,
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
     }
 }
 
@@ -287,11 +278,10 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
     let locked = lineage.run_config_hash.clone();
     let refused = started && locked.as_ref().is_some_and(|h| *h != hash);
     if refused {
-        set_condition(
-            &mut status.conditions,
-            "SpecChangeRefused",
+        status.conditions.set(
+            ConditionType::SpecChangeRefused,
             ConditionStatus::True,
-            "InputsChanged",
+            Reason::InputsChanged,
             format!(
                 "the spec changed after the run started (inputs {} recorded, now {hash}); \
                  nothing more starts — revert the change, or create a new JanusRun",
@@ -302,15 +292,13 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
         );
     } else if status
         .conditions
-        .0
-        .iter()
-        .any(|c| c.type_ == "SpecChangeRefused")
+        .get(ConditionType::SpecChangeRefused)
+        .is_some()
     {
-        set_condition(
-            &mut status.conditions,
-            "SpecChangeRefused",
+        status.conditions.set(
+            ConditionType::SpecChangeRefused,
             ConditionStatus::False,
-            "InputsUnchanged",
+            Reason::InputsUnchanged,
             String::new(),
             now,
             generation,
@@ -336,11 +324,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
             .children
             .iter()
             .any(|c| c.kind != ChildKind::JanusCandidate && !owned_by(uid, c.owner_uid.as_deref()));
-    let was_waiting = previous
-        .conditions
-        .0
-        .iter()
-        .any(|c| c.type_ == CONDITION_PREVIOUS_CHILDREN && c.status == ConditionStatus::True);
+    let was_waiting = previous.conditions.is_true(ConditionType::PreviousChildren);
     if waiting {
         let message = format!(
             "waiting for garbage collection to remove what another object left under this \
@@ -349,27 +333,25 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
             uid.unwrap_or("none")
         );
         if !was_waiting {
-            events.push((
-                REASON_WAITING_FOR_PREVIOUS_CHILDREN.to_string(),
-                message.clone(),
-                true,
-            ));
+            events.push(StatusEvent {
+                reason: Reason::WaitingForPreviousChildren,
+                message: message.clone(),
+                warning: true,
+            });
         }
-        set_condition(
-            &mut status.conditions,
-            CONDITION_PREVIOUS_CHILDREN,
+        status.conditions.set(
+            ConditionType::PreviousChildren,
             ConditionStatus::True,
-            REASON_WAITING_FOR_PREVIOUS_CHILDREN,
+            Reason::WaitingForPreviousChildren,
             message,
             now,
             generation,
         );
     } else if was_waiting {
-        set_condition(
-            &mut status.conditions,
-            CONDITION_PREVIOUS_CHILDREN,
+        status.conditions.set(
+            ConditionType::PreviousChildren,
             ConditionStatus::False,
-            REASON_PREVIOUS_CHILDREN_GONE,
+            Reason::PreviousChildrenGone,
             String::new(),
             now,
             generation,
@@ -394,9 +376,9 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
                 records.push(record);
                 break;
             }
-            None if record.phase == "Succeeded" || record.phase == "Failed" => {
+            None if record.phase.finished() => {
                 // Finished earlier and its Job has since been cleaned up: keep the record.
-                if record.phase == "Failed" {
+                if record.phase == RunPhase::Failed {
                     failure = record.message.clone();
                     records.push(record);
                     break;
@@ -416,7 +398,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
                     "Job {job} of step {} disappeared before finishing; a step never runs twice — create a new JanusRun",
                     step.name()
                 );
-                record.phase = "Failed".into();
+                record.phase = RunPhase::Failed;
                 record.message = Some(why.clone());
                 failure = Some(why);
                 records.push(record);
@@ -428,7 +410,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
                 record.finished_at = observed.finished_at.clone();
                 match observed.phase {
                     JobPhase::Running => {
-                        record.phase = "Running".into();
+                        record.phase = RunPhase::Running;
                         current = Some(step);
                         records.push(record);
                         break;
@@ -445,10 +427,10 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
                             observed
                                 .termination_message
                                 .as_deref()
-                                .map(|m| truncate(m.trim(), 1000))
+                                .map(|m| crate::text::bounded(m.trim(), 1000))
                                 .unwrap_or_else(|| "no termination message".into())
                         );
-                        record.phase = "Failed".into();
+                        record.phase = RunPhase::Failed;
                         record.message = Some(why.clone());
                         failure = Some(why);
                         records.push(record);
@@ -457,7 +439,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
                     JobPhase::Succeeded => {
                         match parse_result(step, observed.termination_message.as_deref()) {
                             Ok(r) => {
-                                record.phase = "Succeeded".into();
+                                record.phase = RunPhase::Succeeded;
                                 record.message = observed
                                     .termination_message
                                     .as_deref()
@@ -474,7 +456,7 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
                                 records.push(record);
                             }
                             Err(why) => {
-                                record.phase = "Failed".into();
+                                record.phase = RunPhase::Failed;
                                 record.message = Some(why.clone());
                                 failure = Some(why);
                                 records.push(record);
@@ -494,16 +476,19 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
     }
     for r in &records {
         let before = previous.steps.iter().find(|p| p.name == r.name);
-        if before.map(|b| &b.phase) != Some(&r.phase) && r.phase != "Pending" {
-            let warning = r.phase == "Failed";
-            events.push((
-                format!("Step{}", r.phase),
-                r.message
-                    .clone()
-                    .filter(|_| warning)
-                    .unwrap_or_else(|| format!("step {} {}", r.name, r.phase.to_lowercase())),
+        if before.map(|b| b.phase) != Some(r.phase) && r.phase != RunPhase::Pending {
+            let warning = r.phase == RunPhase::Failed;
+            events.push(StatusEvent {
+                reason: match r.phase {
+                    RunPhase::Failed => Reason::StepFailed,
+                    RunPhase::Succeeded => Reason::StepSucceeded,
+                    _ => Reason::StepRunning,
+                },
+                message: r.message.clone().filter(|_| warning).unwrap_or_else(|| {
+                    format!("step {} {}", r.name, r.phase.as_str().to_lowercase())
+                }),
                 warning,
-            ));
+            });
         }
     }
 
@@ -519,45 +504,49 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
         lineage.evidence_manifest_hash = r.evidence_manifest_hash.clone();
         lineage.reward_manifest_hash = r.reward_manifest_hash.clone();
     }
-    lineage.generation_code = Some(crate::cli::version_string().to_string());
+    lineage.generation_code = Some(crate::version_string().to_string());
 
     let mut start = None;
     let mut candidate = None;
     let phase;
     if let Some(why) = &failure {
-        phase = "Failed";
-        set_condition(
-            &mut status.conditions,
-            "Succeeded",
+        phase = RunPhase::Failed;
+        status.conditions.set(
+            ConditionType::Succeeded,
             ConditionStatus::False,
-            "StepFailed",
+            Reason::StepFailed,
             why.clone(),
             now,
             generation,
         );
     } else if current.is_some() {
-        phase = "Running";
+        phase = RunPhase::Running;
     } else if let Some(step) = next {
         if steps_blocked {
-            phase = if started { "Running" } else { "Pending" };
+            phase = if started {
+                RunPhase::Running
+            } else {
+                RunPhase::Pending
+            };
         } else if refused {
-            phase = previous.phase.as_deref().map_or("Pending", |p| {
-                if p == "Running" { "Running" } else { "Pending" }
-            });
+            phase = match previous.phase {
+                Some(RunPhase::Running) => RunPhase::Running,
+                _ => RunPhase::Pending,
+            };
         } else {
             start = Some(step);
             current = Some(step);
-            phase = "Running";
+            phase = RunPhase::Running;
             if !started {
                 lineage.run_config_hash = Some(hash.clone());
             }
         }
     } else if waiting {
         // Every step succeeded, but the candidate's name is taken by another object's.
-        phase = "Running";
+        phase = RunPhase::Running;
     } else {
         // Every step succeeded.
-        phase = "Succeeded";
+        phase = RunPhase::Succeeded;
         let grpo = results.get("grpo");
         let cname = candidate_name(name);
         if let Some(onnx) = grpo.and_then(|r| r.onnx_sha256.clone()) {
@@ -575,38 +564,40 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
             ));
             status.candidate = Some(cname.clone());
         }
-        set_condition(
-            &mut status.conditions,
-            "Succeeded",
+        status.conditions.set(
+            ConditionType::Succeeded,
             ConditionStatus::True,
-            "AllStepsSucceeded",
+            Reason::AllStepsSucceeded,
             format!("candidate {cname}"),
             now,
             generation,
         );
     }
-    if phase == "Running" && !status.conditions.0.iter().any(|c| c.type_ == "Succeeded") {
-        set_condition(
-            &mut status.conditions,
-            "Succeeded",
+    if phase == RunPhase::Running && status.conditions.get(ConditionType::Succeeded).is_none() {
+        status.conditions.set(
+            ConditionType::Succeeded,
             ConditionStatus::Unknown,
-            "Running",
+            Reason::Running,
             String::new(),
             now,
             generation,
         );
     }
-    if previous.phase.as_deref() != Some(phase) && (phase == "Succeeded" || phase == "Failed") {
-        events.push((
-            format!("Run{phase}"),
-            failure
+    if previous.phase != Some(phase) && phase.finished() {
+        events.push(StatusEvent {
+            reason: if phase == RunPhase::Failed {
+                Reason::RunFailed
+            } else {
+                Reason::RunSucceeded
+            },
+            message: failure
                 .clone()
                 .unwrap_or_else(|| format!("candidate {}", candidate_name(name))),
-            phase == "Failed",
-        ));
+            warning: phase == RunPhase::Failed,
+        });
     }
 
-    status.phase = Some(phase.to_string());
+    status.phase = Some(phase);
     status.current_step = current.map(|s| s.name().to_string());
     status.steps = records;
     if let Some(step) = start {
@@ -616,13 +607,13 @@ pub fn reconcile(input: &RunInputs<'_>) -> RunPlan {
             .find(|r| r.name == step.name())
             .expect("every step has a record");
         r.job = job_name(name, step);
-        r.phase = "Running".into();
+        r.phase = RunPhase::Running;
         r.started_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        events.push((
-            "StepStarted".into(),
-            format!("step {} started as Job {}", step.name(), r.job),
-            false,
-        ));
+        events.push(StatusEvent {
+            reason: Reason::StepStarted,
+            message: format!("step {} started as Job {}", step.name(), r.job),
+            warning: false,
+        });
     }
     status.lineage = Some(lineage);
     status.observed_generation = generation;

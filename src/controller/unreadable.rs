@@ -5,11 +5,8 @@
 //! an unreadable object; its reconcile then waits for a change.
 //! And once it reads again, `InvalidSpec` turns False.
 
-use super::promotion::{runtime_config_map_name, set_condition};
-use crate::crd::{
-    CONDITION_INVALID_SPEC, ConditionStatus, Conditions, REASON_READABLE, REASON_TRADING_HALTED,
-    REASON_UNREADABLE, Unreadable,
-};
+use super::promotion::runtime_config_map_name;
+use crate::crd::{ConditionStatus, ConditionType, Conditions, Reason, StatusEvent, Unreadable};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -51,8 +48,8 @@ pub struct Halt {
 pub struct UnreadablePlan {
     /// The `status.conditions` to write, when they change.
     pub conditions: Option<Conditions>,
-    /// A Warning Event (reason, note), when the condition changes.
-    pub event: Option<(String, String)>,
+    /// A Warning Event, when the condition changes.
+    pub event: Option<StatusEvent>,
     /// The runtime ConfigMap to switch off (a PromotionRequest's), on every reconcile.
     pub halt: Option<Halt>,
 }
@@ -98,28 +95,30 @@ pub fn unreadable(
         why.path,
         why.message
     );
-    let recorded = conditions.0.iter().any(|c| {
-        c.type_ == CONDITION_INVALID_SPEC
-            && c.status == ConditionStatus::True
-            && c.reason == REASON_UNREADABLE
+    let recorded = conditions.get(ConditionType::InvalidSpec).is_some_and(|c| {
+        c.status == ConditionStatus::True
+            && c.reason == Reason::Unreadable.as_str()
             && c.message == message
     });
     let (conditions, event) = if recorded {
         (None, None)
     } else {
         let mut next = conditions.clone();
-        set_condition(
-            &mut next,
-            CONDITION_INVALID_SPEC,
+        next.set(
+            ConditionType::InvalidSpec,
             ConditionStatus::True,
-            REASON_UNREADABLE,
+            Reason::Unreadable,
             message.clone(),
             now,
             generation,
         );
         (
             Some(next),
-            Some((CONDITION_INVALID_SPEC.to_string(), message)),
+            Some(StatusEvent {
+                reason: Reason::InvalidSpec,
+                message,
+                warning: true,
+            }),
         )
     };
     let halt = (kind == Kind::PromotionRequest).then(|| Halt {
@@ -133,15 +132,16 @@ pub fn unreadable(
 }
 
 /// The Event note that goes with a [`Halt`].
-pub fn halt_note(name: &str, halt: &Halt) -> (String, String) {
-    (
-        REASON_TRADING_HALTED.to_string(),
-        format!(
+pub fn halt_note(name: &str, halt: &Halt) -> StatusEvent {
+    StatusEvent {
+        reason: Reason::TradingHaltedUnreadable,
+        message: format!(
             "PromotionRequest {name} cannot be read: trading switched off in ConfigMap {} \
              (tradingEnabled=false, forceFallback=true)",
             halt.config_map
         ),
-    )
+        warning: true,
+    }
 }
 
 /// The conditions to write when an object reads again after having been unreadable: `InvalidSpec`
@@ -151,17 +151,13 @@ pub fn readable_again(
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) -> Option<Conditions> {
-    let flagged = conditions
-        .0
-        .iter()
-        .any(|c| c.type_ == CONDITION_INVALID_SPEC && c.status == ConditionStatus::True);
+    let flagged = conditions.is_true(ConditionType::InvalidSpec);
     flagged.then(|| {
         let mut next = conditions.clone();
-        set_condition(
-            &mut next,
-            CONDITION_INVALID_SPEC,
+        next.set(
+            ConditionType::InvalidSpec,
             ConditionStatus::False,
-            REASON_READABLE,
+            Reason::Readable,
             String::new(),
             now,
             generation,
@@ -217,9 +213,10 @@ mod tests {
         assert_eq!(c.observed_generation, Some(2));
         // The other conditions stay.
         assert!(conditions.0.iter().any(|c| c.type_ == "Succeeded"));
-        let (reason, note) = plan.event.clone().expect("an event");
-        assert_eq!(reason, "InvalidSpec");
-        assert!(note.contains("holding_days"));
+        let event = plan.event.clone().expect("an event");
+        assert_eq!(event.reason.as_str(), "InvalidSpec");
+        assert!(event.warning);
+        assert!(event.message.contains("holding_days"));
         assert_eq!(plan.halt, None, "a run has no trading to stop");
         // Recorded already: nothing more to write or announce.
         let again = unreadable(Kind::JanusRun, "r9", &why(), &conditions, Some(2), now());

@@ -57,22 +57,186 @@ pub use lenient::{Lenient, Unreadable};
 
 // ---------- status vocabulary ----------
 
-/// Condition type: the object cannot be read as its kind's Rust type (a value the types refuse,
-/// written under an older CRD or by hand). True while it is unreadable; nothing acts on it then.
-pub const CONDITION_INVALID_SPEC: &str = "InvalidSpec";
-/// `InvalidSpec=True`: the message names the JSON path of the value and why it was refused.
-pub const REASON_UNREADABLE: &str = "Unreadable";
-/// `InvalidSpec=False`: the object reads again.
-pub const REASON_READABLE: &str = "Readable";
-/// Condition type on a JanusRun: a Job, ConfigMap or candidate under the run's name belongs to
-/// another object (a deleted run of the same name, or none); the run waits until it is gone.
-pub const CONDITION_PREVIOUS_CHILDREN: &str = "PreviousChildren";
-/// `PreviousChildren=True`, and the Event published with it.
-pub const REASON_WAITING_FOR_PREVIOUS_CHILDREN: &str = "WaitingForPreviousChildren";
-/// `PreviousChildren=False`: nothing of another object is in the way any more.
-pub const REASON_PREVIOUS_CHILDREN_GONE: &str = "PreviousChildrenGone";
-/// Event on an unreadable PromotionRequest whose runtime ConfigMap was switched off.
-pub const REASON_TRADING_HALTED: &str = "TradingHaltedUnreadable";
+/// A closed set of CamelCase words the status and Events use, each written as the variant's
+/// name (`as_str`), so a typo is a compile error and `kubectl wait --for=condition=<Type>` and
+/// alerting rules can rely on the spelling.
+macro_rules! vocabulary {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $v),+ }
+        impl $name {
+            /// Every word, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$v),+];
+            /// The word as the status and Events hold it.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Self::$v => stringify!($v)),+ }
+            }
+            /// The word's variant, if it is one of them.
+            pub fn from_word(word: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == word)
+            }
+        }
+        /// Compares with the word as written (tests and readers of raw statuses).
+        impl PartialEq<&str> for $name {
+            fn eq(&self, word: &&str) -> bool {
+                self.as_str() == *word
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Condition types (`status.conditions[].type`) the controllers set.
+    ConditionType {
+        /// JanusCandidate: its evidence verifies and is complete.
+        EvidenceComplete,
+        /// JanusCandidate: every recorded hash is present and consistent.
+        Reproducible,
+        /// JanusCandidate (paper gates) and PromotionRequest (the target's gates): all passed.
+        GatesPassed,
+        /// PromotionRequest: a verified human approval binds this spec and model.
+        Approved,
+        /// PromotionRequest: a verified rollback drill within the policy's age.
+        RollbackDrillFresh,
+        /// PromotionRequest: promoted to its target.
+        Promoted,
+        /// PromotionRequest: the kill switch is on, or was seen on and stays latched.
+        KillSwitchEngaged,
+        /// JanusRun: the spec changed after the run started; nothing more starts.
+        SpecChangeRefused,
+        /// JanusRun: a Job, ConfigMap or candidate under the run's names belongs to another
+        /// object (a deleted run of the same name, or none); the run waits until it is gone.
+        PreviousChildren,
+        /// JanusRun: every step succeeded (`Unknown` while running).
+        Succeeded,
+        /// Any kind: the object cannot be read as its Rust type (a value the types refuse,
+        /// written under an older CRD or by hand). True while unreadable; nothing acts on it.
+        InvalidSpec,
+    }
+}
+
+vocabulary! {
+    /// Reasons of conditions and of the Kubernetes Events the controllers publish.
+    Reason {
+        EvidenceComplete,
+        EvidenceIncomplete,
+        HashesConsistent,
+        HashesMissingOrInconsistent,
+        PaperGatesPassed,
+        GateFailed,
+        /// The gate policy cannot be read: no gate can pass.
+        PolicyUnavailable,
+        AllGatesPassed,
+        ApprovalOnRecord,
+        NoApproval,
+        DrillFresh,
+        DrillMissingOrStale,
+        Promoted,
+        NotPromoted,
+        KillSwitchOn,
+        /// The kill switch was seen on and cleared since, which resumes nothing.
+        KillSwitchLatched,
+        KillSwitchOff,
+        /// PromotionRequest Event: halted by the kill switch.
+        KillSwitchEngaged,
+        /// PromotionRequest Event: halted because its candidate, evidence or policy can no
+        /// longer be read or verified ([`HaltReason::BackingLost`]).
+        BackingLost,
+        /// PromotionRequest Event: halted because its candidate or target changed
+        /// ([`HaltReason::SpecChanged`]).
+        SpecChanged,
+        /// PromotionRequest Event: halted because its promoted status is not sealed
+        /// ([`HaltReason::StatusNotSealed`]).
+        StatusNotSealed,
+        Halted,
+        Blocked,
+        RolledBack,
+        Pending,
+        InputsChanged,
+        InputsUnchanged,
+        /// `PreviousChildren=True`, and the Event published with it.
+        WaitingForPreviousChildren,
+        /// `PreviousChildren=False`: nothing of another object is in the way any more.
+        PreviousChildrenGone,
+        StepStarted,
+        StepRunning,
+        StepSucceeded,
+        StepFailed,
+        RunSucceeded,
+        RunFailed,
+        AllStepsSucceeded,
+        Running,
+        /// Event when an object cannot be read as its kind (`InvalidSpec` turns True).
+        InvalidSpec,
+        /// `InvalidSpec=True`: the message names the JSON path of the value and why it was
+        /// refused.
+        Unreadable,
+        /// `InvalidSpec=False`: the object reads again.
+        Readable,
+        /// Event on an unreadable PromotionRequest whose runtime ConfigMap was switched off.
+        TradingHaltedUnreadable,
+    }
+}
+
+/// A Kubernetes Event a reconcile asks the glue to publish on the object it reconciled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEvent {
+    pub reason: Reason,
+    /// Free text; the glue bounds it to the API server's 1 KiB.
+    pub message: String,
+    /// `Warning` rather than `Normal`.
+    pub warning: bool,
+}
+
+vocabulary! {
+    /// Phase of a JanusRun and of each of its steps.
+    RunPhase {
+        Pending,
+        Running,
+        Succeeded,
+        Failed,
+    }
+}
+
+impl RunPhase {
+    /// Succeeded or Failed: nothing more happens.
+    pub fn finished(self) -> bool {
+        matches!(self, RunPhase::Succeeded | RunPhase::Failed)
+    }
+}
+
+impl Serialize for RunPhase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RunPhase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(d)?;
+        RunPhase::from_word(&word).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown phase `{word}` (Pending, Running, Succeeded, Failed)"
+            ))
+        })
+    }
+}
+
+impl JsonSchema for RunPhase {
+    fn schema_name() -> Cow<'static, str> {
+        "RunPhase".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let words: Vec<&str> = RunPhase::ALL.iter().map(|p| p.as_str()).collect();
+        json_schema!({"type": "string", "enum": words})
+    }
+}
 
 // ---------- shared ----------
 
@@ -106,6 +270,48 @@ pub enum ConditionStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Conditions(pub Vec<Condition>);
+
+impl Conditions {
+    /// The condition of this type, if set.
+    pub fn get(&self, type_: ConditionType) -> Option<&Condition> {
+        self.0.iter().find(|c| c.type_ == type_.as_str())
+    }
+
+    /// Whether the condition of this type is set and `True`.
+    pub fn is_true(&self, type_: ConditionType) -> bool {
+        self.get(type_)
+            .is_some_and(|c| c.status == ConditionStatus::True)
+    }
+
+    /// Sets a condition, keeping its transition time when its status does not change; the list
+    /// stays sorted by type (so equal statuses serialize to equal bytes). `now` is the
+    /// reconcile's clock (RFC 3339, seconds).
+    pub fn set(
+        &mut self,
+        type_: ConditionType,
+        status: ConditionStatus,
+        reason: Reason,
+        message: String,
+        now: chrono::DateTime<chrono::Utc>,
+        generation: Option<i64>,
+    ) {
+        let time = self
+            .get(type_)
+            .filter(|c| c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        self.0.retain(|c| c.type_ != type_.as_str());
+        self.0.push(Condition {
+            type_: type_.as_str().to_string(),
+            status,
+            reason: reason.as_str().to_string(),
+            message,
+            last_transition_time: time,
+            observed_generation: generation,
+        });
+        self.0.sort_by(|a, b| a.type_.cmp(&b.type_));
+    }
+}
 
 impl JsonSchema for Conditions {
     fn schema_name() -> Cow<'static, str> {
@@ -262,8 +468,7 @@ pub struct ArtifactsVolume {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JanusRunStatus {
-    /// Pending, Running, Succeeded, Failed.
-    pub phase: Option<String>,
+    pub phase: Option<RunPhase>,
     pub current_step: Option<String>,
     #[serde(default)]
     pub steps: Vec<StepRecord>,
@@ -284,8 +489,7 @@ pub struct StepRecord {
     /// Empty until the step's Job is created (and then left out, see `Condition::message`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub job: String,
-    /// Pending, Running, Succeeded, Failed.
-    pub phase: String,
+    pub phase: RunPhase,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// Digest of the step's main output, from its termination message.
@@ -553,6 +757,15 @@ impl HaltReason {
             HaltReason::SpecChanged => "SpecChanged",
             HaltReason::BackingLost => "BackingLost",
             HaltReason::StatusNotSealed => "StatusNotSealed",
+        }
+    }
+
+    /// The reason of the Event that announces this halt.
+    pub fn reason(self) -> Reason {
+        match self {
+            HaltReason::SpecChanged => Reason::SpecChanged,
+            HaltReason::BackingLost => Reason::BackingLost,
+            HaltReason::StatusNotSealed => Reason::StatusNotSealed,
         }
     }
 }

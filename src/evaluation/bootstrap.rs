@@ -15,6 +15,42 @@ use crate::rng::Rng;
 /// Resamples drawn from one stream.
 const BLOCK: usize = 256;
 
+/// The fewest resamples an interval is computed from, in `janus evaluate`'s configuration
+/// (`bootstrap.resamples`) and `janus metrics --bootstrap` alike (0 there: no interval): with
+/// fewer, the 2.5 % and 97.5 % quantiles are an extreme draw or two, and one resample gives an
+/// "interval" of zero width with p = 0.5.
+pub const MIN_RESAMPLES: u32 = 100;
+
+/// A bootstrap setting out of range. Each names what was given; the caller names where (a
+/// configuration key, a command-line flag).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{0} resamples: an interval needs at least {MIN_RESAMPLES}")]
+    TooFewResamples(u32),
+    #[error(
+        "block length {0} is not a finite number ≥ 1 (the expected block length of the \
+         stationary bootstrap, in days; 1 is the i.i.d. bootstrap)"
+    )]
+    BlockLength(f64),
+    #[error("confidence {0} does not lie in (0, 1)")]
+    Confidence(f64),
+    #[error(
+        "block length {block_length} is not below the {days} return days of the series: every \
+         stationary-bootstrap resample would be (close to) a rotation of the series, whose SR is \
+         the original's, so the interval would collapse onto the point estimate and the p-value \
+         onto its minimum (false significance); use a block length below {days}"
+    )]
+    BlockNotBelowSeries { block_length: f64, days: usize },
+}
+
+/// Which setting a [`SettingError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    Resamples,
+    BlockLength,
+    Confidence,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootstrapConfig {
     pub resamples: u32,
@@ -37,6 +73,44 @@ impl Default for BootstrapConfig {
 }
 
 impl BootstrapConfig {
+    /// Checks the settings on their own: at least [`MIN_RESAMPLES`] resamples, a finite block
+    /// length ≥ 1 (NaN and ∞ are refused, not read as "no blocks"), a confidence in (0, 1).
+    pub fn validate(&self) -> Result<(), (Setting, SettingError)> {
+        if self.resamples < MIN_RESAMPLES {
+            return Err((
+                Setting::Resamples,
+                SettingError::TooFewResamples(self.resamples),
+            ));
+        }
+        if !(self.block_length.is_finite() && self.block_length >= 1.0) {
+            return Err((
+                Setting::BlockLength,
+                SettingError::BlockLength(self.block_length),
+            ));
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err((
+                Setting::Confidence,
+                SettingError::Confidence(self.confidence),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the block length against a series of `days` return days: it must be below
+    /// `days`. At L ≥ n a resample has on average at most one block, i.e. it is a rotation of
+    /// the series (at L = 10⁹, all of them are): the SR of a rotation is the SR of the series,
+    /// so the interval has zero width and p = 1 / (B + 1) whatever the data.
+    pub fn fits(&self, days: usize) -> Result<(), SettingError> {
+        if self.block_length >= days as f64 {
+            return Err(SettingError::BlockNotBelowSeries {
+                block_length: self.block_length,
+                days,
+            });
+        }
+        Ok(())
+    }
+
     pub fn significance(&self, method: &str) -> Significance {
         Significance {
             method: method.to_string(),
@@ -100,60 +174,77 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn summarize(value: f64, mut draws: Vec<f64>, confidence: f64) -> Delta {
+/// The interval and p-value of `value` from its resampled `draws` (sorted in place).
+fn summarize(value: f64, draws: &mut [f64], confidence: f64) -> Delta {
     draws.sort_by(f64::total_cmp);
     let alpha = 1.0 - confidence;
     let at_or_below_zero = draws.partition_point(|d| *d <= 0.0);
     Delta {
         value,
-        ci_lower: quantile(&draws, alpha / 2.0),
-        ci_upper: quantile(&draws, 1.0 - alpha / 2.0),
+        ci_lower: quantile(draws, alpha / 2.0),
+        ci_upper: quantile(draws, 1.0 - alpha / 2.0),
         p_value: (1 + at_or_below_zero) as f64 / (draws.len() + 1) as f64,
     }
 }
 
 /// Sharpe ratio with a stationary-bootstrap interval (p-value of H0: SR ≤ 0), or why there is
-/// none: a series without a Sharpe ratio (e.g. riskless, see [`sharpe_ratio`]) has no interval
-/// either. A resample that happens to have no defined SR counts as 0.
+/// none: a series without a Sharpe ratio (ruined or riskless, see [`sharpe_ratio`]) has no
+/// interval either, nor has one whose block length is not below its length
+/// ([`BootstrapConfig::fits`]; the commands refuse that setting before they get here). A resample that happens to have no defined SR counts as 0.
 pub fn sharpe_interval(returns: &[f64], config: &BootstrapConfig) -> Result<Delta, Undefined> {
     let value = sharpe_ratio(returns)?;
     let n = returns.len();
-    let draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
+    config.fits(n).map_err(Undefined::Bootstrap)?;
+    let mut draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
         let mut idx = Vec::with_capacity(n);
         stationary_indices(n, config.block_length, rng, &mut idx);
         let sample: Vec<f64> = idx.iter().map(|&i| returns[i]).collect();
         sharpe(&sample).unwrap_or(0.0)
     });
-    Ok(summarize(value, draws, config.confidence))
+    Ok(summarize(value, &mut draws, config.confidence))
 }
 
 /// Candidate − baseline Sharpe delta over the same days, resampled with shared indices; refused
-/// (with the reason) when either side has no Sharpe ratio or the series are not paired day by
-/// day. A resample in which one side has no defined SR counts that side as 0.
+/// (with the reason) when either side has no Sharpe ratio (ruin included, see [`sharpe_ratio`])
+/// or the series are not paired day by day. A resample in which one side has no defined SR counts that side as 0.
 pub fn sharpe_delta(
     candidate: &[f64],
     baseline: &[f64],
     config: &BootstrapConfig,
 ) -> Result<Delta, Undefined> {
+    sharpe_delta_draws(candidate, baseline, config).map(|(delta, _)| delta)
+}
+
+/// [`sharpe_delta`] with its resampled deltas (sorted), for a chart of their distribution.
+/// They are kept in memory only: no artifact carries them.
+pub fn sharpe_delta_draws(
+    candidate: &[f64],
+    baseline: &[f64],
+    config: &BootstrapConfig,
+) -> Result<(Delta, Vec<f64>), Undefined> {
+    let side = |who: &'static str, r: &[f64]| {
+        sharpe_ratio(r).map_err(|e| Undefined::Side(who, Box::new(e)))
+    };
+    // Each side's own reason first: a ruined series ends early, and "ruin" is the reason its
+    // delta has no value, not the unequal lengths that follow from it.
+    let value = side("candidate", candidate)? - side("baseline", baseline)?;
     if candidate.len() != baseline.len() {
         return Err(Undefined::Unpaired {
             candidate: candidate.len(),
             baseline: baseline.len(),
         });
     }
-    let side = |who: &'static str, r: &[f64]| {
-        sharpe_ratio(r).map_err(|e| Undefined::Side(who, Box::new(e)))
-    };
-    let value = side("candidate", candidate)? - side("baseline", baseline)?;
     let n = candidate.len();
-    let draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
+    config.fits(n).map_err(Undefined::Bootstrap)?;
+    let mut draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
         let mut idx = Vec::with_capacity(n);
         stationary_indices(n, config.block_length, rng, &mut idx);
         let c: Vec<f64> = idx.iter().map(|&i| candidate[i]).collect();
         let b: Vec<f64> = idx.iter().map(|&i| baseline[i]).collect();
         sharpe(&c).unwrap_or(0.0) - sharpe(&b).unwrap_or(0.0)
     });
-    Ok(summarize(value, draws, config.confidence))
+    let delta = summarize(value, &mut draws, config.confidence);
+    Ok((delta, draws))
 }
 
 /// Per-event correctness of a candidate and a baseline on the same events.
@@ -224,11 +315,14 @@ pub fn accuracy_deltas(
         }
         sums(&counts)
     });
-    let (da_draws, eta_draws): (Vec<f64>, Vec<f64>) = draws.into_iter().unzip();
+    let (mut da_draws, mut eta_draws): (Vec<f64>, Vec<f64>) = draws.into_iter().unzip();
     let eta = if hits.iter().any(|h| h.type_known) {
-        Ok(summarize(eta_value, eta_draws, config.confidence))
+        Ok(summarize(eta_value, &mut eta_draws, config.confidence))
     } else {
         Err(Undefined::NoKnownType)
     };
-    (Ok(summarize(da_value, da_draws, config.confidence)), eta)
+    (
+        Ok(summarize(da_value, &mut da_draws, config.confidence)),
+        eta,
+    )
 }

@@ -6,6 +6,7 @@ pub mod backtest;
 pub mod baseline;
 pub mod bootstrap;
 pub mod charts;
+pub mod diagnostics;
 pub mod metrics;
 pub mod present;
 pub mod replay;

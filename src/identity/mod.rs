@@ -201,13 +201,17 @@ impl SigningKey {
         Ok(current.with_previous(keys))
     }
 
-    fn sign(&self, bytes: &[u8]) -> String {
+    /// HMAC-SHA256 (RFC 2104) of `bytes` under the current key, lowercase hex. A caller whose
+    /// key may sign other things puts a domain prefix in `bytes` (the runtime statistics sign
+    /// `janus-runtime-stats-v1\n` + content), so a tag made for one purpose never verifies for
+    /// another.
+    pub fn sign(&self, bytes: &[u8]) -> String {
         hex(ring::hmac::sign(&self.current, bytes).as_ref())
     }
 
     /// Whether `tag` is the HMAC of `bytes` under the current or a previous key
     /// (constant-time comparison for each).
-    fn verifies(&self, bytes: &[u8], tag: &str) -> bool {
+    pub fn verifies(&self, bytes: &[u8], tag: &str) -> bool {
         let Some(tag) = unhex(tag) else {
             return false;
         };
@@ -455,16 +459,10 @@ pub fn check_bound(
     Ok(())
 }
 
-/// Shortens `text` to at most `max` bytes (at a character boundary), marking the cut.
+/// Shortens `text` to at most `max` bytes, marking the cut ([`crate::text::bounded`]).
 pub fn clip(text: &mut String, max: usize) {
     if text.len() > max {
-        let mut end = max.saturating_sub(32);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = text.len() - end;
-        text.truncate(end);
-        text.push_str(&format!("… ({cut} bytes cut)"));
+        *text = crate::text::bounded(text, max);
     }
 }
 
@@ -810,11 +808,7 @@ mod tests {
         let v = verify_all(&a, &binding(), Some(&key()), t("2026-01-01T12:00:00Z"));
         assert!(v.approval.is_none());
         assert!(v.ignored[0].len() <= 1024, "{}", v.ignored[0].len());
-        assert!(
-            v.ignored[0].ends_with("bytes cut)"),
-            "{}",
-            &v.ignored[0][..80]
-        );
+        assert!(v.ignored[0].contains("[cut: "), "{}", &v.ignored[0][..80]);
     }
 
     /// A rotation: the new key first, the old one below it. Records and seals of either

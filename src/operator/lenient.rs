@@ -167,8 +167,7 @@ async fn unreadable<K: Kube>(
             Ok(true) => {
                 tracing::warn!(%name, config_map = %halt.config_map,
                     "unreadable PromotionRequest: trading switched off");
-                let (reason, note) = halt_note(&name, halt);
-                publish(ctx, obj, "Halt", [(reason, note, true)]).await;
+                publish(ctx, obj, "Halt", [halt_note(&name, halt)]).await;
             }
             Ok(false) => {}
             Err(e) => failure = Some(e.into()),
@@ -191,8 +190,8 @@ async fn unreadable<K: Kube>(
             }
         }
     }
-    if let Some((reason, note)) = plan.event {
-        publish(ctx, obj, "Validate", [(reason, note, true)]).await;
+    if let Some(event) = plan.event {
+        publish(ctx, obj, "Validate", [event]).await;
     }
     ctx.metrics
         .reconciled(kind.name(), started.elapsed().as_secs_f64());

@@ -92,6 +92,12 @@ pub struct ControllerArgs {
     /// runbook validation counts.
     #[arg(long, env = "JANUS_WEBHOOK_SIGNING_KEY_FILE")]
     pub webhook_signing_key_file: Option<PathBuf>,
+    /// The statistics key the decision service signs its runtime statistics with (`janus serve
+    /// --stats-key`; a Secret the operator and the decision service mount, the webhook key's
+    /// file format). Without it no `decision-service` statistics count: only a simulation can,
+    /// where the policy accepts one.
+    #[arg(long, env = "JANUS_STATS_KEY_FILE")]
+    pub stats_key: Option<PathBuf>,
     /// Members of this group may approve canaries (never their own requests).
     #[arg(long, default_value = "janus-approvers")]
     pub approver_group: String,
@@ -138,6 +144,9 @@ pub struct OperatorConfig {
     pub signing_key: Option<crate::identity::SigningKey>,
     /// The ServiceAccount step Jobs run as.
     pub step_service_account: Option<String>,
+    /// Verifies the decision service's signature on runtime statistics (none: no
+    /// `decision-service` statistics count).
+    pub stats_key: Option<crate::identity::SigningKey>,
 }
 
 pub struct Context {
@@ -375,6 +384,18 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             None
         }
     };
+    let stats_key = match &args.stats_key {
+        Some(path) => Some(
+            crate::identity::SigningKey::from_file(path)
+                .map_err(|e| fail(format!("--stats-key: {e}")))?,
+        ),
+        None => {
+            tracing::warn!(
+                "no --stats-key: no runtime statistics of a decision service will count (shadow → paper and paper → canary stay blocked but for a simulation the policy accepts)"
+            );
+            None
+        }
+    };
     // The audit key: derived from the signing key (crate::audit::AuditKey).
     let audit_key = match &args.webhook_signing_key_file {
         Some(path) => {
@@ -461,6 +482,7 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             field_manager,
             signing_key,
             step_service_account: args.step_service_account.clone(),
+            stats_key,
         },
         failures: Mutex::new(HashMap::new()),
         ready: AtomicBool::new(false),

@@ -10,7 +10,7 @@ use crate::controller::jobs::{self, Step};
 use crate::controller::run::{self as run_plan, ChildKind, JobPhase, ObservedChild, ObservedJob};
 use crate::controller::{candidate as candidate_plan, promotion as promotion_plan};
 use crate::crd::{
-    ConditionStatus, JanusCandidate, JanusCandidateStatus, JanusRun, PromotionRequest,
+    ConditionStatus, ConditionType, JanusCandidate, JanusRun, PromotionRequest, Reason, StatusEvent,
 };
 use crate::gates::RuntimeStats;
 use crate::gates::policy::GatePolicy;
@@ -103,23 +103,19 @@ pub(super) async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     action: &str,
-    events: impl IntoIterator<Item = (String, String, bool)>,
+    events: impl IntoIterator<Item = StatusEvent>,
 ) {
     let reference = obj.object_ref(&());
-    for (reason, note, warning) in events {
+    for e in events {
         let event = Event {
-            type_: if warning {
+            type_: if e.warning {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
-            reason,
+            reason: e.reason.as_str().to_string(),
             // The API server refuses a note over 1 KiB: cut it, saying so.
-            note: Some({
-                let mut note = note;
-                crate::identity::clip(&mut note, 1024);
-                note
-            }),
+            note: Some(crate::text::bounded(&e.message, 1024)),
             action: action.to_string(),
             secondary: None,
         };
@@ -162,31 +158,20 @@ fn read_evidence(root: &Path, run: &str) -> std::result::Result<EvidenceArtifact
     read_evidence_with_parents(&path, Some(&event_car), Some(&rewards)).map_err(|e| e.to_string())
 }
 
-/// Runtime statistics of a candidate's shadow or paper window, when some were written to
-/// `candidates/<name>/runtime-<stage>.json` on the artifacts volume.
-fn read_runtime(root: &Path, candidate: &str, stage: &str) -> Option<RuntimeStats> {
-    let path = root.join(runtime_stats_path(candidate, stage));
-    let bytes = std::fs::read(&path).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(stats) => Some(stats),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "unreadable runtime statistics");
-            None
-        }
-    }
-}
-
 /// Runtime statistics of a candidate at a stage: the sealed `janus-runtime-stats-v1` windows
 /// decision services wrote under `candidates/<name>/runtime/<stage>/`, each read by the
-/// fail-closed artifact reader, kept only when they come from serving `want`
-/// (`runtime::stats::accept`: request, stage, model digest, simulation per the policy) and
-/// merged over their newest contiguous stretch. Refused files and gaps are logged with their
-/// reasons. Without any such file, the legacy `runtime-<stage>.json`.
+/// fail-closed artifact reader, kept only when they carry the decision service's signature (or
+/// are a simulation) and come from serving `want` (`runtime::stats::accept`: signature,
+/// request, stage, model digest, simulation per the policy), merged over their newest
+/// contiguous stretch. Nothing else is read. Refused files and gaps are logged with their
+/// reasons. Returns the statistics, or why there are none (the gate's blocker text), and the
+/// notes on suspect refused files for the request's blockers.
 fn read_runtime_stats(
     root: &Path,
     want: &crate::runtime::stats::Wanted<'_>,
-) -> Option<RuntimeStats> {
-    let dir = root.join(crate::runtime::stats::stage_dir(want.candidate, want.stage));
+) -> (std::result::Result<RuntimeStats, String>, Vec<String>) {
+    let folder = crate::runtime::stats::stage_dir(want.candidate, want.stage);
+    let dir = root.join(&folder);
     let files: Vec<_> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -195,30 +180,33 @@ fn read_runtime_stats(
                 let read =
                     read_artifact::<crate::contracts::runtime_stats::RuntimeStatsArtifact>(&p)
                         .map_err(|e| e.to_string());
-                (p.display().to_string(), read)
+                let name = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+                (name, read)
             })
             .collect(),
         Err(_) => Vec::new(),
     };
-    if files.is_empty() {
-        return read_runtime(root, want.candidate, want.stage);
-    }
     let accepted = crate::runtime::stats::accept(files, want);
-    for why in &accepted.refused {
-        tracing::warn!(refused = %why, "runtime statistics refused");
+    for refused in &accepted.refused {
+        tracing::warn!(refused = %refused, "runtime statistics refused");
     }
-    let merged = accepted.merged?;
+    let notes = crate::runtime::stats::refusal_notes(&accepted.refused, MAX_REFUSAL_NOTES);
+    let Some(merged) = accepted.merged else {
+        let why = match accepted.refused.len() {
+            0 => format!("none under {folder}/"),
+            n => format!("none that count under {folder}/ ({n} files refused)"),
+        };
+        return (Err(why), notes);
+    };
     for gap in &merged.gaps {
         tracing::warn!(candidate = want.candidate, stage = want.stage, from = %gap.from, to = %gap.to,
             "a gap in the runtime statistics: only the windows after it count");
     }
-    Some(merged.stats)
+    (Ok(merged.stats), notes)
 }
 
-/// Where a candidate's runtime statistics of a stage go (relative to the artifacts root).
-pub fn runtime_stats_path(candidate: &str, stage: &str) -> String {
-    format!("candidates/{candidate}/runtime-{stage}.json")
-}
+/// Most refused statistics files named in a request's blockers (the log names every one).
+const MAX_REFUSAL_NOTES: usize = 5;
 
 // ---------- JanusRun ----------
 
@@ -390,9 +378,9 @@ pub async fn reconcile_run(run: Arc<JanusRun>, ctx: Arc<Context>) -> Result<Acti
     publish(&ctx, run.as_ref(), "Reconcile", plan.events).await;
     ctx.metrics
         .reconciled("JanusRun", started.elapsed().as_secs_f64());
-    Ok(match plan.status.phase.as_deref() {
+    Ok(match plan.status.phase {
         _ if plan.waiting => Action::requeue(Duration::from_secs(5)),
-        Some("Succeeded") | Some("Failed") => Action::await_change(),
+        Some(p) if p.finished() => Action::await_change(),
         _ => Action::requeue(Duration::from_secs(30)),
     })
 }
@@ -438,11 +426,10 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
         Err(why) => {
             // Without a policy nothing passes; say so on the candidate and retry.
             let mut status = cand.status.clone().unwrap_or_default();
-            promotion_plan::set_condition(
-                &mut status.conditions,
-                "GatesPassed",
+            status.conditions.set(
+                ConditionType::GatesPassed,
                 ConditionStatus::False,
-                "PolicyUnavailable",
+                Reason::PolicyUnavailable,
                 why.clone(),
                 Utc::now(),
                 cand.metadata.generation,
@@ -452,7 +439,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
         }
     };
     let evidence = read_evidence(&ctx.config.artifacts_root, &cand.spec.run_ref);
-    let runtime = read_runtime_stats(
+    let (runtime, _) = read_runtime_stats(
         &ctx.config.artifacts_root,
         &crate::runtime::stats::Wanted {
             candidate: &name,
@@ -460,6 +447,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
             model_sha256: &cand.spec.model.sha256,
             promotion_request: None,
             allow_simulation: policy.gate0_data_integrity.allow_simulation,
+            key: ctx.config.stats_key.as_ref(),
         },
     );
     let before = cand.status.clone();
@@ -470,33 +458,14 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
         status: before.as_ref(),
         run: run.as_ref().and_then(|r| r.status.as_ref()),
         evidence: evidence.as_ref().map_err(Clone::clone),
-        runtime: runtime.as_ref(),
+        runtime: runtime.as_ref().map_err(String::as_str),
         policy: &policy,
         now: Utc::now(),
     });
-    let complete = condition_true(&status, "EvidenceComplete");
+    let complete = status.conditions.is_true(ConditionType::EvidenceComplete);
     ctx.metrics.evidence(&ns, &name, complete);
     if before.as_ref() != Some(&status) {
-        let changed = |t: &str| {
-            before
-                .as_ref()
-                .map(|b| condition_true(b, t))
-                .unwrap_or(false)
-                != condition_true(&status, t)
-                || before.is_none()
-        };
-        let mut events = Vec::new();
-        for t in ["EvidenceComplete", "Reproducible", "GatesPassed"] {
-            if changed(t) {
-                let c = status.conditions.0.iter().find(|c| c.type_ == t);
-                events.push((
-                    c.map(|c| c.reason.clone()).unwrap_or_default(),
-                    c.map(|c| format!("{t}={:?}: {}", c.status, c.message))
-                        .unwrap_or_default(),
-                    !condition_true(&status, t),
-                ));
-            }
-        }
+        let events = candidate_plan::events(before.as_ref(), &status);
         write_status(&candidates, cand.as_ref(), &status).await?;
         publish(&ctx, cand.as_ref(), "Evaluate", events).await;
     }
@@ -527,14 +496,6 @@ async fn release_if_unneeded(ctx: &Context, ns: &str, cand: &JanusCandidate) -> 
         crate::operator::claims::release_candidate(ctx, ns, cand).await?;
     }
     Ok(())
-}
-
-fn condition_true(status: &JanusCandidateStatus, t: &str) -> bool {
-    status
-        .conditions
-        .0
-        .iter()
-        .any(|c| c.type_ == t && c.status == ConditionStatus::True)
 }
 
 // ---------- PromotionRequest ----------
@@ -646,7 +607,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         None => Err(format!("candidate `{}` not found", pr.spec.candidate)),
         Some(c) => {
             let status = c.status.clone().unwrap_or_default();
-            if !condition_true(&status, "EvidenceComplete") {
+            if !status.conditions.is_true(ConditionType::EvidenceComplete) {
                 Err(format!(
                     "candidate `{}` has no complete, verified evidence",
                     pr.spec.candidate
@@ -675,7 +636,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
         crate::gates::Target::Paper => p.gate0_data_integrity.allow_simulation,
         crate::gates::Target::Canary => p.gate3_paper_trading.allow_simulation,
     });
-    let runtime = match candidate.as_ref() {
+    let (runtime, runtime_refused) = match candidate.as_ref() {
         Some(c) => read_runtime_stats(
             &ctx.config.artifacts_root,
             &crate::runtime::stats::Wanted {
@@ -685,9 +646,13 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
                 promotion_request: (pr.spec.target == crate::gates::Target::Paper)
                     .then_some(name.as_str()),
                 allow_simulation,
+                key: ctx.config.stats_key.as_ref(),
             },
         ),
-        None => None,
+        None => (
+            Err(format!("candidate `{}` not found", pr.spec.candidate)),
+            Vec::new(),
+        ),
     };
     let history_uri = candidate
         .as_ref()
@@ -760,7 +725,8 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
                 .is_some_and(|c| c.metadata.deletion_timestamp.is_some()),
             history_uri: history_uri.as_deref(),
             evidence: evidence.as_ref().map_err(Clone::clone),
-            runtime: runtime.as_ref(),
+            runtime: runtime.as_ref().map_err(String::as_str),
+            runtime_refused: &runtime_refused,
             policy: policy.as_ref().map_err(Clone::clone),
             actor: &actor,
             rollback_actor: &rollback_actor,
@@ -857,12 +823,8 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
     if (previous.stage, previous.phase) != (stage, phase) {
         let target = pr.spec.target.name();
         let status = phase.map(|p| format!("{p:?}")).unwrap_or_default();
-        let reason = plan
-            .events
-            .first()
-            .map(|(r, _)| r.clone())
-            .unwrap_or_default();
-        ctx.metrics.promotion_attempt(target, &status, &reason);
+        let reason = plan.events.first().map_or("", |e| e.reason.as_str());
+        ctx.metrics.promotion_attempt(target, &status, reason);
         if let Some(report) = &plan.status.gate_report {
             for gate in report.failed() {
                 for r in &gate.reasons {
@@ -871,14 +833,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
             }
         }
     }
-    let warn = matches!(phase, Some(Phase::Blocked | Phase::Halted));
-    publish(
-        &ctx,
-        pr.as_ref(),
-        "Promote",
-        plan.events.into_iter().map(|(r, m)| (r, m, warn)),
-    )
-    .await;
+    publish(&ctx, pr.as_ref(), "Promote", plan.events).await;
     ctx.metrics
         .reconciled("PromotionRequest", started.elapsed().as_secs_f64());
     Ok(Action::requeue(Duration::from_secs(60)))

@@ -9,6 +9,12 @@
 //!
 //! Invariants: every event answered while a configuration is in force is counted exactly once,
 //! in exactly one window; a window is never written twice (closing empties it).
+//!
+//! Provenance: the decision service signs each file with the statistics key ([`sign`]); the
+//! operator counts a `decision-service` file only when [`check_signature`] verifies it, so a
+//! file anyone with write access to the artifacts volume wrote (a valid content hash is easy to
+//! compute) is refused with its reason. A `simulation` file is what a replay says it is: it may
+//! be unsigned, and counts only where the policy lets a simulation stand in.
 
 use crate::contracts::artifact::unsealed;
 use crate::contracts::runtime_stats::{
@@ -17,9 +23,10 @@ use crate::contracts::runtime_stats::{
 };
 use crate::contracts::{ArtifactKind, Inputs, Lineage, Sha256Hex, canonical_hash};
 use crate::gates::RuntimeStats;
+use crate::identity::SigningKey;
 use crate::runtime::decision::Source;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 /// What is being served: a window holds one of these throughout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +43,9 @@ pub struct Served {
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
     pub event_id: &'a str,
+    /// The id was already decided under this configuration: answered again with its first
+    /// decision (`runtime::dedup`), counted as a duplicate and nothing else.
+    pub repeat: bool,
     pub symbol: &'a str,
     /// The title is empty or the event type is missing.
     pub null: bool,
@@ -56,7 +66,6 @@ struct Window {
     staleness: Histogram,
     seen: BTreeSet<String>,
     decided: BTreeSet<String>,
-    ids: HashSet<String>,
 }
 
 impl Window {
@@ -69,7 +78,6 @@ impl Window {
             staleness: Histogram::default(),
             seen: BTreeSet::new(),
             decided: BTreeSet::new(),
-            ids: HashSet::new(),
         }
     }
 }
@@ -116,8 +124,10 @@ impl Recorder {
             .get_or_insert_with(|| Window::new(served.clone(), now));
         let c = &mut w.counts;
         c.events += 1;
-        if !w.ids.insert(o.event_id.to_string()) {
+        if o.repeat {
+            // Not a second decision: the first one is already counted.
             c.duplicate_event_ids += 1;
+            return closed;
         }
         if o.null {
             c.null_events += 1;
@@ -199,6 +209,7 @@ impl Recorder {
                 run_config_hash: served.config_hash,
                 schema_hash: ArtifactKind::RuntimeStats.schema_hash(),
             },
+            signature: None,
             manifest_hash: unsealed(),
             schema_version: RuntimeStatsVersion::V1,
         })
@@ -306,7 +317,7 @@ pub fn merge(files: &[RuntimeStatsArtifact]) -> Option<Merged> {
             .flatten(),
         null_rate: ratio(counts.null_events, counts.events),
         staleness_p95_ms: mergeable.then(|| staleness.quantile(0.95)).flatten(),
-        symbol_coverage: ratio(decided.len() as u64, seen.len() as u64),
+        symbol_coverage: symbol_coverage(&seen, &decided),
         error_ratio: ratio(counts.errors, counts.decisions),
         fallback_ratio: ratio(counts.fallbacks, counts.decisions),
         latency_p95_ms: mergeable.then(|| latency.quantile(0.95)).flatten(),
@@ -318,6 +329,78 @@ pub fn merge(files: &[RuntimeStatsArtifact]) -> Option<Merged> {
         files: stretch.len(),
         gaps,
     })
+}
+
+/// The domain prefix of the statistics signature: what is signed and its version.
+const SIGNATURE_DOMAIN: &[u8] = b"janus-runtime-stats-v1\n";
+
+/// The bytes a statistics signature covers: [`SIGNATURE_DOMAIN`], then the RFC 8785 encoding
+/// of the artifact without `manifest_hash` and with `signature` null.
+fn signed_bytes(
+    a: &RuntimeStatsArtifact,
+) -> Result<Vec<u8>, crate::contracts::jcs::CanonicalError> {
+    let mut unsigned = a.clone();
+    unsigned.signature = None;
+    let body = crate::contracts::jcs::to_canonical_vec(&unsigned, Some("manifest_hash"))?;
+    Ok([SIGNATURE_DOMAIN, &body].concat())
+}
+
+/// Signs a closed window with the statistics key (before it is sealed: the manifest hash then
+/// covers the signature too). Fails only on a value JSON cannot carry, which sealing would
+/// refuse as well.
+pub fn sign(
+    a: &mut RuntimeStatsArtifact,
+    key: &SigningKey,
+) -> Result<(), crate::contracts::jcs::CanonicalError> {
+    a.signature = Some(key.sign(&signed_bytes(a)?));
+    Ok(())
+}
+
+/// Why a statistics file's signature does not make it the decision service's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error(
+        "unsigned: `source: decision-service` counts only signed with the statistics key (a hand-written file, or a service run without --stats-key)"
+    )]
+    Unsigned,
+    #[error(
+        "the signature does not verify with the statistics key (another key, or the file was changed after it was signed)"
+    )]
+    Invalid,
+    #[error("signed, but the operator has no --stats-key to verify the signature with")]
+    NoKey,
+}
+
+/// Checks a statistics file's signature against the statistics key (current or previous). A
+/// signature that is present must verify, whatever the source; an unsigned file is accepted
+/// only as `simulation` (what a replay is, and counted only where the policy lets a simulation
+/// stand in).
+pub fn check_signature(
+    a: &RuntimeStatsArtifact,
+    key: Option<&SigningKey>,
+) -> Result<(), SignatureError> {
+    match (&a.signature, key) {
+        (None, _) if a.source == StatsSource::Simulation => Ok(()),
+        (None, _) => Err(SignatureError::Unsigned),
+        (Some(_), None) => Err(SignatureError::NoKey),
+        (Some(tag), Some(key)) => match signed_bytes(a) {
+            Ok(bytes) if key.verifies(&bytes, tag) => Ok(()),
+            _ => Err(SignatureError::Invalid),
+        },
+    }
+}
+
+/// Symbol coverage (gate0): of the symbols that could trade, the share the service decided (by
+/// the model or the fallback, rather than halting or suppressing them); `None` when none could
+/// trade. A symbol with no price row on the day (halted, not yet listed, a day outside the
+/// data) could not trade and is in neither set: the market's halts never lower coverage. The
+/// decision service cannot know the market's halts, so every symbol it sees counts as able to
+/// trade; a replay that reads the price files (`janus paper`) passes only the symbols priced on
+/// their event's first tradable day, keyed by symbol and day. Members of `decided` outside
+/// `could_trade` are not counted.
+pub fn symbol_coverage<T: Ord>(could_trade: &BTreeSet<T>, decided: &BTreeSet<T>) -> Option<f64> {
+    let covered = could_trade.iter().filter(|s| decided.contains(s)).count();
+    (!could_trade.is_empty()).then(|| covered as f64 / could_trade.len() as f64)
 }
 
 /// What statistics must have come from to count for a decision.
@@ -333,65 +416,135 @@ pub struct Wanted<'a> {
     pub promotion_request: Option<&'a str>,
     /// The policy lets a simulation stand in.
     pub allow_simulation: bool,
+    /// The statistics key that verifies the decision service's signatures (`None`: no
+    /// `decision-service` file counts; see [`check_signature`]).
+    pub key: Option<&'a SigningKey>,
+}
+
+/// Why one statistics file does not count for a decision.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// The fail-closed artifact reader refused it (schema, lineage, content hash).
+    #[error("does not verify: {0}")]
+    Unverifiable(String),
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    #[error("is for candidate `{0}`")]
+    OtherCandidate(String),
+    #[error("is for stage {0}")]
+    OtherStage(String),
+    #[error("served model {served}, not the candidate's {wanted}")]
+    OtherModel {
+        served: Sha256Hex,
+        wanted: Sha256Hex,
+    },
+    /// Another request's own shadow window: genuine, and not this request's.
+    #[error("served request `{served}`, not `{wanted}`")]
+    OtherRequest { served: String, wanted: String },
+    #[error("is a simulation, which the policy does not accept for the {0} window")]
+    Simulation(String),
+}
+
+impl Refusal {
+    /// Whether the refusal says something about the file's provenance (unverifiable, badly
+    /// signed, another candidate or model in this candidate's folder, a simulation the policy
+    /// refuses), rather than being another request's genuine window.
+    pub fn is_suspect(&self) -> bool {
+        !matches!(self, Refusal::OtherRequest { .. })
+    }
+}
+
+/// One refused file: its name and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub file: String,
+    pub why: Refusal,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.why)
+    }
 }
 
 /// Files read for a decision: the merge of those that count, and why each other one did not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
     pub merged: Option<Merged>,
-    /// `<file>: <why>` for every file refused (unverifiable, another request, stage or model,
-    /// a simulation the policy does not accept).
-    pub refused: Vec<String>,
+    /// Every file refused (unverifiable, unsigned or badly signed, another request, stage or
+    /// model, a simulation the policy does not accept), in the order given.
+    pub refused: Vec<Refused>,
 }
 
-/// Keeps the files that verified (the caller read them with the fail-closed artifact reader)
-/// and come from serving `want`, and merges them (see [`merge`]).
+/// Keeps the files that verified (the caller read them with the fail-closed artifact reader),
+/// carry a signature the statistics key verifies (or are an unsigned simulation, see
+/// [`check_signature`]) and come from serving `want`, and merges them (see [`merge`]).
 pub fn accept(
     files: Vec<(String, Result<RuntimeStatsArtifact, String>)>,
     want: &Wanted<'_>,
 ) -> Accepted {
     let mut kept = Vec::new();
     let mut refused = Vec::new();
-    for (name, file) in files {
-        let why = match &file {
-            Err(e) => Some(format!("does not verify: {e}")),
-            Ok(a) if a.candidate != want.candidate => {
-                Some(format!("is for candidate `{}`", a.candidate))
-            }
-            Ok(a) if a.stage != want.stage => Some(format!("is for stage {}", a.stage)),
-            Ok(a) if a.model_sha256 != *want.model_sha256 => Some(format!(
-                "served model {}, not the candidate's {}",
-                a.model_sha256, want.model_sha256
-            )),
-            Ok(a)
-                if want
-                    .promotion_request
-                    .is_some_and(|r| r != a.promotion_request) =>
-            {
-                Some(format!(
-                    "served request `{}`, not `{}`",
-                    a.promotion_request,
-                    want.promotion_request.unwrap_or_default()
-                ))
-            }
-            Ok(a) if a.source == StatsSource::Simulation && !want.allow_simulation => {
-                Some(format!(
-                    "is a simulation, which the policy does not accept for the {} window",
-                    want.stage
-                ))
-            }
-            Ok(_) => None,
-        };
-        match (why, file) {
-            (Some(why), _) => refused.push(format!("{name}: {why}")),
-            (None, Ok(a)) => kept.push(a),
-            (None, Err(_)) => {}
+    for (file, read) in files {
+        match read
+            .map_err(Refusal::Unverifiable)
+            .and_then(|a| refusal(&a, want).map_or(Ok(a), Err))
+        {
+            Ok(a) => kept.push(a),
+            Err(why) => refused.push(Refused { file, why }),
         }
     }
     Accepted {
         merged: merge(&kept),
         refused,
     }
+}
+
+/// What a request's status says about refused files (`runtime statistics refused: <file>:
+/// <why>`): the suspect ones ([`Refusal::is_suspect`]), at most `max`, then how many more.
+pub fn refusal_notes(refused: &[Refused], max: usize) -> Vec<String> {
+    let suspect: Vec<&Refused> = refused.iter().filter(|r| r.why.is_suspect()).collect();
+    let mut notes: Vec<String> = suspect
+        .iter()
+        .take(max)
+        .map(|r| format!("runtime statistics refused: {r}"))
+        .collect();
+    if suspect.len() > max {
+        notes.push(format!(
+            "runtime statistics refused: {} more files (the operator's log names each)",
+            suspect.len() - max
+        ));
+    }
+    notes
+}
+
+/// Why one verified file does not count for `want`; `None` when it does.
+fn refusal(a: &RuntimeStatsArtifact, want: &Wanted<'_>) -> Option<Refusal> {
+    if let Err(e) = check_signature(a, want.key) {
+        return Some(e.into());
+    }
+    if a.candidate != want.candidate {
+        return Some(Refusal::OtherCandidate(a.candidate.clone()));
+    }
+    if a.stage != want.stage {
+        return Some(Refusal::OtherStage(a.stage.clone()));
+    }
+    if a.model_sha256 != *want.model_sha256 {
+        return Some(Refusal::OtherModel {
+            served: a.model_sha256.clone(),
+            wanted: want.model_sha256.clone(),
+        });
+    }
+    if let Some(r) = want.promotion_request.filter(|r| *r != a.promotion_request) {
+        return Some(Refusal::OtherRequest {
+            served: a.promotion_request.clone(),
+            wanted: r.to_string(),
+        });
+    }
+    if a.source == StatsSource::Simulation && !want.allow_simulation {
+        return Some(Refusal::Simulation(want.stage.to_string()));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -414,6 +567,7 @@ mod tests {
     fn obs<'a>(id: &'a str, symbol: &'a str, source: Source, reason: &'a str) -> Observation<'a> {
         Observation {
             event_id: id,
+            repeat: false,
             symbol,
             null: false,
             source,
@@ -462,12 +616,17 @@ mod tests {
             &obs("b", "Y", Source::Fallback, "inference_timeout"),
             at(2),
         );
-        r.record(&s, &obs("a", "X", Source::Model, "shadow"), at(3));
+        let repeat = Observation {
+            repeat: true,
+            ..obs("a", "X", Source::Model, "shadow")
+        };
+        r.record(&s, &repeat, at(3));
         r.record(&s, &obs("c", "Z", Source::Halted, "kill_switch"), at(4));
         let first = r.close(at(10)).unwrap();
         assert_eq!((first.window_start, first.window_end), (at(0), at(10)));
         let c = &first.counts;
-        assert_eq!((c.events, c.decisions, c.halts), (4, 3, 1));
+        // The repeat is an event and a duplicate, not a second decision.
+        assert_eq!((c.events, c.decisions, c.halts), (4, 2, 1));
         assert_eq!((c.timeouts, c.fallbacks, c.duplicate_event_ids), (1, 1, 1));
         assert_eq!(first.symbols_seen, ["X", "Y", "Z"]);
         assert_eq!(first.symbols_decided, ["X", "Y"]);
@@ -548,15 +707,21 @@ mod tests {
 
     #[test]
     fn only_verified_statistics_of_the_request_stage_and_model_count() {
+        let key = SigningKey::new(b"statistics-key-0123456789").unwrap();
+        let signed = |mut a: RuntimeStatsArtifact| {
+            sign(&mut a, &key).unwrap();
+            a
+        };
         let mut r = recorder();
         let s = served("shadow");
         r.record(&s, &obs("a", "X", Source::Model, "shadow"), at(1));
-        let good = r.close(at(10)).unwrap();
-        let mut sim = good.clone();
+        let unsigned = r.close(at(10)).unwrap();
+        let good = signed(unsigned.clone());
+        let mut sim = unsigned.clone();
         sim.source = StatsSource::Simulation;
-        let mut other_model = good.clone();
+        let mut other_model = unsigned.clone();
         other_model.model_sha256 = Sha256Hex::of_bytes(b"other");
-        let mut other_request = good.clone();
+        let mut other_request = unsigned.clone();
         other_request.promotion_request = "p2".into();
         let model = Sha256Hex::of_bytes(b"model");
         let want = Wanted {
@@ -565,28 +730,33 @@ mod tests {
             model_sha256: &model,
             promotion_request: Some("p1"),
             allow_simulation: false,
+            key: Some(&key),
         };
         let files = || {
             vec![
                 ("good".to_string(), Ok(good.clone())),
                 ("sim".to_string(), Ok(sim.clone())),
-                ("model".to_string(), Ok(other_model.clone())),
-                ("request".to_string(), Ok(other_request.clone())),
+                ("model".to_string(), Ok(signed(other_model.clone()))),
+                ("request".to_string(), Ok(signed(other_request.clone()))),
                 (
                     "edited".to_string(),
                     Err("changed after it was sealed".to_string()),
                 ),
+                ("unsigned".to_string(), Ok(unsigned.clone())),
             ]
         };
         let a = accept(files(), &want);
         assert_eq!(a.merged.as_ref().unwrap().files, 1);
-        let refused: Vec<&str> = a
-            .refused
-            .iter()
-            .map(|r| r.split(':').next().unwrap())
-            .collect();
-        assert_eq!(refused, ["sim", "model", "request", "edited"]);
-        assert!(a.refused[0].contains("simulation"));
+        let refused: Vec<&str> = a.refused.iter().map(|r| r.file.as_str()).collect();
+        assert_eq!(refused, ["sim", "model", "request", "edited", "unsigned"]);
+        assert_eq!(a.refused[0].why, Refusal::Simulation("shadow".into()));
+        assert!(matches!(a.refused[2].why, Refusal::OtherRequest { .. }));
+        assert!(!a.refused[2].why.is_suspect() && a.refused[1].why.is_suspect());
+        assert_eq!(
+            a.refused[4].why,
+            Refusal::Signature(SignatureError::Unsigned)
+        );
+        assert!(a.refused[4].to_string().starts_with("unsigned: unsigned"));
         let a = accept(
             files(),
             &Wanted {
@@ -596,5 +766,81 @@ mod tests {
         );
         let m = a.merged.unwrap();
         assert_eq!((m.files, m.source), (2, StatsSource::Simulation));
+        // Without the key nothing the decision service signed counts.
+        // Suspect here: model, edited, unsigned (the simulation was accepted; another
+        // request's window is never suspect); two named, then a count.
+        let notes = refusal_notes(&a.refused, 2);
+        assert_eq!(
+            notes,
+            [
+                format!(
+                    "runtime statistics refused: model: served model {}, not the candidate's {model}",
+                    Sha256Hex::of_bytes(b"other")
+                ),
+                "runtime statistics refused: edited: does not verify: changed after it was sealed"
+                    .to_string(),
+                "runtime statistics refused: 1 more files (the operator's log names each)"
+                    .to_string(),
+            ]
+        );
+        let a = accept(files(), &Wanted { key: None, ..want });
+        assert!(a.merged.is_none());
+        assert_eq!(a.refused[0].why, Refusal::Signature(SignatureError::NoKey));
+    }
+
+    #[test]
+    fn a_signature_binds_every_field_to_the_key() {
+        let key = SigningKey::new(b"statistics-key-0123456789").unwrap();
+        let mut r = recorder();
+        let s = served("paper");
+        r.record(&s, &obs("a", "X", Source::Model, "ok"), at(1));
+        let mut a = r.close(at(10)).unwrap();
+        assert_eq!(
+            check_signature(&a, Some(&key)),
+            Err(SignatureError::Unsigned)
+        );
+        sign(&mut a, &key).unwrap();
+        assert_eq!(check_signature(&a, Some(&key)), Ok(()));
+        // Sealing afterwards (the manifest hash) leaves the signature valid.
+        let mut sealed = a.clone();
+        crate::contracts::seal(&mut sealed).unwrap();
+        assert_eq!(check_signature(&sealed, Some(&key)), Ok(()));
+        // Stretched to a 72 h window, or one decision more: no longer the service's.
+        let mut stretched = a.clone();
+        stretched.window_start = at(-72 * 3600);
+        assert_eq!(
+            check_signature(&stretched, Some(&key)),
+            Err(SignatureError::Invalid)
+        );
+        let mut more = a.clone();
+        more.counts.decisions += 1;
+        assert_eq!(
+            check_signature(&more, Some(&key)),
+            Err(SignatureError::Invalid)
+        );
+        // Relabelled a simulation, a signature still has to verify.
+        let mut relabelled = a.clone();
+        relabelled.source = StatsSource::Simulation;
+        assert_eq!(
+            check_signature(&relabelled, Some(&key)),
+            Err(SignatureError::Invalid)
+        );
+        // Another key does not verify; after a rotation the previous key still does.
+        let other = SigningKey::new(b"another-key-0123456789").unwrap();
+        assert_eq!(
+            check_signature(&a, Some(&other)),
+            Err(SignatureError::Invalid)
+        );
+        let rotated = SigningKey::new(b"the-next-key-0123456789")
+            .unwrap()
+            .with_previous([key.clone()]);
+        assert_eq!(check_signature(&a, Some(&rotated)), Ok(()));
+        assert_eq!(check_signature(&a, None), Err(SignatureError::NoKey));
+        // A garbled tag is refused, never a panic.
+        a.signature = Some("zz".into());
+        assert_eq!(
+            check_signature(&a, Some(&key)),
+            Err(SignatureError::Invalid)
+        );
     }
 }

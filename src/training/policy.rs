@@ -97,6 +97,24 @@ pub struct Forward {
     pub car: f32,
 }
 
+impl Forward {
+    /// The greedy prediction: the most probable class of each head and the mean ĉ.
+    pub fn prediction(&self) -> Prediction {
+        Prediction {
+            direction: DIRECTIONS[argmax(&self.direction)],
+            event_type: Some(EventType::KNOWN[argmax(&self.event_type)]),
+            strength: STRENGTHS[argmax(&self.strength)],
+            car_estimate: self.car as f64,
+        }
+    }
+
+    /// The probability the direction head gives the direction [`Self::prediction`] calls
+    /// (single precision, as the model computes it).
+    pub fn direction_probability(&self) -> f32 {
+        self.direction[argmax(&self.direction)]
+    }
+}
+
 pub fn softmax<const N: usize>(z: [f32; N]) -> [f32; N] {
     let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let mut e = z.map(|v| (v - m).exp());
@@ -208,13 +226,7 @@ impl PolicyModel {
 
     /// The greedy prediction: the most probable class of each head and the mean ĉ.
     pub fn predict(&self, x: &Sparse) -> Prediction {
-        let f = self.forward(x);
-        Prediction {
-            direction: DIRECTIONS[argmax(&f.direction)],
-            event_type: Some(EventType::KNOWN[argmax(&f.event_type)]),
-            strength: STRENGTHS[argmax(&f.strength)],
-            car_estimate: f.car as f64,
-        }
+        self.forward(x).prediction()
     }
 
     /// Accumulates into `grad` the gradient of a loss whose derivatives with respect to the

@@ -52,3 +52,4 @@ clientConfig:
 {{- end -}}
 {{- define "janus.stepServiceAccount" -}}{{ include "janus.fullname" . | trunc 58 | trimSuffix "-" }}-step{{- end -}}
 {{- define "janus.policyNamespace" -}}{{ default (printf "%s-policy" (include "janus.namespace" .)) .Values.policy.namespace }}{{- end -}}
+{{- define "janus.statsKeySecret" -}}{{ default (printf "%s-stats-key" (include "janus.fullname" .)) .Values.statsKey.existingSecret }}{{- end -}}
