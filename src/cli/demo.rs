@@ -77,6 +77,8 @@ pub fn run(args: DemoArgs) -> CliResult {
     let final_out = args.out.clone();
     // Read first: a policy that cannot be used fails before any work.
     let mut policy = super::gates::load_policy(args.policy.as_deref())?;
+    // The generated scenario under the shipped policy (see the freshness note before the gates).
+    let generated_under_shipped_policy = args.data.is_none() && args.policy.is_none();
     let staged = staging(&final_out)?;
     let out = &staged;
     let data = match &args.data {
@@ -346,7 +348,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     // The generated scenario has a fixed calendar (same seed, same bytes), so its evidence is as
     // old as that calendar: under the shipped policy only, the demo accepts that age for gate1's
     // freshness rule, and says so; `--policy` or `--data` get the rule as written.
-    if args.data.is_none() && args.policy.is_none() {
+    if generated_under_shipped_policy {
         let age_days = (chrono::Utc::now() - evidence.generated_at).num_days() as f64 + 1.0;
         let rule = &mut policy.gate1_statistics.max_evidence_age_days;
         if age_days > *rule {
