@@ -200,7 +200,9 @@ fn canary_annotations(drill_age_hours: i64) -> BTreeMap<String, String> {
 
 #[test]
 fn paper_is_promoted_and_the_runtime_config_appears_idempotently() {
-    let now = gate_now();
+    // A minute after the evidence (dated gate_now()): ages count in whole hours rounded up, so
+    // the gate report is the same five minutes later, within the same hour of age.
+    let now = gate_now() + Duration::minutes(1);
     let none = BTreeMap::new();
     let plan = run(&spec(Target::Paper, false), &none, None, now);
     assert_eq!(plan.status.stage, Some(Stage::Paper));

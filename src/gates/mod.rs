@@ -705,7 +705,7 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                                 format!("{what} time {t} is in the future"),
                             ),
                             Some(t) => {
-                                let age = (inputs.now - t).num_seconds() as f64 / 3600.0;
+                                let age = whole_hours_since(t, inputs.now);
                                 c.at_most(
                                     &format!("{code}_age_hours"),
                                     &format!("{what} age (hours)"),
@@ -889,6 +889,14 @@ fn embargo(c: &mut Check, windows: Option<&crate::contracts::evidence::DataWindo
     }
 }
 
+/// Hours from `then` to `now`, rounded up to a whole hour: an age compared with a limit errs
+/// old (never younger than it is, by under an hour), and the decision recorded in a status
+/// changes at most once an hour as time passes, rather than at every reconcile (each status
+/// write would wake the controller again).
+fn whole_hours_since(then: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    ((now - then).num_seconds().max(0) as f64 / 3600.0).ceil()
+}
+
 /// gate1's freshness: evidence older than `max_days` (from its `generated_at` to `now`) cannot
 /// promote; evidence dated after `now` cannot be true.
 fn freshness(c: &mut Check, generated_at: DateTime<Utc>, now: DateTime<Utc>, max_days: f64) {
@@ -899,7 +907,7 @@ fn freshness(c: &mut Check, generated_at: DateTime<Utc>, now: DateTime<Utc>, max
         );
         return;
     }
-    let days = (now - generated_at).num_seconds() as f64 / 86_400.0;
+    let days = whole_hours_since(generated_at, now) / 24.0;
     c.at_most(
         "evidence_age_days",
         "evidence age (days)",
