@@ -1,0 +1,241 @@
+//! Adversary for issue 18 (runtime statistics written by the decision service, verified and
+//! merged by the operator). Each `#[ignore]`d test is a finding: it asserts the behaviour the
+//! issue / docs/serving.md / docs/gates.md call for and fails on main today. Expected values are
+//! counted by hand from the windows each test builds.
+
+use chrono::{DateTime, TimeZone, Utc};
+use janus::contracts::Sha256Hex;
+use janus::contracts::runtime_stats::{RuntimeStatsArtifact, ServiceIdentity, StatsSource};
+use janus::identity::SigningKey;
+use janus::runtime::decision::Source;
+use janus::runtime::stats::{Observation, Recorder, Served, Wanted, accept, merge, sign};
+
+fn at(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+}
+
+fn key() -> SigningKey {
+    SigningKey::new(b"adversary18-statistics-key").unwrap()
+}
+
+fn model() -> Sha256Hex {
+    Sha256Hex::of_bytes(b"model")
+}
+
+fn served(stage: &str) -> Served {
+    Served {
+        promotion_request: "p1".into(),
+        candidate: "c1".into(),
+        stage: stage.into(),
+        model_sha256: model(),
+        config_hash: Sha256Hex::of_bytes(stage.as_bytes()),
+    }
+}
+
+fn recorder(replica: &str, source: StatsSource) -> Recorder {
+    Recorder::new(
+        source,
+        ServiceIdentity {
+            replica: replica.into(),
+            namespace: None,
+            service_account: None,
+        },
+    )
+}
+
+/// One window of `replica` over [from, to) s, with `ok` model decisions and `errors` fallback
+/// decisions after an inference error, signed with the statistics key.
+fn window(replica: &str, stage: &str, from: i64, to: i64, ok: u64, errors: u64) -> RuntimeStatsArtifact {
+    let mut r = recorder(replica, StatsSource::DecisionService);
+    let s = served(stage);
+    r.serving(&s, at(from));
+    let mut n = 0;
+    for (count, source, reason) in [
+        (ok, Source::Model, "ok"),
+        (errors, Source::Fallback, "inference_error"),
+    ] {
+        for _ in 0..count {
+            let id = format!("{replica}-{from}-{n}");
+            n += 1;
+            r.record(
+                &s,
+                &Observation {
+                    event_id: &id,
+                    symbol: "600000.SH",
+                    null: false,
+                    source,
+                    reason,
+                    latency_ms: 3.0,
+                    staleness_ms: 700.0,
+                },
+                at(from),
+            );
+        }
+    }
+    let mut a = r.close(at(to)).unwrap();
+    sign(&mut a, &key()).unwrap();
+    a
+}
+
+fn want<'a>(stage: &'a str, k: &'a SigningKey, m: &'a Sha256Hex, sim: bool) -> Wanted<'a> {
+    Wanted {
+        candidate: "c1",
+        stage,
+        model_sha256: m,
+        promotion_request: Some("p1"),
+        allow_simulation: sim,
+        key: Some(k),
+    }
+}
+
+fn named(files: Vec<RuntimeStatsArtifact>) -> Vec<(String, Result<RuntimeStatsArtifact, String>)> {
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (format!("f{i}.json"), Ok(a)))
+        .collect()
+}
+
+/// Finding 1. A genuine signed window copied under other names (anyone with write access to
+/// `candidates/`: no key needed) is counted once per copy. Copying the clean window dilutes
+/// a failing error ratio below gate3's 0.1: 30 errors in 200 decisions (0.15) becomes 30 in
+/// 700 (0.043). Expected: a window already counted (same replica, overlapping time, or the same
+/// manifest hash) is refused, and the figures stay those of the two genuine windows.
+#[test]
+#[ignore = "adversary18 finding 1"]
+fn a_copied_signed_window_is_counted_once_per_copy_and_dilutes_the_error_ratio() {
+    let clean = window("r1", "paper", 0, 100, 100, 0);
+    let bad = window("r1", "paper", 100, 200, 70, 30);
+    let mut files = vec![clean.clone(), bad];
+    files.extend(std::iter::repeat_n(clean, 5));
+    let (k, m) = (key(), model());
+    let a = accept(named(files), &want("paper", &k, &m, false));
+    let stats = a.merged.unwrap().stats;
+    assert_eq!(stats.decisions, 200, "each genuine decision counted once");
+    assert_eq!(stats.error_ratio, Some(30.0 / 200.0), "0.15 fails gate3's 0.1");
+}
+
+/// Finding 2. Replica r1 is SIGKILLed and loses its window [100, 200) (its events are lost);
+/// replica r2's window [50, 250) overlaps that time, so the merge reports no gap and the lost
+/// decisions vanish silently. docs/serving.md: "A SIGKILL loses at most the open window, which
+/// the merge then reports as a gap". Expected: continuity per replica; r1's hole is a gap.
+#[test]
+#[ignore = "adversary18 finding 2"]
+fn a_lost_window_hidden_by_another_replicas_overlap_is_not_reported_as_a_gap() {
+    let files = vec![
+        window("r1", "shadow", 0, 100, 10, 0),
+        // r1's [100, 200) was never written (SIGKILL).
+        window("r1", "shadow", 200, 300, 10, 0),
+        window("r2", "shadow", 50, 250, 10, 0),
+    ];
+    let m = merge(&files).unwrap();
+    assert!(
+        !m.gaps.is_empty(),
+        "r1 lost [100, 200): expected a gap, got none"
+    );
+}
+
+/// Finding 3. One replica whose clock runs a day ahead writes a genuine, signed window dated
+/// tomorrow. The merge sees a "gap" between the others and it, keeps only the future window, and
+/// every genuine window of the other replicas is discarded (the gates then refuse the lot as
+/// `window_in_future`). Expected: the future-dated file is refused with its reason (the merge
+/// or accept knows `now`), and the two genuine windows (20 decisions) still count.
+#[test]
+#[ignore = "adversary18 finding 3"]
+fn a_window_from_a_skewed_clock_discards_every_genuine_window() {
+    let files = vec![
+        window("r1", "shadow", 0, 100, 10, 0),
+        window("r1", "shadow", 100, 200, 10, 0),
+        window("r2", "shadow", 86_400, 86_500, 1, 0),
+    ];
+    let (k, m) = (key(), model());
+    let a = accept(named(files), &want("shadow", &k, &m, false));
+    let merged = a.merged.unwrap();
+    assert_eq!(
+        (merged.stats.window_start, merged.stats.decisions),
+        (at(0), 20),
+        "the genuine stretch [0, 200) with its 20 decisions"
+    );
+}
+
+/// Finding 4. Counts are summed with unchecked `+=`. One sealed file may carry counts up to
+/// 2^53 - 1 (RFC 8785's exact-integer limit, which the reader enforces), so 2049 contiguous
+/// `simulation` files (unsigned, which the shipped policy accepts for gate0 on shadow → paper,
+/// and which anyone who can write `candidates/` can seal) add past u64::MAX: the merge — the
+/// operator's reconcile — panics in the dev profile (overflow checks; e2e runs it) and wraps
+/// silently in release. Expected: no panic; the sum is checked and refused as impossible.
+#[test]
+#[ignore = "adversary18 finding 4"]
+fn counts_that_add_past_u64_max_do_not_panic_the_merge() {
+    const MAX_EXACT: u64 = (1 << 53) - 1;
+    let mut r = recorder("sim", StatsSource::Simulation);
+    r.serving(&served("shadow"), at(0));
+    let mut one = r.close(at(1)).unwrap();
+    one.counts.events = MAX_EXACT;
+    one.counts.decisions = MAX_EXACT;
+    one.latency_ms.counts[0] = MAX_EXACT;
+    one.staleness_ms.counts[0] = MAX_EXACT;
+    // Sealed like any artifact, it reads back through the fail-closed reader.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("sim.json");
+    janus::contracts::write_artifact(&p, &mut one).unwrap();
+    let one = janus::contracts::read_artifact::<RuntimeStatsArtifact>(&p).unwrap();
+    let files: Vec<RuntimeStatsArtifact> = (0..2049)
+        .map(|i| {
+            let mut a = one.clone();
+            (a.window_start, a.window_end) = (at(i), at(i + 1));
+            a
+        })
+        .collect();
+    let (k, m) = (key(), model());
+    let w = want("shadow", &k, &m, true);
+    let outcome = std::panic::catch_unwind(|| accept(named(files), &w));
+    assert!(outcome.is_ok(), "the merge panicked on a u64 overflow");
+    let merged = outcome.unwrap().merged;
+    assert!(
+        merged.is_none_or(|m| m.stats.decisions >= MAX_EXACT),
+        "the sum wrapped to a small number"
+    );
+}
+
+/// Finding 5. Nothing checks a file's numbers against each other: a window whose decided
+/// symbols were never seen (coverage should be 0/2) reads as coverage 1.0, and one with 1000
+/// decisions among 1 event answered, a latency histogram of 1 value, passes as well.
+/// Expected: decided ⊆ seen, decisions + halts + suppressed = events, histogram totals =
+/// events; otherwise refused as impossible. (Reaches the gates through a simulation at gate0, or
+/// through any bug in the recorder at gate3.)
+#[test]
+#[ignore = "adversary18 finding 5"]
+fn counts_symbols_and_histograms_that_contradict_each_other_are_refused() {
+    let mut r = recorder("sim", StatsSource::Simulation);
+    let s = served("shadow");
+    r.serving(&s, at(0));
+    r.record(
+        &s,
+        &Observation {
+            event_id: "e",
+            symbol: "A",
+            null: false,
+            source: Source::Model,
+            reason: "ok",
+            latency_ms: 1.0,
+            staleness_ms: 1.0,
+        },
+        at(1),
+    );
+    let mut a = r.close(at(100)).unwrap();
+    a.symbols_seen = vec!["A".into(), "B".into()];
+    a.symbols_decided = vec!["C".into(), "D".into()];
+    a.counts.decisions = 1000;
+    let (k, m) = (key(), model());
+    let acc = accept(named(vec![a]), &want("shadow", &k, &m, true));
+    let refused_or_zero = acc.merged.as_ref().is_none_or(|m| {
+        m.stats.symbol_coverage == Some(0.0) || !m.stats.invalid_fields().is_empty()
+    });
+    assert!(
+        refused_or_zero,
+        "accepted with coverage {:?} and {} decisions of 1 event",
+        acc.merged.as_ref().unwrap().stats.symbol_coverage,
+        acc.merged.as_ref().unwrap().stats.decisions
+    );
+}
