@@ -3,6 +3,8 @@
 //! issue / docs/serving.md / docs/gates.md call for and fails on main today. Expected values are
 //! counted by hand from the windows each test builds.
 
+mod common;
+
 use chrono::{DateTime, TimeZone, Utc};
 use janus::contracts::Sha256Hex;
 use janus::contracts::runtime_stats::{RuntimeStatsArtifact, ServiceIdentity, StatsSource};
@@ -237,5 +239,98 @@ fn counts_symbols_and_histograms_that_contradict_each_other_are_refused() {
         "accepted with coverage {:?} and {} decisions of 1 event",
         acc.merged.as_ref().unwrap().stats.symbol_coverage,
         acc.merged.as_ref().unwrap().stats.decisions
+    );
+}
+
+// ---------- the decision service, as a process ----------
+
+const JANUS: &str = env!("CARGO_BIN_EXE_janus");
+
+fn write_runtime(dir: &std::path::Path, data: &str) {
+    let tmp = dir.join("runtime.json.tmp");
+    std::fs::write(&tmp, data).unwrap();
+    std::fs::rename(tmp, dir.join("runtime.json")).unwrap();
+}
+
+fn shadow_runtime() -> String {
+    serde_json::json!({
+        "stage": "shadow", "candidate": "c1", "promotionRequest": "p1",
+        "modelUri": "model/model.onnx", "modelSha256": "0".repeat(64),
+        "tradingEnabled": "false", "forceFallback": "false",
+    })
+    .to_string()
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Finding 6. The service's window keeps running while it has no usable configuration (the
+/// runtime ConfigMap gone, unreadable or refused: /readyz 503, every event halted and not
+/// counted): the periodic flush writes empty windows over that time, contiguous with the rest,
+/// and the merge reads the whole span as served. On a cluster, a paper ConfigMap that was
+/// missing for 70 h of a 72 h "window" passes gate3's `min_window_hours` with two hours of
+/// serving. Expected: the window closes when the configuration becomes unusable, and the time
+/// without one is a gap (docs/serving.md: "a window of what is served").
+#[test]
+#[ignore = "adversary18 finding 6"]
+fn time_without_a_usable_configuration_is_not_counted_as_served() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_runtime(dir, &shadow_runtime());
+    let mut child = Command::new(JANUS)
+        .args(["serve", "--runtime-file"])
+        .arg(dir.join("runtime.json"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+        .args(["--stats-interval", "1", "--replica", "r1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let child = Killed(child);
+    let ready = || common::http(&addr, "GET", "/readyz", b"").0;
+    wait_until(|| ready() == 200);
+    // The configuration becomes unusable (not a configuration at all) for ~2.5 flushes.
+    write_runtime(dir, "{}");
+    wait_until(|| ready() == 503);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    write_runtime(dir, &shadow_runtime());
+    wait_until(|| ready() == 200);
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut child = child;
+    assert!(child.0.wait().unwrap().success());
+
+    let folder = dir.join("candidates/c1/runtime/shadow");
+    let files: Vec<RuntimeStatsArtifact> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| janus::contracts::read_artifact(&e.unwrap().path()).unwrap())
+        .collect();
+    let m = merge(&files).unwrap();
+    assert!(
+        !m.gaps.is_empty(),
+        "~2.5 s without a usable configuration merged as served: {} files, window {} .. {}",
+        files.len(),
+        m.stats.window_start,
+        m.stats.window_end
     );
 }
