@@ -334,3 +334,58 @@ fn time_without_a_usable_configuration_is_not_counted_as_served() {
         m.stats.window_end
     );
 }
+
+/// Finding 7. The operator starts with the same key for statistics and for the webhook's
+/// records (`--stats-key K --webhook-signing-key-file K`), without a word. The domain prefix
+/// keeps a statistics tag from verifying as a record or a status seal, but the decision service
+/// — network-facing, and the only writer of `candidates/` — then holds the key that signs
+/// approvals, drills and status seals, and can mint any of them. Expected: refused at start
+/// (or at least warned), as an empty or unreadable key file already is. (A kubeconfig naming an
+/// unreachable server lets the operator get as far as reading its keys.)
+#[test]
+#[ignore = "adversary18 finding 7"]
+fn the_operator_refuses_one_key_for_statistics_and_approvals() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let key = tmp.path().join("key");
+    std::fs::write(&key, "one-key-for-everything-0123456789\n").unwrap();
+    let child = Command::new(JANUS)
+        .args(["controller", "--log-format", "text", "--stats-key"])
+        .arg(&key)
+        .arg("--webhook-signing-key-file")
+        .arg(&key)
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("JANUS_STATS_KEY_FILE")
+        .env_remove("JANUS_WEBHOOK_SIGNING_KEY_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    // A refusal at start is immediate; 10 s only bounds the wait for one.
+    let t0 = std::time::Instant::now();
+    let exited = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.0.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        (exited.is_some_and(|s| !s.success()) && stderr.contains("--stats-key"))
+            || stderr.contains("same key"),
+        "started with one key for statistics and approvals; stderr tail: {}",
+        &stderr[stderr.len().saturating_sub(400)..]
+    );
+}
