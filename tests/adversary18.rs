@@ -47,7 +47,14 @@ fn recorder(replica: &str, source: StatsSource) -> Recorder {
 
 /// One window of `replica` over [from, to) s, with `ok` model decisions and `errors` fallback
 /// decisions after an inference error, signed with the statistics key.
-fn window(replica: &str, stage: &str, from: i64, to: i64, ok: u64, errors: u64) -> RuntimeStatsArtifact {
+fn window(
+    replica: &str,
+    stage: &str,
+    from: i64,
+    to: i64,
+    ok: u64,
+    errors: u64,
+) -> RuntimeStatsArtifact {
     let mut r = recorder(replica, StatsSource::DecisionService);
     let s = served(stage);
     r.serving(&s, at(from));
@@ -114,7 +121,11 @@ fn a_copied_signed_window_is_counted_once_per_copy_and_dilutes_the_error_ratio()
     let a = accept(named(files), &want("paper", &k, &m, false));
     let stats = a.merged.unwrap().stats;
     assert_eq!(stats.decisions, 200, "each genuine decision counted once");
-    assert_eq!(stats.error_ratio, Some(30.0 / 200.0), "0.15 fails gate3's 0.1");
+    assert_eq!(
+        stats.error_ratio,
+        Some(30.0 / 200.0),
+        "0.15 fails gate3's 0.1"
+    );
 }
 
 /// Finding 2. Replica r1 is SIGKILLed and loses its window [100, 200) (its events are lost);
@@ -272,7 +283,10 @@ impl Drop for Killed {
 fn wait_until(mut f: impl FnMut() -> bool) {
     let t0 = std::time::Instant::now();
     while !f() {
-        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "timed out");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "timed out"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -316,7 +330,13 @@ fn time_without_a_usable_configuration_is_not_counted_as_served() {
     write_runtime(dir, &shadow_runtime());
     wait_until(|| ready() == 200);
     let pid = child.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut child = child;
     assert!(child.0.wait().unwrap().success());
 
