@@ -962,7 +962,8 @@ s27_operator_gone() {
   k wait promotionrequest/r1-paper-2 --for=condition=Promoted --timeout=60s
   local port
   port="$(serve_for r1-paper-2 s27)"
-  eventually 10 sh -c "curl -fsS -X POST http://127.0.0.1:$port/v1/decide -d '{\"event\": {\"event_id\": \"x\", \"timestamp\": \"'\$(date -u +%Y-%m-%dT%H:%M:%SZ)'\", \"symbol\": \"600000.SH\", \"event_type\": \"dividend\", \"title\": \"t\"}}' | grep -q '\"source\":\"model\"'" ||
+  # A new event id each try: a repeated id gets its first decision again (a duplicate).
+  eventually 10 sh -c "curl -fsS -X POST http://127.0.0.1:$port/v1/decide -d '{\"event\": {\"event_id\": \"x'\$(date +%s%N)'\", \"timestamp\": \"'\$(date -u +%Y-%m-%dT%H:%M:%SZ)'\", \"symbol\": \"600000.SH\", \"event_type\": \"dividend\", \"title\": \"t\"}}' | grep -q '\"source\":\"model\"'" ||
     fail "the service does not trade before the switch: $(decide "$port")"
   # No operator at all (uninstalled, or every replica down).
   local p

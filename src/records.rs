@@ -99,12 +99,38 @@ pub fn text_lines(bytes: &[u8]) -> impl Iterator<Item = (u64, Result<&str, Strin
     })
 }
 
-/// A JSON value that must be an object: the JSON error for a line that is not one.
+/// A JSON value that must be an object: the JSON error for a line that is not one, naming the
+/// field it is about (`field `car_estimate`: invalid number (column 103)`) and the column
+/// within the line, never the parser's own "line 1" (the caller names the file's line).
 pub fn json_object<'a, T: serde::Deserialize<'a>>(line: &'a str) -> Result<T, String> {
     if !line.trim_start().starts_with('{') {
         return Err(format!("not a JSON object: {}", excerpt(line.as_bytes())));
     }
-    serde_json::from_str(line).map_err(|e| format!("{e}"))
+    let mut de = serde_json::Deserializer::from_str(line);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = json_message(e.inner());
+        if path.is_empty() || path == "." {
+            message
+        } else {
+            format!("field `{path}`: {message}")
+        }
+    })?;
+    // Anything after the object (a second value, stray text) makes the line malformed.
+    de.end().map_err(|e| json_message(&e))?;
+    Ok(value)
+}
+
+/// serde_json's message without its " at line L column C" suffix, with the column kept (a
+/// JSON Lines record is one line, so the line is the caller's to name).
+fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(message) if e.column() > 0 => format!("{message} (column {})", e.column()),
+        Some(message) => message.to_string(),
+        None => text,
+    }
 }
 
 /// An identifier as written: a JSON string's text, or a JSON number's raw token (`12345678901234567890123`
@@ -223,6 +249,13 @@ pub fn split_fields<'a>(line: &'a [u8], out: &mut Vec<Cow<'a, str>>) -> Result<(
         }
         return Ok(());
     }
+    // The csv crate reads an unclosed quote to the end of the input and returns what it saw as
+    // a value; a record is one line (docs/data-formats.md), so that is a malformed row.
+    if let Some(field) = unclosed_quote(line) {
+        return Err(format!(
+            "malformed CSV: field {field} opens a quote that the line never closes"
+        ));
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .from_reader(line);
@@ -239,6 +272,37 @@ pub fn split_fields<'a>(line: &'a [u8], out: &mut Vec<Cow<'a, str>>) -> Result<(
         Ok(false) => Ok(()),
         Err(e) => Err(format!("malformed CSV: {e}")),
     }
+}
+
+/// The 1-based field whose quote the line leaves open, if any (RFC 4180: a field that starts
+/// with `"` runs to the next `"` not doubled; a `"` elsewhere in a field is literal, as the csv
+/// crate reads it).
+fn unclosed_quote(line: &[u8]) -> Option<usize> {
+    let (mut field, mut at_start, mut quoted) = (1, true, false);
+    let mut bytes = line.iter().peekable();
+    while let Some(&b) = bytes.next() {
+        if quoted {
+            if b == b'"' {
+                if bytes.peek() == Some(&&b'"') {
+                    bytes.next();
+                } else {
+                    quoted = false;
+                }
+            }
+            continue;
+        }
+        match b {
+            b',' => {
+                field += 1;
+                at_start = true;
+                continue;
+            }
+            b'"' if at_start => quoted = true,
+            _ => {}
+        }
+        at_start = false;
+    }
+    quoted.then_some(field)
 }
 
 /// Splits a row and checks it has exactly `width` fields (the header's).
@@ -333,6 +397,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unclosed_quote_is_a_malformed_row() {
+        let mut out = Vec::new();
+        let e = split_fields(b"a,2023-10-16,\"long, leg", &mut out).unwrap_err();
+        assert!(e.contains("field 3 opens a quote"), "{e}");
+        // Closed quotes, doubled quotes and a literal quote inside a field are fine.
+        split_fields(b"a,\"x \"\"y\"\", z\",b\"c", &mut out).unwrap();
+        assert_eq!(out, ["a", "x \"y\", z", "b\"c"]);
+        assert!(split_fields(b"\"a\"\"", &mut out).is_err());
+    }
+
+    #[test]
     fn ids_keep_their_raw_token() {
         assert_eq!(
             json_line_id(r#"{"event_id": 18446744073709551617, "x": 1}"#).unwrap(),
@@ -345,6 +420,25 @@ mod tests {
                 .unwrap_err()
                 .starts_with("not a JSON object")
         );
+    }
+
+    #[test]
+    fn json_errors_name_the_field_not_the_parser_line() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct P {
+            direction: String,
+            car_estimate: f64,
+        }
+        // `NaN` is not JSON: the value of `car_estimate` starting at column 37 is refused.
+        let e = json_object::<P>(r#"{"direction": "long", "car_estimate": NaN}"#).unwrap_err();
+        assert!(e.starts_with("field `car_estimate`: "), "{e}");
+        assert!(!e.contains("line 1"), "{e}");
+        let e = json_object::<P>(r#"{"direction": 3, "car_estimate": 0.1}"#).unwrap_err();
+        assert!(e.starts_with("field `direction`: invalid type"), "{e}");
+        let e = json_object::<P>(r#"{"direction": "long"}"#).unwrap_err();
+        assert!(e.contains("missing field `car_estimate`"), "{e}");
+        assert!(json_object::<P>(r#"{"direction": "long", "car_estimate": 1} x"#).is_err());
     }
 
     #[test]

@@ -170,17 +170,32 @@ fn every_failure_is_named_with_its_gate_and_numbers() {
         (
             "gate1",
             "negative_fold_ratio",
-            ev(|e| e.walk_forward.as_mut().unwrap().negative_fold_ratio = 0.6),
+            ev(|e| e.walk_forward.as_mut().unwrap().negative_fold_ratio = Some(0.6)),
         ),
         (
             "gate1",
             "fold_pnl_cv",
-            ev(|e| e.walk_forward.as_mut().unwrap().fold_pnl_cv = 2.5),
+            ev(|e| e.walk_forward.as_mut().unwrap().fold_pnl_cv = Some(2.5)),
         ),
         (
             "gate1",
             "missing_negative_fold_ratio",
             ev(|e| e.walk_forward = None),
+        ),
+        // No fold: the statistics are null with a reason, and null is a failure, never a pass.
+        (
+            "gate1",
+            "missing_fold_pnl_cv",
+            ev(|e| {
+                let wf = e.walk_forward.as_mut().unwrap();
+                wf.folds = 0;
+                wf.negative_fold_ratio = None;
+                wf.fold_pnl_cv = None;
+                e.null_reasons.insert(
+                    "walk_forward.fold_pnl_cv".into(),
+                    "no_folds: the evaluated window has 30 return days".into(),
+                );
+            }),
         ),
         (
             "gate1",
@@ -344,6 +359,16 @@ fn every_failure_is_named_with_its_gate_and_numbers() {
             "{id}/{code}: {:?}",
             g.reasons
         );
+        // A null figure fails with the evidence's reason for it.
+        if code == "missing_fold_pnl_cv" {
+            assert!(
+                g.reasons
+                    .iter()
+                    .any(|r| r.code == code && r.message.contains("no_folds")),
+                "{:?}",
+                g.reasons
+            );
+        }
         // Only the mutated gate fails (runtime statistics feed gate0 and gate3 both).
         let shared = match code {
             "missing_runtime_stats" => "gate3",
@@ -590,8 +615,8 @@ proptest! {
             e.deltas.get_mut("sr").unwrap().ci_lower = lo - k * 0.2;
             e.deltas.get_mut("da").unwrap().p_value = p + k * 0.05;
             let wf = e.walk_forward.as_mut().unwrap();
-            wf.negative_fold_ratio = (neg + k * 0.2).min(1.0);
-            wf.fold_pnl_cv = cv + k;
+            wf.negative_fold_ratio = Some((neg + k * 0.2).min(1.0));
+            wf.fold_pnl_cv = Some(cv + k);
             let c = e.calibration.as_mut().unwrap();
             // Worse calibration: coverage further from the 0.90 target, on whichever side.
             c.observed_coverage = (0.9 + (cov - 0.9) * (1.0 + k) + if cov == 0.9 { -k * 0.05 } else { 0.0 }).clamp(0.0, 1.0);

@@ -342,9 +342,8 @@ fn the_decision_service_obeys_its_runtime_configuration() {
     assert_eq!(stats.stage, "paper");
     assert_eq!(stats.decisions, replayed);
     assert_eq!(stats.error_ratio, Some(0.0));
-    // Covered: the symbol is priced and the event has a tradable day within the data (the
-    // last events of the dataset have none).
-    assert!(stats.symbol_coverage.unwrap() > 0.99 && stats.symbol_coverage.unwrap() <= 1.0);
+    // Every symbol-day that could trade was decided (halted days are left out).
+    assert_eq!(stats.symbol_coverage, Some(1.0));
     assert!(stats.latency_p95_ms.unwrap() > 0.0);
     assert!(report["fills"].as_u64().unwrap() > 0, "{report}");
     assert!(report["pnl"].as_f64().unwrap().is_finite());
@@ -620,9 +619,10 @@ fn the_decision_service_records_sealed_statistics_and_loses_nothing_on_sigterm()
         assert_eq!(w[0].window_end, w[1].window_start, "contiguous");
     }
     let sum = |f: fn(&RuntimeStatsArtifact) -> u64| files.iter().map(f).sum::<u64>();
+    // "a" sent twice: one decision, one duplicate.
     assert_eq!(sum(|a| a.counts.events), 5);
-    assert_eq!(sum(|a| a.counts.decisions), 5);
-    assert_eq!(sum(|a| a.counts.fallbacks), 5);
+    assert_eq!(sum(|a| a.counts.decisions), 4);
+    assert_eq!(sum(|a| a.counts.fallbacks), 4);
     assert_eq!(sum(|a| a.counts.duplicate_event_ids), 1);
     for a in &files {
         assert_eq!(a.source, StatsSource::DecisionService);
@@ -805,4 +805,212 @@ fn readyz_is_ready_only_with_a_usable_configuration_and_a_settled_model() {
             .unwrap()
             .contains("cannot read")
     );
+}
+
+/// The same event id sent again while one configuration is in force gets its first decision
+/// again, marked as a duplicate, and opens no second position: the canary book holds it once.
+/// The fallback (no model: the pinned digest matches nothing) trades from the labelled history.
+#[test]
+fn a_duplicate_event_gets_its_first_decision_again_and_never_a_second_position() {
+    use janus::contracts::runtime_stats::RuntimeStatsArtifact;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    janus(&[
+        "scenario",
+        "--seed",
+        "5",
+        "--symbols",
+        "60",
+        "--days",
+        "260",
+        "--events",
+        "2500",
+        "--out",
+        &p("data"),
+    ]);
+    janus(&["label", "--dataset", &p("data"), "--out", &p(".")]);
+    write_runtime(
+        dir,
+        &Runtime {
+            stage: "canary",
+            trading: true,
+            fallback: false,
+            sha: "0".repeat(64),
+        },
+    );
+    // Weak calls trade too (at half the 1,000,000 unit): the small history makes every call weak.
+    let mut s = start(
+        dir,
+        &[
+            "--stats-interval",
+            "3600",
+            "--replica",
+            "r1",
+            "--trade-weak",
+        ],
+    );
+    let post = |id: &str, event_type: &str| {
+        let (status, headers, text) = common::http_with_headers(
+            &s.addr,
+            "POST",
+            "/v1/decide",
+            &event(id, "600000.SH", 1, event_type, "t"),
+        );
+        assert_eq!(status, 200, "{text}");
+        let duplicate = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("janus-duplicate"))
+            .map(|(_, v)| v.clone());
+        (
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            duplicate,
+        )
+    };
+    // A type whose history makes the fallback call it long: an order of 500,000.
+    let mut long_type = None;
+    for (i, t) in [
+        "risk_warning",
+        "violation",
+        "equity_change",
+        "asset_change",
+        "financial_status",
+        "dividend",
+        "financing",
+        "industry",
+        "personal_behavior",
+        "rating_adjustment",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // A symbol outside the allowlist: refused, so the probe books nothing.
+        let (status, text) = http(
+            &s.addr,
+            "POST",
+            "/v1/decide",
+            &event(&format!("probe{i}"), "000001.SZ", 1, t, "t"),
+        );
+        assert_eq!(status, 200);
+        let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if d["reason"] == "symbol_allowlist_refused" && d["direction"] == "long" {
+            long_type = Some(*t);
+            break;
+        }
+    }
+    let t = long_type.expect("no event type the fallback calls long");
+
+    let (first, dup) = post("e1", t);
+    assert_eq!(dup.as_deref(), Some("false"));
+    // 500,000 reduced to the 100,000 order limit.
+    assert_eq!(
+        (first["source"].as_str(), first["notional"].as_f64()),
+        (Some("fallback"), Some(100_000.0)),
+        "{first}"
+    );
+    let (again, dup) = post("e1", t);
+    assert_eq!(dup.as_deref(), Some("true"));
+    assert_eq!(again, first, "the first decision, exactly");
+    // A new event on the same symbol, same call: with e1 booked once the net is 100,000, so
+    // the 150,000 net limit leaves 50,000; booked twice it would leave nothing (refused).
+    let (second, dup) = post("e2", t);
+    assert_eq!(dup.as_deref(), Some("false"));
+    assert_eq!(second["notional"].as_f64(), Some(50_000.0), "{second}");
+    assert_eq!(metric(&s, "janus_duplicate_events_total"), 1.0);
+
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(s.child.wait().unwrap().success());
+    let files: Vec<RuntimeStatsArtifact> =
+        std::fs::read_dir(dir.join("candidates/c1/runtime/canary"))
+            .unwrap()
+            .map(|e| janus::contracts::read_artifact(&e.unwrap().path()).unwrap())
+            .collect();
+    let sum = |f: fn(&RuntimeStatsArtifact) -> u64| files.iter().map(f).sum::<u64>();
+    // 10 probes at most, e1, e1 again, e2: the repeat is an event and a duplicate only.
+    let events = sum(|a| a.counts.events);
+    assert_eq!(sum(|a| a.counts.duplicate_event_ids), 1);
+    assert_eq!(sum(|a| a.counts.decisions), events - 1);
+}
+
+/// Symbol coverage counts only what could trade: a replay of a dataset whose prices lack a row
+/// (a planted halt on a replayed event's first tradable day) and whose events include some
+/// outside the calendar (no tradable day at all) still has coverage exactly 1 when the service
+/// decided every event. Under the previous rule (events with a known symbol and day over all
+/// events sent) the events outside the calendar alone made it fall below 1.
+#[test]
+fn symbol_coverage_leaves_out_what_could_not_trade() {
+    use janus::contracts::event_car::EventCarArtifact;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    janus(&[
+        "scenario",
+        "--seed",
+        "7",
+        "--symbols",
+        "40",
+        "--days",
+        "200",
+        "--events",
+        "800",
+        "--out",
+        &p("data"),
+    ]);
+    janus(&["label", "--dataset", &p("data"), "--out", &p(".")]);
+    let labels: EventCarArtifact =
+        janus::contracts::read_artifact(&dir.join("event-car.json")).unwrap();
+    assert!(
+        labels.records.iter().any(|r| r.d0.is_none()),
+        "the scenario should have events after its last trading day"
+    );
+    // The planted halt: the price row of a replayed event's symbol on its first tradable day.
+    let victim = labels.records.iter().find(|r| r.label.is_some()).unwrap();
+    let day = victim.d0.unwrap().to_string();
+    let prices = std::fs::read_to_string(dir.join("data/prices.csv")).unwrap();
+    let kept: Vec<&str> = prices
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{day},{},", victim.symbol)))
+        .collect();
+    assert_eq!(kept.len() + 1, prices.lines().count(), "one row removed");
+    std::fs::write(dir.join("halted-prices.csv"), kept.join("\n") + "\n").unwrap();
+
+    write_runtime(
+        dir,
+        &Runtime {
+            stage: "paper",
+            trading: true,
+            fallback: true,
+            sha: "0".repeat(64),
+        },
+    );
+    let s = start(dir, &["--stats-interval", "0"]);
+    janus(&[
+        "paper",
+        "--service",
+        &format!("http://{}", s.addr),
+        "--events",
+        &p("event-car.json"),
+        "--prices",
+        &p("halted-prices.csv"),
+        "--rate",
+        "5000",
+        "--out",
+        &p("paper"),
+    ]);
+    let stats: janus::gates::RuntimeStats =
+        serde_json::from_slice(&std::fs::read(dir.join("paper/runtime-paper.json")).unwrap())
+            .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("paper/paper-report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["events"].as_u64(), Some(labels.records.len() as u64));
+    assert_eq!(report["errors"].as_u64(), Some(0));
+    assert_eq!(stats.symbol_coverage, Some(1.0));
 }

@@ -258,6 +258,25 @@ impl Loaded {
                 args.prices.display()
             )));
         }
+        // The bootstrap's block length must be below the window's return days, or every
+        // resample is a rotation of the series (an interval of zero width, p at its minimum):
+        // a setting that does not fit the data, refused by its key (docs/methodology.md §3).
+        let window_days = days - start;
+        config
+            .bootstrap
+            .config()
+            .fits(window_days)
+            .map_err(|why| match &args.config {
+                Some(path) => CliError::Config(crate::config::ConfigError::Invalid {
+                    path: path.clone(),
+                    key: "bootstrap.block_length".into(),
+                    message: why.to_string(),
+                }),
+                None => CliError::Usage(format!(
+                    "bootstrap.block_length (default {}): {why}; set a shorter one with --config",
+                    config.bootstrap.block_length
+                )),
+            })?;
         let regime_labels = args
             .regimes
             .as_deref()
@@ -628,11 +647,40 @@ pub fn print_table(e: &Evaluation) {
         }
     }
     outln!(
-        "walk-forward: {} folds, negative-fold ratio {:.2}, fold PnL CV {:.2}",
-        e.walk_forward.folds,
-        e.walk_forward.negative_fold_ratio,
-        e.walk_forward.fold_pnl_cv
+        "walk-forward: {} folds, negative-fold ratio {}, fold PnL CV {}",
+        present::count(e.walk_forward.folds.into()),
+        present::two_decimals(e.walk_forward.negative_fold_ratio),
+        present::two_decimals(e.walk_forward.fold_pnl_cv)
     );
+    if let Some(same) = same_trades(e, "candidate", "baseline") {
+        outln!("{same}");
+    }
+}
+
+/// A sentence when both models trade exactly the same events (then their difference is the
+/// direction and size of each position, not which events they pick): the demo's policy and
+/// baseline both trade every tradable event, which a reader should not have to discover.
+fn same_trades(e: &Evaluation, candidate: &str, baseline: &str) -> Option<String> {
+    let events = |m: &crate::evaluation::report::ModelResult| {
+        m.positions
+            .iter()
+            .map(|t| t.event)
+            .collect::<std::collections::BTreeSet<usize>>()
+    };
+    let (c, b) = (events(&e.candidate), events(&e.baseline));
+    if c.is_empty() || c != b {
+        return None;
+    }
+    let every = if c.len() == e.tradable_events {
+        ", every tradable event of the window"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{candidate} and {baseline} trade the same {} events{every}: their results differ only \
+         by the direction and size of each position, not by which events they trade.",
+        present::count(c.len() as u64)
+    ))
 }
 
 fn delta_reason(e: &Evaluation, name: &str) -> String {
@@ -674,7 +722,7 @@ fn render_report(
             (
                 format!("{} – {}", day(f.start_day), day(f.end_day)),
                 Some(100.0 * f.candidate_return),
-                Some(100.0 * f.baseline_return),
+                f.baseline_return.map(|r| 100.0 * r),
             )
         })
         .collect();
@@ -757,10 +805,13 @@ fn render_report(
         (Some(a), Some(b)) => format!("{a} .. {b}"),
         _ => String::new(),
     };
+    let n = |x: usize| present::count(x as u64);
     let _ = writeln!(
         md,
         "# Evaluation report\n\nEvaluated window {span}, {} return days, {} predictions, {} labelled events scored.\n",
-        e.trading_days, e.predictions, e.evaluated_events
+        n(e.trading_days),
+        n(e.predictions),
+        n(e.evaluated_events)
     );
     if let Some(note) = note {
         let _ = writeln!(md, "{note}\n");
@@ -786,7 +837,7 @@ fn render_report(
         names.candidate,
         names.baseline,
         e.significance.method,
-        e.significance.resamples,
+        present::count(e.significance.resamples.into()),
         e.significance.block_length,
         e.significance.seed
     );
@@ -807,10 +858,14 @@ fn render_report(
             None => writeln!(md, "| {name} | n/a: {} | | |", delta_reason(e, name)),
         };
     }
+    if let Some(same) = same_trades(e, &names.candidate, &names.baseline) {
+        let _ = writeln!(md, "\n{same}");
+    }
+    // Walk-forward reasons are printed in their own section.
     let reasons: Vec<(String, String)> = e
         .null_reasons()
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("delta."))
+        .filter(|(k, _)| !k.starts_with("delta.") && !k.starts_with("walk_forward."))
         .collect();
     if !reasons.is_empty() {
         let _ = writeln!(md, "\nMetrics shown as n/a have no value:\n");
@@ -818,19 +873,49 @@ fn render_report(
             let _ = writeln!(md, "- `{key}`: {why}");
         }
     }
+    // A walk-forward statistic without a value says why where it is printed.
+    let wf_stat = |key: &str, v: Option<f64>| match v {
+        Some(v) => format!("{v:.2}"),
+        None => format!(
+            "n/a ({})",
+            e.null_reasons
+                .get(&format!("walk_forward.{key}"))
+                .map_or("undefined", String::as_str)
+        ),
+    };
     let _ = writeln!(
         md,
-        "\n![NAV](nav.svg)\n\n![Drawdown](drawdown.svg)\n\n## Walk-forward\n\n{} folds; negative-fold ratio {:.2}; coefficient of variation of fold returns {:.2}.\n\n![Folds](folds.svg)\n\n## Regimes\n\n| regime | days | candidate SR | baseline SR |\n| --- | --- | --- | --- |",
-        e.walk_forward.folds, e.walk_forward.negative_fold_ratio, e.walk_forward.fold_pnl_cv
+        "\n![NAV](nav.svg)\n\n![Drawdown](drawdown.svg)\n\n## Walk-forward\n\n{} folds; negative-fold ratio {}; coefficient of variation of fold returns {}.\n\n![Folds](folds.svg)\n\n## Regimes\n\n| regime | days | {} SR | {} SR |\n| --- | --- | --- | --- |",
+        present::count(e.walk_forward.folds.into()),
+        wf_stat("negative_fold_ratio", e.walk_forward.negative_fold_ratio),
+        wf_stat("fold_pnl_cv", e.walk_forward.fold_pnl_cv),
+        names.candidate,
+        names.baseline
     );
     for r in &e.regimes {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} |",
             r.regime,
-            r.days,
+            n(r.days),
             m(r.candidate_sr),
             m(r.baseline_sr)
+        );
+    }
+    let slice_reasons: Vec<String> = e
+        .regimes
+        .iter()
+        .flat_map(|r| {
+            r.null_reasons
+                .iter()
+                .map(move |(k, why)| format!("- `{}` {}: {why}", r.regime, k.replace('_', " ")))
+        })
+        .collect();
+    if !slice_reasons.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nRegime figures shown as n/a have no value:\n\n{}",
+            slice_reasons.join("\n")
         );
     }
     let _ = writeln!(md, "\n![Regimes](regimes.svg)\n");

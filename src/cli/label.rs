@@ -158,9 +158,18 @@ pub fn run(args: LabelArgs) -> CliResult {
         out.display(),
         artifact.manifest_hash
     );
-    // A run that labels none of its events is not a result: say so and fail (exit 1).
+    // A run that labels none of its events is not a result, whether it had events or none at
+    // all (a header-only file): say so and fail (exit 1; docs/data-formats.md).
     let s = &artifact.summary;
-    if s.events > 0 && s.labelled == 0 {
+    if s.events == 0 {
+        eprintln!(
+            "janus: labelled none: the events file holds no event (bad input rows: {}); the \
+             artifact is written for inspection",
+            s.bad_rows.values().sum::<u64>()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if s.labelled == 0 {
         let reasons: Vec<String> = s
             .unlabelled_by_reason
             .iter()

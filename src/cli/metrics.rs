@@ -1,7 +1,7 @@
 use super::{CliError, CliResult};
 use crate::cli::output::outln;
-use crate::evaluation::bootstrap::{BootstrapConfig, sharpe_delta, sharpe_interval};
-use crate::evaluation::metrics::{NavMetrics, daily_returns};
+use crate::evaluation::bootstrap::{BootstrapConfig, Setting, sharpe_delta, sharpe_interval};
+use crate::evaluation::metrics::{NavMetrics, Undefined, daily_returns};
 use clap::Args;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -20,12 +20,13 @@ pub struct MetricsArgs {
     pub baseline_nav: Option<PathBuf>,
     #[arg(long)]
     pub baseline_series: Option<String>,
-    /// Bootstrap resamples (0: no intervals).
+    /// Bootstrap resamples (0: no intervals; else at least 100, as in `janus evaluate`).
     #[arg(long, default_value_t = 10_000)]
     pub bootstrap: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Expected block length of the stationary bootstrap, in days.
+    /// Expected block length of the stationary bootstrap, in days: finite, ≥ 1 and below the
+    /// series' return days.
     #[arg(long, default_value_t = 5.0)]
     pub block_length: f64,
     #[arg(long, default_value_t = 0.95)]
@@ -119,10 +120,22 @@ fn metrics_json(m: &NavMetrics) -> serde_json::Value {
 }
 
 pub fn run(args: MetricsArgs) -> CliResult {
-    if !(args.confidence > 0.0 && args.confidence < 1.0) || args.block_length < 1.0 {
-        return Err(CliError::Usage(
-            "--confidence must lie in (0, 1) and --block-length be at least 1".into(),
-        ));
+    let config = BootstrapConfig {
+        resamples: args.bootstrap,
+        block_length: args.block_length,
+        seed: args.seed,
+        confidence: args.confidence,
+    };
+    // The same rules as `janus evaluate`'s `bootstrap` configuration (0 resamples: no interval).
+    let flag = |setting: Setting| match setting {
+        Setting::Resamples => "--bootstrap",
+        Setting::BlockLength => "--block-length",
+        Setting::Confidence => "--confidence",
+    };
+    if args.bootstrap > 0 {
+        config
+            .validate()
+            .map_err(|(setting, why)| CliError::Usage(format!("{}: {why}", flag(setting))))?;
     }
     let (dates, nav) = read_nav(&args.nav, args.series.as_deref())?;
     let metrics_err = |p: &Path, e: crate::evaluation::metrics::MetricsError| {
@@ -130,12 +143,11 @@ pub fn run(args: MetricsArgs) -> CliResult {
     };
     let m = NavMetrics::from_nav(&nav).map_err(|e| metrics_err(&args.nav, e))?;
     let returns = daily_returns(&nav).map_err(|e| metrics_err(&args.nav, e))?;
-    let config = BootstrapConfig {
-        resamples: args.bootstrap,
-        block_length: args.block_length,
-        seed: args.seed,
-        confidence: args.confidence,
-    };
+    // A block length the series cannot hold is a setting that does not fit the data: refused
+    // like any other bad setting (exit 2), never turned into an interval of zero width. It is
+    // checked where an interval would be drawn, so a series without an SR (ruin) still gets
+    // its null with the reason.
+    let misfit = |why| CliError::Usage(format!("--block-length: {why} ({})", args.nav.display()));
     let mut out = metrics_json(&m);
     if args.bootstrap > 0 {
         match sharpe_interval(&returns, &config) {
@@ -143,6 +155,7 @@ pub fn run(args: MetricsArgs) -> CliResult {
                 out["sr_ci"] =
                     json!({"ci_lower": ci.ci_lower, "ci_upper": ci.ci_upper, "p_value": ci.p_value})
             }
+            Err(Undefined::Bootstrap(why)) => return Err(misfit(why)),
             Err(why) => {
                 out["sr_ci"] = serde_json::Value::Null;
                 out["null_reasons"]["sr_ci"] = json!(why.to_string());
@@ -170,17 +183,12 @@ pub fn run(args: MetricsArgs) -> CliResult {
         let mut delta = serde_json::Map::new();
         let mut delta_reasons = serde_json::Map::new();
         if args.bootstrap > 0 {
-            let ruined = m.ruin.is_some() || b.ruin.is_some();
+            // A ruined side has no SR, so no delta (sharpe_delta says which side and why).
             match sharpe_delta(&returns, &base_returns, &config) {
-                Ok(d) if !ruined => {
+                Ok(d) => {
                     delta.insert("sr".into(), serde_json::to_value(d).expect("serializes"));
                 }
-                Ok(_) => {
-                    delta_reasons.insert(
-                        "sr".into(),
-                        json!("ruin: a series fell to NAV ≤ 0, so it has no Sharpe ratio"),
-                    );
-                }
+                Err(Undefined::Bootstrap(why)) => return Err(misfit(why)),
                 Err(why) => {
                     delta_reasons.insert("sr".into(), json!(why.to_string()));
                 }
@@ -223,7 +231,7 @@ pub fn run(args: MetricsArgs) -> CliResult {
         show(&out["calmar"]),
         show(&out["total_return"])
     );
-    if let Some(ci) = out.get("sr_ci") {
+    if let Some(ci) = out.get("sr_ci").filter(|ci| ci.is_object()) {
         outln!(
             "  SR {:.0}% CI [{}, {}], p(SR ≤ 0) = {}",
             args.confidence * 100.0,

@@ -14,7 +14,7 @@ use crate::gates::RuntimeStats;
 use crate::labeling::input::parse_price_panel;
 use chrono::{NaiveDate, Utc};
 use clap::Args;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -98,8 +98,10 @@ pub fn run(args: PaperArgs) -> CliResult {
     let (mut latency, mut lateness) = (Vec::new(), Vec::new());
     let mut by_source: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut errors, mut nulls, mut covered, mut filled, mut unfilled) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut errors, mut nulls, mut filled, mut unfilled) = (0u64, 0u64, 0u64, 0u64);
+    // Symbol-days that could trade (priced on the event's first tradable day), and those of them
+    // the service decided: symbol coverage (runtime::stats::symbol_coverage).
+    let (mut could_trade, mut decided_days) = (BTreeSet::new(), BTreeSet::new());
     let (mut pnl, mut cost, mut gross_traded, mut limit_actions) = (0.0f64, 0.0f64, 0.0f64, 0u64);
     let hold = args.holding_days.max(1) as usize;
     runtime.block_on(async {
@@ -113,8 +115,12 @@ pub fn run(args: PaperArgs) -> CliResult {
             }
             let symbol = universe.lookup.get(&r.symbol).map(|s| *s as usize);
             let d0 = r.d0.and_then(|d| calendar.index(d));
-            if symbol.is_some() && d0.is_some() {
-                covered += 1;
+            let tradable = match (symbol, d0) {
+                (Some(s), Some(d)) if prices.has_row(s, d) => Some((s, d)),
+                _ => None,
+            };
+            if let Some(key) = tradable {
+                could_trade.insert(key);
             }
             let body = serde_json::to_vec(&serde_json::json!({"event": {
                 "event_id": r.event_id, "timestamp": Utc::now().to_rfc3339(), "symbol": r.symbol,
@@ -141,6 +147,9 @@ pub fn run(args: PaperArgs) -> CliResult {
             let reason = d["reason"].as_str().unwrap_or("").to_string();
             if reason.ends_with("_reduced") || reason.ends_with("_refused") {
                 limit_actions += 1;
+            }
+            if let (Some(key), "model" | "fallback") = (tradable, source.as_str()) {
+                decided_days.insert(key);
             }
             *by_source.entry(source).or_default() += 1;
             *by_reason.entry(reason).or_default() += 1;
@@ -195,7 +204,7 @@ pub fn run(args: PaperArgs) -> CliResult {
         feature_schema_version: Some(ArtifactKind::EventCar.version().to_string()),
         null_rate: ratio(nulls, sent),
         staleness_p95_ms: Some(percentile(&lateness, 0.95)),
-        symbol_coverage: ratio(covered, sent),
+        symbol_coverage: crate::runtime::stats::symbol_coverage(&could_trade, &decided_days),
         error_ratio: ratio(errors, sent),
         fallback_ratio: ratio(by_source.get("fallback").copied().unwrap_or(0), decided)
             .or(Some(0.0)),

@@ -44,6 +44,9 @@ pub struct BatchArgs {
     /// Output directory; the artifact is DIR/reward.json.
     #[arg(long, required = true)]
     pub out: PathBuf,
+    /// Skipped lines named one by one on stderr; the rest are counted by reason in one line.
+    #[arg(long, default_value_t = SKIPPED_NAMED)]
+    pub name_skipped: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,16 +214,20 @@ pub fn score_files(args: &BatchArgs) -> Result<HgrmRewardArtifact, CliError> {
         // The first few are named; the rest are counted (a replay of every event has many
         // unlabelled ones, and the artifact records the counts by reason either way).
         let skipped: u64 = unscored.values().sum();
-        if skipped < SKIPPED_NAMED {
+        if skipped < args.name_skipped {
             errln!("skipped {at}: {detail}");
         }
         *unscored.entry(reason.to_string()).or_default() += 1;
     }
     let skipped: u64 = unscored.values().sum();
-    if skipped > SKIPPED_NAMED {
+    if skipped > args.name_skipped {
         let by_reason: Vec<String> = unscored.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let named = match args.name_skipped {
+            0 => String::new(),
+            n => format!("; the first {n} are named above"),
+        };
         errln!(
-            "skipped {skipped} lines of {} in all ({}); the first {SKIPPED_NAMED} are named above",
+            "skipped {skipped} lines of {} in all ({}){named}",
             args.completions.display(),
             by_reason.join(", ")
         );

@@ -39,8 +39,8 @@ pub struct EvidenceArtifact {
     pub model_sha256: Option<Sha256Hex>,
     /// Why a metric or delta has no value, so that a missing entry is never silent: keys are a
     /// candidate metric's short name (`sr`, `arr`, ...), `baseline.<name>` for the baseline, and
-    /// `delta.<name>` for a delta (e.g. `{"sr": "ruin: NAV fell to -1.25 ..."}`). Absent when
-    /// every value is defined.
+    /// `delta.<name>` for a delta, `walk_forward.<name>` for a walk-forward statistic (e.g.
+    /// `{"sr": "ruin: NAV fell to -1.25 ..."}`). Absent when every value is defined.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub null_reasons: BTreeMap<String, String>,
     /// Manifest hashes of the reproducibility checks: each a replayed artifact that matched.
@@ -110,11 +110,13 @@ pub struct Significance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WalkForwardSummary {
-    /// Coefficient of variation of fold PnL.
-    pub fold_pnl_cv: f64,
+    /// Coefficient of variation of fold PnL; null (reason under `null_reasons`
+    /// `walk_forward.fold_pnl_cv`) with no fold (`no_folds`), a single fold, or on ruin.
+    pub fold_pnl_cv: Option<f64>,
     pub folds: u32,
-    /// Share of folds with negative PnL.
-    pub negative_fold_ratio: f64,
+    /// Share of folds with negative PnL; null (reason under `null_reasons`
+    /// `walk_forward.negative_fold_ratio`) with no fold (`no_folds`) or on ruin.
+    pub negative_fold_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -57,7 +57,7 @@ pub struct ServiceIdentity {
 }
 
 /// What happened to the events of the window. Every event answered is exactly one of
-/// `decisions` (model or fallback), `halts` or `suppressed`.
+/// `decisions` (model or fallback), `halts`, `suppressed` or `duplicate_event_ids`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeCounts {
@@ -75,7 +75,8 @@ pub struct RuntimeCounts {
     pub halts: u64,
     /// Events suppressed (stale, future-dated, out of session).
     pub suppressed: u64,
-    /// Events whose `event_id` had already been answered in the window.
+    /// Events whose `event_id` had already been decided under the configuration in force: answered
+    /// with the first decision again (never a second order or position), counted only here.
     pub duplicate_event_ids: u64,
     /// Orders a canary limit refused.
     pub canary_refusals: u64,

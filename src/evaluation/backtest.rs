@@ -9,6 +9,7 @@
 //! nothing is floored, so no later gain can make a wiped-out book look solvent.
 
 use super::baseline::TrailingTypes;
+use super::metrics::Undefined;
 use crate::contracts::label::{Direction, Prediction, Strength};
 use crate::taxonomy::EventType;
 use schemars::JsonSchema;
@@ -85,7 +86,10 @@ pub struct BacktestResult {
     pub untradable: usize,
     pub cost_paid: f64,
     pub traded_notional: f64,
-    /// Largest gross exposure at a close (before that day's exits), as a multiple of NAV.
+    /// Largest gross exposure at a close (before that day's exits), as a multiple of that
+    /// close's NAV; on the day of ruin, whose closing NAV is ≤ 0, as a multiple of the NAV the
+    /// day opened with (the previous close, which the positions were sized against), so a book
+    /// that traded its way to ruin never shows 0.
     pub max_gross_exposure: f64,
 }
 
@@ -103,14 +107,28 @@ impl BacktestResult {
     /// Daily turnover over the evaluated days from calendar day `start` on: traded notional
     /// (entries and exits, all of which fall in that window) per evaluated day, as a multiple
     /// of the window's mean NAV. The divisor is the number of evaluated return days, not the
-    /// whole calendar (history before `start` trades nothing). `None` without an evaluated day
-    /// or without a positive mean NAV (ruin).
-    pub fn turnover(&self, start: usize) -> Option<f64> {
-        let window = self.nav.get(start..).filter(|w| w.len() >= 2)?;
-        let solvent: Vec<f64> = window.iter().copied().filter(|v| *v > 0.0).collect();
-        let mean_nav = solvent.iter().sum::<f64>() / solvent.len().max(1) as f64;
+    /// whole calendar (history before `start` trades nothing). Undefined without an evaluated
+    /// day, and on ruin (docs/methodology.md §3): a per-day average of a book whose NAV fell to
+    /// 0 or below has no meaningful NAV to divide by (the mean of a series that ends ≤ 0, or of
+    /// its solvent days only, would understate the trading that ruined it).
+    pub fn turnover(&self, start: usize) -> Result<f64, Undefined> {
+        let window = self
+            .nav
+            .get(start..)
+            .filter(|w| w.len() >= 2)
+            .ok_or(Undefined::Side(
+                "evaluated window",
+                Box::new(Undefined::NoReturns),
+            ))?;
+        if self.ruin_day.is_some() {
+            return Err(Undefined::Ruin {
+                day: window.len() - 1,
+                nav: window[window.len() - 1] / window[0],
+            });
+        }
+        let mean_nav = window.iter().sum::<f64>() / window.len() as f64;
         let days = (window.len() - 1) as f64;
-        (mean_nav > 0.0).then(|| self.traded_notional / mean_nav / days)
+        Ok(self.traded_notional / mean_nav / days)
     }
     /// Costs as basis points of traded notional; `None` when nothing was traded.
     pub fn cost_in_bps(&self) -> Option<f64> {
@@ -249,9 +267,9 @@ pub fn run(
             }
         }
         let gross: f64 = open.iter().map(|p| p.value).sum();
-        if equity > 0.0 {
-            result.max_gross_exposure = result.max_gross_exposure.max(gross / equity);
-        }
+        // nav[day] is the previous close (> 0: trading stops at the first close ≤ 0).
+        let basis = if equity > 0.0 { equity } else { nav[day] };
+        result.max_gross_exposure = result.max_gross_exposure.max(gross / basis);
         // Ruin: a NAV at or below zero closes every position at this close and ends trading.
         let ruined = equity <= 0.0;
         // Exit at today's close.
@@ -335,6 +353,36 @@ mod tests {
         assert!((short.nav[4] - (1.0 - entry_cost - 0.5 * 0.2 - exit_cost)).abs() < 1e-12);
         let hold = run(&prices, &events, &[call(Direction::Hold)], &[], 2, &config);
         assert!(hold.nav.iter().all(|v| *v == 1.0) && hold.trades.is_empty());
+    }
+
+    #[test]
+    fn a_ruined_book_keeps_its_exposure_and_has_no_turnover() {
+        // Short 0.5 of NAV (h = 2) at an open of 10; the close is 40: the short loses
+        // 0.5 × 3 = 1.5, NAV closes at 1 − 0.0005 − 1.5 < 0. Gross at that close is the
+        // position's value 0.5 × 4 = 2.0, measured against the NAV the day opened with (1).
+        let open = [10.0, 10.0, 40.0];
+        let close = [10.0, 40.0, 40.0];
+        let prices = PricePanel {
+            days: 3,
+            open: &open,
+            close: &close,
+        };
+        let events = vec![EventSlot {
+            symbol: 0,
+            d0: 1,
+            event_type: EventType::Dividend,
+        }];
+        let r = run(
+            &prices,
+            &events,
+            &[call(Direction::Short)],
+            &[],
+            2,
+            &BacktestConfig::default(),
+        );
+        assert_eq!(r.ruin_day, Some(1));
+        assert!((r.max_gross_exposure - 2.0).abs() < 1e-12, "{r:?}");
+        assert!(matches!(r.turnover(0), Err(Undefined::Ruin { day: 2, .. })));
     }
 
     #[test]

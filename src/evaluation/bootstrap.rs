@@ -15,6 +15,42 @@ use crate::rng::Rng;
 /// Resamples drawn from one stream.
 const BLOCK: usize = 256;
 
+/// The fewest resamples an interval is computed from, in `janus evaluate`'s configuration
+/// (`bootstrap.resamples`) and `janus metrics --bootstrap` alike (0 there: no interval): with
+/// fewer, the 2.5 % and 97.5 % quantiles are an extreme draw or two, and one resample gives an
+/// "interval" of zero width with p = 0.5.
+pub const MIN_RESAMPLES: u32 = 100;
+
+/// A bootstrap setting out of range. Each names what was given; the caller names where (a
+/// configuration key, a command-line flag).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{0} resamples: an interval needs at least {MIN_RESAMPLES}")]
+    TooFewResamples(u32),
+    #[error(
+        "block length {0} is not a finite number ≥ 1 (the expected block length of the \
+         stationary bootstrap, in days; 1 is the i.i.d. bootstrap)"
+    )]
+    BlockLength(f64),
+    #[error("confidence {0} does not lie in (0, 1)")]
+    Confidence(f64),
+    #[error(
+        "block length {block_length} is not below the {days} return days of the series: every \
+         stationary-bootstrap resample would be (close to) a rotation of the series, whose SR is \
+         the original's, so the interval would collapse onto the point estimate and the p-value \
+         onto its minimum (false significance); use a block length below {days}"
+    )]
+    BlockNotBelowSeries { block_length: f64, days: usize },
+}
+
+/// Which setting a [`SettingError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    Resamples,
+    BlockLength,
+    Confidence,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootstrapConfig {
     pub resamples: u32,
@@ -37,6 +73,44 @@ impl Default for BootstrapConfig {
 }
 
 impl BootstrapConfig {
+    /// Checks the settings on their own: at least [`MIN_RESAMPLES`] resamples, a finite block
+    /// length ≥ 1 (NaN and ∞ are refused, not read as "no blocks"), a confidence in (0, 1).
+    pub fn validate(&self) -> Result<(), (Setting, SettingError)> {
+        if self.resamples < MIN_RESAMPLES {
+            return Err((
+                Setting::Resamples,
+                SettingError::TooFewResamples(self.resamples),
+            ));
+        }
+        if !(self.block_length.is_finite() && self.block_length >= 1.0) {
+            return Err((
+                Setting::BlockLength,
+                SettingError::BlockLength(self.block_length),
+            ));
+        }
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            return Err((
+                Setting::Confidence,
+                SettingError::Confidence(self.confidence),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the block length against a series of `days` return days: it must be below
+    /// `days`. At L ≥ n a resample has on average at most one block, i.e. it is a rotation of
+    /// the series (at L = 10⁹, all of them are): the SR of a rotation is the SR of the series,
+    /// so the interval has zero width and p = 1 / (B + 1) whatever the data.
+    pub fn fits(&self, days: usize) -> Result<(), SettingError> {
+        if self.block_length >= days as f64 {
+            return Err(SettingError::BlockNotBelowSeries {
+                block_length: self.block_length,
+                days,
+            });
+        }
+        Ok(())
+    }
+
     pub fn significance(&self, method: &str) -> Significance {
         Significance {
             method: method.to_string(),
@@ -114,11 +188,13 @@ fn summarize(value: f64, draws: &mut [f64], confidence: f64) -> Delta {
 }
 
 /// Sharpe ratio with a stationary-bootstrap interval (p-value of H0: SR ≤ 0), or why there is
-/// none: a series without a Sharpe ratio (e.g. riskless, see [`sharpe_ratio`]) has no interval
-/// either. A resample that happens to have no defined SR counts as 0.
+/// none: a series without a Sharpe ratio (ruined or riskless, see [`sharpe_ratio`]) has no
+/// interval either, nor has one whose block length is not below its length
+/// ([`BootstrapConfig::fits`]; the commands refuse that setting before they get here). A resample that happens to have no defined SR counts as 0.
 pub fn sharpe_interval(returns: &[f64], config: &BootstrapConfig) -> Result<Delta, Undefined> {
     let value = sharpe_ratio(returns)?;
     let n = returns.len();
+    config.fits(n).map_err(Undefined::Bootstrap)?;
     let mut draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
         let mut idx = Vec::with_capacity(n);
         stationary_indices(n, config.block_length, rng, &mut idx);
@@ -129,8 +205,8 @@ pub fn sharpe_interval(returns: &[f64], config: &BootstrapConfig) -> Result<Delt
 }
 
 /// Candidate − baseline Sharpe delta over the same days, resampled with shared indices; refused
-/// (with the reason) when either side has no Sharpe ratio or the series are not paired day by
-/// day. A resample in which one side has no defined SR counts that side as 0.
+/// (with the reason) when either side has no Sharpe ratio (ruin included, see [`sharpe_ratio`])
+/// or the series are not paired day by day. A resample in which one side has no defined SR counts that side as 0.
 pub fn sharpe_delta(
     candidate: &[f64],
     baseline: &[f64],
@@ -146,17 +222,20 @@ pub fn sharpe_delta_draws(
     baseline: &[f64],
     config: &BootstrapConfig,
 ) -> Result<(Delta, Vec<f64>), Undefined> {
+    let side = |who: &'static str, r: &[f64]| {
+        sharpe_ratio(r).map_err(|e| Undefined::Side(who, Box::new(e)))
+    };
+    // Each side's own reason first: a ruined series ends early, and "ruin" is the reason its
+    // delta has no value, not the unequal lengths that follow from it.
+    let value = side("candidate", candidate)? - side("baseline", baseline)?;
     if candidate.len() != baseline.len() {
         return Err(Undefined::Unpaired {
             candidate: candidate.len(),
             baseline: baseline.len(),
         });
     }
-    let side = |who: &'static str, r: &[f64]| {
-        sharpe_ratio(r).map_err(|e| Undefined::Side(who, Box::new(e)))
-    };
-    let value = side("candidate", candidate)? - side("baseline", baseline)?;
     let n = candidate.len();
+    config.fits(n).map_err(Undefined::Bootstrap)?;
     let mut draws = parallel_resamples(config.resamples as usize, config.seed, |rng| {
         let mut idx = Vec::with_capacity(n);
         stationary_indices(n, config.block_length, rng, &mut idx);

@@ -1,7 +1,7 @@
 //! SVG charts of an evaluation, rendered to strings (no files, no fonts needed beyond SVG text).
 //!
 //! What a reader should be able to tell without the docs: every series is named in a legend by
-//! its model (`SFT → GRPO`, `baseline (type sign)`, never "candidate"); time runs over calendar
+//! its model, drawn in a band between the title and the plot so it never covers a curve (`SFT → GRPO`, `baseline (type sign)`, never "candidate"); time runs over calendar
 //! dates; every axis says its unit; bars sit above the label they belong to; a value that does
 //! not exist is shown as `n/a`, never as a zero-height bar; a chart with nothing to show says
 //! why instead of drawing an empty frame.
@@ -812,6 +812,45 @@ mod tests {
         // Legend swatches add one rectangle per model.
         assert_eq!(filled("#1F77B4"), 1 + 1);
         assert_eq!(filled("#D62728"), 2 + 1);
+    }
+
+    #[test]
+    fn legends_sit_above_the_plot_not_on_it() {
+        // A drawdown-like series at its top-left corner, where a legend inside the frame sat.
+        let d = |day| NaiveDate::from_ymd_opt(2024, 1, day).unwrap();
+        let a = vec![0.0, 0.0, -5.0, -20.0];
+        let b = vec![0.0, -1.0, -2.0, -3.0];
+        let svg = lines(
+            "Drawdown",
+            "%",
+            &[d(1), d(2), d(3), d(4)],
+            &[("GRPO", &a), ("base", &b)],
+        )
+        .unwrap();
+        let attr = |tag: &str, name: &str| -> f64 {
+            let at = svg.find(tag).unwrap();
+            let open = svg[..at].rfind(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            svg[open..].split('"').next().unwrap().parse().unwrap()
+        };
+        // The legend's text ends (y + 14 px of font) above the highest point of any curve.
+        let legend_bottom = attr(">\nGRPO\n", "y").max(attr(">\nbase\n", "y")) + 14.0;
+        let top_of_curves = svg
+            .split("points=\"")
+            .skip(1)
+            .flat_map(|p| {
+                p.split('"')
+                    .next()
+                    .unwrap()
+                    .split(' ')
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|xy| xy.split(',').nth(1).and_then(|y| y.parse::<f64>().ok()))
+            .fold(f64::MAX, f64::min);
+        assert!(
+            legend_bottom <= top_of_curves,
+            "{legend_bottom} > {top_of_curves}"
+        );
     }
 
     #[test]

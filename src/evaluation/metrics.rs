@@ -75,6 +75,15 @@ pub enum Undefined {
     NoTypeCalls,
     #[error("no trades")]
     NoTrades,
+    #[error("one observation: a single {0} has no dispersion, so nothing to divide by")]
+    OneObservation(&'static str),
+    #[error(
+        "no_folds: the evaluated window has {days} return days; a walk-forward fold needs \
+         train_days + test_days = {needed}"
+    )]
+    NoFolds { days: usize, needed: usize },
+    #[error("no bootstrap interval: {0}")]
+    Bootstrap(crate::evaluation::bootstrap::SettingError),
 }
 
 /// Where a NAV series reached 0 or below.
@@ -144,16 +153,28 @@ pub fn daily_returns(nav: &[f64]) -> Result<Vec<f64>, MetricsError> {
 }
 
 /// Annualized Sharpe ratio of daily returns, or why it has none: mean / population std × √252;
-/// 0 for returns that are all zero; refused when the std is rounding residue next to a non-zero
-/// mean ([`is_rounding_residue`]) or when the moments overflow.
+/// 0 for returns that are all zero; refused when a return is −100 % or worse (ruin: the NAV
+/// fell to 0 or below, so the series has no Sharpe ratio, and neither has anything derived from
+/// it — bootstrap intervals, deltas, regime slices, folds), when the std is rounding residue next
+/// to a non-zero mean ([`is_rounding_residue`]), when there is a single non-zero return, or when
+/// the moments overflow.
 pub fn sharpe_ratio(returns: &[f64]) -> Result<f64, Undefined> {
     if returns.is_empty() {
         return Err(Undefined::NoReturns);
+    }
+    // A return ≤ −1 takes a positive NAV to 0 or below: the series is ruined there. Every SR —
+    // of a whole series, a bootstrap's point estimate, a slice — is refused on the same test.
+    if let Some(k) = returns.iter().position(|r| *r <= -1.0) {
+        let nav = returns[..=k].iter().fold(1.0, |n, r| n * (1.0 + r));
+        return Err(Undefined::Ruin { day: k + 1, nav });
     }
     let n = returns.len() as f64;
     let mean = returns.iter().sum::<f64>() / n;
     if returns.iter().all(|r| *r == 0.0) {
         return Ok(0.0);
+    }
+    if returns.len() == 1 {
+        return Err(Undefined::OneObservation("daily return"));
     }
     let var = returns.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / n;
     let sd = var.sqrt();
@@ -276,7 +297,7 @@ mod tests {
         let one_day = NavMetrics::from_nav(&[1.0, 1.01]).unwrap();
         assert_eq!(one_day.days, 1);
         assert_eq!(one_day.sr, None, "one return: no variance, non-zero mean");
-        assert!(one_day.null_reasons["sr"].starts_with("no dispersion"));
+        assert!(one_day.null_reasons["sr"].starts_with("one observation"));
         assert!((one_day.total_return - 0.01).abs() < 1e-15);
 
         assert_eq!(NavMetrics::from_nav(&[1.0]), Err(MetricsError::TooShort(1)));
@@ -301,6 +322,16 @@ mod tests {
         for k in ["sr", "arr", "calmar"] {
             assert!(ruined.null_reasons[k].starts_with("ruin"), "{k}");
         }
+        // Ruin is refused wherever an SR is taken (a whole series, a slice, a bootstrap's point
+        // estimate): NAV 1 → 0.5 → −0.3 has returns −0.5 and −1.6.
+        match sharpe_ratio(&[-0.5, -1.6]) {
+            Err(Undefined::Ruin { day: 2, nav }) => assert!((nav + 0.3).abs() < 1e-15),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            sharpe_ratio(&[0.01, -1.0, 0.02]),
+            Err(Undefined::Ruin { day: 2, .. })
+        ));
         // An ARR that overflows (1 to 20 in one day) is null with its reason, not `null` alone.
         let steep = NavMetrics::from_nav(&[1.0, 20.0]).unwrap();
         assert_eq!(steep.arr, None);

@@ -5,8 +5,9 @@
 
 use crate::contracts::evidence::Delta;
 
-/// Metrics (by short name, as in [`super::report::METRICS`]) that are counts.
-pub const COUNTS: [&str; 1] = ["trades"];
+/// Metrics (by short name, as in [`super::report::METRICS`]) that are counts (`ruin` counts
+/// the ruined books: 0 or 1).
+pub const COUNTS: [&str; 2] = ["trades", "ruin"];
 
 /// A count with thousands separators: 18439 → `18,439`.
 pub fn count(n: u64) -> String {
@@ -31,6 +32,11 @@ pub fn metric(short: &str, value: Option<f64>) -> String {
         }
         Some(v) => format!("{v:.4}"),
     }
+}
+
+/// A value with two decimals, or `n/a` (its reason is printed beside it).
+pub fn two_decimals(value: Option<f64>) -> String {
+    value.map_or("n/a".into(), |v| format!("{v:.2}"))
 }
 
 /// A p-value: `< 0.001` below 0.001 (a bootstrap of 10,000 resamples cannot resolve less than
@@ -69,6 +75,8 @@ mod tests {
         assert_eq!(count(18_439), "18,439");
         assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(metric("trades", Some(18_439.0)), "18,439");
+        assert_eq!(metric("ruin", Some(1.0)), "1");
+        assert_eq!(metric("ruin", Some(0.0)), "0");
         assert_eq!(metric("sr", Some(5.876_54)), "5.8765");
         assert_eq!(metric("sr", None), "n/a");
         assert_eq!(p_value(0.000_099_99), "< 0.001");

@@ -4,8 +4,8 @@
 
 use super::backtest::{self, BacktestConfig, EventSlot, PricePanel};
 use super::baseline::TrailingTypes;
-use super::bootstrap::{BootstrapConfig, PairedHit, accuracy_deltas, sharpe_delta_draws};
-use super::metrics::{NavMetrics, Undefined, sharpe};
+use super::bootstrap::{BootstrapConfig, PairedHit, Setting, accuracy_deltas, sharpe_delta_draws};
+use super::metrics::{NavMetrics, Ruin, Undefined, sharpe_ratio};
 use crate::contracts::evidence::{Calibration, Delta, Significance, WalkForwardSummary};
 use crate::contracts::label::{Direction, Label, Prediction, Sign};
 use schemars::JsonSchema;
@@ -103,21 +103,10 @@ impl crate::config::Validate for EvaluationConfig {
             "walk_forward",
             "test_days ≥ 2 and step_days ≥ 1",
         )?;
-        check(
-            self.bootstrap.resamples >= 100,
-            "bootstrap.resamples",
-            "must be at least 100",
-        )?;
-        check(
-            self.bootstrap.block_length >= 1.0,
-            "bootstrap.block_length",
-            "must be ≥ 1",
-        )?;
-        check(
-            self.bootstrap.confidence > 0.0 && self.bootstrap.confidence < 1.0,
-            "bootstrap.confidence",
-            "must lie in (0, 1)",
-        )?;
+        self.bootstrap
+            .config()
+            .validate()
+            .map_err(|(setting, why)| (self.bootstrap.key(setting).to_string(), why.to_string()))?;
         check(self.regime_window >= 2, "regime_window", "must be ≥ 2")?;
         check(
             self.target_coverage > 0.0 && self.target_coverage < 1.0,
@@ -128,6 +117,15 @@ impl crate::config::Validate for EvaluationConfig {
 }
 
 impl BootstrapSettings {
+    /// The configuration key of a setting, as errors name it.
+    pub fn key(&self, setting: Setting) -> &'static str {
+        match setting {
+            Setting::Resamples => "bootstrap.resamples",
+            Setting::BlockLength => "bootstrap.block_length",
+            Setting::Confidence => "bootstrap.confidence",
+        }
+    }
+
     pub fn config(&self) -> BootstrapConfig {
         BootstrapConfig {
             resamples: self.resamples,
@@ -293,14 +291,18 @@ pub const METRICS: [MetricSpec; 16] = [
 
 impl Evaluation {
     /// Every null's reason in the evidence's layout: candidate metrics by short name,
-    /// `baseline.<name>` and `delta.<name>`.
+    /// `baseline.<name>`, `delta.<name>` and `walk_forward.<name>`.
     pub fn null_reasons(&self) -> std::collections::BTreeMap<String, String> {
         let mut all = self.candidate.null_reasons.clone();
         for (k, v) in &self.baseline.null_reasons {
             all.insert(format!("baseline.{k}"), v.clone());
         }
         for (k, v) in &self.null_reasons {
-            all.insert(format!("delta.{}", k.trim_end_matches("_delta")), v.clone());
+            let key = match k.strip_suffix("_delta") {
+                Some(delta) => format!("delta.{delta}"),
+                None => k.clone(),
+            };
+            all.insert(key, v.clone());
         }
         all
     }
@@ -317,22 +319,37 @@ impl ModelResult {
     }
 }
 
+/// One walk-forward test window (days are calendar positions; the fold holding a ruined
+/// candidate's ruin day ends on that day).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fold {
     pub start_day: usize,
     pub end_day: usize,
+    /// Compounded candidate return over the fold (≤ −1 for the fold holding its ruin).
     pub candidate_return: f64,
-    pub baseline_return: f64,
+    /// Compounded baseline return; `None` (reason in `null_reasons`) when the baseline was
+    /// ruined before the fold.
+    pub baseline_return: Option<f64>,
+    /// Candidate SR over the fold; `None` with the reason (e.g. ruin within the fold).
     pub candidate_sr: Option<f64>,
+    /// Why a value of this fold has none, by field name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub null_reasons: std::collections::BTreeMap<String, String>,
 }
 
+/// The evaluated days of one market regime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegimeSlice {
     pub regime: String,
     pub days: usize,
+    /// `None` with the reason, e.g. ruin when the slice holds the candidate's ruin day.
     pub candidate_sr: Option<f64>,
     pub baseline_sr: Option<f64>,
-    pub candidate_mean_return: f64,
+    /// Mean daily candidate return over the slice; `None` with the reason (no day, or ruin).
+    pub candidate_mean_return: Option<f64>,
+    /// Why a value of this slice has none, by field name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub null_reasons: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,10 +368,16 @@ pub struct Evaluation {
     pub walk_forward: WalkForwardSummary,
     pub regimes: Vec<RegimeSlice>,
     pub calibration: Option<Calibration>,
-    /// Why a delta without a value (keys `sr_delta`, `da_delta`, `eta_delta`) has none.
+    /// Why a delta without a value (keys `sr_delta`, `da_delta`, `eta_delta`) or a
+    /// walk-forward statistic without one (`walk_forward.negative_fold_ratio`,
+    /// `walk_forward.fold_pnl_cv`) has none.
     pub null_reasons: std::collections::BTreeMap<String, String>,
     pub predictions: usize,
     pub evaluated_events: usize,
+    /// Events of the evaluated window that could trade (a d0 in the window with an open
+    /// price), whoever calls them: with it a report can say that a model trades every one.
+    #[serde(default)]
+    pub tradable_events: usize,
     pub trading_days: usize,
     /// Records that did not enter the evaluation, by reason; empty when none was dropped.
     #[serde(default)]
@@ -490,13 +513,7 @@ fn model_result(
     let cost_bps = defined("cost_bps", bt.cost_in_bps().ok_or(Undefined::NoTrades));
     let mae = defined("mae", mean_abs(&errors));
     let rmse = defined("rmse", root_mean_square(&errors));
-    let turnover = defined(
-        "turnover",
-        bt.turnover(input.start).ok_or(Undefined::Side(
-            "evaluated window",
-            Box::new(Undefined::NoReturns),
-        )),
-    );
+    let turnover = defined("turnover", bt.turnover(input.start));
     ModelResult {
         metrics,
         da,
@@ -620,22 +637,8 @@ pub fn evaluate_against(
     let (rc, rb) = (returns(&cand.nav), returns(&base.nav));
     let boot = config.bootstrap.config();
     let mut null_reasons = std::collections::BTreeMap::new();
-    let ruined = |who: &'static str, m: &ModelResult| {
-        m.metrics.ruin.as_ref().map(|r| {
-            Undefined::Side(
-                who,
-                Box::new(Undefined::Ruin {
-                    day: r.day,
-                    nav: r.nav,
-                }),
-            )
-        })
-    };
-    let (sr_delta, sr_delta_draws) =
-        match ruined("candidate", &cand).or_else(|| ruined("baseline", &base)) {
-            Some(why) => Err(why),
-            None => sharpe_delta_draws(&rc, &rb, &boot),
-        }
+    // A ruined side has no SR (sharpe_ratio refuses a return ≤ −100 %), so no delta.
+    let (sr_delta, sr_delta_draws) = sharpe_delta_draws(&rc, &rb, &boot)
         .map_err(|why| null_reasons.insert("sr_delta".to_string(), why.to_string()))
         .map_or((None, Vec::new()), |(d, draws)| (Some(d), draws));
     let paired: Vec<usize> = (0..input.events.len())
@@ -681,37 +684,31 @@ pub fn evaluate_against(
     };
     let (da_delta, eta_delta) = (delta("da_delta", da_delta), delta("eta_delta", eta_delta));
 
-    // Walk-forward folds over the evaluated days.
-    let wf = &config.walk_forward;
-    let mut folds = Vec::new();
-    let mut from = wf.train_days as usize;
-    // A ruined series ends early: folds cover the days both series have.
-    while from + wf.test_days as usize <= rc.len().min(rb.len()) {
-        let to = from + wf.test_days as usize;
-        let compound = |r: &[f64]| r.iter().fold(1.0, |acc, x| acc * (1.0 + x)) - 1.0;
-        folds.push(Fold {
-            start_day: input.start + from,
-            end_day: input.start + to - 1,
-            candidate_return: compound(&rc[from..to]),
-            baseline_return: compound(&rb[from..to]),
-            candidate_sr: sharpe(&rc[from..to]),
-        });
-        from += wf.step_days as usize;
-    }
-    let fold_returns: Vec<f64> = folds.iter().map(|f| f.candidate_return).collect();
-    let walk_forward = WalkForwardSummary {
-        folds: folds.len() as u32,
-        negative_fold_ratio: if folds.is_empty() {
-            1.0
-        } else {
-            fold_returns.iter().filter(|r| **r < 0.0).count() as f64 / folds.len() as f64
-        },
-        fold_pnl_cv: coefficient_of_variation(&fold_returns),
+    let cand_series = Series {
+        returns: &rc,
+        ruin: cand.metrics.ruin.as_ref(),
     };
-
+    let base_series = Series {
+        returns: &rb,
+        ruin: base.metrics.ruin.as_ref(),
+    };
+    let window_days = input.prices.days.saturating_sub(input.start);
+    let (folds, walk_forward) = walk_forward(
+        input.start,
+        window_days,
+        &cand_series,
+        &base_series,
+        &config.walk_forward,
+        &mut null_reasons,
+    );
     let regimes = match input.regime_labels {
-        Some(labels) => labelled_regimes(input.start, labels, &rc, &rb),
-        None => regime_slices(input, &rc, &rb, config.regime_window as usize),
+        Some(labels) => labelled_regimes(input.start, labels, &cand_series, &base_series),
+        None => regime_slices(
+            input,
+            &cand_series,
+            &base_series,
+            config.regime_window as usize,
+        ),
     };
     let calibration = calibration(input, candidate, config.target_coverage);
     let mut dropped = input.dropped.clone();
@@ -724,7 +721,15 @@ pub fn evaluate_against(
             .entry(DropReason::LabelledEventWithoutCall)
             .or_default() += uncalled;
     }
+    let days = input.prices.days;
+    let tradable_events = input
+        .events
+        .iter()
+        .filter(|e| e.d0 >= input.start && e.d0 < days)
+        .filter(|e| input.prices.open[e.symbol * days + e.d0].is_finite())
+        .count();
     Evaluation {
+        tradable_events,
         predictions: candidate.iter().filter(|c| c.is_some()).count(),
         evaluated_events: hits.len(),
         trading_days: rc.len(),
@@ -746,38 +751,166 @@ pub fn evaluate_against(
     }
 }
 
+/// One model's evaluated daily returns and its ruin, if any (the returns then end with the
+/// ruin day's return, ≤ −100 %).
+struct Series<'a> {
+    returns: &'a [f64],
+    ruin: Option<&'a Ruin>,
+}
+
+impl Series<'_> {
+    /// The SR of some of the days (a fold, a regime slice): a part holding the ruin day has
+    /// none, with the model's own ruin as the reason (day and NAV of the whole window, not of
+    /// the part).
+    fn sharpe_of(&self, part: &[f64]) -> Result<f64, Undefined> {
+        sharpe_ratio(part).map_err(|why| match (why, self.ruin) {
+            (Undefined::Ruin { .. }, Some(r)) => self.ruined(r),
+            (why, _) => why,
+        })
+    }
+    fn ruined(&self, r: &Ruin) -> Undefined {
+        Undefined::Ruin {
+            day: r.day,
+            nav: r.nav,
+        }
+    }
+}
+
+/// Walk-forward folds over the evaluated window of `window_days` return days: test windows of
+/// `test_days` after `train_days`, every `step_days`. A ruined candidate's series ends early:
+/// the fold holding its ruin day is kept, cut at that day (its return ≤ −100 %, its SR null with
+/// reason ruin), and no fold follows. The summary's statistics are null, with the reason
+/// recorded in `null_reasons` under `walk_forward.<name>`, when there is no fold (`no_folds`),
+/// when the candidate was ruined (its folds do not measure stability: the book ended), and, for
+/// the coefficient of variation, with a single fold (one observation has no dispersion).
+fn walk_forward(
+    start: usize,
+    window_days: usize,
+    cand: &Series<'_>,
+    base: &Series<'_>,
+    wf: &WalkForwardConfig,
+    null_reasons: &mut std::collections::BTreeMap<String, String>,
+) -> (Vec<Fold>, WalkForwardSummary) {
+    let (test, rc, rb) = (wf.test_days as usize, cand.returns, base.returns);
+    let compound = |r: &[f64]| r.iter().fold(1.0, |acc, x| acc * (1.0 + x)) - 1.0;
+    let mut folds = Vec::new();
+    let mut from = wf.train_days as usize;
+    while from + test <= window_days && from < rc.len() {
+        let to = (from + test).min(rc.len());
+        let mut reasons = std::collections::BTreeMap::new();
+        let candidate_sr = cand
+            .sharpe_of(&rc[from..to])
+            .map_err(|why| reasons.insert("candidate_sr".to_string(), why.to_string()))
+            .ok();
+        // A baseline ruined before the fold has no return over it.
+        let baseline_return = match (rb.get(from..to.min(rb.len())), base.ruin) {
+            (Some(b), _) if !b.is_empty() => Some(compound(b)),
+            (_, Some(r)) => {
+                reasons.insert(
+                    "baseline_return".to_string(),
+                    Undefined::Side("baseline", Box::new(base.ruined(r))).to_string(),
+                );
+                None
+            }
+            _ => None,
+        };
+        folds.push(Fold {
+            start_day: start + from,
+            end_day: start + to - 1,
+            candidate_return: compound(&rc[from..to]),
+            baseline_return,
+            candidate_sr,
+            null_reasons: reasons,
+        });
+        from += wf.step_days as usize;
+    }
+    let fold_returns: Vec<f64> = folds.iter().map(|f| f.candidate_return).collect();
+    let undefined = if let Some(r) = cand.ruin {
+        Some(cand.ruined(r))
+    } else if folds.is_empty() {
+        Some(Undefined::NoFolds {
+            days: window_days,
+            needed: wf.train_days as usize + test,
+        })
+    } else {
+        None
+    };
+    let mut stat = |name: &str, value: Result<f64, Undefined>| {
+        value
+            .map_err(|why| null_reasons.insert(format!("walk_forward.{name}"), why.to_string()))
+            .ok()
+    };
+    let (negative_fold_ratio, fold_pnl_cv) = match undefined {
+        Some(why) => (
+            stat("negative_fold_ratio", Err(why.clone())),
+            stat("fold_pnl_cv", Err(why)),
+        ),
+        None => (
+            stat(
+                "negative_fold_ratio",
+                Ok(fold_returns.iter().filter(|r| **r < 0.0).count() as f64 / folds.len() as f64),
+            ),
+            stat("fold_pnl_cv", coefficient_of_variation(&fold_returns)),
+        ),
+    };
+    let summary = WalkForwardSummary {
+        folds: folds.len() as u32,
+        negative_fold_ratio,
+        fold_pnl_cv,
+    };
+    (folds, summary)
+}
+
 /// std / |mean| of fold returns (population std). With a zero mean it is reported as 1e6
-/// ("effectively infinite") unless every fold is zero, so it stays a finite number.
-pub fn coefficient_of_variation(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        return 1e6;
+/// ("effectively infinite") unless every fold is zero, so it stays a finite number. Undefined
+/// without a fold, and with one (a single return has no dispersion to measure: 0 would claim
+/// perfect stability from one observation).
+pub fn coefficient_of_variation(xs: &[f64]) -> Result<f64, Undefined> {
+    match xs.len() {
+        0 => return Err(Undefined::NoReturns),
+        1 => return Err(Undefined::OneObservation("fold return")),
+        _ => {}
     }
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    if mean.abs() > 1e-12 {
+    Ok(if mean.abs() > 1e-12 {
         (sd / mean.abs()).min(1e6)
     } else if sd == 0.0 {
         0.0
     } else {
         1e6
-    }
+    })
 }
 
-fn slice(regime: String, idx: &[usize], rc: &[f64], rb: &[f64]) -> RegimeSlice {
-    let c: Vec<f64> = idx.iter().map(|&k| rc[k]).collect();
+/// The slice of the evaluated days `idx` (positions in the candidate's returns). A slice that
+/// holds a model's ruin day has no SR for it, and no candidate mean return (a per-day average
+/// over a day that took the NAV below 0), each null with the reason.
+fn slice(regime: String, idx: &[usize], cand: &Series<'_>, base: &Series<'_>) -> RegimeSlice {
+    let c: Vec<f64> = idx.iter().map(|&k| cand.returns[k]).collect();
     // A ruined baseline ends early: its slice holds the days it has.
-    let b: Vec<f64> = idx.iter().filter_map(|&k| rb.get(k).copied()).collect();
+    let b: Vec<f64> = idx
+        .iter()
+        .filter_map(|&k| base.returns.get(k).copied())
+        .collect();
+    let mut null_reasons = std::collections::BTreeMap::new();
+    let mut defined = |name: &str, value: Result<f64, Undefined>| {
+        value
+            .map_err(|why| null_reasons.insert(name.to_string(), why.to_string()))
+            .ok()
+    };
+    let mean = match cand.ruin {
+        _ if c.is_empty() => Err(Undefined::NoReturns),
+        Some(r) if c.iter().any(|x| *x <= -1.0) => Err(cand.ruined(r)),
+        _ => Ok(c.iter().sum::<f64>() / c.len() as f64),
+    };
     RegimeSlice {
         regime,
         days: idx.len(),
-        candidate_sr: sharpe(&c),
-        baseline_sr: sharpe(&b),
-        candidate_mean_return: if c.is_empty() {
-            0.0
-        } else {
-            c.iter().sum::<f64>() / c.len() as f64
-        },
+        candidate_sr: defined("candidate_sr", cand.sharpe_of(&c)),
+        baseline_sr: defined("baseline_sr", base.sharpe_of(&b)),
+        candidate_mean_return: defined("candidate_mean_return", mean),
+        null_reasons,
     }
 }
 
@@ -786,8 +919,8 @@ fn slice(regime: String, idx: &[usize], rc: &[f64], rb: &[f64]) -> RegimeSlice {
 fn labelled_regimes(
     start: usize,
     labels: &[Option<String>],
-    rc: &[f64],
-    rb: &[f64],
+    cand: &Series<'_>,
+    base: &Series<'_>,
 ) -> Vec<RegimeSlice> {
     let mut names: Vec<&String> = labels.iter().flatten().collect();
     names.sort();
@@ -795,10 +928,10 @@ fn labelled_regimes(
     names
         .into_iter()
         .map(|name| {
-            let idx: Vec<usize> = (0..rc.len())
+            let idx: Vec<usize> = (0..cand.returns.len())
                 .filter(|&k| labels.get(start + k).and_then(|l| l.as_ref()) == Some(name))
                 .collect();
-            slice(name.clone(), &idx, rc, rb)
+            slice(name.clone(), &idx, cand, base)
         })
         .collect()
 }
@@ -807,10 +940,11 @@ fn labelled_regimes(
 /// day) over a rolling window, each day classified by the window ending the day before.
 fn regime_slices(
     input: &EvaluationInput<'_>,
-    rc: &[f64],
-    rb: &[f64],
+    cand: &Series<'_>,
+    base: &Series<'_>,
     window: usize,
 ) -> Vec<RegimeSlice> {
+    let rc = cand.returns;
     let days = input.prices.days;
     let symbols = input.prices.close.len() / days.max(1);
     let market: Vec<f64> = (0..days)
@@ -878,7 +1012,7 @@ fn regime_slices(
         .iter()
         .map(|name| {
             let idx: Vec<usize> = (0..rc.len()).filter(|&k| member(name, stats[k])).collect();
-            slice(name.to_string(), &idx, rc, rb)
+            slice(name.to_string(), &idx, cand, base)
         })
         .collect()
 }

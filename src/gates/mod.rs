@@ -166,12 +166,39 @@ pub struct Reason {
     pub threshold: Option<f64>,
 }
 
+/// Which side of its threshold a measured value must lie on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// At most the threshold.
+    AtMost,
+    /// At least the threshold.
+    AtLeast,
+    /// Strictly above the threshold.
+    Above,
+}
+
+/// One number a gate compared with its threshold, whether it passed or not (a pass is a
+/// measured value too: the record says by how much).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Measurement {
+    /// The reason code a failure of this comparison carries (`null_rate`, `window_hours`).
+    pub code: String,
+    pub measured: f64,
+    pub threshold: f64,
+    pub bound: Bound,
+    pub passed: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GateResult {
     pub id: String,
     pub name: String,
     pub status: GateStatus,
     pub reasons: Vec<Reason>,
+    /// Every number the gate compared with a threshold, passed or not.
+    #[serde(default)]
+    pub measured: Vec<Measurement>,
 }
 
 impl GateResult {
@@ -197,16 +224,28 @@ impl Decision {
     }
 }
 
-/// Collects a gate's failures.
+/// Collects a gate's failures and every number it compared.
 struct Check {
     reasons: Vec<Reason>,
+    measured: Vec<Measurement>,
 }
 
 impl Check {
     fn new() -> Self {
         Self {
             reasons: Vec::new(),
+            measured: Vec::new(),
         }
+    }
+    /// Records a comparison (a failure's reason is added by the caller).
+    fn measure(&mut self, code: &str, measured: f64, threshold: f64, bound: Bound, passed: bool) {
+        self.measured.push(Measurement {
+            code: code.into(),
+            measured,
+            threshold,
+            bound,
+            passed,
+        });
     }
     fn fail(&mut self, code: &str, message: impl Into<String>) {
         self.reasons.push(Reason {
@@ -218,6 +257,21 @@ impl Check {
     }
     /// `measured` must be at most `max`; a missing value fails.
     fn at_most(&mut self, code: &str, what: &str, measured: Option<f64>, max: f64) {
+        self.at_most_or(code, what, measured, max, None);
+    }
+    /// As [`Check::at_most`], for a value that may be null with a reason (the evidence's
+    /// `null_reasons`): a null fails with that reason in the message, never passes.
+    fn at_most_or(
+        &mut self,
+        code: &str,
+        what: &str,
+        measured: Option<f64>,
+        max: f64,
+        null_reason: Option<&String>,
+    ) {
+        if let Some(v) = measured {
+            self.measure(code, v, max, Bound::AtMost, v.is_finite() && v <= max);
+        }
         match measured {
             Some(v) if v.is_finite() && v <= max => {}
             Some(v) => self.reasons.push(Reason {
@@ -226,11 +280,22 @@ impl Check {
                 measured: Some(v),
                 threshold: Some(max),
             }),
-            None => self.fail(&format!("missing_{code}"), format!("{what} is missing")),
+            None => self.missing(code, what, null_reason),
         }
+    }
+    /// A value the gate needs is absent: `missing_<code>`, with the evidence's reason if any.
+    fn missing(&mut self, code: &str, what: &str, null_reason: Option<&String>) {
+        let message = match null_reason {
+            Some(why) => format!("{what} has no value: {why}"),
+            None => format!("{what} is missing"),
+        };
+        self.fail(&format!("missing_{code}"), message);
     }
     /// `measured` must be at least `min`; a missing value fails.
     fn at_least(&mut self, code: &str, what: &str, measured: Option<f64>, min: f64) {
+        if let Some(v) = measured {
+            self.measure(code, v, min, Bound::AtLeast, v.is_finite() && v >= min);
+        }
         match measured {
             Some(v) if v.is_finite() && v >= min => {}
             Some(v) => self.reasons.push(Reason {
@@ -252,6 +317,7 @@ impl Check {
                 GateStatus::Fail
             },
             reasons: self.reasons,
+            measured: self.measured,
         }
     }
 }
@@ -274,6 +340,7 @@ fn skipped(id: &str, name: &str, status: GateStatus) -> GateResult {
         name: name.into(),
         status,
         reasons: Vec::new(),
+        measured: Vec::new(),
     }
 }
 
@@ -423,23 +490,35 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                         metric("total_return"),
                         p.min_net_pnl,
                     );
+                    // Null statistics (no fold, one fold, ruin) fail with their reason.
                     let wf = e.walk_forward.as_ref();
-                    c.at_most(
+                    c.at_most_or(
                         "negative_fold_ratio",
                         "negative-fold ratio",
-                        wf.map(|w| w.negative_fold_ratio),
+                        wf.and_then(|w| w.negative_fold_ratio),
                         p.max_negative_fold_ratio,
+                        e.null_reasons.get("walk_forward.negative_fold_ratio"),
                     );
-                    c.at_most(
+                    c.at_most_or(
                         "fold_pnl_cv",
                         "fold PnL coefficient of variation",
-                        wf.map(|w| w.fold_pnl_cv),
+                        wf.and_then(|w| w.fold_pnl_cv),
                         p.max_fold_pnl_cv,
+                        e.null_reasons.get("walk_forward.fold_pnl_cv"),
                     );
                     if wf.is_some_and(|w| w.folds == 0) {
                         c.fail("no_folds", "walk-forward produced no folds");
                     }
                     let sr = e.deltas.get("sr");
+                    if let Some(d) = sr {
+                        c.measure(
+                            "sr_delta_ci_lower",
+                            d.ci_lower,
+                            p.min_sr_delta_ci_lower,
+                            Bound::Above,
+                            d.ci_lower > p.min_sr_delta_ci_lower,
+                        );
+                    }
                     match sr {
                         Some(d) if d.ci_lower > p.min_sr_delta_ci_lower => {}
                         Some(d) => c.reasons.push(Reason {
@@ -489,24 +568,35 @@ pub fn evaluate(target: Target, inputs: &GateInputs<'_>, policy: &GatePolicy) ->
                 no_evidence(&mut c);
             } else {
                 fail_on_ruin(&mut c);
-                c.at_most(
+                // A null metric fails with the reason the evidence gives (e.g. turnover on ruin).
+                let why = |name: &str| evidence.and_then(|e| e.null_reasons.get(name));
+                c.at_most_or(
                     "max_drawdown",
                     "max drawdown",
                     metric("mdd"),
                     p.max_drawdown,
+                    why("mdd"),
                 );
-                c.at_most(
+                c.at_most_or(
                     "turnover",
                     "daily turnover",
                     metric("turnover"),
                     p.max_turnover,
+                    why("turnover"),
                 );
-                c.at_most("cost_bps", "cost (bps)", metric("cost_bps"), p.max_cost_bps);
-                c.at_most(
+                c.at_most_or(
+                    "cost_bps",
+                    "cost (bps)",
+                    metric("cost_bps"),
+                    p.max_cost_bps,
+                    why("cost_bps"),
+                );
+                c.at_most_or(
                     "gross_exposure",
                     "max gross exposure",
                     metric("gross_exposure_max"),
                     p.max_gross_exposure,
+                    why("gross_exposure_max"),
                 );
             }
             c.result(id, name)
@@ -815,6 +905,7 @@ fn calibration_gate(
     ];
     let worst = levels.iter().map(|l| l.2).max().unwrap_or(3);
     for (code, v, lv, pass_at) in levels {
+        c.measure(code, v, pass_at, Bound::AtMost, lv == 0);
         if lv > 0 {
             c.reasons.push(Reason {
                 code: code.into(),
@@ -850,5 +941,6 @@ fn calibration_gate(
         name: name.into(),
         status,
         reasons: c.reasons,
+        measured: c.measured,
     }
 }

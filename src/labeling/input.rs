@@ -149,6 +149,17 @@ impl Prices {
     pub fn open_of(&self, symbol: usize) -> &[f64] {
         &self.open[symbol * self.days..(symbol + 1) * self.days]
     }
+    /// The price file has a row for `symbol` on calendar day `day` (else it was halted or not
+    /// listed that day); out of range: no row.
+    pub fn has_row(&self, symbol: usize, day: usize) -> bool {
+        let at = |panel: &[f64]| {
+            (day < self.days)
+                .then(|| panel.get(symbol * self.days + day))
+                .flatten()
+                .is_some_and(|v| !v.is_nan())
+        };
+        at(&self.close) || at(&self.open)
+    }
 }
 
 /// Style-factor exposures. A symbol's exposures on a day are those of its latest row on or

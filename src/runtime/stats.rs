@@ -26,7 +26,7 @@ use crate::gates::RuntimeStats;
 use crate::identity::SigningKey;
 use crate::runtime::decision::Source;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 /// What is being served: a window holds one of these throughout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub struct Served {
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
     pub event_id: &'a str,
+    /// The id was already decided under this configuration: answered again with its first
+    /// decision (`runtime::dedup`), counted as a duplicate and nothing else.
+    pub repeat: bool,
     pub symbol: &'a str,
     /// The title is empty or the event type is missing.
     pub null: bool,
@@ -63,7 +66,6 @@ struct Window {
     staleness: Histogram,
     seen: BTreeSet<String>,
     decided: BTreeSet<String>,
-    ids: HashSet<String>,
 }
 
 impl Window {
@@ -76,7 +78,6 @@ impl Window {
             staleness: Histogram::default(),
             seen: BTreeSet::new(),
             decided: BTreeSet::new(),
-            ids: HashSet::new(),
         }
     }
 }
@@ -123,8 +124,10 @@ impl Recorder {
             .get_or_insert_with(|| Window::new(served.clone(), now));
         let c = &mut w.counts;
         c.events += 1;
-        if !w.ids.insert(o.event_id.to_string()) {
+        if o.repeat {
+            // Not a second decision: the first one is already counted.
             c.duplicate_event_ids += 1;
+            return closed;
         }
         if o.null {
             c.null_events += 1;
@@ -314,7 +317,7 @@ pub fn merge(files: &[RuntimeStatsArtifact]) -> Option<Merged> {
             .flatten(),
         null_rate: ratio(counts.null_events, counts.events),
         staleness_p95_ms: mergeable.then(|| staleness.quantile(0.95)).flatten(),
-        symbol_coverage: ratio(decided.len() as u64, seen.len() as u64),
+        symbol_coverage: symbol_coverage(&seen, &decided),
         error_ratio: ratio(counts.errors, counts.decisions),
         fallback_ratio: ratio(counts.fallbacks, counts.decisions),
         latency_p95_ms: mergeable.then(|| latency.quantile(0.95)).flatten(),
@@ -385,6 +388,19 @@ pub fn check_signature(
             _ => Err(SignatureError::Invalid),
         },
     }
+}
+
+/// Symbol coverage (gate0): of the symbols that could trade, the share the service decided (by
+/// the model or the fallback, rather than halting or suppressing them); `None` when none could
+/// trade. A symbol with no price row on the day (halted, not yet listed, a day outside the
+/// data) could not trade and is in neither set: the market's halts never lower coverage. The
+/// decision service cannot know the market's halts, so every symbol it sees counts as able to
+/// trade; a replay that reads the price files (`janus paper`) passes only the symbols priced on
+/// their event's first tradable day, keyed by symbol and day. Members of `decided` outside
+/// `could_trade` are not counted.
+pub fn symbol_coverage<T: Ord>(could_trade: &BTreeSet<T>, decided: &BTreeSet<T>) -> Option<f64> {
+    let covered = could_trade.iter().filter(|s| decided.contains(s)).count();
+    (!could_trade.is_empty()).then(|| covered as f64 / could_trade.len() as f64)
 }
 
 /// What statistics must have come from to count for a decision.
@@ -551,6 +567,7 @@ mod tests {
     fn obs<'a>(id: &'a str, symbol: &'a str, source: Source, reason: &'a str) -> Observation<'a> {
         Observation {
             event_id: id,
+            repeat: false,
             symbol,
             null: false,
             source,
@@ -599,12 +616,17 @@ mod tests {
             &obs("b", "Y", Source::Fallback, "inference_timeout"),
             at(2),
         );
-        r.record(&s, &obs("a", "X", Source::Model, "shadow"), at(3));
+        let repeat = Observation {
+            repeat: true,
+            ..obs("a", "X", Source::Model, "shadow")
+        };
+        r.record(&s, &repeat, at(3));
         r.record(&s, &obs("c", "Z", Source::Halted, "kill_switch"), at(4));
         let first = r.close(at(10)).unwrap();
         assert_eq!((first.window_start, first.window_end), (at(0), at(10)));
         let c = &first.counts;
-        assert_eq!((c.events, c.decisions, c.halts), (4, 3, 1));
+        // The repeat is an event and a duplicate, not a second decision.
+        assert_eq!((c.events, c.decisions, c.halts), (4, 2, 1));
         assert_eq!((c.timeouts, c.fallbacks, c.duplicate_event_ids), (1, 1, 1));
         assert_eq!(first.symbols_seen, ["X", "Y", "Z"]);
         assert_eq!(first.symbols_decided, ["X", "Y"]);

@@ -23,6 +23,7 @@ pub struct ServeMetrics {
     kill_switch_latched: Gauge,
     kill_switch_release_ignored: Counter,
     overloaded: Counter,
+    duplicates: Counter,
     confirmation_failures: Family<Labels, Counter>,
     decided: AtomicU64,
     fell_back: AtomicU64,
@@ -44,6 +45,7 @@ impl Default for ServeMetrics {
         let kill_switch_latched = Gauge::default();
         let kill_switch_release_ignored = Counter::default();
         let overloaded = Counter::default();
+        let duplicates = Counter::default();
         let confirmation_failures = Family::<Labels, Counter>::default();
         registry.register("janus_event_count", "Events received", events.clone());
         registry.register(
@@ -102,6 +104,11 @@ impl Default for ServeMetrics {
             overloaded.clone(),
         );
         registry.register(
+            "janus_duplicate_events",
+            "Events whose event_id was already decided under the configuration in force: answered with the first decision again, never decided twice",
+            duplicates.clone(),
+        );
+        registry.register(
             "janus_config_confirmation_failures",
             "Periodic reads of the PromotionRequest or the runtime ConfigMap that failed or disagreed with the watch, by object",
             confirmation_failures.clone(),
@@ -120,6 +127,7 @@ impl Default for ServeMetrics {
             kill_switch_latched,
             kill_switch_release_ignored,
             overloaded,
+            duplicates,
             confirmation_failures,
             decided: AtomicU64::new(0),
             fell_back: AtomicU64::new(0),
@@ -173,6 +181,10 @@ impl ServeMetrics {
     }
     pub fn overloaded(&self) {
         self.overloaded.inc();
+    }
+    /// An event answered again with its first decision.
+    pub fn duplicate(&self) {
+        self.duplicates.inc();
     }
     /// `object`: `promotion_request` or `config_map`.
     pub fn confirmation_failed(&self, object: &str) {

@@ -21,6 +21,7 @@ use crate::contracts::write_artifact;
 use crate::evaluation::baseline::TypeTable;
 use crate::runtime::config::RuntimeConfig;
 use crate::runtime::decision::{self, Book, DecideRequest, Decision, Rules, Session, Source};
+use crate::runtime::dedup::{self, FirstAnswers};
 use crate::runtime::guard::{Guard, Halt};
 use crate::runtime::onnx::OnnxPolicy;
 use crate::runtime::stats::{self, Observation, Recorder, Served};
@@ -179,6 +180,8 @@ pub struct Service {
     stats: Option<Mutex<Recorder>>,
     /// Signs every statistics file (`--stats-key`).
     stats_key: Option<crate::identity::SigningKey>,
+    /// The first decision of each event id under the configuration in force (duplicates).
+    first_answers: Mutex<FirstAnswers<Sha256Hex, tokio::sync::OnceCell<Decision>>>,
 }
 
 /// Locks a mutex; a panic elsewhere while it was held does not stop the service (the data is
@@ -312,6 +315,7 @@ impl Service {
                 ))
             }),
             stats_key,
+            first_answers: Mutex::new(FirstAnswers::new(dedup::DEFAULT_CAPACITY)),
         })
     }
 
@@ -518,49 +522,60 @@ impl Service {
         }
     }
 
-    /// One decision.
-    #[tracing::instrument(name = "decide", skip_all, fields(event_id = %request.event.event_id, symbol = %request.event.symbol))]
+    /// One decision (see [`Service::decide_once`]).
     pub async fn decide(&self, request: DecideRequest) -> Decision {
+        self.decide_once(request).await.0
+    }
+
+    /// One decision, and whether it is a repeat: an `event_id` already decided under the
+    /// configuration in force gets its first decision again (`runtime::dedup`), counted as a
+    /// duplicate and never decided, ordered or booked twice. The kill switch and every other
+    /// halt come first: a halted service answers `halted` to a repeat too.
+    #[tracing::instrument(name = "decide", skip_all, fields(event_id = %request.event.event_id, symbol = %request.event.symbol))]
+    pub async fn decide_once(&self, request: DecideRequest) -> (Decision, bool) {
         let started = Instant::now();
         self.metrics.event();
         let now = Utc::now();
         let loaded = self.snapshot();
         let event = request.event;
         let config = loaded.config.as_ref().map_err(String::as_str);
-        let base =
-            |source: Source, reason: &str, detail: String, notional: f64, direction| Decision {
-                event_id: event.event_id.clone(),
-                direction,
-                notional,
-                source,
-                reason: reason.to_string(),
-                detail,
-                stage: config.ok().map(|c| c.stage.clone()),
-                candidate: config.ok().map(|c| c.candidate.clone()),
-                model_sha256: config.ok().map(|c| c.model_sha256.to_string()),
-                latency_ms: 0.0,
-            };
-        let hold = crate::contracts::label::Direction::Hold;
-        let admitted = match self.halt(config) {
-            Some(h) => Err((Source::Halted, h.reason, h.detail)),
-            None => match decision::admission(config, &event, &self.rules, now) {
-                Some(refused) => Err(refused),
-                None => config.map_err(|e| (Source::Halted, "no_runtime_config", e.to_string())),
-            },
-        };
-        let mut decision = match admitted {
-            Err((source, reason, detail)) => base(source, reason, detail, 0.0, hold),
-            Ok(config) => {
-                self.decide_admitted(config, &loaded, &event, now, &base)
+        let served = config.ok().map(Self::served);
+        let halt = self.halt(config);
+        let (decision, repeat) = match (&served, halt) {
+            (Some(served), None) => {
+                let found = lock(&self.first_answers).slot(&served.config_hash, &event.event_id);
+                let mut decided_here = false;
+                let decision = found
+                    .slot
+                    .get_or_init(|| {
+                        decided_here = true;
+                        async {
+                            let mut d = self.answer(&loaded, &event, now, None).await;
+                            // Kept with its own latency: a repeat reports the first answer's.
+                            d.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+                            d
+                        }
+                    })
                     .await
+                    .clone();
+                if decided_here && !matches!(decision.source, Source::Model | Source::Fallback) {
+                    // Only decisions are kept: a suppressed event sent again is looked at again.
+                    lock(&self.first_answers).forget(&event.event_id, &found.slot);
+                }
+                (decision, !decided_here)
+            }
+            (_, halt) => {
+                let mut d = self.answer(&loaded, &event, now, halt).await;
+                d.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+                (d, false)
             }
         };
-        decision.latency_ms = started.elapsed().as_secs_f64() * 1e3;
-        if let (Some(r), Ok(c)) = (&self.stats, config) {
+        if let (Some(r), Some(served)) = (&self.stats, &served) {
             let closed = lock(r).record(
-                &Self::served(c),
+                served,
                 &Observation {
                     event_id: &event.event_id,
+                    repeat,
                     symbol: &event.symbol,
                     null: event.title.trim().is_empty()
                         || event
@@ -576,12 +591,55 @@ impl Service {
             );
             self.write_stats(closed);
         }
-        self.metrics.decision(
-            decision.source.name(),
-            &decision.reason,
-            decision.latency_ms,
-        );
-        decision
+        if repeat {
+            self.metrics.duplicate();
+        } else {
+            self.metrics.decision(
+                decision.source.name(),
+                &decision.reason,
+                decision.latency_ms,
+            );
+        }
+        (decision, repeat)
+    }
+
+    /// The answer to an event seen for the first time under this configuration (or while halted).
+    async fn answer(
+        &self,
+        loaded: &Loaded,
+        event: &decision::Event,
+        now: chrono::DateTime<Utc>,
+        halt: Option<Halt>,
+    ) -> Decision {
+        let config = loaded.config.as_ref().map_err(String::as_str);
+        let base =
+            |source: Source, reason: &str, detail: String, notional: f64, direction| Decision {
+                event_id: event.event_id.clone(),
+                direction,
+                notional,
+                source,
+                reason: reason.to_string(),
+                detail,
+                stage: config.ok().map(|c| c.stage.clone()),
+                candidate: config.ok().map(|c| c.candidate.clone()),
+                model_sha256: config.ok().map(|c| c.model_sha256.to_string()),
+                latency_ms: 0.0,
+            };
+        let hold = crate::contracts::label::Direction::Hold;
+        let admitted = match halt {
+            Some(h) => Err((Source::Halted, h.reason, h.detail)),
+            None => match decision::admission(config, event, &self.rules, now) {
+                Some(refused) => Err(refused),
+                None => config.map_err(|e| (Source::Halted, "no_runtime_config", e.to_string())),
+            },
+        };
+        match admitted {
+            Err((source, reason, detail)) => base(source, reason, detail, 0.0, hold),
+            Ok(config) => {
+                self.decide_admitted(config, loaded, event, now, &base)
+                    .await
+            }
+        }
     }
 
     /// The model (or the fallback) on an admitted event, the shadow stage, the limits.
@@ -753,6 +811,10 @@ fn error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
+/// Response header of `/v1/decide`: `true` when the answer is the first decision of an event id
+/// already decided (a duplicate), `false` otherwise.
+pub const DUPLICATE_HEADER: &str = "janus-duplicate";
+
 async fn decide_handler(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     // Strict: a member given twice (two `event`s) is refused, never answered for one of them.
     let value: serde_json::Value = match crate::contracts::strict_json::from_slice(&body) {
@@ -776,9 +838,23 @@ async fn decide_handler(State(service): State<Arc<Service>>, body: Bytes) -> Res
     if let Err(e) = request.event.validate() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, e);
     }
-    let d = service.decide(request).await;
+    let (d, repeat) = service.decide_once(request).await;
     match serde_json::to_string(&d) {
-        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Ok(text) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                ),
+                // The first decision of this event id, answered again (a duplicate).
+                (
+                    header::HeaderName::from_static(DUPLICATE_HEADER),
+                    header::HeaderValue::from_static(if repeat { "true" } else { "false" }),
+                ),
+            ],
+            text,
+        )
+            .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("decision: {e}")),
     }
 }

@@ -225,8 +225,8 @@ pub fn evidence() -> EvidenceArtifact {
         }),
         walk_forward: Some(WalkForwardSummary {
             folds: 5,
-            negative_fold_ratio: 0.2,
-            fold_pnl_cv: 0.8,
+            negative_fold_ratio: Some(0.2),
+            fold_pnl_cv: Some(0.8),
         }),
         calibration: None,
         artifacts: vec![event_car_sealed().reference()],
@@ -322,8 +322,8 @@ pub fn good_evidence() -> EvidenceArtifact {
         },
         walk_forward: Some(WalkForwardSummary {
             folds: 5,
-            negative_fold_ratio: 0.2,
-            fold_pnl_cv: 0.9,
+            negative_fold_ratio: Some(0.2),
+            fold_pnl_cv: Some(0.9),
         }),
     }
 }
@@ -387,6 +387,17 @@ pub fn janus_run(
 
 /// A minimal HTTP/1.1 client: one request per connection; returns (status, body).
 pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let (status, _, body) = http_with_headers(addr, method, path, body);
+    (status, body)
+}
+
+/// [`http`], with the response's headers as (name, value) pairs.
+pub fn http_with_headers(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -405,11 +416,14 @@ pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) 
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
 }
 
 /// The shipped policy with live trading switched on: what a platform that has deliberately
