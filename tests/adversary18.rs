@@ -366,7 +366,6 @@ fn time_without_a_usable_configuration_is_not_counted_as_served() {
 /// (or at least warned), as an empty or unreadable key file already is. (A kubeconfig naming an
 /// unreachable server lets the operator get as far as reading its keys.)
 #[test]
-#[ignore = "adversary18 finding 7"]
 fn the_operator_refuses_one_key_for_statistics_and_approvals() {
     use std::process::{Command, Stdio};
     let tmp = tempfile::tempdir().unwrap();
