@@ -220,7 +220,6 @@ fn counts_that_add_past_u64_max_do_not_panic_the_merge() {
 /// events; otherwise refused as impossible. (Reaches the gates through a simulation at gate0, or
 /// through any bug in the recorder at gate3.)
 #[test]
-#[ignore = "adversary18 finding 5"]
 fn counts_symbols_and_histograms_that_contradict_each_other_are_refused() {
     let mut r = recorder("sim", StatsSource::Simulation);
     let s = served("shadow");

@@ -536,6 +536,10 @@ pub enum Refusal {
         end: DateTime<Utc>,
         now: DateTime<Utc>,
     },
+    /// Numbers that contradict each other: no recorder writes them (an edited or forged file,
+    /// or a bug in the recorder).
+    #[error("impossible: {0}")]
+    Inconsistent(#[from] Inconsistency),
     /// The same window under another name: counted once, as `of`.
     #[error("a copy of {of}, already counted")]
     Copy { of: String },
@@ -543,6 +547,89 @@ pub enum Refusal {
     /// same time is not its own (an edited copy, or two services under one replica name).
     #[error("overlaps {other}, a window of the same replica already counted")]
     Overlaps { other: String },
+}
+
+/// How one window's numbers contradict each other (the invariants [`Recorder::record`] keeps:
+/// every event is a decision, a halt, a suppression or a duplicate; each non-duplicate event
+/// has one latency and one staleness value; what is decided was seen).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    #[error("symbol `{0}` decided but never seen")]
+    DecidedNotSeen(String),
+    #[error(
+        "{events} events, but decisions + halts + suppressed + duplicate_event_ids = {accounted}"
+    )]
+    EventsDoNotAddUp { events: u64, accounted: u128 },
+    #[error("`{field}` {count} exceeds the {decisions} decisions")]
+    MoreThanDecided {
+        field: &'static str,
+        count: u64,
+        decisions: u64,
+    },
+    #[error("{null} null events among {answered} answered (non-duplicate) events")]
+    MoreNullThanAnswered { null: u64, answered: u64 },
+    #[error("`{field}` holds {total} values for {answered} answered (non-duplicate) events")]
+    HistogramTotal {
+        field: &'static str,
+        total: u128,
+        answered: u64,
+    },
+}
+
+/// The first way `a`'s numbers contradict each other, if any.
+pub fn inconsistency(a: &RuntimeStatsArtifact) -> Option<Inconsistency> {
+    let seen: BTreeSet<&String> = a.symbols_seen.iter().collect();
+    if let Some(s) = a.symbols_decided.iter().find(|s| !seen.contains(s)) {
+        return Some(Inconsistency::DecidedNotSeen(s.clone()));
+    }
+    let c = &a.counts;
+    let accounted = [c.decisions, c.halts, c.suppressed, c.duplicate_event_ids]
+        .into_iter()
+        .map(u128::from)
+        .sum::<u128>();
+    if accounted != u128::from(c.events) {
+        return Some(Inconsistency::EventsDoNotAddUp {
+            events: c.events,
+            accounted,
+        });
+    }
+    for (field, count) in [
+        ("fallbacks", c.fallbacks),
+        ("errors", c.errors),
+        ("timeouts", c.timeouts),
+        ("canary_refusals", c.canary_refusals),
+        ("canary_reductions", c.canary_reductions),
+    ] {
+        if count > c.decisions {
+            return Some(Inconsistency::MoreThanDecided {
+                field,
+                count,
+                decisions: c.decisions,
+            });
+        }
+    }
+    // Cannot underflow: duplicates are part of the events just checked.
+    let answered = c.events - c.duplicate_event_ids;
+    if c.null_events > answered {
+        return Some(Inconsistency::MoreNullThanAnswered {
+            null: c.null_events,
+            answered,
+        });
+    }
+    for (field, h) in [
+        ("latency_ms", &a.latency_ms),
+        ("staleness_ms", &a.staleness_ms),
+    ] {
+        let total: u128 = h.counts.iter().map(|n| u128::from(*n)).sum();
+        if total != u128::from(answered) {
+            return Some(Inconsistency::HistogramTotal {
+                field,
+                total,
+                answered,
+            });
+        }
+    }
+    None
 }
 
 impl Refusal {
@@ -572,7 +659,8 @@ impl std::fmt::Display for Refused {
 pub struct Accepted {
     pub merged: Option<Merged>,
     /// Every file refused (unverifiable, unsigned or badly signed, another request, stage or
-    /// model, a simulation the policy does not accept, dated in the future; then copies and
+    /// model, a simulation the policy does not accept, dated in the future, numbers that
+    /// contradict each other ([`Inconsistency`]); then copies and
     /// windows overlapping one of the same replica already counted), in that order.
     pub refused: Vec<Refused>,
     /// Why the files that count could not be merged (counts that add up to the impossible);
@@ -701,7 +789,7 @@ fn refusal(a: &RuntimeStatsArtifact, want: &Wanted<'_>, now: DateTime<Utc>) -> O
             now,
         });
     }
-    None
+    inconsistency(a).map(Refusal::from)
 }
 
 #[cfg(test)]
