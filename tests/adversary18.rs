@@ -301,7 +301,6 @@ fn wait_until(mut f: impl FnMut() -> bool) {
 /// serving. Expected: the window closes when the configuration becomes unusable, and the time
 /// without one is a gap (docs/serving.md: "a window of what is served").
 #[test]
-#[ignore = "adversary18 finding 6"]
 fn time_without_a_usable_configuration_is_not_counted_as_served() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};

@@ -173,6 +173,15 @@ impl Recorder {
         }
     }
 
+    /// Closes the current window at `now` and starts none: nothing is served from then on (the
+    /// configuration became unusable), so that time is in no window, and the next window (from
+    /// [`Recorder::serving`]) leaves a gap after this one. `None` as for [`Recorder::close`].
+    pub fn stop(&mut self, now: DateTime<Utc>) -> Option<RuntimeStatsArtifact> {
+        let closed = self.close(now);
+        self.window = None;
+        closed
+    }
+
     /// Closes the current window at `now` (unsealed; see [`crate::contracts::seal`]) and starts
     /// the next one for the same served identity at the same instant. `None` when nothing is
     /// served or the window is empty in time.
@@ -900,6 +909,12 @@ mod tests {
         assert_eq!(third.window_start, at(12));
         // An empty instant writes nothing.
         assert!(r.close(at(20)).is_none());
+        // Stopped (no usable configuration) at 30 and serving again at 50: [30, 50) is in no
+        // window.
+        assert_eq!(r.stop(at(30)).map(|a| a.window_start), Some(at(20)));
+        assert!(r.close(at(40)).is_none(), "nothing served, nothing written");
+        assert!(r.serving(&paper, at(50)).is_none());
+        assert_eq!(r.close(at(60)).map(|a| a.window_start), Some(at(50)));
     }
 
     #[test]
