@@ -724,7 +724,11 @@ fn the_decision_service_signs_its_statistics_and_a_resealed_edit_is_refused() {
         allow_simulation: false,
         key: Some(&key),
     };
-    let a = accept(vec![("written".into(), read(&written[0]))], &want);
+    let a = accept(
+        vec![("written".into(), read(&written[0]))],
+        &want,
+        chrono::Utc::now(),
+    );
     assert!(a.refused.is_empty(), "{:?}", a.refused);
     assert_eq!(a.merged.unwrap().stats.decisions, 2);
 
@@ -743,6 +747,7 @@ fn the_decision_service_signs_its_statistics_and_a_resealed_edit_is_refused() {
             ("unsigned".into(), read(&unsigned_path)),
         ],
         &want,
+        chrono::Utc::now(),
     );
     assert!(a.merged.is_none());
     let why: Vec<&Refusal> = a.refused.iter().map(|r| &r.why).collect();

@@ -695,7 +695,8 @@ impl DemoService {
         request: Option<&str>,
         allow_simulation: bool,
     ) -> Result<StageStats, CliError> {
-        self.service.flush_stats(chrono::Utc::now());
+        let now = chrono::Utc::now();
+        self.service.flush_stats(now);
         let dir = self.root.join(stats::stage_dir(CANDIDATE, stage));
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(io(&dir))?
@@ -735,11 +736,14 @@ impl DemoService {
                 // A replay's statistics are simulations, unsigned: no key is needed to read them.
                 key: None,
             },
+            now,
         );
+        let mut refused: Vec<String> = accepted.refused.iter().map(|r| r.to_string()).collect();
+        refused.extend(accepted.unmergeable.map(|e| e.to_string()));
         Ok(StageStats {
             source: accepted.merged.as_ref().map(|m| m.source),
             accepted: accepted.merged.map(|m| m.stats),
-            refused: accepted.refused.iter().map(|r| r.to_string()).collect(),
+            refused,
             newest: newest.map(|(_, p)| p),
         })
     }

@@ -142,19 +142,27 @@ impl Histogram {
             self.bounds_ms.len()
         };
         if let Some(c) = self.counts.get_mut(i) {
-            *c += 1;
+            // Saturates rather than wraps: 2^64 values is beyond any one process.
+            *c = c.saturating_add(1);
         }
     }
 
-    /// Adds another histogram's counts; `false` (nothing added) when the buckets differ.
-    pub fn merge(&mut self, other: &Histogram) -> bool {
+    /// Adds another histogram's counts. Nothing is added when the buckets differ, or when a
+    /// sum would exceed `u64::MAX` (counts no service could have recorded: the sum is refused,
+    /// never wrapped).
+    pub fn merge(&mut self, other: &Histogram) -> Result<(), HistogramMergeError> {
         if self.bounds_ms != other.bounds_ms || self.counts.len() != other.counts.len() {
-            return false;
+            return Err(HistogramMergeError::DifferentBuckets);
         }
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        true
+        let sums = self
+            .counts
+            .iter()
+            .zip(&other.counts)
+            .map(|(a, b)| a.checked_add(*b))
+            .collect::<Option<Vec<u64>>>()
+            .ok_or(HistogramMergeError::Overflow)?;
+        self.counts = sums;
+        Ok(())
     }
 
     /// Whether the shape is one this build reads: increasing finite edges, one count more.
@@ -167,20 +175,31 @@ impl Histogram {
     /// The upper edge of the bucket holding the `q` quantile (0 < q ≤ 1); infinity when it lies
     /// above the last edge, `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.counts.iter().sum();
+        // Summed as u128: the counts of one histogram cannot overflow it (that would take more
+        // than 2^64 buckets).
+        let total: u128 = self.counts.iter().map(|c| u128::from(*c)).sum();
         if total == 0 {
             return None;
         }
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
+        let rank = (q * total as f64).ceil().max(1.0) as u128;
+        let mut seen = 0u128;
         for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
+            seen += u128::from(*c);
             if seen >= rank {
                 return Some(self.bounds_ms.get(i).copied().unwrap_or(f64::INFINITY));
             }
         }
         Some(f64::INFINITY)
     }
+}
+
+/// Why two histograms do not add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HistogramMergeError {
+    #[error("the buckets differ")]
+    DifferentBuckets,
+    #[error("a bucket's count summed past 2^64 - 1")]
+    Overflow,
 }
 
 /// One window's statistics (see the module comment).

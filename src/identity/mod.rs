@@ -221,6 +221,19 @@ impl SigningKey {
     }
 }
 
+impl SigningKey {
+    /// Whether any key of `self` (current or previous) is also one of `other`'s: each of
+    /// `self`'s keys MACs a fixed probe and `other` verifies the tag (equal HMAC keys give equal
+    /// tags; distinct ones collide with probability 2^-256). Used to refuse one key for two
+    /// purposes (the operator's `--stats-key` and `--webhook-signing-key-file`).
+    pub fn shares_a_key_with(&self, other: &SigningKey) -> bool {
+        const PROBE: &[u8] = b"janus-key-comparison-probe";
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|k| other.verifies(PROBE, &hex(ring::hmac::sign(k, PROBE).as_ref())))
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -601,6 +614,17 @@ mod tests {
 
     fn key() -> SigningKey {
         SigningKey::new(b"0123456789abcdef-test-key").unwrap()
+    }
+
+    #[test]
+    fn a_shared_key_is_found_in_either_place_of_a_rotation() {
+        let a = || SigningKey::new(b"key-a-0123456789abcdef").unwrap();
+        let b = || SigningKey::new(b"key-b-0123456789abcdef").unwrap();
+        assert!(a().shares_a_key_with(&a()));
+        assert!(!a().shares_a_key_with(&b()));
+        // A previous key on either side is still the same key.
+        assert!(b().with_previous([a()]).shares_a_key_with(&a()));
+        assert!(a().shares_a_key_with(&b().with_previous([a()])));
     }
 
     fn t(s: &str) -> DateTime<Utc> {

@@ -396,6 +396,15 @@ async fn operate(args: ControllerArgs) -> crate::cli::CliResult {
             None
         }
     };
+    // The decision service holds the statistics key (and is network-facing): were it also the
+    // webhook's key, the service could mint approvals, drills and status seals.
+    if let (Some(stats), Some(signing)) = (&stats_key, &signing_key)
+        && stats.shares_a_key_with(signing)
+    {
+        return Err(fail(
+            "--stats-key and --webhook-signing-key-file hold the same key: the decision service, which holds the statistics key, could then sign approvals, drills and status seals; give each its own Secret".into(),
+        ));
+    }
     // The audit key: derived from the signing key (crate::audit::AuditKey).
     let audit_key = match &args.webhook_signing_key_file {
         Some(path) => {

@@ -15,7 +15,7 @@ use crate::crd::{
 use crate::gates::RuntimeStats;
 use crate::gates::policy::GatePolicy;
 use crate::promotion::Phase;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -169,6 +169,7 @@ fn read_evidence(root: &Path, run: &str) -> std::result::Result<EvidenceArtifact
 fn read_runtime_stats(
     root: &Path,
     want: &crate::runtime::stats::Wanted<'_>,
+    now: DateTime<Utc>,
 ) -> (std::result::Result<RuntimeStats, String>, Vec<String>) {
     let folder = crate::runtime::stats::stage_dir(want.candidate, want.stage);
     let dir = root.join(&folder);
@@ -186,15 +187,16 @@ fn read_runtime_stats(
             .collect(),
         Err(_) => Vec::new(),
     };
-    let accepted = crate::runtime::stats::accept(files, want);
+    let accepted = crate::runtime::stats::accept(files, want, now);
     for refused in &accepted.refused {
         tracing::warn!(refused = %refused, "runtime statistics refused");
     }
     let notes = crate::runtime::stats::refusal_notes(&accepted.refused, MAX_REFUSAL_NOTES);
     let Some(merged) = accepted.merged else {
-        let why = match accepted.refused.len() {
-            0 => format!("none under {folder}/"),
-            n => format!("none that count under {folder}/ ({n} files refused)"),
+        let why = match (&accepted.unmergeable, accepted.refused.len()) {
+            (Some(e), _) => format!("refused under {folder}/: {e}"),
+            (None, 0) => format!("none under {folder}/"),
+            (None, n) => format!("none that count under {folder}/ ({n} files refused)"),
         };
         return (Err(why), notes);
     };
@@ -449,6 +451,7 @@ pub async fn reconcile_candidate(cand: Arc<JanusCandidate>, ctx: Arc<Context>) -
             allow_simulation: policy.gate0_data_integrity.allow_simulation,
             key: ctx.config.stats_key.as_ref(),
         },
+        Utc::now(),
     );
     let before = cand.status.clone();
     let status = candidate_plan::reconcile(&candidate_plan::CandidateInputs {
@@ -648,6 +651,7 @@ pub async fn reconcile_promotion(pr: Arc<PromotionRequest>, ctx: Arc<Context>) -
                 allow_simulation,
                 key: ctx.config.stats_key.as_ref(),
             },
+            now,
         ),
         None => (
             Err(format!("candidate `{}` not found", pr.spec.candidate)),

@@ -18,8 +18,8 @@
 
 use crate::contracts::artifact::unsealed;
 use crate::contracts::runtime_stats::{
-    Histogram, RuntimeCounts, RuntimeStatsArtifact, RuntimeStatsVersion, ServiceIdentity,
-    StatsSource,
+    Histogram, HistogramMergeError, RuntimeCounts, RuntimeStatsArtifact, RuntimeStatsVersion,
+    ServiceIdentity, StatsSource,
 };
 use crate::contracts::{ArtifactKind, Inputs, Lineage, Sha256Hex, canonical_hash};
 use crate::gates::RuntimeStats;
@@ -173,6 +173,15 @@ impl Recorder {
         }
     }
 
+    /// Closes the current window at `now` and starts none: nothing is served from then on (the
+    /// configuration became unusable), so that time is in no window, and the next window (from
+    /// [`Recorder::serving`]) leaves a gap after this one. `None` as for [`Recorder::close`].
+    pub fn stop(&mut self, now: DateTime<Utc>) -> Option<RuntimeStatsArtifact> {
+        let closed = self.close(now);
+        self.window = None;
+        closed
+    }
+
     /// Closes the current window at `now` (unsealed; see [`crate::contracts::seal`]) and starts
     /// the next one for the same served identity at the same instant. `None` when nothing is
     /// served or the window is empty in time.
@@ -233,8 +242,10 @@ pub fn stage_dir(candidate: &str, stage: &str) -> String {
     format!("candidates/{candidate}/runtime/{stage}")
 }
 
-/// A hole between two windows nothing covered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A hole in the windows: a time nothing covered, or a replica's time between two of its own
+/// windows (its window there was lost, e.g. SIGKILLed before its flush), even where another
+/// replica covered that time (each replica decides its own events).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Gap {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -243,58 +254,136 @@ pub struct Gap {
 /// Files merged into the figures the gates read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Merged {
-    /// Over the newest contiguous stretch of windows (the one that reaches the latest end).
+    /// Over the newest contiguous stretch of windows (every window starting at or after the
+    /// last gap's end).
     pub stats: RuntimeStats,
     /// The sources of the files merged (a simulation among them makes the whole a simulation).
     pub source: StatsSource,
     /// Files merged.
     pub files: usize,
-    /// Holes between windows, oldest first; what lies before the last one is not merged.
+    /// Holes (see [`Gap`]), oldest first; what starts before the last one's end is not merged.
     pub gaps: Vec<Gap>,
 }
 
-/// Merges windows (any replicas, any order) of one request, stage and model: counts and
-/// histograms add, symbol sets unite. Only the newest contiguous stretch counts; every gap is
-/// reported. `None` without files.
-pub fn merge(files: &[RuntimeStatsArtifact]) -> Option<Merged> {
-    let mut sorted: Vec<&RuntimeStatsArtifact> = files.iter().collect();
-    sorted.sort_by_key(|a| (a.window_start, a.window_end));
-    // Split into contiguous stretches (a window that starts after everything before it ended
-    // opens a new stretch).
-    let mut gaps = Vec::new();
-    let mut stretch_from = 0;
-    let mut end = sorted.first()?.window_end;
-    for (i, a) in sorted.iter().enumerate().skip(1) {
-        if a.window_start > end {
-            gaps.push(Gap {
-                from: end,
-                to: a.window_start,
-            });
-            stretch_from = i;
+/// Why windows cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error("no statistics files")]
+    Empty,
+    /// A sum past `u64::MAX`: counts no service could have recorded (each file may carry up to
+    /// 2^53 - 1, the reader's exact-integer limit). Refused, never wrapped.
+    #[error(
+        "impossible: `{0}` summed over the windows exceeds 2^64 - 1 (counts no decision service could have recorded)"
+    )]
+    Overflow(&'static str),
+}
+
+/// The gaps among `windows`: over all of them (a time nothing covered), and per replica
+/// (between two windows of the same replica); sorted, each once.
+fn gaps_in(windows: &[&RuntimeStatsArtifact]) -> BTreeSet<Gap> {
+    let mut gaps = BTreeSet::new();
+    let mut holes = |group: &mut Vec<&RuntimeStatsArtifact>| {
+        group.sort_by_key(|a| (a.window_start, a.window_end));
+        let Some(first) = group.first() else { return };
+        let mut end = first.window_end;
+        for a in group.iter().skip(1) {
+            if a.window_start > end {
+                gaps.insert(Gap {
+                    from: end,
+                    to: a.window_start,
+                });
+            }
+            end = end.max(a.window_end);
         }
-        end = end.max(a.window_end);
+    };
+    holes(&mut windows.to_vec());
+    let replicas: BTreeSet<&str> = windows.iter().map(|a| a.service.replica.as_str()).collect();
+    for replica in replicas {
+        let mut own: Vec<&RuntimeStatsArtifact> = windows
+            .iter()
+            .copied()
+            .filter(|a| a.service.replica == replica)
+            .collect();
+        holes(&mut own);
     }
-    let stretch = &sorted[stretch_from..];
+    gaps
+}
+
+/// `total += n`, refused past `u64::MAX`.
+fn add(total: &mut u64, n: u64, field: &'static str) -> Result<(), MergeError> {
+    *total = total.checked_add(n).ok_or(MergeError::Overflow(field))?;
+    Ok(())
+}
+
+/// Merges windows (any replicas, any order) of one request, stage and model: counts and
+/// histograms add (checked: a sum past `u64::MAX` is [`MergeError::Overflow`]), symbol sets
+/// unite. Every gap is reported ([`Gap`]: per replica as well as overall) and never bridged:
+/// only the windows that start at or after the last gap's end count (a window straddling it
+/// cannot be split, so it is left out, and any hole that leaves is a gap too). Expects one
+/// replica's windows not to overlap each other ([`accept`] refuses those that do).
+pub fn merge(files: &[RuntimeStatsArtifact]) -> Result<Merged, MergeError> {
+    if files.is_empty() {
+        return Err(MergeError::Empty);
+    }
+    let mut gaps = BTreeSet::new();
+    let mut cutoff: Option<DateTime<Utc>> = None;
+    // Each round moves the cutoff to the end of the newest gap found, which is a window's
+    // start later than the cutoff before: the loop ends, with that window kept.
+    let mut stretch = loop {
+        let kept: Vec<&RuntimeStatsArtifact> = files
+            .iter()
+            .filter(|a| cutoff.is_none_or(|c| a.window_start >= c))
+            .collect();
+        let found = gaps_in(&kept);
+        match found.iter().map(|g| g.to).max() {
+            None => break kept,
+            Some(to) => cutoff = Some(to),
+        }
+        gaps.extend(found);
+    };
+    stretch.sort_by_key(|a| (a.window_start, a.window_end));
     let mut counts = RuntimeCounts::default();
     let (mut latency, mut staleness) = (Histogram::default(), Histogram::default());
     let (mut seen, mut decided) = (BTreeSet::new(), BTreeSet::new());
     let mut source = StatsSource::DecisionService;
     let mut schema_versions = BTreeSet::new();
     let mut mergeable = true;
-    for a in stretch {
+    for a in &stretch {
         let c = &a.counts;
-        counts.events += c.events;
-        counts.decisions += c.decisions;
-        counts.errors += c.errors;
-        counts.timeouts += c.timeouts;
-        counts.fallbacks += c.fallbacks;
-        counts.halts += c.halts;
-        counts.suppressed += c.suppressed;
-        counts.duplicate_event_ids += c.duplicate_event_ids;
-        counts.canary_refusals += c.canary_refusals;
-        counts.canary_reductions += c.canary_reductions;
-        counts.null_events += c.null_events;
-        mergeable &= latency.merge(&a.latency_ms) && staleness.merge(&a.staleness_ms);
+        add(&mut counts.events, c.events, "events")?;
+        add(&mut counts.decisions, c.decisions, "decisions")?;
+        add(&mut counts.errors, c.errors, "errors")?;
+        add(&mut counts.timeouts, c.timeouts, "timeouts")?;
+        add(&mut counts.fallbacks, c.fallbacks, "fallbacks")?;
+        add(&mut counts.halts, c.halts, "halts")?;
+        add(&mut counts.suppressed, c.suppressed, "suppressed")?;
+        add(
+            &mut counts.duplicate_event_ids,
+            c.duplicate_event_ids,
+            "duplicate_event_ids",
+        )?;
+        add(
+            &mut counts.canary_refusals,
+            c.canary_refusals,
+            "canary_refusals",
+        )?;
+        add(
+            &mut counts.canary_reductions,
+            c.canary_reductions,
+            "canary_reductions",
+        )?;
+        add(&mut counts.null_events, c.null_events, "null_events")?;
+        for (total, h, field) in [
+            (&mut latency, &a.latency_ms, "latency_ms"),
+            (&mut staleness, &a.staleness_ms, "staleness_ms"),
+        ] {
+            match total.merge(h) {
+                Ok(()) => {}
+                // Different buckets: no quantile over the whole.
+                Err(HistogramMergeError::DifferentBuckets) => mergeable = false,
+                Err(HistogramMergeError::Overflow) => return Err(MergeError::Overflow(field)),
+            }
+        }
         seen.extend(a.symbols_seen.iter().cloned());
         decided.extend(a.symbols_decided.iter().cloned());
         if a.source == StatsSource::Simulation {
@@ -303,7 +392,12 @@ pub fn merge(files: &[RuntimeStatsArtifact]) -> Option<Merged> {
         schema_versions.insert(a.feature_schema_version.clone());
     }
     let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
-    let first = stretch.first()?;
+    let first = stretch.first().ok_or(MergeError::Empty)?;
+    let end = stretch
+        .iter()
+        .map(|a| a.window_end)
+        .max()
+        .unwrap_or(first.window_end);
     let stats = RuntimeStats {
         stage: first.stage.clone(),
         window_start: first.window_start,
@@ -323,11 +417,11 @@ pub fn merge(files: &[RuntimeStatsArtifact]) -> Option<Merged> {
         latency_p95_ms: mergeable.then(|| latency.quantile(0.95)).flatten(),
         timeout_ratio: ratio(counts.timeouts, counts.decisions),
     };
-    Some(Merged {
+    Ok(Merged {
         stats,
         source,
         files: stretch.len(),
-        gaps,
+        gaps: gaps.into_iter().collect(),
     })
 }
 
@@ -443,6 +537,108 @@ pub enum Refusal {
     OtherRequest { served: String, wanted: String },
     #[error("is a simulation, which the policy does not accept for the {0} window")]
     Simulation(String),
+    /// Dated later than the operator's clock allows ([`crate::identity::MAX_CLOCK_SKEW`]): a
+    /// replica's clock running ahead, or a forged date. Counting it would make every genuine
+    /// window before it look older than a gap.
+    #[error("its window ends at {end}, after now ({now}) plus the allowed clock skew")]
+    Future {
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// Numbers that contradict each other: no recorder writes them (an edited or forged file,
+    /// or a bug in the recorder).
+    #[error("impossible: {0}")]
+    Inconsistent(#[from] Inconsistency),
+    /// The same window under another name: counted once, as `of`.
+    #[error("a copy of {of}, already counted")]
+    Copy { of: String },
+    /// One replica serves each instant once: a second window of the same replica over the
+    /// same time is not its own (an edited copy, or two services under one replica name).
+    #[error("overlaps {other}, a window of the same replica already counted")]
+    Overlaps { other: String },
+}
+
+/// How one window's numbers contradict each other (the invariants [`Recorder::record`] keeps:
+/// every event is a decision, a halt, a suppression or a duplicate; each non-duplicate event
+/// has one latency and one staleness value; what is decided was seen).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    #[error("symbol `{0}` decided but never seen")]
+    DecidedNotSeen(String),
+    #[error(
+        "{events} events, but decisions + halts + suppressed + duplicate_event_ids = {accounted}"
+    )]
+    EventsDoNotAddUp { events: u64, accounted: u128 },
+    #[error("`{field}` {count} exceeds the {decisions} decisions")]
+    MoreThanDecided {
+        field: &'static str,
+        count: u64,
+        decisions: u64,
+    },
+    #[error("{null} null events among {answered} answered (non-duplicate) events")]
+    MoreNullThanAnswered { null: u64, answered: u64 },
+    #[error("`{field}` holds {total} values for {answered} answered (non-duplicate) events")]
+    HistogramTotal {
+        field: &'static str,
+        total: u128,
+        answered: u64,
+    },
+}
+
+/// The first way `a`'s numbers contradict each other, if any.
+pub fn inconsistency(a: &RuntimeStatsArtifact) -> Option<Inconsistency> {
+    let seen: BTreeSet<&String> = a.symbols_seen.iter().collect();
+    if let Some(s) = a.symbols_decided.iter().find(|s| !seen.contains(s)) {
+        return Some(Inconsistency::DecidedNotSeen(s.clone()));
+    }
+    let c = &a.counts;
+    let accounted = [c.decisions, c.halts, c.suppressed, c.duplicate_event_ids]
+        .into_iter()
+        .map(u128::from)
+        .sum::<u128>();
+    if accounted != u128::from(c.events) {
+        return Some(Inconsistency::EventsDoNotAddUp {
+            events: c.events,
+            accounted,
+        });
+    }
+    for (field, count) in [
+        ("fallbacks", c.fallbacks),
+        ("errors", c.errors),
+        ("timeouts", c.timeouts),
+        ("canary_refusals", c.canary_refusals),
+        ("canary_reductions", c.canary_reductions),
+    ] {
+        if count > c.decisions {
+            return Some(Inconsistency::MoreThanDecided {
+                field,
+                count,
+                decisions: c.decisions,
+            });
+        }
+    }
+    // Cannot underflow: duplicates are part of the events just checked.
+    let answered = c.events - c.duplicate_event_ids;
+    if c.null_events > answered {
+        return Some(Inconsistency::MoreNullThanAnswered {
+            null: c.null_events,
+            answered,
+        });
+    }
+    for (field, h) in [
+        ("latency_ms", &a.latency_ms),
+        ("staleness_ms", &a.staleness_ms),
+    ] {
+        let total: u128 = h.counts.iter().map(|n| u128::from(*n)).sum();
+        if total != u128::from(answered) {
+            return Some(Inconsistency::HistogramTotal {
+                field,
+                total,
+                answered,
+            });
+        }
+    }
+    None
 }
 
 impl Refusal {
@@ -472,31 +668,83 @@ impl std::fmt::Display for Refused {
 pub struct Accepted {
     pub merged: Option<Merged>,
     /// Every file refused (unverifiable, unsigned or badly signed, another request, stage or
-    /// model, a simulation the policy does not accept), in the order given.
+    /// model, a simulation the policy does not accept, dated in the future, numbers that
+    /// contradict each other ([`Inconsistency`]); then copies and
+    /// windows overlapping one of the same replica already counted), in that order.
     pub refused: Vec<Refused>,
+    /// Why the files that count could not be merged (counts that add up to the impossible);
+    /// `merged` is then `None`.
+    pub unmergeable: Option<MergeError>,
 }
 
 /// Keeps the files that verified (the caller read them with the fail-closed artifact reader),
 /// carry a signature the statistics key verifies (or are an unsigned simulation, see
-/// [`check_signature`]) and come from serving `want`, and merges them (see [`merge`]).
+/// [`check_signature`]), come from serving `want` and end no later than `now` plus
+/// [`crate::identity::MAX_CLOCK_SKEW`]; counts each window once (a copy, or a window of a
+/// replica overlapping one of its own already kept, is refused: the earliest-starting is kept,
+/// ties by name), and merges them (see [`merge`]).
 pub fn accept(
     files: Vec<(String, Result<RuntimeStatsArtifact, String>)>,
     want: &Wanted<'_>,
+    now: DateTime<Utc>,
 ) -> Accepted {
     let mut kept = Vec::new();
     let mut refused = Vec::new();
     for (file, read) in files {
         match read
             .map_err(Refusal::Unverifiable)
-            .and_then(|a| refusal(&a, want).map_or(Ok(a), Err))
+            .and_then(|a| refusal(&a, want, now).map_or(Ok(a), Err))
         {
-            Ok(a) => kept.push(a),
+            Ok(a) => kept.push((file, a)),
             Err(why) => refused.push(Refused { file, why }),
         }
     }
+    kept.sort_by(|(f, a), (g, b)| {
+        (&a.service.replica, a.window_start, a.window_end, f).cmp(&(
+            &b.service.replica,
+            b.window_start,
+            b.window_end,
+            g,
+        ))
+    });
+    // Per replica: the window kept last (the latest ending so far) and its file.
+    let mut once: Vec<(String, RuntimeStatsArtifact)> = Vec::with_capacity(kept.len());
+    let mut last: Option<usize> = None;
+    for (file, a) in kept {
+        let previous = last.map(|i| &once[i]).filter(|(_, p)| {
+            p.service.replica == a.service.replica && a.window_start < p.window_end
+        });
+        match previous {
+            Some((of, p)) if *p == a => refused.push(Refused {
+                file,
+                why: Refusal::Copy { of: of.clone() },
+            }),
+            Some((other, _)) => refused.push(Refused {
+                file,
+                why: Refusal::Overlaps {
+                    other: other.clone(),
+                },
+            }),
+            None => {
+                let same = last.is_some_and(|i| once[i].1.service.replica == a.service.replica);
+                let later = last.is_none_or(|i| a.window_end > once[i].1.window_end);
+                once.push((file, a));
+                if !same || later {
+                    last = Some(once.len() - 1);
+                }
+            }
+        }
+    }
+    let windows: Vec<RuntimeStatsArtifact> = once.into_iter().map(|(_, a)| a).collect();
+    let (merged, unmergeable) = match merge(&windows) {
+        Ok(m) => (Some(m), None),
+        Err(MergeError::Empty) => (None, None),
+        Err(e) => (None, Some(e)),
+    };
     Accepted {
-        merged: merge(&kept),
+        merged,
         refused,
+        unmergeable,
     }
 }
 
@@ -519,7 +767,7 @@ pub fn refusal_notes(refused: &[Refused], max: usize) -> Vec<String> {
 }
 
 /// Why one verified file does not count for `want`; `None` when it does.
-fn refusal(a: &RuntimeStatsArtifact, want: &Wanted<'_>) -> Option<Refusal> {
+fn refusal(a: &RuntimeStatsArtifact, want: &Wanted<'_>, now: DateTime<Utc>) -> Option<Refusal> {
     if let Err(e) = check_signature(a, want.key) {
         return Some(e.into());
     }
@@ -544,7 +792,13 @@ fn refusal(a: &RuntimeStatsArtifact, want: &Wanted<'_>) -> Option<Refusal> {
     if a.source == StatsSource::Simulation && !want.allow_simulation {
         return Some(Refusal::Simulation(want.stage.to_string()));
     }
-    None
+    if a.window_end > now + crate::identity::MAX_CLOCK_SKEW {
+        return Some(Refusal::Future {
+            end: a.window_end,
+            now,
+        });
+    }
+    inconsistency(a).map(Refusal::from)
 }
 
 #[cfg(test)]
@@ -602,7 +856,11 @@ mod tests {
         assert_eq!(h.counts.last(), Some(&2), "never reported as fast");
         let mut other = Histogram::default();
         other.bounds_ms.pop();
-        assert!(!h.merge(&other), "different buckets do not merge");
+        assert_eq!(
+            h.merge(&other),
+            Err(HistogramMergeError::DifferentBuckets),
+            "different buckets do not merge"
+        );
     }
 
     #[test]
@@ -651,6 +909,12 @@ mod tests {
         assert_eq!(third.window_start, at(12));
         // An empty instant writes nothing.
         assert!(r.close(at(20)).is_none());
+        // Stopped (no usable configuration) at 30 and serving again at 50: [30, 50) is in no
+        // window.
+        assert_eq!(r.stop(at(30)).map(|a| a.window_start), Some(at(20)));
+        assert!(r.close(at(40)).is_none(), "nothing served, nothing written");
+        assert!(r.serving(&paper, at(50)).is_none());
+        assert_eq!(r.close(at(60)).map(|a| a.window_start), Some(at(50)));
     }
 
     #[test]
@@ -719,6 +983,8 @@ mod tests {
         let good = signed(unsigned.clone());
         let mut sim = unsigned.clone();
         sim.source = StatsSource::Simulation;
+        // Another replica's: the same replica's window over the same time counts once.
+        sim.service.replica = "r2".into();
         let mut other_model = unsigned.clone();
         other_model.model_sha256 = Sha256Hex::of_bytes(b"other");
         let mut other_request = unsigned.clone();
@@ -745,7 +1011,7 @@ mod tests {
                 ("unsigned".to_string(), Ok(unsigned.clone())),
             ]
         };
-        let a = accept(files(), &want);
+        let a = accept(files(), &want, at(3600));
         assert_eq!(a.merged.as_ref().unwrap().files, 1);
         let refused: Vec<&str> = a.refused.iter().map(|r| r.file.as_str()).collect();
         assert_eq!(refused, ["sim", "model", "request", "edited", "unsigned"]);
@@ -763,6 +1029,7 @@ mod tests {
                 allow_simulation: true,
                 ..want
             },
+            at(3600),
         );
         let m = a.merged.unwrap();
         assert_eq!((m.files, m.source), (2, StatsSource::Simulation));
@@ -783,7 +1050,7 @@ mod tests {
                     .to_string(),
             ]
         );
-        let a = accept(files(), &Wanted { key: None, ..want });
+        let a = accept(files(), &Wanted { key: None, ..want }, at(3600));
         assert!(a.merged.is_none());
         assert_eq!(a.refused[0].why, Refusal::Signature(SignatureError::NoKey));
     }

@@ -435,6 +435,12 @@ impl Service {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no usable runtime configuration: trading halted");
+                if let Some(r) = &self.stats {
+                    // Nothing is served until a usable configuration returns: that time is in
+                    // no window (a gap, never counted as served).
+                    let closed = lock(r).stop(Utc::now());
+                    self.write_stats(closed);
+                }
                 self.metrics.config_valid(false);
             }
         }
