@@ -56,6 +56,10 @@ spec:
     grpo: {seed: $(($2 + 1)), steps: 20, groupSize: 4, learningRate: 0.002, klCoef: 0.04, clipRange: 0.2, maxGradNorm: 1.0}
   artifacts: {claimName: janus-artifacts}
   heldOutFrom: "2023-09-01"
+  # Several walk-forward folds in the held-out window (the defaults, 60/40/40 days, give one
+  # here, and gate1 has no fold dispersion to measure from one).
+  evaluation:
+    walk_forward: {train_days: 30, test_days: 20, step_days: 20}
 YAML
 }
 
