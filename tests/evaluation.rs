@@ -222,6 +222,8 @@ fn janus_metrics_reports_the_paper_figures_and_deltas_as_json() {
     );
     assert!(d["ci_lower"].as_f64().unwrap() < d["ci_upper"].as_f64().unwrap());
     assert!((0.0..=1.0).contains(&d["p_value"].as_f64().unwrap()));
+    // Every delta has a value here, so the delta's reasons (beside its figures) are empty.
+    assert_eq!(v["delta"]["null_reasons"], serde_json::json!({}));
     assert_eq!(v["bootstrap"]["method"], "stationary_bootstrap");
     assert_eq!(v["bootstrap"]["resamples"], 500);
     assert_eq!(v["bootstrap"]["seed"], 9);

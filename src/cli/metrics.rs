@@ -211,8 +211,12 @@ pub fn run(args: MetricsArgs) -> CliResult {
                 }
             }
         }
+        // The delta's own reasons beside its figures, as every output holds them (issue 17).
+        delta.insert(
+            "null_reasons".into(),
+            serde_json::Value::Object(delta_reasons),
+        );
         out["delta"] = serde_json::Value::Object(delta);
-        out["delta_null_reasons"] = serde_json::Value::Object(delta_reasons);
     }
     if args.json {
         outln!(
@@ -246,7 +250,7 @@ pub fn run(args: MetricsArgs) -> CliResult {
         }
     }
     if let Some(d) = out.get("delta") {
-        if let Some(why) = out["delta_null_reasons"]["sr"].as_str() {
+        if let Some(why) = d["null_reasons"]["sr"].as_str() {
             outln!("  SR − baseline: n/a: {why}");
         }
         if let Some(sr) = d.get("sr") {
