@@ -12,8 +12,8 @@ use super::{CliError, CliResult};
 use crate::cli::output::outln;
 use crate::contracts::artifact::write_atomically;
 use crate::contracts::event_car::EventCarRecord;
-use crate::contracts::runtime_stats::{RuntimeStatsArtifact, StatsSource};
-use crate::contracts::{Artifact, read_artifact, verify_bytes};
+use crate::contracts::runtime_stats::StatsSource;
+use crate::contracts::{Artifact, verify_bytes};
 use crate::evaluation::present;
 use crate::evaluation::report::Evaluation;
 use crate::gates::policy::GatePolicy;
@@ -698,28 +698,16 @@ impl DemoService {
         let now = chrono::Utc::now();
         self.service.flush_stats(now);
         let dir = self.root.join(stats::stage_dir(CANDIDATE, stage));
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(io(&dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        paths.sort();
         let mut files = Vec::new();
         let mut newest: Option<(chrono::DateTime<chrono::Utc>, PathBuf)> = None;
-        for p in &paths {
-            let read = read_artifact::<RuntimeStatsArtifact>(p).map_err(|e| e.to_string());
+        // Named relative to the demo's folder (the staging folder is renamed at the end).
+        for (p, name, read) in stats::read_stage(&self.root, CANDIDATE, stage).map_err(io(&dir))? {
             if let Ok(a) = &read
                 && a.counts.events > 0
                 && newest.as_ref().is_none_or(|(t, _)| a.window_end > *t)
             {
-                newest = Some((a.window_end, p.clone()));
+                newest = Some((a.window_end, p));
             }
-            // Named relative to the demo's folder (the staging folder is renamed at the end).
-            let name = p
-                .strip_prefix(&self.root)
-                .unwrap_or(p)
-                .display()
-                .to_string();
             files.push((name, read));
         }
         let model = crate::contracts::Sha256Hex::of_bytes(

@@ -5,7 +5,6 @@
 use super::Context;
 use crate::contracts::consistency::read_evidence_with_parents;
 use crate::contracts::evidence::EvidenceArtifact;
-use crate::contracts::read_artifact;
 use crate::controller::jobs::{self, Step};
 use crate::controller::run::{self as run_plan, ChildKind, JobPhase, ObservedChild, ObservedJob};
 use crate::controller::{candidate as candidate_plan, promotion as promotion_plan};
@@ -172,21 +171,12 @@ fn read_runtime_stats(
     now: DateTime<Utc>,
 ) -> (std::result::Result<RuntimeStats, String>, Vec<String>) {
     let folder = crate::runtime::stats::stage_dir(want.candidate, want.stage);
-    let dir = root.join(&folder);
-    let files: Vec<_> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .map(|p| {
-                let read =
-                    read_artifact::<crate::contracts::runtime_stats::RuntimeStatsArtifact>(&p)
-                        .map_err(|e| e.to_string());
-                let name = p.strip_prefix(root).unwrap_or(&p).display().to_string();
-                (name, read)
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    // No folder yet: no statistics (the reason below says "none under ...").
+    let files: Vec<_> = crate::runtime::stats::read_stage(root, want.candidate, want.stage)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, name, read)| (name, read))
+        .collect();
     let accepted = crate::runtime::stats::accept(files, want, now);
     for refused in &accepted.refused {
         tracing::warn!(refused = %refused, "runtime statistics refused");

@@ -242,6 +242,39 @@ pub fn stage_dir(candidate: &str, stage: &str) -> String {
     format!("candidates/{candidate}/runtime/{stage}")
 }
 
+/// One statistics file as read from a stage folder: its path, its name relative to the
+/// artifacts root (as refusals name it), and the fail-closed reader's verdict.
+pub type StageFile = (
+    std::path::PathBuf,
+    String,
+    Result<RuntimeStatsArtifact, String>,
+);
+
+/// Reads every `*.json` under `<root>/<stage_dir>` (in name order) with the fail-closed artifact
+/// reader, for [`accept`]: the one reader the operator and the demo share. The only I/O of this
+/// module. Errors: the folder cannot be listed (absent included).
+pub fn read_stage(
+    root: &std::path::Path,
+    candidate: &str,
+    stage: &str,
+) -> std::io::Result<Vec<StageFile>> {
+    let mut paths: Vec<std::path::PathBuf> =
+        std::fs::read_dir(root.join(stage_dir(candidate, stage)))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|p| {
+            let read = crate::contracts::read_artifact::<RuntimeStatsArtifact>(&p)
+                .map_err(|e| e.to_string());
+            let name = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+            (p, name, read)
+        })
+        .collect())
+}
+
 /// A hole in the windows: a time nothing covered, or a replica's time between two of its own
 /// windows (its window there was lost, e.g. SIGKILLed before its flush), even where another
 /// replica covered that time (each replica decides its own events).
